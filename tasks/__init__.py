@@ -1,0 +1,1 @@
+"""Pipeline steps: pure functions and the thin Prefect tasks that wrap them."""

@@ -1,0 +1,46 @@
+"""Shared fixtures: the real datasets beside the checkout and Prefect's test harness."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("MNIST_FLOW_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The folder of real IDX datasets (``../shared/data``); its absence is an error."""
+    if not (SHARED_DATA / "mnist").is_dir() or not (SHARED_DATA / "fashion-mnist").is_dir():
+        raise RuntimeError(
+            f"real datasets not found at {SHARED_DATA}; the tests need ../shared/data "
+            "beside the checkout (or MNIST_FLOW_SHARED_DATA pointing at it)"
+        )
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def mnist_dir(shared_data: Path) -> Path:
+    """The real MNIST test set and training labels."""
+    return shared_data / "mnist"
+
+
+@pytest.fixture(scope="session")
+def fashion_dir(shared_data: Path) -> Path:
+    """The complete Fashion-MNIST."""
+    return shared_data / "fashion-mnist"
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """Run Prefect flows and tasks against a temporary local database."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
