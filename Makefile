@@ -28,7 +28,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/run_all.py $(ARGS)
 
 constraints: $(STAMP)
-	$(BIN)/python -m pip freeze --exclude-editable > constraints.txt.new
+	head -n 2 constraints.txt > constraints.txt.new
+	$(BIN)/python -m pip freeze --exclude-editable >> constraints.txt.new
 	mv constraints.txt.new constraints.txt
 
 clean:
