@@ -33,3 +33,7 @@ class NonFiniteError(MnistFlowError, FloatingPointError):
     def __init__(self, message: str, epoch: int) -> None:
         super().__init__(f"{message} (epoch {epoch})")
         self.epoch = epoch
+
+
+class InputError(MnistFlowError, ValueError):
+    """An array argument has the wrong shape, dtype or values; the message names the parameter."""

@@ -1,0 +1,270 @@
+"""A multilayer perceptron: any number of hidden layers, softmax output.
+
+The model is a list of weight matrices ``W_l`` (n_in, n_out) and bias vectors
+``b_l`` (n_out,), all of one float dtype (float32 normally; float64 for gradient
+checks), plus the name of the hidden activation. Training lives in
+:mod:`nn.train`; this module holds the parameters, inference and the
+loss/gradient of one batch.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
+
+from nn.activations import get_activation
+from nn.backprop import Workspace, backward, forward
+from nn.errors import ConfigError, InputError
+from nn.init import get_initializer
+from nn.losses import cross_entropy_sum, l2_penalty, softmax, softmax_cross_entropy
+
+DEFAULT_LAYER_SIZES: tuple[int, ...] = (784, 300, 10)
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+INFERENCE_BATCH = 4096
+
+
+def _check_layer_sizes(layer_sizes: Sequence[int]) -> tuple[int, ...]:
+    sizes = tuple(layer_sizes)
+    if len(sizes) < 2 or not all(
+        isinstance(n, int | np.integer) and not isinstance(n, bool) and n >= 1 for n in sizes
+    ):
+        raise ConfigError(
+            f"layer_sizes={sizes!r} must list at least two positive integers "
+            "(inputs, [hidden...], classes)"
+        )
+    return tuple(int(n) for n in sizes)
+
+
+class MLP:
+    """Multilayer perceptron with a shared hidden activation and a softmax output.
+
+    Parameters
+    ----------
+    weights:
+        ``W_l`` of shape (n_l, n_{l+1}), one float dtype for all.
+    biases:
+        ``b_l`` of shape (n_{l+1},), same dtype.
+    activation:
+        Hidden activation name (see :data:`nn.activations.ACTIVATIONS`).
+    """
+
+    def __init__(
+        self, weights: Sequence[np.ndarray], biases: Sequence[np.ndarray], activation: str = "relu"
+    ) -> None:
+        get_activation(activation)
+        if len(weights) == 0 or len(weights) != len(biases):
+            raise InputError(
+                f"need as many bias vectors as weight matrices (at least one); "
+                f"got {len(weights)} weights and {len(biases)} biases"
+            )
+        dtype = np.asarray(weights[0]).dtype
+        if dtype not in FLOAT_DTYPES:
+            raise InputError(f"weights must be float32 or float64, got dtype {dtype}")
+        for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
+            w, b = np.asarray(w), np.asarray(b)
+            if w.dtype != dtype or b.dtype != dtype:
+                raise InputError(
+                    f"layer {i}: weights dtype {w.dtype} / biases dtype {b.dtype} "
+                    f"differ from {dtype}"
+                )
+            if w.ndim != 2 or b.shape != (w.shape[1],):
+                raise InputError(
+                    f"layer {i}: weights shape {w.shape} and biases shape {b.shape} do not fit "
+                    "(expected (n_in, n_out) and (n_out,))"
+                )
+            if i > 0 and w.shape[0] != weights[i - 1].shape[1]:
+                raise InputError(
+                    f"layer {i}: weights shape {w.shape} does not follow the previous layer's "
+                    f"{weights[i - 1].shape[1]} outputs"
+                )
+        self.weights: list[np.ndarray] = [np.ascontiguousarray(w) for w in weights]
+        self.biases: list[np.ndarray] = [np.ascontiguousarray(b) for b in biases]
+        self.activation: str = activation
+
+    @classmethod
+    def create(
+        cls,
+        layer_sizes: Sequence[int] = DEFAULT_LAYER_SIZES,
+        *,
+        activation: str = "relu",
+        init: str = "he",
+        rng: np.random.Generator,
+        dtype: type[np.floating] = np.float32,
+    ) -> MLP:
+        """A freshly initialised network; ``init`` names the weight initialiser, biases are zero."""
+        sizes = _check_layer_sizes(layer_sizes)
+        get_activation(activation)
+        initializer = get_initializer(init)
+        if not isinstance(rng, np.random.Generator):
+            raise ConfigError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        if np.dtype(dtype) not in FLOAT_DTYPES:
+            raise ConfigError(f"dtype={dtype!r} must be float32 or float64")
+        weights = [
+            initializer(a, b, rng, np.dtype(dtype).type) for a, b in itertools.pairwise(sizes)
+        ]
+        biases = [np.zeros(b, dtype=dtype) for b in sizes[1:]]
+        return cls(weights, biases, activation)
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def layer_sizes(self) -> tuple[int, ...]:
+        """(n_inputs, hidden..., n_classes)."""
+        return (self.weights[0].shape[0], *(w.shape[1] for w in self.weights))
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The float dtype of every parameter."""
+        return self.weights[0].dtype
+
+    @property
+    def n_parameters(self) -> int:
+        """Number of scalar parameters (weights and biases)."""
+        return sum(w.size + b.size for w, b in zip(self.weights, self.biases, strict=True))
+
+    def parameters(self) -> list[np.ndarray]:
+        """The live parameter arrays, ordered ``[W_0, b_0, W_1, b_1, ...]``."""
+        return [p for pair in zip(self.weights, self.biases, strict=True) for p in pair]
+
+    def copy(self) -> MLP:
+        """A deep copy."""
+        return MLP(
+            [w.copy() for w in self.weights], [b.copy() for b in self.biases], self.activation
+        )
+
+    def astype(self, dtype: type[np.floating]) -> MLP:
+        """A copy with every parameter cast to ``dtype`` (float32 or float64)."""
+        return MLP(
+            [w.astype(dtype) for w in self.weights],
+            [b.astype(dtype) for b in self.biases],
+            self.activation,
+        )
+
+    def set_parameters(self, params: Sequence[np.ndarray]) -> None:
+        """Copy ``params`` (ordered as :meth:`parameters`) into the live arrays."""
+        live = self.parameters()
+        if len(params) != len(live):
+            raise InputError(f"expected {len(live)} parameter arrays, got {len(params)}")
+        for dst, src in zip(live, params, strict=True):
+            np.copyto(dst, src)
+
+    # ------------------------------------------------------------------ inference
+    def _check_X(self, X: np.ndarray, name: str = "X") -> np.ndarray:
+        X = np.asarray(X)
+        d = self.layer_sizes[0]
+        if X.ndim != 2 or X.shape[1] != d:
+            raise InputError(f"{name} must have shape (n, {d}), got {X.shape}")
+        if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
+            raise InputError(f"{name} must be a float array, got dtype {X.dtype}")
+        return X
+
+    def _check_y(self, y: np.ndarray, n: int, name: str = "y") -> np.ndarray:
+        y = np.asarray(y)
+        k = self.layer_sizes[-1]
+        if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
+            raise InputError(
+                f"{name} must be an integer array of shape ({n},), got {y.dtype} {y.shape}"
+            )
+        if n and (y.min() < 0 or y.max() >= k):
+            raise InputError(f"{name} holds labels outside [0, {k}): min {y.min()}, max {y.max()}")
+        return y
+
+    def logits(self, X: np.ndarray) -> np.ndarray:
+        """Raw output scores (n, k) for inputs ``X`` (n, d), computed in the model's dtype."""
+        X = np.asarray(X, dtype=self.dtype)
+        act = get_activation(self.activation)
+        a = X
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            z = a @ w
+            z += b
+            if i < last:
+                act.forward(z)
+            a = z
+        return a
+
+    def _batches(self, n: int, batch_size: int):
+        for start in range(0, n, batch_size):
+            yield slice(start, min(start + batch_size, n))
+
+    def predict_proba(self, X: np.ndarray, *, batch_size: int = INFERENCE_BATCH) -> np.ndarray:
+        """Class probabilities (n, k) in the model's dtype for ``X`` (n, d); batched."""
+        X = self._check_X(X)
+        out = np.empty((X.shape[0], self.layer_sizes[-1]), dtype=self.dtype)
+        for s in self._batches(X.shape[0], batch_size):
+            out[s] = softmax(self.logits(X[s]))
+        return out
+
+    def predict(self, X: np.ndarray, *, batch_size: int = INFERENCE_BATCH) -> np.ndarray:
+        """Predicted labels (n,) int64 for ``X`` (n, d); batched."""
+        X = self._check_X(X)
+        out = np.empty(X.shape[0], dtype=np.int64)
+        for s in self._batches(X.shape[0], batch_size):
+            out[s] = self.logits(X[s]).argmax(axis=1)
+        return out
+
+    def evaluate(
+        self, X: np.ndarray, y: np.ndarray, *, batch_size: int = INFERENCE_BATCH
+    ) -> tuple[float, float]:
+        """Mean cross-entropy (nats) and accuracy in [0, 1] on ``X`` (n, d), ``y`` (n,); batched."""
+        X = self._check_X(X)
+        y = self._check_y(y, X.shape[0])
+        if X.shape[0] == 0:
+            raise InputError("X is empty: cannot evaluate on zero samples")
+        loss_sum, correct = 0.0, 0
+        for s in self._batches(X.shape[0], batch_size):
+            z = self.logits(X[s])
+            loss_sum += cross_entropy_sum(z, y[s])
+            correct += int(np.count_nonzero(z.argmax(axis=1) == y[s]))
+        n = X.shape[0]
+        return loss_sum / n, correct / n
+
+    # ------------------------------------------------------------------ training maths
+    def workspace(self, capacity: int) -> Workspace:
+        """Preallocated buffers for batches of up to ``capacity`` rows."""
+        return Workspace.create(self.layer_sizes, capacity, self.dtype)
+
+    def loss_and_gradients(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        *,
+        weight_decay: float = 0.0,
+        workspace: Workspace | None = None,
+    ) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
+        """Objective on one batch and its gradient with respect to every parameter.
+
+        Parameters
+        ----------
+        X:
+            (m, d) inputs in the model's dtype.
+        y:
+            (m,) integer labels.
+        weight_decay:
+            L2 coefficient ``lambda``; the objective is
+            ``mean cross-entropy + lambda / 2 * sum ||W_l||^2`` (biases not decayed).
+        workspace:
+            Buffers from :meth:`workspace` with capacity >= m; allocated when omitted.
+
+        Returns
+        -------
+        loss, grads_w, grads_b:
+            The objective (float) and gradients shaped like ``weights`` and ``biases``
+            (views into the workspace: copy them before the next call).
+        """
+        X = np.asarray(X, dtype=self.dtype)
+        y = np.asarray(y)
+        ws = workspace if workspace is not None else self.workspace(X.shape[0])
+        act = get_activation(self.activation)
+        z = forward(self.weights, self.biases, act, X, ws)
+        loss, dz = softmax_cross_entropy(z, y, grad_out=ws.deltas[-1][: X.shape[0]])
+        gw, gb = backward(self.weights, act, X, dz, ws)
+        if weight_decay:
+            for g, w in zip(gw, self.weights, strict=True):
+                g += self.dtype.type(weight_decay) * w
+        return loss + l2_penalty(self.weights, weight_decay), gw, gb
+
+    def __repr__(self) -> str:
+        sizes, act = self.layer_sizes, self.activation
+        return f"MLP(layer_sizes={sizes}, activation={act!r}, dtype={self.dtype})"

@@ -1,0 +1,263 @@
+"""Minibatch training with a per-epoch history, early stopping and divergence detection.
+
+:func:`train` runs ``config.epochs`` passes over ``(X, y)``. Each epoch draws a
+fresh permutation from the caller's :class:`numpy.random.Generator`, gathers
+each minibatch into a preallocated buffer, runs one vectorised forward and
+backward pass and one optimizer step. It records an :class:`EpochRecord` per
+epoch, calls ``callback`` with it, and never prints. Same generator seed and
+same data give bit-identical weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from nn.activations import get_activation
+from nn.backprop import backward, forward
+from nn.config import TrainConfig
+from nn.errors import ConfigError, InputError, NonFiniteError
+from nn.losses import softmax_cross_entropy
+from nn.model import MLP
+from nn.optim import Optimizer, flush_subnormals, make_optimizer
+from nn.schedules import learning_rate
+
+__all__ = ["EpochRecord", "History", "TrainConfig", "train"]
+
+Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """What happened in one epoch.
+
+    ``train_loss`` and ``train_accuracy`` are running means over the epoch's
+    minibatches (cross-entropy in nats, without the L2 penalty, so they compare
+    with ``val_loss``); ``val_*`` are measured after the epoch, None without
+    validation data; ``lr`` is the rate used; ``seconds`` the wall time of the
+    epoch including validation.
+    """
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float | None
+    val_accuracy: float | None
+    lr: float
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the fields."""
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class History:
+    """The records of a run; ``best_epoch`` (1-based) has the lowest validation loss,
+    or is the last epoch without validation data."""
+
+    records: list[EpochRecord] = dataclasses.field(default_factory=list)
+    best_epoch: int = 0
+    stopped_early: bool = False
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        """One dict per epoch."""
+        return [r.to_dict() for r in self.records]
+
+
+def _check_data(
+    model: MLP, X: np.ndarray, y: np.ndarray, xname: str, yname: str
+) -> tuple[np.ndarray, np.ndarray]:
+    X = model._check_X(X, xname)
+    if X.shape[0] == 0:
+        raise InputError(f"{xname} is empty: need at least one sample")
+    y = model._check_y(y, X.shape[0], yname)
+    return np.asarray(X, dtype=model.dtype), y.astype(np.intp, copy=False)
+
+
+def _check_finite(model: MLP, epoch: int) -> None:
+    for i, (w, b) in enumerate(zip(model.weights, model.biases, strict=True)):
+        if not (np.isfinite(w).all() and np.isfinite(b).all()):
+            raise NonFiniteError(f"the weights of layer {i} became non-finite", epoch)
+
+
+def _run_epoch(
+    model: MLP,
+    X: np.ndarray,
+    y: np.ndarray,
+    config: TrainConfig,
+    optimizer: Optimizer,
+    lr: float,
+    epoch: int,
+    rng: np.random.Generator,
+    augment: Augment | None,
+    buffers: dict[str, Any],
+) -> tuple[float, float]:
+    """One pass over the data; returns (mean minibatch loss, accuracy)."""
+    n, bs = X.shape[0], buffers["xb"].shape[0]
+    ws, xbuf, act = buffers["ws"], buffers["xb"], buffers["act"]
+    params = model.parameters()
+    wd = model.dtype.type(config.weight_decay)
+    order = rng.permutation(n)
+    loss_sum, correct = 0.0, 0
+    for start in range(0, n, bs):
+        idx = order[start : start + bs]
+        m = idx.shape[0]
+        xb = np.take(X, idx, axis=0, out=xbuf[:m])
+        yb = y[idx]
+        if augment is not None:
+            xb = np.asarray(augment(xb, rng))
+            if xb.shape != (m, X.shape[1]):
+                raise InputError(f"augment returned shape {xb.shape}, expected {(m, X.shape[1])}")
+            xb = xb.astype(model.dtype, copy=False)
+        logits = forward(model.weights, model.biases, act, xb, ws)
+        correct += int(np.count_nonzero(logits.argmax(axis=1) == yb))
+        loss, dz = softmax_cross_entropy(logits, yb, grad_out=ws.deltas[-1][:m])
+        if not math.isfinite(loss):
+            raise NonFiniteError(f"the training loss became {loss} at sample {start}", epoch)
+        loss_sum += loss * m
+        gw, gb = backward(model.weights, act, xb, dz, ws)
+        if wd:
+            for g, w, tmp in zip(gw, model.weights, buffers["wd_tmp"], strict=True):
+                np.multiply(w, wd, out=tmp)
+                np.add(g, tmp, out=g)
+        optimizer.step(params, [p for pair in zip(gw, gb, strict=True) for p in pair], lr)
+    return loss_sum / n, correct / n
+
+
+def train(
+    model: MLP,
+    X: np.ndarray,
+    y: np.ndarray,
+    config: TrainConfig,
+    *,
+    rng: np.random.Generator,
+    X_val: np.ndarray | None = None,
+    y_val: np.ndarray | None = None,
+    callback: Callable[[EpochRecord], None] | None = None,
+    augment: Augment | None = None,
+) -> History:
+    """Train ``model`` in place by minibatch gradient descent.
+
+    Parameters
+    ----------
+    model:
+        The network; its weights are updated in place.
+    X, y:
+        Training inputs (n, d) in the model's dtype (others are converted once) and
+        integer labels (n,) in ``[0, k)``.
+    config:
+        The settings (:class:`TrainConfig`).
+    rng:
+        Drives the per-epoch shuffles and is passed to ``augment``.
+    X_val, y_val:
+        Optional validation data (m, d), (m,), evaluated after every epoch;
+        required when ``config.patience`` is set.
+    callback:
+        Called with each epoch's :class:`EpochRecord` after the epoch.
+    augment:
+        ``augment(batch, rng) -> batch`` transforms each (b, d) minibatch.
+
+    Returns
+    -------
+    History
+        One record per epoch run. With ``patience``, training stops after that many
+        epochs without improvement and the weights of ``best_epoch`` are restored
+        (also when the last epoch was not the best).
+
+    Raises
+    ------
+    NonFiniteError
+        The loss or the weights became NaN or infinite; ``.epoch`` says when.
+    InputError, ConfigError
+        Bad arrays or settings.
+    """
+    if not isinstance(config, TrainConfig):
+        raise ConfigError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if not isinstance(rng, np.random.Generator):
+        raise ConfigError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    X, y = _check_data(model, X, y, "X", "y")
+    if (X_val is None) != (y_val is None):
+        raise InputError("give both X_val and y_val, or neither")
+    has_val = X_val is not None
+    if has_val:
+        X_val, y_val = _check_data(model, X_val, y_val, "X_val", "y_val")
+    if config.patience is not None and not has_val:
+        raise ConfigError(f"patience={config.patience} needs validation data (X_val, y_val)")
+
+    optimizer = make_optimizer(
+        config.optimizer,
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+        beta1=config.beta1,
+        beta2=config.beta2,
+        epsilon=config.epsilon,
+    )
+    bs = min(config.batch_size, X.shape[0])
+    buffers = {
+        "ws": model.workspace(bs),
+        "xb": np.empty((bs, X.shape[1]), dtype=model.dtype),
+        "act": get_activation(model.activation),
+        "wd_tmp": [np.empty_like(w) for w in model.weights] if config.weight_decay else [],
+    }
+    flush_buffers = [(np.empty_like(p), np.empty(p.shape, dtype=bool)) for p in model.parameters()]
+
+    history = History()
+    best_loss, best_params, wait = math.inf, None, 0
+    for epoch in range(1, config.epochs + 1):
+        t0 = time.perf_counter()
+        lr = learning_rate(
+            config.schedule,
+            epoch - 1,
+            lr=config.lr,
+            epochs=config.epochs,
+            decay=config.decay,
+            step_size=config.step_size,
+            warmup_epochs=config.warmup_epochs,
+        )
+        with np.errstate(over="ignore", invalid="ignore"):
+            train_loss, train_acc = _run_epoch(
+                model, X, y, config, optimizer, lr, epoch, rng, augment, buffers
+            )
+        _check_finite(model, epoch)
+        for p, (scratch, mask) in zip(model.parameters(), flush_buffers, strict=True):
+            flush_subnormals(p, scratch, mask)
+        val_loss = val_acc = None
+        if has_val:
+            with np.errstate(over="ignore", invalid="ignore"):
+                val_loss, val_acc = model.evaluate(X_val, y_val)
+            if not math.isfinite(val_loss):
+                raise NonFiniteError(f"the validation loss became {val_loss}", epoch)
+        record = EpochRecord(
+            epoch=epoch,
+            train_loss=train_loss,
+            train_accuracy=train_acc,
+            val_loss=val_loss,
+            val_accuracy=val_acc,
+            lr=lr,
+            seconds=time.perf_counter() - t0,
+        )
+        history.records.append(record)
+        if callback is not None:
+            callback(record)
+        if val_loss is None:
+            history.best_epoch = epoch
+            continue
+        if val_loss < best_loss - config.min_delta:
+            best_loss, wait, history.best_epoch = val_loss, 0, epoch
+            if config.patience is not None:
+                best_params = [p.copy() for p in model.parameters()]
+        else:
+            wait += 1
+            if config.patience is not None and wait >= config.patience:
+                history.stopped_early = True
+                break
+    if best_params is not None and history.best_epoch != history.records[-1].epoch:
+        model.set_parameters(best_params)
+    return history
