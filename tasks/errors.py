@@ -1,0 +1,64 @@
+"""Errors of the pipeline steps, all subclasses of :class:`nn.errors.MnistFlowError`.
+
+Each package adds its own small block of classes at the end of this file.
+Messages name the file, parameter or value at fault and what is allowed.
+"""
+
+from __future__ import annotations
+
+from nn.errors import MnistFlowError
+
+__all__ = [
+    "CacheError",
+    "ChecksumError",
+    "DataError",
+    "FetchError",
+    "IDXFormatError",
+    "MnistFlowError",
+]
+
+
+# --- data: fetch, parse, preprocess ------------------------------------------------------
+
+
+class DataError(MnistFlowError):
+    """A dataset file or folder is missing, unreadable or inconsistent."""
+
+
+class IDXFormatError(DataError):
+    """A file is not a valid IDX file (bad magic, dimensions, length, compression, labels)."""
+
+
+class ChecksumError(DataError):
+    """A file's content does not match the checksum published for it."""
+
+
+class FetchError(DataError):
+    """No source could provide a dataset file; the message lists every attempt.
+
+    Parameters
+    ----------
+    message:
+        The readable summary (what was tried and why each attempt failed).
+    transient:
+        True when every failure was a network error worth retrying later.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class CacheError(DataError):
+    """The cache directory cannot be created, read or written."""
+
+
+# --- search: hyperparameter space and trials ----------------------------------------------
+
+
+class SearchSpaceError(MnistFlowError, ValueError):
+    """A search-space range or override is impossible; the message names the parameter."""
+
+
+class SearchError(MnistFlowError):
+    """A random search cannot run or produced no usable trial (backend, cluster, all failed)."""
