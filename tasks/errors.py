@@ -62,3 +62,14 @@ class SearchSpaceError(MnistFlowError, ValueError):
 
 class SearchError(MnistFlowError):
     """A random search cannot run or produced no usable trial (backend, cluster, all failed)."""
+
+
+# --- predict: images given by users ------------------------------------------------------
+
+
+class ImageError(DataError):
+    """An image file is missing, unreadable, not an image or has no pixels; names the file."""
+
+
+class NoInkError(ImageError):
+    """An image is empty or blank: no ink stands out from its background."""
