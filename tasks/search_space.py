@@ -1,0 +1,306 @@
+"""The hyperparameter search space, declared as data and sampled reproducibly.
+
+A space maps parameter names to one of two specifications:
+
+- :class:`Range` ``low..high``, uniform or log-uniform (``log=True``), real or integer,
+  optionally exactly zero with probability ``zero`` (an L2 penalty "off or 1e-6..1e-3");
+- :class:`Choice` a finite set of values, drawn uniformly (a single value fixes the parameter).
+
+Sampling turns each specification into a :mod:`scipy.stats` distribution (or a list) and
+draws one configuration per trial with scikit-learn's :class:`ParameterSampler`. Trial ``i``
+of a run with seed ``s`` draws from its own stream, ``SeedSequence(s, spawn_key=(i, 0))``,
+the ``i``-th child of ``SeedSequence(s).spawn``; its training uses ``spawn_key=(i, 1)``. A
+trial's parameters therefore depend only on ``(s, i)``, not on how many trials run.
+
+Known parameters (:data:`PARAMETERS`) are checked against their allowed ranges when the
+space is built. Any other name is an *extra* categorical parameter (for instance
+``augment``): its values are passed through to the trial untouched.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats
+from sklearn.model_selection import ParameterSampler
+
+from tasks.errors import SearchSpaceError
+
+__all__ = [
+    "DEFAULT_SPACE",
+    "PARAMETERS",
+    "Choice",
+    "Range",
+    "SearchSpace",
+    "trial_seeds",
+]
+
+Value = bool | int | float | str
+
+
+@dataclass(frozen=True)
+class Range:
+    """Values between ``low`` and ``high`` (both included).
+
+    Parameters
+    ----------
+    low, high:
+        Bounds, ``low < high``; both positive when ``log``.
+    log:
+        Log-uniform (uniform in ``log(value)``) instead of uniform.
+    integer:
+        Draw integers (for integer parameters).
+    zero:
+        Probability in ``[0, 1)`` of drawing exactly ``0`` instead.
+    """
+
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+    zero: float = 0.0
+
+    def distribution(self) -> Any:
+        """A frozen distribution with an ``rvs(random_state=...)`` method."""
+        if self.integer and self.log:
+            dist: Any = _IntLogUniform(int(self.low), int(self.high))
+        elif self.integer:
+            dist = stats.randint(int(self.low), int(self.high) + 1)
+        elif self.log:
+            dist = stats.loguniform(self.low, self.high)
+        else:
+            dist = stats.uniform(self.low, self.high - self.low)
+        return _ZeroOr(dist, self.zero) if self.zero > 0 else dist
+
+    def describe(self) -> str:
+        """The override syntax of this range, e.g. ``"0.001:0.3:log"``."""
+        text = f"{self.low:g}:{self.high:g}"
+        text += ":log" if self.log else ""
+        text += ":int" if self.integer else ""
+        return text + (f":zero={self.zero:g}" if self.zero > 0 else "")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of ``values``, each drawn with the same probability."""
+
+    values: tuple[Value, ...]
+
+    def distribution(self) -> list[Value]:
+        """The list of values (scikit-learn samples a list uniformly)."""
+        return list(self.values)
+
+    def describe(self) -> str:
+        """The override syntax, e.g. ``"64,128,256"``."""
+        return ",".join(
+            str(value).lower() if isinstance(value, bool) else str(value) for value in self.values
+        )
+
+
+Spec = Range | Choice
+
+
+class _ZeroOr:
+    """Exactly zero with probability ``p``, otherwise a draw from ``dist``."""
+
+    def __init__(self, dist: Any, p: float) -> None:
+        self.dist, self.p = dist, p
+
+    def rvs(self, random_state: np.random.RandomState) -> float:
+        draw = self.dist.rvs(random_state=random_state)
+        return 0.0 if random_state.uniform() < self.p else draw
+
+
+class _IntLogUniform:
+    """Integers in ``[low, high]`` with ``log(value)`` roughly uniform."""
+
+    def __init__(self, low: int, high: int) -> None:
+        self.dist = stats.loguniform(low, high + 1)
+        self.high = high
+
+    def rvs(self, random_state: np.random.RandomState) -> int:
+        return min(int(self.dist.rvs(random_state=random_state)), self.high)
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """What a known parameter accepts: type, bounds (``None``: unbounded) or allowed values."""
+
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    allowed: tuple[str, ...] = ()
+
+    def check(self, name: str, value: Value) -> Value:
+        """Return ``value`` as this parameter's type, or raise naming ``name``."""
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise SearchSpaceError(f"search parameter {name!r}: {value!r} is not true/false")
+            return value
+        if self.kind is str:
+            if value not in self.allowed:
+                raise SearchSpaceError(
+                    f"search parameter {name!r}: {value!r} is not one of {', '.join(self.allowed)}"
+                )
+            return str(value)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise SearchSpaceError(f"search parameter {name!r}: {value!r} is not a number")
+        if self.kind is int and value != int(value):
+            raise SearchSpaceError(f"search parameter {name!r}: {value!r} is not an integer")
+        number = self.kind(value)
+        if not math.isfinite(number) or not self._inside(number):
+            raise SearchSpaceError(
+                f"search parameter {name!r}: {value!r} is outside {self.bounds()}"
+            )
+        return number
+
+    def _inside(self, x: float) -> bool:
+        low_ok = self.low is None or (x > self.low if self.low_open else x >= self.low)
+        high_ok = self.high is None or (x < self.high if self.high_open else x <= self.high)
+        return low_ok and high_ok
+
+    def bounds(self) -> str:
+        """The allowed interval, e.g. ``"(0, 10]"``."""
+        low = "-inf" if self.low is None else f"{self.low:g}"
+        high = "inf" if self.high is None else f"{self.high:g}"
+        return f"{'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+
+
+PARAMETERS: dict[str, Parameter] = {
+    "lr": Parameter(float, 0.0, 10.0, low_open=True),
+    "batch_size": Parameter(int, 1, 65536),
+    "optimizer": Parameter(str, allowed=("sgd", "adam")),
+    "momentum": Parameter(float, 0.0, 1.0, high_open=True),
+    "nesterov": Parameter(bool),
+    "weight_decay": Parameter(float, 0.0, 1.0),
+    "schedule": Parameter(str, allowed=("constant", "step", "exponential", "cosine")),
+    "decay": Parameter(float, 0.0, 1.0, low_open=True, high_open=True),
+    "step_size": Parameter(int, 1, 1000),
+    "warmup_epochs": Parameter(int, 0, 100),
+    "hidden": Parameter(int, 1, 8192),
+}
+"""Known parameters: all but ``hidden`` (units of the single hidden layer) are fields of
+``nn.train.TrainConfig``."""
+
+DEFAULT_SPACE: dict[str, Spec] = {
+    "lr": Range(1e-3, 0.3, log=True),
+    "batch_size": Choice((32, 64, 128, 256)),
+    "optimizer": Choice(("sgd",)),
+    "momentum": Range(0.5, 0.95),
+    "nesterov": Choice((False, True)),
+    "weight_decay": Range(1e-6, 1e-3, log=True, zero=0.25),
+    "schedule": Choice(("constant", "step", "exponential", "cosine")),
+    "decay": Range(0.3, 0.9),
+    "hidden": Choice((300,)),
+}
+"""The default space; ``hidden`` is fixed at 300 units unless overridden."""
+
+
+def trial_seeds(seed: int, index: int) -> tuple[np.random.SeedSequence, np.random.SeedSequence]:
+    """The independent streams of trial ``index``: (sampling, training)."""
+    return (
+        np.random.SeedSequence(seed, spawn_key=(index, 0)),
+        np.random.SeedSequence(seed, spawn_key=(index, 1)),
+    )
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A validated search space: parameter name -> :class:`Range` or :class:`Choice`."""
+
+    specs: Mapping[str, Spec]
+
+    def __post_init__(self) -> None:
+        for name, spec in self.specs.items():
+            _validate(name, spec)
+
+    @property
+    def extras(self) -> tuple[str, ...]:
+        """Names of the extra (unknown, categorical) parameters, sorted."""
+        return tuple(sorted(name for name in self.specs if name not in PARAMETERS))
+
+    def sample(self, seed: int, index: int) -> dict[str, Value]:
+        """The parameters of trial ``index`` of a run seeded with ``seed`` (plain Python values).
+
+        Raises
+        ------
+        SearchSpaceError
+            If ``seed`` or ``index`` is negative.
+        """
+        if seed < 0 or index < 0:
+            raise SearchSpaceError(f"seed and trial index must be >= 0, got {seed} and {index}")
+        stream, _ = trial_seeds(seed, index)
+        state = np.random.RandomState(np.random.MT19937(stream))
+        dists = {name: spec.distribution() for name, spec in self.specs.items()}
+        (drawn,) = ParameterSampler(dists, n_iter=1, random_state=state)
+        return {name: _plain(name, drawn[name]) for name in sorted(drawn)}
+
+    def describe(self) -> dict[str, str]:
+        """Each parameter in override syntax, for logs and reports."""
+        return {name: self.specs[name].describe() for name in sorted(self.specs)}
+
+
+def _plain(name: str, value: Any) -> Value:
+    """A numpy scalar as the Python type of its parameter."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    param = PARAMETERS.get(name)
+    if param is not None and param.kind in (int, float) and not isinstance(value, bool):
+        return param.kind(value)
+    return value
+
+
+def _validate(name: str, spec: Spec) -> None:
+    if not isinstance(name, str) or not name.isidentifier():
+        raise SearchSpaceError(f"search parameter name {name!r} must be an identifier")
+    param = PARAMETERS.get(name)
+    if isinstance(spec, Choice):
+        if not spec.values:
+            raise SearchSpaceError(f"search parameter {name!r}: no values to choose from")
+        if param is None:
+            for value in spec.values:
+                if not isinstance(value, bool | int | float | str):
+                    raise SearchSpaceError(
+                        f"search parameter {name!r}: value {value!r} must be a string, "
+                        "number or true/false"
+                    )
+            return
+        for value in spec.values:
+            param.check(name, value)
+        return
+    if not isinstance(spec, Range):
+        raise SearchSpaceError(f"search parameter {name!r}: {spec!r} is not a Range or Choice")
+    if param is None:
+        raise SearchSpaceError(
+            f"search parameter {name!r} is not one of {', '.join(PARAMETERS)}; "
+            "extra parameters must be a list of values, not a range"
+        )
+    if param.kind not in (int, float):
+        raise SearchSpaceError(f"search parameter {name!r} takes a list of values, not a range")
+    _validate_range(name, spec, param)
+
+
+def _validate_range(name: str, spec: Range, param: Parameter) -> None:
+    if not (math.isfinite(spec.low) and math.isfinite(spec.high)) or not spec.low < spec.high:
+        raise SearchSpaceError(
+            f"search parameter {name!r}: range {spec.describe()} needs finite low < high"
+        )
+    if param.kind is int and not spec.integer:
+        raise SearchSpaceError(f"search parameter {name!r} is an integer: use an integer range")
+    if spec.log and spec.low <= 0:
+        raise SearchSpaceError(
+            f"search parameter {name!r}: log range {spec.describe()} needs low > 0 "
+            "(use zero=P to include 0)"
+        )
+    if not 0.0 <= spec.zero < 1.0:
+        raise SearchSpaceError(f"search parameter {name!r}: zero={spec.zero:g} must be in [0, 1)")
+    for bound in (spec.low, spec.high):
+        param.check(name, int(bound) if spec.integer else bound)
+    if spec.zero > 0:
+        param.check(name, 0)
