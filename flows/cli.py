@@ -1,30 +1,253 @@
-"""The ``mnist-flow`` command line."""
+"""The ``mnist-flow`` command line.
+
+Subcommands: ``run`` (the whole pipeline), ``train`` (one training run with given
+hyperparameters), ``evaluate`` (a saved model on a test set), ``models`` (the
+registry) and ``predict`` (classify image files). Option defaults come from the
+flows' parameter models (:mod:`flows.params`), so the command line and the
+Prefect UI agree. User errors print ``mnist-flow: error: <message>`` on stderr
+and exit with 2 (usage or configuration) or 1 (runtime: data, network, files).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from typing import Any, NoReturn
+
+PROG = "mnist-flow"
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line: ``mnist-flow: error: ...``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _default(model: type, name: str) -> Any:
+    return model.model_fields[name].get_default(call_default_factory=True)
+
+
+def _add_data_options(parser: argparse.ArgumentParser, *, with_out: bool = True) -> None:
+    from flows.params import DataParams
+
+    group = parser.add_argument_group("data")
+    group.add_argument(
+        "--dataset",
+        choices=["mnist", "fashion-mnist", "idx"],
+        default=_default(DataParams, "dataset"),
+        help="dataset to use ('idx': your own IDX files in --data-dir)",
+    )
+    group.add_argument("--data-dir", help="read the IDX files from this folder (no download)")
+    group.add_argument("--mirror", help="download from this base URL instead of the built-in list")
+    group.add_argument(
+        "--cache-dir", help="cache of downloads, arrays, trials and models (default: user cache)"
+    )
+    group.add_argument(
+        "--val-size",
+        type=int,
+        default=_default(DataParams, "val_size"),
+        help="training images held out for validation",
+    )
+    group.add_argument(
+        "--train-size", type=int, help="use only this many training images (default: all)"
+    )
+    group.add_argument(
+        "--standardize",
+        action=argparse.BooleanOptionalAction,
+        default=_default(DataParams, "standardize"),
+        help="standardise pixels to zero mean and unit variance",
+    )
+    group.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    if with_out:
+        group.add_argument(
+            "--out", help="run directory (default: runs/<UTC timestamp>-<flow run name>)"
+        )
+
+
+def _add_registry_options(parser: argparse.ArgumentParser, *, margin: bool) -> None:
+    parser.add_argument(
+        "--registry", help="model registry folder (default: $MNIST_FLOW_REGISTRY or user data)"
+    )
+    if margin:
+        parser.add_argument(
+            "--margin",
+            type=float,
+            default=0.0,
+            help="test-accuracy gain needed to replace the registry's champion",
+        )
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    from flows.params import SearchParams
+
+    p = sub.add_parser(
+        "run",
+        help="fetch, tune, train, evaluate and report (the whole pipeline)",
+        description="Random search, then the final model with the best parameters.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _add_data_options(p)
+    g = p.add_argument_group("search")
+    g.add_argument("--trials", type=int, default=_default(SearchParams, "trials"))
+    g.add_argument("--trial-epochs", type=int, default=_default(SearchParams, "trial_epochs"))
+    g.add_argument("--n-jobs", type=int, default=_default(SearchParams, "n_jobs"))
+    g.add_argument("--backend", choices=["loky", "dask"], default=_default(SearchParams, "backend"))
+    g.add_argument("--dask-address", help="dask scheduler address (default: a local cluster)")
+    g.add_argument("--halving", action="store_true", help="successive halving of the trials")
+    g.add_argument("--space", nargs="+", default=[], metavar="KEY=VALUE", help="space overrides")
+    g.add_argument("--space-file", help="YAML/JSON file of search-space overrides")
+    g.add_argument(
+        "--augment",
+        choices=["none", "shift", "affine", "elastic"],
+        help="fix the augmentation of trials and final model (default: the search's choice)",
+    )
+    f = p.add_argument_group("final model")
+    f.add_argument("--final-epochs", type=int, default=15, help="epochs of the final model")
+    f.add_argument(
+        "--patience",
+        type=int,
+        default=5,
+        help="stop the final training after this many epochs without val-loss gain (0: off)",
+    )
+    _add_registry_options(p, margin=True)
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from flows.params import TrainParams
+
+    p = sub.add_parser(
+        "train",
+        help="train one model with the given hyperparameters, evaluate and report",
+        description="Train one model (no search), evaluate it on the test set and report.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _add_data_options(p)
+    g = p.add_argument_group("training")
+    d = lambda name: _default(TrainParams, name)  # noqa: E731
+    g.add_argument("--epochs", type=int, default=d("epochs"))
+    g.add_argument("--batch-size", type=int, default=d("batch_size"))
+    g.add_argument("--lr", type=float, default=d("lr"), help="initial learning rate")
+    g.add_argument("--optimizer", choices=["sgd", "adam"], default=d("optimizer"))
+    g.add_argument("--momentum", type=float, default=d("momentum"))
+    g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=d("nesterov"))
+    g.add_argument("--weight-decay", type=float, default=d("weight_decay"))
+    g.add_argument(
+        "--schedule", choices=["constant", "step", "exponential", "cosine"], default=d("schedule")
+    )
+    g.add_argument("--decay", type=float, help="schedule decay (default: the schedule's own)")
+    g.add_argument("--step-size", type=int, help="epochs per step of the step schedule")
+    g.add_argument("--warmup-epochs", type=int, default=d("warmup_epochs"))
+    g.add_argument("--patience", type=int, help="early stopping on validation loss (default: off)")
+    g.add_argument(
+        "--hidden", default=",".join(map(str, d("hidden"))), help="hidden sizes, e.g. 500,100"
+    )
+    g.add_argument(
+        "--augment", choices=["none", "shift", "affine", "elastic"], default=d("augment")
+    )
+    _add_registry_options(p, margin=True)
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate a saved model on a dataset's test set",
+        description="Evaluate a saved model on the test set of a dataset and write a report.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--model", help="model .npz (default: the registry's champion)")
+    _add_data_options(p)
+    _add_registry_options(p, margin=False)
+
+
+def _add_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "models",
+        help="list the models in the registry",
+        description="List the registered models; '*' marks each dataset's champion.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--dataset", help="only the models of this dataset")
+    _add_registry_options(p, margin=False)
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="classify image files (PNG, JPEG, ...) or folders of them",
+        description="Classify images with a saved model.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--model", help="model .npz (default: the registry's champion)")
+    p.add_argument("--top", type=int, default=1, help="show the K most likely classes")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--csv", help="also write the predictions to this CSV file")
+    _add_registry_options(p, margin=False)
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``mnist-flow``."""
-    parser = argparse.ArgumentParser(
-        prog="mnist-flow",
+    parser = _Parser(
+        prog=PROG,
         description="Train and tune a from-scratch numpy MLP on MNIST with Prefect.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for add in (_add_run, _add_train, _add_evaluate, _add_models, _add_predict):
+        add(sub)
     return parser
+
+
+def _error(message: str, code: int) -> int:
+    first = " ".join(str(message).split())
+    print(f"{PROG}: error: {first}", file=sys.stderr)
+    return code
+
+
+def _validation_message(exc: Any) -> str:
+    """One line from a pydantic ValidationError, fields named like the command-line options."""
+    parts = []
+    for err in exc.errors():
+        loc = [str(item) for item in err.get("loc", ()) if not isinstance(item, int)]
+        message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        if not loc:  # a check across fields: the message names them
+            parts.append(message)
+            continue
+        value = err.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        parts.append(f"--{loc[-1].replace('_', '-')}: {message}{shown}")
+    return "; ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the process exit status."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
-    return 0
+
+    from pydantic import ValidationError
+
+    from nn.errors import ConfigError, MnistFlowError
+
+    try:
+        from flows.commands import dispatch
+
+        return dispatch(args)
+    except ValidationError as exc:
+        return _error(_validation_message(exc), EXIT_USAGE)
+    except ConfigError as exc:
+        return _error(str(exc), EXIT_USAGE)
+    except MnistFlowError as exc:
+        return _error(str(exc), EXIT_RUNTIME)
+    except KeyboardInterrupt:
+        return _error("interrupted", 130)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,175 @@
+"""What each ``mnist-flow`` subcommand does once its options are parsed.
+
+Builds the flows' parameter models from the options (pydantic validates them, so
+a bad value fails before a flow run starts), calls the flow and prints a short
+summary. Imported lazily by :func:`flows.cli.main`, after the environment is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from flows.params import (
+    DataParams,
+    PipelineOptions,
+    RunOptions,
+    SearchParams,
+    TrainParams,
+    parse_hidden,
+)
+
+
+def space_overrides(items: list[str], path: str | None) -> dict[str, Any]:
+    """Search-space overrides from ``--space-file`` then ``--space NAME=SPEC`` items.
+
+    The raw specs are kept (plain JSON for the flow's parameters) after checking that
+    :mod:`tasks.space_overrides` accepts them.
+    """
+    import yaml
+
+    from tasks.space_overrides import build_space, load_space_file, parse_overrides
+
+    raw: dict[str, Any] = {}
+    if path:
+        load_space_file(path)
+        text = Path(path).read_text(encoding="utf-8")
+        raw.update(yaml.safe_load(text))
+    parse_overrides(items)
+    for item in items:
+        name, _, spec = item.partition("=")
+        raw[name.strip()] = spec
+    build_space(raw)
+    return raw
+
+
+def data_params(args: argparse.Namespace) -> DataParams:
+    """The data options of ``args`` as a validated :class:`DataParams`."""
+    return DataParams(
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        mirror=args.mirror,
+        cache_dir=args.cache_dir,
+        val_size=args.val_size,
+        train_size=args.train_size,
+        standardize=args.standardize,
+    )
+
+
+def _check_data_dir(data: DataParams) -> None:
+    from nn.errors import ConfigError
+
+    if data.data_dir is not None and not Path(data.data_dir).is_dir():
+        raise ConfigError(f"--data-dir {data.data_dir}: no such directory")
+
+
+def _summary(result: dict[str, Any]) -> None:
+    print(f"run directory: {result['run_dir']}")
+    print(f"test accuracy: {result['test_accuracy']:.4f}  test loss: {result['test_loss']:.4f}")
+    if result.get("decision"):
+        print(f"registry: {result['decision']}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``mnist-flow run``: the whole pipeline."""
+    space = space_overrides(args.space, args.space_file)
+    data = data_params(args)
+    search = SearchParams(
+        trials=args.trials,
+        trial_epochs=args.trial_epochs,
+        n_jobs=args.n_jobs,
+        backend=args.backend,
+        dask_address=args.dask_address,
+        halving=args.halving,
+        space=space,
+    )
+    options = PipelineOptions(
+        final_epochs=args.final_epochs,
+        patience=args.patience or None,
+        augment=args.augment,
+        seed=args.seed,
+        out_dir=args.out,
+        registry_dir=args.registry,
+        margin=args.margin,
+    )
+    _check_data_dir(data)
+    from flows.pipeline import mnist_pipeline
+
+    _summary(mnist_pipeline(data=data, search=search, options=options))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``mnist-flow train``: one training run with given hyperparameters."""
+    data = data_params(args)
+    train = TrainParams(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        momentum=args.momentum,
+        nesterov=args.nesterov,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        decay=args.decay,
+        step_size=args.step_size,
+        warmup_epochs=args.warmup_epochs,
+        patience=args.patience,
+        hidden=parse_hidden(args.hidden),
+        augment=args.augment,
+    )
+    options = RunOptions(
+        seed=args.seed, out_dir=args.out, registry_dir=args.registry, margin=args.margin
+    )
+    _check_data_dir(data)
+    from flows.train import mnist_train
+
+    _summary(mnist_train(data=data, train=train, options=options))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """``mnist-flow evaluate``: a saved model on a dataset's test set."""
+    data = data_params(args)
+    _check_data_dir(data)
+    from flows.evaluate import mnist_evaluate
+
+    result = mnist_evaluate(
+        model_path=args.model, data=data, out_dir=args.out, registry_dir=args.registry
+    )
+    _summary(result)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """``mnist-flow models``: the registry as a table."""
+    from tasks.registry import Registry, format_models_table
+
+    print(format_models_table(Registry(args.registry).list(args.dataset)))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """``mnist-flow predict``: classify image files with a saved model."""
+    from flows.predict import run_predict
+    from tasks.registry import Registry
+
+    model = args.model or str(Registry(args.registry).model_path())
+    text, code = run_predict(model, args.inputs, args.top, args.json, args.csv)
+    print(text)
+    return code
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "models": cmd_models,
+    "predict": cmd_predict,
+}
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    """Run the subcommand named by ``args.command``; return the exit status."""
+    return COMMANDS[args.command](args)
