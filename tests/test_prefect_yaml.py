@@ -1,0 +1,85 @@
+"""prefect.yaml: the deployments parse, validate and point at real flows with valid parameters."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from flows.params import DataParams, PipelineOptions, RunOptions, SearchParams, TrainParams
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# the flow parameter models, by entrypoint and parameter name
+PARAMETER_MODELS = {
+    "flows/pipeline.py:mnist_pipeline": {
+        "data": DataParams,
+        "search": SearchParams,
+        "options": PipelineOptions,
+    },
+    "flows/train.py:mnist_train": {"data": DataParams, "train": TrainParams, "options": RunOptions},
+}
+
+
+@pytest.fixture(scope="module")
+def config() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def deployments(config) -> dict[str, dict[str, Any]]:
+    return {d["name"]: d for d in config["deployments"]}
+
+
+def test_prefect_accepts_the_file(config):
+    from prefect.cli.deploy._models import PrefectYamlModel
+
+    model = PrefectYamlModel.model_validate(config)  # what `prefect deploy` validates with
+    assert [d.name for d in model.deployments] == ["mnist-retrain", "mnist-train"]
+
+
+def test_both_deployments_use_the_process_pool(deployments):
+    pools = [d["work_pool"] for d in deployments.values()]
+    assert all(pool["name"] == "mnist-pool" for pool in pools)
+    assert pools[0] is pools[1]  # one shared definition (YAML alias)
+
+
+def test_retraining_is_weekly_and_training_ad_hoc(deployments):
+    from prefect.client.schemas.schedules import CronSchedule
+
+    (schedule,) = deployments["mnist-retrain"]["schedules"]
+    cron = CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"])
+    minute, hour, day, month, weekday = cron.cron.split()
+    assert (day, month) == ("*", "*") and weekday.isdigit()  # one day a week
+    assert minute.isdigit() and hour.isdigit()  # once that day
+    assert schedule["active"] is True
+    assert deployments["mnist-train"]["schedules"] == []
+
+
+def test_pull_step_resolves_to_the_checkout(config, monkeypatch):
+    from prefect.utilities.templating import apply_values
+
+    (step,) = config["pull"]
+    assert list(step) == ["prefect.deployments.steps.set_working_directory"]
+    monkeypatch.setenv("PWD", str(ROOT))
+    resolved = apply_values(config["pull"], {}, remove_notset=False)  # as `prefect deploy` does
+    assert resolved[0]["prefect.deployments.steps.set_working_directory"]["directory"] == str(ROOT)
+
+
+@pytest.mark.parametrize("name", ["mnist-retrain", "mnist-train"])
+def test_entrypoints_exist_and_parameters_validate(deployments, name):
+    deployment = deployments[name]
+    entrypoint = deployment["entrypoint"]
+    path, function = entrypoint.split(":")
+    tree = ast.parse((ROOT / path).read_text(encoding="utf-8"))
+    (flow_def,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function]
+    decorators = [ast.unparse(d) for d in flow_def.decorator_list]
+    assert any(d.startswith("flow") for d in decorators), decorators
+    arguments = {a.arg for a in flow_def.args.args + flow_def.args.kwonlyargs}
+    models = PARAMETER_MODELS[entrypoint]
+    assert set(deployment["parameters"]) == set(models) <= arguments
+    for key, model in models.items():
+        model(**deployment["parameters"][key])  # extra="forbid": a typo fails here
