@@ -27,6 +27,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from nn.errors import ConfigError
 from tasks.errors import CacheError
@@ -274,3 +275,29 @@ def ensure_dir(path: Path) -> Path:
             f"choose another with --cache-dir or {CACHE_ENV}"
         )
     return path
+
+
+def fetch_files(dataset: str = "mnist", **kwargs: Any) -> DatasetFiles:
+    """Find, download if needed, and verify the four files of ``dataset``.
+
+    See :func:`tasks.sources.fetch_files` (which needs this registry, hence the indirection)
+    for the keyword arguments and errors.
+    """
+    from tasks.sources import fetch_files as fetch_impl
+
+    return fetch_impl(dataset, **kwargs)
+
+
+__all__ = [
+    "DATASETS",
+    "ROLES",
+    "DatasetFiles",
+    "DatasetSpec",
+    "FileSpec",
+    "default_cache_dir",
+    "ensure_dir",
+    "fetch_files",
+    "fingerprint",
+    "get_dataset",
+    "resolve_cache_dir",
+]

@@ -1,0 +1,149 @@
+"""Stream a URL (``http(s)://`` or ``file://``) to a temporary file, with retries.
+
+The download goes to a uniquely named hidden ``.part`` file in the destination
+directory; the caller verifies it and renames it into place with
+:func:`os.replace`, so no reader ever sees a half-written file. Transient
+errors (timeouts, connection resets, truncated bodies, HTTP 5xx/408/429) are
+retried with exponential backoff; others (HTTP 404, missing ``file://`` path)
+fail at once. Long downloads log their progress.
+
+This module is pure: standard library only, logs to the logger it is given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import logging
+import os
+import socket
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+USER_AGENT = "mnist-flow/0.1"
+_CHUNK = 1 << 20
+_TRANSIENT_HTTP = {408, 429, 500, 502, 503, 504}
+
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+
+
+class DownloadFailed(Exception):
+    """A download failed; ``transient`` tells whether a later retry might succeed."""
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+def download(
+    url: str,
+    dest_dir: Path,
+    *,
+    logger: Logger,
+    timeout: float = 60.0,
+    retries: int = 2,
+    backoff: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+    progress_every: float = 5.0,
+) -> Path:
+    """Download ``url`` into a new temporary file in ``dest_dir``; return its path.
+
+    Parameters
+    ----------
+    url:
+        ``http://``, ``https://`` or ``file://`` URL.
+    dest_dir:
+        Existing directory for the temporary file (the cache, so the final rename is atomic).
+    logger:
+        Receives retry warnings and progress lines.
+    timeout:
+        Seconds without progress (connect or read) before giving up on an attempt.
+    retries:
+        Extra attempts after a transient failure.
+    backoff:
+        Seconds before the first retry; doubled for each next one.
+    sleep:
+        Called to wait between attempts (tests pass a no-op).
+    progress_every:
+        Seconds between progress lines.
+
+    Raises
+    ------
+    DownloadFailed
+        Every attempt failed; the message gives the last reason.
+    """
+    for attempt in range(retries + 1):
+        try:
+            return _download_once(url, dest_dir, logger, timeout, progress_every)
+        except DownloadFailed as exc:
+            if not exc.transient or attempt == retries:
+                raise
+            delay = backoff * 2**attempt
+            logger.warning(
+                "%s: %s; retrying in %.1f s (attempt %d of %d)",
+                url, exc, delay, attempt + 2, retries + 1,
+            )  # fmt: skip
+            sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _download_once(
+    url: str, dest_dir: Path, logger: Logger, timeout: float, progress_every: float
+) -> Path:
+    """One attempt: stream ``url`` to a temporary file, deleted on any failure."""
+    name = url.rstrip("/").rsplit("/", 1)[-1] or "download"
+    fd, tmp_name = tempfile.mkstemp(dir=dest_dir, prefix=f".{name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                _copy(response, out, url, logger, progress_every)
+        return tmp
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, DownloadFailed):
+            raise
+        if isinstance(exc, urllib.error.HTTPError):
+            raise DownloadFailed(
+                f"HTTP {exc.code} {exc.reason}", transient=exc.code in _TRANSIENT_HTTP
+            ) from None
+        if isinstance(exc, urllib.error.URLError):
+            reason = exc.reason
+            transient = isinstance(reason, TimeoutError | ConnectionError | socket.gaierror)
+            raise DownloadFailed(f"cannot open: {reason}", transient=transient) from None
+        if isinstance(exc, TimeoutError | ConnectionError | http.client.HTTPException):
+            raise DownloadFailed(f"{type(exc).__name__}: {exc}", transient=True) from None
+        if isinstance(exc, ValueError):  # unknown URL scheme
+            raise DownloadFailed(f"bad URL: {exc}", transient=False) from None
+        if isinstance(exc, OSError):
+            raise DownloadFailed(f"{exc.strerror or exc}", transient=False) from None
+        raise
+
+
+def _copy(response: Any, out: Any, url: str, logger: Logger, progress_every: float) -> None:
+    """Copy the response body to ``out``; fail if it is shorter than its Content-Length."""
+    total: int | None = None
+    with contextlib.suppress(TypeError, ValueError):
+        total = int(response.headers.get("Content-Length"))
+    received = 0
+    start = last = time.monotonic()
+    while chunk := response.read(_CHUNK):
+        out.write(chunk)
+        received += len(chunk)
+        now = time.monotonic()
+        if now - last >= progress_every:
+            last = now
+            share = f" of {total / 1e6:.1f} MB ({100 * received / total:.0f}%)" if total else ""
+            logger.info("%s: %.1f MB%s", url, received / 1e6, share)
+    if total is not None and received != total:
+        raise DownloadFailed(
+            f"truncated download: received {received} of {total} bytes", transient=True
+        )
+    elapsed = time.monotonic() - start
+    logger.info("downloaded %s: %.1f MB in %.1f s", url, received / 1e6, elapsed)

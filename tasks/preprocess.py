@@ -1,0 +1,75 @@
+"""Prefect task: split, scale and store a dataset as memory-mappable ``.npy`` files."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+
+from nn.errors import ConfigError
+from tasks.cachekeys import hash_key, unless_stale
+from tasks.codeversion import code_version
+from tasks.datasets import DatasetFiles, ensure_dir, resolve_cache_dir
+from tasks.prepare import PreparedData, PrepareParams, Splits, load_prepared, prepare
+
+__all__ = ["PreparedData", "Splits", "prepared_dir", "preprocess", "preprocess_cache_key"]
+
+
+def prepared_dir(files: DatasetFiles, params: PrepareParams, cache_dir: str | None) -> Path:
+    """Return the folder of the arrays prepared from ``files`` with ``params``.
+
+    Its name hashes the input checksums, the settings and the code version, so the
+    same inputs always map to the same folder.
+    """
+    key = hash_key(
+        code=code_version(),
+        checksums=files.fingerprint,
+        n_classes=files.n_classes,
+        params=asdict(params),
+    )
+    return resolve_cache_dir(cache_dir) / "prepared" / f"{files.name}-{key[:20]}"
+
+
+def _params(parameters: dict[str, Any]) -> PrepareParams:
+    return PrepareParams(
+        val_size=parameters.get("val_size", 10_000),
+        train_size=parameters.get("train_size"),
+        standardize=parameters.get("standardize", True),
+        seed=parameters.get("seed", 0),
+    )
+
+
+def preprocess_cache_key(context: Any, parameters: dict[str, Any]) -> str | None:
+    """Key on the output folder (input checksums, settings, code version, cache root)."""
+    files = parameters.get("files")
+    if not isinstance(files, DatasetFiles):
+        return None
+    try:
+        out_dir = prepared_dir(files, _params(parameters), parameters.get("cache_dir"))
+    except ConfigError:
+        return None  # the task itself reports the bad setting
+    key = hash_key(task="preprocess", out_dir=out_dir)
+    return unless_stale(context, key, lambda prepared: not prepared.missing())
+
+
+@task(name="preprocess", cache_key_fn=preprocess_cache_key)
+def preprocess(
+    files: DatasetFiles,
+    *,
+    val_size: int = 10_000,
+    train_size: int | None = None,
+    standardize: bool = True,
+    seed: int = 0,
+    cache_dir: str | None = None,
+) -> PreparedData:
+    """Split (stratified), scale and store the dataset; return a handle on the arrays."""
+    logger = get_run_logger()
+    params = PrepareParams(val_size, train_size, standardize, seed)
+    out_dir = prepared_dir(files, params, cache_dir)
+    if (existing := load_prepared(out_dir)) is not None:
+        logger.info("reusing the arrays prepared in %s", out_dir)
+        return existing
+    ensure_dir(out_dir.parent)
+    return prepare(files, params, out_dir, logger=logger)
