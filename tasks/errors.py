@@ -73,3 +73,10 @@ class ImageError(DataError):
 
 class NoInkError(ImageError):
     """An image is empty or blank: no ink stands out from its background."""
+
+
+# --- registry: champion/challenger model registry ----------------------------------------
+
+
+class RegistryError(MnistFlowError):
+    """The model registry is corrupted, locked, or asked for a model it does not hold."""

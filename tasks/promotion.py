@@ -15,15 +15,12 @@ from numbers import Real
 from pathlib import Path
 from typing import Any
 
-from nn.errors import ConfigError, MnistFlowError
+from nn.errors import ConfigError
+from tasks.errors import RegistryError
 
 VERSION_RE = re.compile(r"^v(\d{4,})$")
 _DATASET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _EPS = 1e-9
-
-
-class RegistryError(MnistFlowError):
-    """The model registry is corrupted, locked, or asked for something it does not hold."""
 
 
 def check_margin(margin: float) -> float:

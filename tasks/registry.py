@@ -3,7 +3,8 @@
 Layout of a registry directory ``root``::
 
     root/.lock                        exclusive fcntl lock taken by every write
-    root/models/v0001/model.npz       weights, copied from nn.io.save_model's output
+    root/models/v0001/model.npz       weights, copied from nn.io.save_model's output and
+                                      checked with nn.io.load_model before the rename
     root/models/v0001/model.json      its metadata, copied beside it
     root/models/v0001/metrics.json    the metrics given at registration
     root/models/v0001/version.json    {"version", "created_at", "dataset", "test_accuracy",
@@ -39,7 +40,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from nn.errors import MnistFlowError
+from nn.errors import MnistFlowError, ModelFileError
+from nn.io import load_model, metadata_path
 from tasks.filelock import LockError, exclusive_lock, write_json_atomic
 from tasks.promotion import (
     VERSION_RE,
@@ -153,8 +155,9 @@ class Registry:
         Raises
         ------
         RegistryError
-            Missing or inconsistent model files, bad metrics, lock timeout, or a failed copy
-            (then nothing is left in the registry).
+            Missing model files, a copy that ``nn.io.load_model`` rejects (truncated,
+            corrupted, inconsistent), metadata naming another dataset, bad metrics, lock
+            timeout, or a failed copy; nothing is then left in the registry.
         """
         prepared = self._prepare(model_path, metrics, dataset)
         with self._locked():
@@ -286,16 +289,15 @@ class Registry:
         """Validate the inputs of a registration before taking the lock."""
         check_dataset(dataset)
         model_path = Path(model_path)
-        metadata_path = model_path.with_suffix(".json")
-        for path, what in ((model_path, "model file"), (metadata_path, "model metadata")):
+        meta_path = metadata_path(model_path)
+        for path, what in ((model_path, "model file"), (meta_path, "model metadata")):
             if not path.is_file():
                 raise RegistryError(f"cannot register {model_path}: {what} {path} does not exist")
-        metadata = _read_json(metadata_path, "model metadata")
-        recorded = _metadata_dataset(metadata)
+        recorded = _metadata_dataset(_read_json(meta_path, "model metadata"))
         if recorded is not None and recorded != dataset:
             raise RegistryError(
                 f"cannot register {model_path} for dataset '{dataset}': "
-                f"its metadata {metadata_path} says dataset '{recorded}'"
+                f"its metadata {meta_path} says dataset '{recorded}'"
             )
         if not isinstance(metrics, dict) or "test_accuracy" not in metrics:
             raise RegistryError(f"metrics for {model_path} must be a dict with 'test_accuracy'")
@@ -306,10 +308,10 @@ class Registry:
             raise RegistryError(
                 f"metrics for {model_path} are not JSON-serialisable: {exc}"
             ) from exc
-        return model_path, metadata_path, dataset, accuracy, metrics_json + "\n"
+        return model_path, meta_path, dataset, accuracy, metrics_json + "\n"
 
     def _register_locked(
-        self, model_path: Path, metadata_path: Path, dataset: str, accuracy: float, metrics: str
+        self, model_path: Path, meta_path: Path, dataset: str, accuracy: float, metrics: str
     ) -> ModelVersion:
         for stale in self.models_dir.glob(f"{_TMP_PREFIX}*"):  # only crashed writers leave these
             shutil.rmtree(stale, ignore_errors=True)
@@ -326,11 +328,12 @@ class Registry:
         }
         try:
             _copy_file(model_path, tmp / MODEL_FILE)
-            _copy_file(metadata_path, tmp / METADATA_FILE)
+            _copy_file(meta_path, tmp / METADATA_FILE)
+            load_model(tmp / MODEL_FILE)  # the copy is complete, consistent and loadable
             (tmp / METRICS_FILE).write_text(metrics, encoding="utf-8")
             write_json_atomic(tmp / VERSION_FILE, entry)
             os.rename(tmp, final)
-        except OSError as exc:
+        except (OSError, ModelFileError) as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             raise RegistryError(
                 f"could not register {model_path} as {final}: {exc}; the registry is unchanged"

@@ -9,10 +9,13 @@ import re
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import tasks.registry as registry_mod
 from nn.errors import ConfigError
+from nn.io import load_model, save_model
+from nn.model import MLP
 from tasks.filelock import exclusive_lock
 from tasks.registry import (
     PromotionDecision,
@@ -24,14 +27,14 @@ from tasks.registry import (
 
 
 def fake_model(directory: Path, name: str = "model", dataset: str | None = "mnist") -> Path:
-    """Write a tiny stand-in for nn.io.save_model's output: ``<name>.npz`` + ``<name>.json``."""
+    """Save a tiny real network with nn.io.save_model: ``<name>.npz`` + ``<name>.json``."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.npz"
-    path.write_bytes(b"PK fake weights " + name.encode())
-    metadata: dict = {"format_version": 1, "layer_sizes": [784, 10], "activation": "relu"}
+    rng = np.random.default_rng(len(str(directory)))
+    metadata: dict = {"preprocessing": {"standardize": False, "mean": 0.0, "std": 1.0}}
     if dataset is not None:
-        metadata["dataset"] = dataset
-    path.with_suffix(".json").write_text(json.dumps(metadata))
+        metadata["dataset"] = {"name": dataset, "checksums": {}}
+    save_model(path, MLP.create((6, 4, 3), rng=rng), metadata)
     return path
 
 
@@ -144,6 +147,23 @@ def test_register_copies_model_metadata_and_metrics(reg, model):
     assert json.loads((version.path.parent / "metrics.json").read_text()) == metrics
     assert version.created_at.endswith("+00:00") and version.dataset == "mnist"
     assert reg.get("1") == reg.get(1) == reg.get("v0001") == version
+
+
+def test_registered_model_loads(reg, model):
+    version = reg.register(model, {"test_accuracy": 0.75}, dataset="mnist")
+    loaded, metadata = load_model(version.path)
+    original, _ = load_model(model)
+    assert metadata["dataset"]["name"] == "mnist"
+    assert all(np.array_equal(a, b) for a, b in zip(loaded.weights, original.weights, strict=True))
+
+
+def test_corrupted_weights_are_not_registered(reg, model):
+    raw = bytearray(model.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    model.write_bytes(bytes(raw))
+    with pytest.raises(RegistryError, match=r"SHA-256.*registry is unchanged"):
+        reg.register(model, {"test_accuracy": 0.75}, dataset="mnist")
+    assert reg.list() == [] and not list(reg.models_dir.iterdir())
 
 
 def test_versions_are_numbered_in_order(reg, model):
