@@ -52,11 +52,19 @@ def make_run_dir(out_dir: str | None) -> Path:
     return path
 
 
+def _file_mode() -> int:
+    """``0o666`` less the process umask: what ``open()`` would give (mkstemp gives 0o600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _copy_atomic(src: Path, dst: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
     os.close(fd)
     try:
         shutil.copyfile(src, tmp)
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, dst)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -98,6 +106,7 @@ def write_json(path: Path, data: Any) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=2, allow_nan=False)
             fh.write("\n")
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):

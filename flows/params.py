@@ -108,7 +108,7 @@ class SearchParams(_Params):
 
     trials: int = Field(6, ge=1, le=1000, description="Number of random configurations.")
     trial_epochs: int = Field(2, ge=1, le=100, description="Epochs per trial.")
-    n_jobs: int = Field(2, ge=1, le=256, description="Trials run in parallel.")
+    n_jobs: int = Field(2, ge=-1, le=256, description="Trials run at once (-1: all cores).")
     backend: Backend = Field("loky", description="joblib backend of the trials.")
     dask_address: str | None = Field(None, description="Scheduler address for backend=dask.")
     halving: bool = Field(False, description="Successive halving instead of full trials.")
@@ -116,6 +116,13 @@ class SearchParams(_Params):
         default_factory=dict,
         description="Search-space overrides NAME: SPEC, e.g. lr: '1e-3:0.3:log'.",
     )
+
+    @field_validator("n_jobs")
+    @classmethod
+    def _jobs(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("must be a positive number of workers, or -1 for all cores")
+        return value
 
 
 def parse_hidden(text: str) -> list[int]:

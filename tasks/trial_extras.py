@@ -1,0 +1,45 @@
+"""Extra search parameters turned into ``nn.train.train`` options (pure, picklable).
+
+The random search passes any parameter it does not know (see
+:mod:`tasks.search_space`) to an *extras handler* that runs in the trial's worker.
+:func:`augment_extras` understands one: ``augment`` (``none``, ``shift``, ``affine``
+or ``elastic``), which becomes the minibatch augmenter with the dataset's
+recommended settings (:func:`tasks.augment.default_augment`), exactly as the final
+model of the pipeline gets it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from nn.errors import ConfigError
+from tasks.augment import default_augment, make_augmenter
+
+KNOWN_EXTRAS = ("augment",)
+
+
+def dataset_name(data: Any) -> str:
+    """The dataset name of a ``PreparedData`` (``name``) or ``TrialArrays`` (``dataset``)."""
+    name = getattr(data, "name", None) or getattr(data, "dataset", None)
+    if not isinstance(name, str):
+        raise ConfigError(f"cannot tell the dataset of {type(data).__name__}")
+    return name
+
+
+def augment_extras(extras: Mapping[str, Any], data: Any) -> dict[str, Any]:
+    """``{"augment": augmenter or None}`` from the extra parameters of one trial.
+
+    Raises
+    ------
+    ConfigError
+        For an extra parameter other than ``augment``, or an unknown augmentation kind.
+    """
+    unknown = sorted(set(extras) - set(KNOWN_EXTRAS))
+    if unknown:
+        raise ConfigError(
+            f"unknown search parameter(s) {', '.join(unknown)}; extras allowed: "
+            f"{', '.join(KNOWN_EXTRAS)}"
+        )
+    kind = str(extras.get("augment", "none"))
+    return {"augment": make_augmenter(default_augment(dataset_name(data), kind))}
