@@ -1,0 +1,361 @@
+"""Figures of a run: learning curves, confusion matrix, misclassified images, search results.
+
+Every function returns a :class:`matplotlib.figure.Figure` drawn on an Agg canvas and
+writes nothing; the report task saves them. Figures are built with the object API,
+not ``pyplot``, so they never enter pyplot's global registry: no window, no
+backend switch for the caller, and the memory is freed as soon as the figure is
+dropped (closing them with ``plt.close`` is harmless but not needed).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+
+from nn.errors import MnistFlowError
+
+#: Markers of trials that ended without an accuracy.
+_FAILED_STYLE = {"marker": "x", "color": "tab:red", "s": 40, "linewidths": 1.5}
+
+
+class PlotError(MnistFlowError, ValueError):
+    """The data given to a plot is empty or malformed; the message names the argument."""
+
+
+def _figure(width: float, height: float, layout: str | None = "constrained") -> Figure:
+    fig = Figure(figsize=(width, height), layout=layout)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def figure_to_png(fig: Figure, dpi: float = 100) -> bytes:
+    """Render ``fig`` to PNG bytes at ``dpi`` dots per inch."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def _values(records: Sequence[dict], key: str) -> np.ndarray:
+    """``records[i][key]`` as float64, ``None`` and non-finite values as NaN."""
+    out = np.array([np.nan if r.get(key) is None else float(r[key]) for r in records])
+    out[~np.isfinite(out)] = np.nan
+    return out
+
+
+def plot_curves(history: Sequence[dict]) -> Figure:
+    """Loss and accuracy per epoch, train and validation.
+
+    Parameters
+    ----------
+    history:
+        One dict per epoch (``EpochRecord.to_dict()``): ``epoch``, ``train_loss``,
+        ``train_accuracy`` and optionally ``val_loss``, ``val_accuracy`` (``None``
+        when there was no validation split: those lines are left out).
+
+    Returns
+    -------
+    Figure
+        Two axes: loss (left), accuracy in % (right).
+    """
+    if len(history) == 0:
+        raise PlotError("history is empty: no epoch to plot")
+    epochs = np.array([int(r.get("epoch", i + 1)) for i, r in enumerate(history)])
+    fig = _figure(9, 3.6)
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    for ax, metric, scale, label in (
+        (ax_loss, "loss", 1.0, "cross-entropy loss"),
+        (ax_acc, "accuracy", 100.0, "accuracy (%)"),
+    ):
+        for split, style in (("train", "-o"), ("val", "--s")):
+            values = _values(history, f"{split}_{metric}") * scale
+            if np.all(np.isnan(values)):
+                continue
+            name = "train" if split == "train" else "validation"
+            ax.plot(epochs, values, style, markersize=3, label=name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.set_title(f"{metric.capitalize()} per epoch")
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        if ax.lines:
+            ax.legend()
+    return fig
+
+
+def plot_confusion(cm: np.ndarray | Sequence[Sequence[int]], class_names: Sequence[str]) -> Figure:
+    """Confusion matrix with true classes in rows and counts written in the cells.
+
+    Parameters
+    ----------
+    cm:
+        ``(k, k)`` non-negative counts, ``cm[true, predicted]``.
+    class_names:
+        ``k`` names, in label order.
+
+    Returns
+    -------
+    Figure
+        One axes; colours show the fraction of each true class (row-normalised),
+        so rare classes stay readable.
+    """
+    cm = np.asarray(cm)
+    k = len(class_names)
+    if cm.ndim != 2 or cm.shape != (k, k):
+        raise PlotError(f"cm must have shape ({k}, {k}) for {k} class names, got {cm.shape}")
+    if np.any(cm < 0):
+        raise PlotError("cm must hold non-negative counts")
+    rows = cm.sum(axis=1, keepdims=True)
+    fractions = np.divide(cm, rows, out=np.zeros(cm.shape), where=rows > 0)
+    size = max(4.5, 0.55 * k + 2.5)
+    fig = _figure(size + 1.0, size)
+    ax = fig.subplots()
+    image = ax.imshow(fractions, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, label="fraction of true class", shrink=0.8)
+    ticks = np.arange(k)
+    ax.set_xticks(ticks, [str(c) for c in class_names], rotation=45, ha="right")
+    ax.set_yticks(ticks, [str(c) for c in class_names])
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    total = int(cm.sum())
+    correct = int(np.trace(cm))
+    accuracy = f"{100 * correct / total:.2f}%" if total else "n/a"
+    ax.set_title(f"Confusion matrix ({correct}/{total} correct, {accuracy})")
+    if k <= 20:
+        fontsize = 8 if k <= 12 else 6
+        for i in range(k):
+            for j in range(k):
+                colour = "white" if fractions[i, j] > 0.5 else "black"
+                ax.text(
+                    j,
+                    i,
+                    str(int(cm[i, j])),
+                    ha="center",
+                    va="center",
+                    color=colour,
+                    fontsize=fontsize,
+                )
+    return fig
+
+
+def plot_misclassified(
+    images: np.ndarray,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    class_names: Sequence[str],
+    max_images: int = 36,
+) -> Figure:
+    """A grid of the misclassified images, each titled with its true and predicted class.
+
+    Parameters
+    ----------
+    images:
+        ``(n, h, w)`` floats in ``[0, 1]`` (or ``(n, d)`` with ``d`` a square number).
+    y_true, y_pred:
+        ``(n,)`` integer labels; only images with ``y_true != y_pred`` are drawn, in order.
+    class_names:
+        Names of the classes, in label order.
+    max_images:
+        At most this many images (>= 1), in a near-square grid.
+
+    Returns
+    -------
+    Figure
+        One axes per drawn image (titled ``"true X\\npred Y"``), or a single axes with
+        a note when nothing was misclassified.
+    """
+    if max_images < 1:
+        raise PlotError(f"max_images must be >= 1, got {max_images}")
+    images = np.asarray(images, dtype=np.float32)
+    y_true = np.asarray(y_true).astype(np.int64)
+    y_pred = np.asarray(y_pred).astype(np.int64)
+    if images.ndim == 2:
+        side = math.isqrt(images.shape[1])
+        if side * side != images.shape[1]:
+            raise PlotError(f"images of {images.shape[1]} pixels are not square; pass (n, h, w)")
+        images = images.reshape(-1, side, side)
+    if images.ndim != 3:
+        raise PlotError(f"images must have shape (n, h, w), got {images.shape}")
+    if not (images.shape[0] == y_true.shape[0] == y_pred.shape[0]):
+        raise PlotError(
+            f"images, y_true and y_pred must have the same length, got "
+            f"{images.shape[0]}, {y_true.shape[0]} and {y_pred.shape[0]}"
+        )
+    k = len(class_names)
+    for name, y in (("y_true", y_true), ("y_pred", y_pred)):
+        if y.size and (y.min() < 0 or y.max() >= k):
+            raise PlotError(f"{name} must lie in [0, {k - 1}] for {k} class names")
+    wrong = np.flatnonzero(y_true != y_pred)[:max_images]
+    if wrong.size == 0:
+        fig = _figure(4, 1.5)
+        ax = fig.subplots()
+        ax.text(0.5, 0.5, "no misclassified images", ha="center", va="center")
+        ax.set_axis_off()
+        return fig
+    cols = math.ceil(math.sqrt(wrong.size))
+    rows = math.ceil(wrong.size / cols)
+    # fixed spacing: constrained layout over dozens of axes is slow and not needed here
+    height = 1.5 * rows + 0.5
+    fig = _figure(1.3 * cols, height, layout=None)
+    fig.subplots_adjust(
+        left=0.02, right=0.98, bottom=0.02, top=1 - 0.7 / height, wspace=0.15, hspace=0.55
+    )
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    for ax in axes:
+        ax.set_axis_off()
+    for ax, i in zip(axes, wrong, strict=False):
+        ax.imshow(
+            images[i].clip(0.0, 1.0), cmap="gray_r", vmin=0.0, vmax=1.0, interpolation="nearest"
+        )
+        ax.set_title(f"true {class_names[y_true[i]]}\npred {class_names[y_pred[i]]}", fontsize=8)
+    fig.suptitle(f"Misclassified test images ({wrong.size} shown)", y=1 - 0.12 / height)
+    return fig
+
+
+def _trial_accuracy(trial: dict) -> float | None:
+    acc = trial.get("best_val_accuracy")
+    if trial.get("status", "ok") != "ok" or acc is None or not math.isfinite(float(acc)):
+        return None
+    return float(acc)
+
+
+def plot_search(trials: Sequence[dict]) -> Figure:
+    """Best validation accuracy of each trial against its learning rate.
+
+    Parameters
+    ----------
+    trials:
+        ``TrialResult.to_dict()`` dicts: ``params`` (with ``lr`` > 0 and ``batch_size``),
+        ``status`` and ``best_val_accuracy``.
+
+    Returns
+    -------
+    Figure
+        One axes, log-scaled learning rate on x, accuracy (%) on y, one colour per batch
+        size; trials without an accuracy (diverged, failed) are red crosses on the
+        bottom edge.
+    """
+    if len(trials) == 0:
+        raise PlotError("trials is empty: no search result to plot")
+    lrs = np.array([float(t["params"]["lr"]) for t in trials])
+    if np.any(~np.isfinite(lrs) | (lrs <= 0)):
+        raise PlotError("every trial's params['lr'] must be a positive number for a log axis")
+    accuracies = [_trial_accuracy(t) for t in trials]
+    fig = _figure(6.5, 4.2)
+    ax = fig.subplots()
+    ax.set_xscale("log")
+    ok = [i for i, a in enumerate(accuracies) if a is not None]
+    batches = sorted({int(trials[i]["params"].get("batch_size", 0)) for i in ok})
+    colours = [f"C{j % 10}" for j in range(len(batches))]
+    for batch, colour in zip(batches, colours, strict=True):
+        idx = [i for i in ok if int(trials[i]["params"].get("batch_size", 0)) == batch]
+        ax.scatter(
+            lrs[idx],
+            [100 * accuracies[i] for i in idx],
+            color=colour,
+            s=30,
+            label=f"batch {batch}",
+            edgecolors="black",
+            linewidths=0.4,
+        )
+    if ok:
+        best = max(ok, key=lambda i: accuracies[i])
+        ax.scatter(
+            [lrs[best]],
+            [100 * accuracies[best]],
+            s=160,
+            facecolors="none",
+            edgecolors="black",
+            linewidths=1.2,
+            label="best",
+        )
+    failed = [i for i, a in enumerate(accuracies) if a is None]
+    if failed:
+        # x in data units, y in axes units: the crosses sit on the bottom edge.
+        ax.scatter(
+            lrs[failed],
+            np.zeros(len(failed)),
+            transform=ax.get_xaxis_transform(),
+            label="diverged/failed",
+            clip_on=False,
+            zorder=3,
+            **_FAILED_STYLE,
+        )
+    low, high = np.log10(lrs.min()), np.log10(lrs.max())
+    pad = max(0.1, 0.05 * (high - low))
+    ax.set_xlim(10 ** (low - pad), 10 ** (high + pad))
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel("best validation accuracy (%)")
+    ax.set_title(f"Random search: {len(ok)} of {len(trials)} trials finished")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_trial_curves(trials: Sequence[dict]) -> Figure:
+    """Validation accuracy and loss per epoch of every trial, the best one highlighted.
+
+    Parameters
+    ----------
+    trials:
+        ``TrialResult.to_dict()`` dicts with ``val_accuracy`` and ``val_loss`` lists
+        (possibly empty or cut short for diverged and failed trials).
+
+    Returns
+    -------
+    Figure
+        Two axes: validation accuracy (%) and validation loss against epoch, one line
+        per trial coloured by log learning rate, dashed for trials that did not finish.
+    """
+    if len(trials) == 0:
+        raise PlotError("trials is empty: no search result to plot")
+    fig = _figure(10, 3.8)
+    ax_acc, ax_loss = fig.subplots(1, 2)
+    accuracies = [_trial_accuracy(t) for t in trials]
+    finished = [i for i, a in enumerate(accuracies) if a is not None]
+    best = max(finished, key=lambda i: accuracies[i]) if finished else None
+    lrs = [float(t.get("params", {}).get("lr", 1.0)) for t in trials]
+    positive = [lr for lr in lrs if lr > 0 and math.isfinite(lr)]
+    norm = LogNorm(min(positive, default=1e-3), max(positive, default=1.0) * (1 + 1e-9))
+    cmap = colormaps["viridis"]
+    for i, trial in enumerate(trials):
+        style = "-" if accuracies[i] is not None else "--"
+        width, alpha = (2.5, 1.0) if i == best else (1.0, 0.6)
+        colour = "black" if i == best else cmap(norm(lrs[i])) if lrs[i] > 0 else "grey"
+        for ax, key, scale in ((ax_acc, "val_accuracy", 100.0), (ax_loss, "val_loss", 1.0)):
+            values = np.array([np.nan if v is None else float(v) for v in trial.get(key) or []])
+            values[~np.isfinite(values) | (values <= 0)] = np.nan
+            if values.size == 0:
+                continue
+            label = (
+                f"best: trial {trial.get('trial', i)}" if i == best and key == "val_loss" else None
+            )
+            ax.plot(
+                np.arange(1, values.size + 1),
+                values * scale,
+                style,
+                color=colour,
+                linewidth=width,
+                alpha=alpha,
+                label=label,
+            )
+    mappable = ax_loss.scatter([], [], c=[], cmap=cmap, norm=norm)
+    fig.colorbar(mappable, ax=[ax_acc, ax_loss], label="learning rate")
+    for ax, label in ((ax_acc, "validation accuracy (%)"), (ax_loss, "validation loss")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    ax_loss.set_yscale("log")
+    ax_acc.set_title("Validation accuracy")
+    ax_loss.set_title("Validation loss")
+    fig.suptitle(f"Per-trial learning curves ({len(trials)} trials; dashed: diverged or failed)")
+    if best is not None:
+        ax_loss.legend(fontsize=8)
+    return fig

@@ -1,0 +1,327 @@
+"""The run report: ``report.md`` with its PNG plots on disk, and the same report in the Prefect UI.
+
+:func:`render_report` is pure: it turns metrics, search trials and image references
+into markdown. :func:`write_report` is the Prefect task: it draws the plots, writes
+them and ``report.md`` into the run directory (atomically), and publishes the
+markdown artifact ``mnist-report`` in which every plot is embedded as a small
+``data:image/png;base64`` image, so a person sees everything in the UI.
+
+Figures come from :mod:`tasks.plots`, built with matplotlib's object API on an Agg
+canvas: they never enter pyplot's figure registry, so there is nothing to
+``plt.close`` and no memory growth across runs (the tests check the registry stays empty).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from PIL import Image
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from tasks import plots
+
+REPORT_ARTIFACT_KEY = "mnist-report"
+REPORT_FILENAME = "report.md"
+#: Resolution of the PNG files written beside ``report.md``.
+FILE_DPI = 100
+#: Largest base64 text of one image embedded in the artifact.
+MAX_EMBED_CHARS = 60_000
+#: Resolutions and palette sizes tried, in order, until an embedded image fits.
+_EMBED_TRIES = ((72, 64), (60, 64), (48, 64), (60, 16), (40, 16))
+
+#: Plot name -> (file name, caption), in report order.
+PLOTS = {
+    "curves": ("curves.png", "Loss and accuracy per epoch (final training)"),
+    "confusion": ("confusion_matrix.png", "Confusion matrix on the test set"),
+    "misclassified": ("misclassified.png", "Misclassified test images"),
+    "search": ("search.png", "Search: validation accuracy against learning rate"),
+    "trial_curves": ("trial_curves.png", "Search: per-trial learning curves"),
+}
+_HEADLINE = ("test_accuracy", "test_loss", "macro_f1", "n_test")
+_NOT_DETAILS = {*_HEADLINE, "per_class", "confusion_matrix", "class_names"}
+
+
+def _cell(value: object) -> str:
+    """A markdown table cell: one line, pipes escaped."""
+    text = " ".join(str(value).split())
+    return text.replace("|", "\\|")
+
+
+def _num(value: object, spec: str) -> str:
+    if value is None or isinstance(value, bool):
+        return "—" if value is None else str(value)
+    try:
+        number = float(value)  # type: ignore[arg-type]  # checked by the except
+    except (TypeError, ValueError):
+        return _cell(value)
+    return format(number, spec) if math.isfinite(number) else str(number)
+
+
+def _percent(fraction: float | None) -> str:
+    return "—" if fraction is None else f"{_num(100 * float(fraction), '.2f')}%"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def best_trial(trials: Sequence[Mapping]) -> Mapping | None:
+    """The finished (``status == "ok"``) trial with the highest best validation accuracy."""
+    finished = [
+        t
+        for t in trials
+        if t.get("status") == "ok"
+        and t.get("best_val_accuracy") is not None
+        and math.isfinite(float(t["best_val_accuracy"]))
+    ]
+    return max(finished, key=lambda t: float(t["best_val_accuracy"]), default=None)
+
+
+def trial_table(trials: Sequence[Mapping]) -> list[str]:
+    """Markdown lines of the trial table, one row per trial in trial order, best in bold."""
+    best = best_trial(trials)
+    rows = []
+    for t in sorted(trials, key=lambda t: int(t.get("trial", 0))):
+        p = t.get("params", {})
+        schedule = str(p.get("schedule", "—"))
+        if schedule not in ("constant", "—") and p.get("decay") is not None:
+            schedule += f" ({_num(p['decay'], '.3g')})"
+        status = str(t.get("status", "—"))
+        if t.get("cached"):
+            status += " (cached)"
+        if t.get("error"):
+            error = " ".join(str(t["error"]).split())
+            status += ": " + (error if len(error) <= 80 else error[:77] + "...")
+        trial = str(t.get("trial", "—"))
+        rows.append(
+            [
+                f"**{trial}** (best)" if t is best else trial,
+                _num(p.get("lr"), ".3g"),
+                _cell(p.get("batch_size", "—")),
+                _num(p.get("momentum"), ".3g"),
+                _cell(p.get("nesterov", "—")),
+                _num(p.get("weight_decay"), ".2g"),
+                _cell(schedule),
+                _cell(status),
+                _percent(t.get("best_val_accuracy")),
+                _cell(t.get("epochs", "—")),
+                _num(t.get("seconds"), ".1f"),
+            ]
+        )
+    header = ["trial", "lr", "batch", "momentum", "nesterov", "weight decay", "schedule"]
+    return _table([*header, "status", "best val acc", "epochs", "seconds"], rows)
+
+
+def render_report(
+    metrics: Mapping,
+    *,
+    run_dir: str,
+    images: Mapping[str, str],
+    trials: Sequence[Mapping] | None = None,
+    best_params: Mapping | None = None,
+    decision_markdown: str | None = None,
+) -> str:
+    """The report as markdown.
+
+    Parameters
+    ----------
+    metrics:
+        :func:`tasks.evaluation.evaluation_metrics` output, possibly with extra scalar
+        entries (dataset, model path, ...) that are listed under "Run details".
+    run_dir:
+        The run directory, shown so a person can find the files.
+    images:
+        Plot name (a key of :data:`PLOTS`) -> image reference: a file name relative
+        to ``report.md`` or a ``data:image/png;base64,...`` URI. Missing plots are left out.
+    trials:
+        ``TrialResult.to_dict()`` dicts of the search, or ``None`` without a search.
+    best_params:
+        The chosen parameters; by default those of :func:`best_trial`.
+    decision_markdown:
+        The promotion decision, inserted as given.
+    """
+    lines = [
+        "# mnist-flow report",
+        "",
+        f"Run directory: `{run_dir}`",
+        "",
+        "## Headline metrics",
+        "",
+    ]
+    lines += _table(
+        ["metric", "value"],
+        [
+            ["test accuracy", _percent(metrics.get("test_accuracy"))],
+            ["test loss (cross-entropy)", _num(metrics.get("test_loss"), ".4f")],
+            ["macro F1", _num(metrics.get("macro_f1"), ".4f")],
+            ["test images", _cell(metrics.get("n_test", "—"))],
+        ],
+    )
+    details = [
+        [_cell(k), _cell(v)]
+        for k, v in metrics.items()
+        if k not in _NOT_DETAILS and (v is None or isinstance(v, str | int | float | bool))
+    ]
+    if details:
+        lines += ["", "## Run details", "", *_table(["item", "value"], details)]
+    if decision_markdown:
+        lines += ["", "## Promotion decision", "", decision_markdown.strip()]
+    best = best_trial(trials) if trials else None
+    if best_params is None and best is not None:
+        best_params = best.get("params")
+    if best_params:
+        lines += ["", "## Best parameters", ""]
+        if best is not None:
+            accuracy = _percent(best.get("best_val_accuracy"))
+            lines += [f"Trial {best.get('trial')} reached {accuracy} validation accuracy.", ""]
+        lines += _table(
+            ["parameter", "value"], [[_cell(k), _cell(v)] for k, v in best_params.items()]
+        )
+    if trials:
+        n_ok = sum(t.get("status") == "ok" for t in trials)
+        lines += ["", "## Search trials", "", f"{n_ok} of {len(trials)} trials finished.", ""]
+        lines += trial_table(trials)
+    if metrics.get("per_class"):
+        lines += ["", "## Per-class metrics", ""]
+        rows = [
+            [
+                _cell(c["class"]),
+                _num(c["precision"], ".4f"),
+                _num(c["recall"], ".4f"),
+                _num(c["f1"], ".4f"),
+                _cell(c["support"]),
+            ]
+            for c in metrics["per_class"]
+        ]
+        lines += _table(["class", "precision", "recall", "F1", "support"], rows)
+    shown = [name for name in PLOTS if name in images]
+    if shown:
+        lines += ["", "## Plots"]
+        for name in shown:
+            caption = PLOTS[name][1]
+            lines += ["", f"### {caption}", "", f"![{caption}]({images[name]})"]
+    return "\n".join(lines) + "\n"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def compact_png(fig: Figure, max_chars: int = MAX_EMBED_CHARS) -> bytes | None:
+    """A small palette PNG of ``fig`` whose base64 text fits in ``max_chars``, else ``None``."""
+    for dpi, colours in _EMBED_TRIES:
+        image = Image.open(io.BytesIO(plots.figure_to_png(fig, dpi))).convert("RGB")
+        buffer = io.BytesIO()
+        image.quantize(colors=colours).save(buffer, format="PNG", optimize=True)
+        data = buffer.getvalue()
+        if 4 * math.ceil(len(data) / 3) <= max_chars:
+            return data
+    return None
+
+
+def _build_plots(
+    metrics: Mapping,
+    names: list[str],
+    history: Sequence[Mapping] | None,
+    errors: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+    trials: Sequence[Mapping] | None,
+) -> dict[str, Callable[[], Figure]]:
+    builders: dict[str, Callable[[], Figure]] = {}
+    if history:
+        builders["curves"] = lambda: plots.plot_curves(history)
+    if metrics.get("confusion_matrix") is not None:
+        builders["confusion"] = lambda: plots.plot_confusion(metrics["confusion_matrix"], names)
+    if errors is not None:
+        builders["misclassified"] = lambda: plots.plot_misclassified(*errors, names)
+    if trials:
+        builders["search"] = lambda: plots.plot_search(trials)
+        builders["trial_curves"] = lambda: plots.plot_trial_curves(trials)
+    return builders
+
+
+@task(name="write-report", cache_policy=NO_CACHE)
+def write_report(
+    run_dir: str,
+    metrics: dict,
+    *,
+    images_for_errors: np.ndarray | None = None,
+    y_true: np.ndarray | None = None,
+    y_pred: np.ndarray | None = None,
+    class_names: list[str] | None = None,
+    trials: list[dict] | None = None,
+    decision_markdown: str | None = None,
+    history: list[dict] | None = None,
+    best_params: dict | None = None,
+) -> str:
+    """Write the plots and ``report.md`` into ``run_dir`` and publish ``mnist-report``.
+
+    Returns the path of ``report.md``. ``images_for_errors`` ``(n, 28, 28)`` in [0, 1]
+    with ``y_true``/``y_pred`` ``(n,)`` feed the misclassified grid (only mismatches are
+    drawn); ``history`` (``EpochRecord.to_dict()`` list) the learning curves (left out when
+    ``None``); ``class_names`` default to ``metrics["class_names"]``; ``best_params`` to
+    the parameters of the best finished trial.
+    """
+    logger = get_run_logger()
+    out = Path(run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = list(class_names or metrics.get("class_names") or [])
+    if not names and metrics.get("confusion_matrix") is not None:
+        names = [str(i) for i in range(len(metrics["confusion_matrix"]))]
+    errors = None
+    if images_for_errors is not None:
+        if y_true is None or y_pred is None:
+            raise plots.PlotError("images_for_errors needs y_true and y_pred as well")
+        errors = (np.asarray(images_for_errors), np.asarray(y_true), np.asarray(y_pred))
+
+    files: dict[str, str] = {}
+    embedded: dict[str, str] = {}
+    for name, build in _build_plots(metrics, names, history, errors, trials).items():
+        filename = PLOTS[name][0]
+        fig = build()  # object-API figure, outside pyplot's registry: freed when dropped
+        atomic_write_bytes(out / filename, plots.figure_to_png(fig, FILE_DPI))
+        small = compact_png(fig)
+        del fig
+        files[name] = filename
+        if small is None:
+            logger.warning("plot %s is too large to embed in the artifact; see %s", name, filename)
+        else:
+            embedded[name] = "data:image/png;base64," + base64.b64encode(small).decode("ascii")
+
+    common = {"trials": trials, "best_params": best_params, "decision_markdown": decision_markdown}
+    report_path = out / REPORT_FILENAME
+    markdown = render_report(metrics, run_dir=str(out), images=files, **common)
+    atomic_write_bytes(report_path, markdown.encode("utf-8"))
+
+    ui_markdown = render_report(metrics, run_dir=str(out), images=embedded, **common)
+    listing = ", ".join(f"`{out / f}`" for f in [REPORT_FILENAME, *files.values()])
+    ui_markdown += f"\nFiles: {listing}\n"
+    accuracy = _percent(metrics.get("test_accuracy"))
+    create_markdown_artifact(
+        markdown=ui_markdown,
+        key=REPORT_ARTIFACT_KEY,
+        description=f"Test accuracy {accuracy}; run directory {out}",
+    )
+    logger.info(
+        "report written to %s (%d plots, test accuracy %s)", report_path, len(files), accuracy
+    )
+    return str(report_path)

@@ -1,0 +1,189 @@
+"""The report: markdown content, files on disk, and the ``mnist-report`` artifact in Prefect."""
+
+from __future__ import annotations
+
+import base64
+import re
+import struct
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from prefect import flow
+
+from tasks.evaluation import class_names, evaluation_metrics, select_misclassified
+from tasks.idx import read_idx
+from tasks.report import (
+    MAX_EMBED_CHARS,
+    PLOTS,
+    REPORT_ARTIFACT_KEY,
+    best_trial,
+    render_report,
+    write_report,
+)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def evaluated(mnist_dir: Path) -> dict:
+    """Metrics and misclassified images of a nearest-centroid classifier on real MNIST."""
+    images = read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")[:1500].astype(np.float32) / 255
+    labels = read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz")[:1500].astype(np.int64)
+    flat = images.reshape(len(images), -1)
+    centroids = np.stack([flat[:500][labels[:500] == c].mean(axis=0) for c in range(10)])
+    test, y = flat[500:], labels[500:]
+    z = -((test[:, None, :] - centroids[None]) ** 2).sum(axis=2) / 8.0
+    proba = np.exp(z - z.max(axis=1, keepdims=True))
+    proba /= proba.sum(axis=1, keepdims=True)
+    names = class_names("mnist", 10)
+    metrics = evaluation_metrics(y, proba, names)
+    errors = select_misclassified(images[500:], y, proba, limit=36)
+    return {"metrics": metrics, "errors": errors, "names": names}
+
+
+def make_trial(i: int, lr: float, batch: int, acc: float | None, status: str = "ok") -> dict:
+    curve = [] if acc is None else [acc - 0.02, acc - 0.005, acc]
+    return {
+        "trial": i,
+        "params": {"lr": lr, "batch_size": batch, "momentum": 0.9, "nesterov": i % 2 == 0,
+                   "weight_decay": 1e-4, "schedule": "step", "decay": 0.5, "hidden": [256]},
+        "seed": 100 + i, "status": status,
+        "error": None if status == "ok" else "NonFiniteError: loss is NaN | epoch 2",
+        "val_accuracy": curve, "val_loss": [0.4, 0.3, 0.25][: len(curve)],
+        "best_val_accuracy": acc, "epochs": len(curve), "seconds": 12.34, "cached": i == 1,
+    }  # fmt: skip
+
+
+TRIALS = [
+    make_trial(0, 0.05, 128, 0.951),
+    make_trial(1, 0.2, 64, 0.9634),
+    make_trial(2, 4.0, 32, None, status="diverged"),
+]
+HISTORY = [
+    {"epoch": e, "train_loss": 0.5 / e, "train_accuracy": 0.85 + 0.02 * e, "val_loss": 0.55 / e,
+     "val_accuracy": 0.84 + 0.02 * e, "lr": 0.1, "seconds": 2.0}
+    for e in range(1, 5)
+]  # fmt: skip
+
+
+def test_best_trial_ignores_unfinished() -> None:
+    assert best_trial(TRIALS)["trial"] == 1
+    assert best_trial([TRIALS[2]]) is None
+
+
+def test_render_report_content(evaluated) -> None:
+    metrics = {**evaluated["metrics"], "dataset": "mnist", "model_path": "runs/x/model.npz"}
+    images = {name: filename for name, (filename, _) in PLOTS.items()}
+    md = render_report(
+        metrics,
+        run_dir="runs/2026-01-01",
+        images=images,
+        trials=TRIALS,
+        decision_markdown="**Promoted**: challenger beats champion by 0.4 points.",
+    )
+    accuracy = f"{100 * metrics['test_accuracy']:.2f}%"
+    assert f"| test accuracy | {accuracy} |" in md
+    assert f"| test loss (cross-entropy) | {metrics['test_loss']:.4f} |" in md
+    assert "Run directory: `runs/2026-01-01`" in md
+    assert "| dataset | mnist |" in md and "| model_path | runs/x/model.npz |" in md
+    assert "## Promotion decision" in md and "**Promoted**: challenger" in md
+    # best parameters: derived from the best finished trial
+    assert "Trial 1 reached 96.34% validation accuracy." in md
+    assert "| lr | 0.2 |" in md and "| batch_size | 64 |" in md
+    search = md.split("## Search trials")[1].split("##")[0]
+    rows = [line for line in search.splitlines() if re.match(r"\| (\*\*)?\d", line)]
+    assert len(rows) == 3
+    assert rows[1].startswith("| **1** (best) | 0.2 | 64 | 0.9 | False | 0.0001 | step (0.5) |")
+    assert "ok (cached)" in rows[1] and "96.34%" in rows[1] and "| 12.3 |" in rows[1]
+    assert "diverged: NonFiniteError: loss is NaN \\| epoch 2 | — |" in rows[2]
+    assert "2 of 3 trials finished." in md
+    for filename, caption in PLOTS.values():
+        assert f"![{caption}]({filename})" in md
+    per_class = md.split("## Per-class metrics")[1].split("##")[0].strip().splitlines()
+    assert len(per_class) == 2 + 10  # header, separator, one row per class
+    c = metrics["per_class"][7]
+    row = f"| 7 | {c['precision']:.4f} | {c['recall']:.4f} | {c['f1']:.4f} | {c['support']} |"
+    assert per_class[2 + 7] == row
+
+
+def test_render_report_without_search(evaluated) -> None:
+    md = render_report(evaluated["metrics"], run_dir="r", images={"confusion": "cm.png"})
+    assert "## Search trials" not in md and "## Best parameters" not in md
+    assert "## Promotion decision" not in md
+    assert "![Confusion matrix on the test set](cm.png)" in md
+    assert "curves" not in md
+    explicit = render_report(evaluated["metrics"], run_dir="r", images={}, best_params={"lr": 0.3})
+    assert "## Best parameters" in explicit and "| lr | 0.3 |" in explicit
+
+
+def read_report_artifacts() -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    with get_client(sync_client=True) as client:
+        return client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[REPORT_ARTIFACT_KEY])),
+            sort=ArtifactSort.CREATED_DESC,
+        )
+
+
+def test_write_report_files_and_artifact(prefect_harness, evaluated, tmp_path: Path) -> None:
+    errors = evaluated["errors"]
+    before = len(read_report_artifacts())
+    figures_before = plt.get_fignums()
+    run_dir = tmp_path / "run"
+
+    @flow
+    def report_flow() -> str:
+        return write_report(
+            str(run_dir),
+            evaluated["metrics"],
+            images_for_errors=errors.images,
+            y_true=errors.y_true,
+            y_pred=errors.y_pred,
+            class_names=evaluated["names"],
+            trials=TRIALS,
+            decision_markdown="Kept the champion.",
+            history=HISTORY,
+        )
+
+    path = report_flow()
+    assert path == str(run_dir / "report.md")
+    names = sorted(p.name for p in run_dir.iterdir())
+    assert names == sorted(["report.md", *(f for f, _ in PLOTS.values())])  # no temp files
+    for filename, _ in PLOTS.values():
+        data = (run_dir / filename).read_bytes()
+        assert data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR"
+        width, height = struct.unpack(">II", data[16:24])
+        assert width >= 300 and height >= 150
+    md = Path(path).read_text()
+    for link in re.findall(r"!\[[^]]*\]\(([^)]+)\)", md):
+        assert (run_dir / link).is_file()
+    assert "data:image" not in md
+    assert plt.get_fignums() == figures_before
+
+    artifacts = read_report_artifacts()
+    assert len(artifacts) == before + 1
+    latest = artifacts[0]
+    assert latest.type == "markdown" and latest.key == REPORT_ARTIFACT_KEY
+    ui = latest.data
+    assert str(run_dir) in ui and "Kept the champion." in ui
+    assert f"{100 * evaluated['metrics']['test_accuracy']:.2f}%" in ui
+    embedded = re.findall(r"\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", ui)
+    assert len(embedded) == len(PLOTS)
+    for b64 in embedded:
+        assert len(b64) <= MAX_EMBED_CHARS
+        assert base64.b64decode(b64)[:8] == PNG_SIGNATURE
+
+
+def test_write_report_minimal_keeps_key(prefect_harness, evaluated, tmp_path: Path) -> None:
+    before = len(read_report_artifacts())
+    path = flow(lambda: write_report(str(tmp_path), evaluated["metrics"]), name="minimal")()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["confusion_matrix.png", "report.md"]
+    artifacts = read_report_artifacts()
+    assert len(artifacts) == before + 1  # a new version under the same key
+    assert str(tmp_path) in artifacts[0].data
+    assert Path(path).read_text().count("![") == 1
