@@ -52,7 +52,7 @@ class TrainConfig:
     ----------
     epochs: passes over the training set, >= 1.
     batch_size: rows per minibatch, >= 1.
-    lr: base learning rate, in (0, 10].
+    lr: base learning rate, finite and > 0.
     optimizer: ``"sgd"`` or ``"adam"``.
     momentum: SGD momentum in [0, 1).
     nesterov: use Nesterov momentum (SGD with momentum > 0).
@@ -87,7 +87,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _int("epochs", self.epochs, 1)
         _int("batch_size", self.batch_size, 1)
-        _float("lr", self.lr, 0.0, 10.0, low_open=True)
+        _float("lr", self.lr, 0.0, math.inf, low_open=True, high_open=True)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _float("momentum", self.momentum, 0.0, 1.0, high_open=True)
         if not isinstance(self.nesterov, bool):

@@ -120,7 +120,9 @@ def _run_epoch(
         correct += int(np.count_nonzero(logits.argmax(axis=1) == yb))
         loss, dz = softmax_cross_entropy(logits, yb, grad_out=ws.deltas[-1][:m])
         if not math.isfinite(loss):
-            raise NonFiniteError(f"the training loss became {loss} at sample {start}", epoch)
+            raise NonFiniteError(
+                f"the training loss became {loss} in minibatch {start // bs + 1}", epoch
+            )
         loss_sum += loss * m
         gw, gb = backward(model.weights, act, xb, dz, ws)
         if wd:

@@ -1,0 +1,128 @@
+"""Optimizer updates recomputed by hand, compared exactly; the subnormal flush."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nn.errors import ConfigError, InputError
+from nn.optim import SGD, Adam, count_subnormals, flush_subnormals, make_optimizer
+
+F = np.float32
+TINY = np.finfo(np.float32).tiny
+
+
+def _problem(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    params = [rng.normal(size=(4, 3)).astype(F), rng.normal(size=3).astype(F)]
+    grads = [[rng.normal(size=p.shape).astype(F) for p in params] for _ in range(3)]
+    return params, grads
+
+
+def test_plain_sgd_by_hand():
+    params, grads = _problem()
+    expected = [p.copy() for p in params]
+    opt = SGD(momentum=0.0)
+    for lr, gs in zip([0.1, 0.05, 0.01], grads, strict=True):
+        opt.step(params, gs, lr)
+        expected = [p - F(lr) * g for p, g in zip(expected, gs, strict=True)]
+        for got, want in zip(params, expected, strict=True):
+            assert got.dtype == np.float32
+            np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_momentum_sgd_by_hand(nesterov):
+    params, grads = _problem(1)
+    mu = 0.9
+    expected = [p.copy() for p in params]
+    vel = [np.zeros_like(p) for p in params]
+    opt = SGD(momentum=mu, nesterov=nesterov)
+    for lr, gs in zip([0.1, 0.1, 0.02], grads, strict=True):
+        opt.step(params, gs, lr)
+        for i, g in enumerate(gs):
+            vel[i] = F(mu) * vel[i] - F(lr) * g
+            if nesterov:
+                expected[i] = expected[i] + (F(mu) * vel[i] - F(lr) * g)
+            else:
+                expected[i] = expected[i] + vel[i]
+        for got, want, v_got, v_want in zip(params, expected, opt.velocities, vel, strict=True):
+            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(v_got, v_want)
+    assert opt.t == 3
+
+
+def test_nesterov_differs_from_classical_momentum():
+    p1, grads = _problem(2)
+    p2 = [p.copy() for p in p1]
+    a, b = SGD(0.9, nesterov=False), SGD(0.9, nesterov=True)
+    for gs in grads:
+        a.step(p1, gs, 0.1)
+        b.step(p2, gs, 0.1)
+    assert not np.array_equal(p1[0], p2[0])
+
+
+def test_adam_by_hand():
+    params, grads = _problem(3)
+    b1, b2, eps = 0.9, 0.999, 1e-8
+    expected = [p.copy() for p in params]
+    m = [np.zeros_like(p) for p in params]
+    v = [np.zeros_like(p) for p in params]
+    opt = Adam(b1, b2, eps)
+    for t, (lr, gs) in enumerate(zip([0.01, 0.01, 0.005], grads, strict=True), start=1):
+        opt.step(params, gs, lr)
+        lr_t = lr * np.sqrt(1.0 - b2**t) / (1.0 - b1**t)
+        for i, g in enumerate(gs):
+            m[i] = F(b1) * m[i] + F(1.0 - b1) * g
+            v[i] = F(b2) * v[i] + F(1.0 - b2) * (g * g)
+            expected[i] = expected[i] - F(lr_t) * (m[i] / (np.sqrt(v[i]) + F(eps)))
+        for got, want in zip(params, expected, strict=True):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_flush_subnormals_zeroes_only_subnormals():
+    a = np.array([0.0, TINY, -TINY, TINY / 2, -TINY / 1000, 1.0, -3e-30, 1e-45], dtype=F)
+    assert count_subnormals(a) == 3
+    flush_subnormals(a, np.empty_like(a), np.empty(a.shape, dtype=bool))
+    np.testing.assert_array_equal(a, np.array([0, TINY, -TINY, 0, 0, 1, -3e-30, 0], dtype=F))
+    assert count_subnormals(a) == 0
+
+
+@pytest.mark.parametrize("make", [lambda: SGD(0.9), lambda: SGD(0.9, True), lambda: Adam()])
+def test_decaying_state_never_holds_subnormals(make):
+    """Zero gradients after one step: without the flush the buffers would decay into
+    the subnormal range within a few hundred steps; with it they never hold one."""
+    p = [np.full((50, 20), 0.5, dtype=F)]
+    g = [np.full((50, 20), 1e-30, dtype=F)]
+    zero = [np.zeros((50, 20), dtype=F)]
+    opt = make()
+    opt.step(p, g, 0.1)
+    # what an unflushed buffer would do: it does reach subnormals
+    shadow = opt.state_buffers()[0].copy()
+    saw_subnormal = False
+    for _ in range(2000):
+        opt.step(p, zero, 0.1)
+        shadow *= F(0.9)
+        saw_subnormal |= count_subnormals(shadow) > 0
+        for buf in [*opt.state_buffers(), *p]:
+            assert count_subnormals(buf) == 0
+    assert saw_subnormal
+    assert all(np.count_nonzero(b) == 0 for b in opt.state_buffers()[:1])
+
+
+def test_optimizer_rejects_bad_settings_and_inputs():
+    with pytest.raises(ConfigError, match="momentum"):
+        SGD(momentum=1.0)
+    with pytest.raises(ConfigError, match="beta2"):
+        Adam(beta2=1.5)
+    with pytest.raises(ConfigError, match="optimizer='rmsprop'"):
+        make_optimizer("rmsprop")
+    opt = SGD(0.9)
+    p = [np.zeros(3, dtype=F)]
+    with pytest.raises(ConfigError, match="lr"):
+        opt.step(p, [np.zeros(3, dtype=F)], float("nan"))
+    with pytest.raises(InputError, match="gradient 0"):
+        opt.step(p, [np.zeros(4, dtype=F)], 0.1)
+    opt.step(p, [np.zeros(3, dtype=F)], 0.1)
+    with pytest.raises(InputError, match="changed"):
+        opt.step([np.zeros(5, dtype=F)], [np.zeros(5, dtype=F)], 0.1)
