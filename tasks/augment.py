@@ -62,8 +62,10 @@ class AugmentConfig:
         rotations and zooms) or ``"elastic"`` (affine plus an elastic field).
         Strength settings that the kind does not use are ignored.
     max_shift:
-        Largest translation along each axis, in pixels; drawn uniformly in
-        ``[-max_shift, max_shift]`` (sub-pixel shifts are interpolated).
+        Largest translation along each axis, in pixels. ``"shift"`` moves images by
+        whole pixels, uniformly in ``-floor(max_shift) .. floor(max_shift)`` (no
+        interpolation, so no blur); the other kinds draw sub-pixel shifts uniformly
+        in ``[-max_shift, max_shift]``.
     max_rotation:
         Largest rotation, in degrees; drawn uniformly in ``[-max_rotation, max_rotation]``.
     scale:
@@ -195,7 +197,11 @@ def random_affine(
     shifts:
         ``(n, 2)`` float64, ``t``: how far the content moves, ``(down, right)`` in pixels.
     """
-    shifts = rng.uniform(-config.max_shift, config.max_shift, size=(n, 2))
+    if config.kind == "shift":
+        whole = math.floor(config.max_shift)
+        shifts = rng.integers(-whole, whole + 1, size=(n, 2)).astype(np.float64)
+    else:
+        shifts = rng.uniform(-config.max_shift, config.max_shift, size=(n, 2))
     matrices = np.broadcast_to(np.eye(2), (n, 2, 2)).copy()
     if config.kind in ("affine", "elastic"):
         theta = np.deg2rad(rng.uniform(-config.max_rotation, config.max_rotation, size=n))
@@ -252,25 +258,35 @@ def elastic_field(
 ) -> np.ndarray:
     """Random smooth displacement fields, ``(n, 2, H, W)`` float32 (rows, then columns).
 
-    Equal to ``alpha * gaussian_filter(U, sigma=(0, 0, sigma, sigma), mode="reflect")``
-    for ``U`` uniform in ``[-1, 1]`` (Simard et al. 2003). With a ``workspace``
-    the result lives in one of its buffers (valid until the next call).
+    Simard et al. (2003): ``alpha * gaussian_filter(U, sigma=(0, 0, sigma, sigma))``
+    (``mode="reflect"``) for ``U`` uniform in ``[-1, 1]``. To draw a quarter of the
+    random numbers, when ``sigma >= 2`` the noise ``U`` is drawn only on every other
+    row and column (zero elsewhere) and the result multiplied by 2, which restores
+    the amplitude: a Gaussian that wide averages over many noise samples either way.
+    With a ``workspace`` the result lives in one of its buffers (valid until the next call).
     """
     ws = workspace if workspace is not None else Workspace()
     height, width = shape
-    noise = ws.get("noise", (n * 2, height, width))
+    stride = noise_stride(sigma)
+    noise = ws.get("noise", (n * 2, -(-height // stride), -(-width // stride)))
     rng.random(out=noise, dtype=np.float32)
     noise *= 2.0
     noise -= 1.0
-    g_rows = smoothing_matrix(height, sigma) * np.float32(alpha)
-    g_cols_t = np.ascontiguousarray(smoothing_matrix(width, sigma).T)
+    # G @ U with U zero off the grid is G[:, ::stride] @ U[::stride].
+    g_rows = smoothing_matrix(height, sigma)[:, ::stride] * np.float32(alpha * stride)
+    g_cols_t = np.ascontiguousarray(smoothing_matrix(width, sigma)[:, ::stride].T)
     # Stacked small products (one per field) are much faster here than one tall
     # (2nH, W) @ (W, W) product, which OpenBLAS handles poorly.
-    tmp = ws.get("tmp", (n * 2, height, width))
+    tmp = ws.get("tmp", (n * 2, noise.shape[1], width))
     np.matmul(noise, g_cols_t, out=tmp)  # smooth along columns
-    out = noise
+    out = ws.get("field", (n * 2, height, width))
     np.matmul(g_rows, tmp, out=out)  # then along rows
     return out.reshape(n, 2, height, width)
+
+
+def noise_stride(sigma: float) -> int:
+    """Spacing of the noise samples of :func:`elastic_field`: 2 when ``sigma >= 2``, else 1."""
+    return 2 if sigma >= 2.0 else 1
 
 
 def warp(
@@ -280,8 +296,9 @@ def warp(
     displacement: np.ndarray | None = None,
     fill: float | np.ndarray | None = None,
     workspace: Workspace | None = None,
+    order: int = 1,
 ) -> np.ndarray:
-    """Resample every image at its own source coordinates by bilinear interpolation.
+    """Resample every image at its own source coordinates.
 
     Parameters
     ----------
@@ -295,12 +312,17 @@ def warp(
         Background value: a number, ``(n,)`` values, or ``None`` for each image's minimum.
     workspace:
         Buffers to reuse between calls (see :class:`Workspace`).
+    order:
+        1 for bilinear interpolation, 0 for the nearest pixel (exact, and four times
+        cheaper, for whole-pixel shifts and flips).
 
     Returns
     -------
     ``(n, H, W)`` float32, a new array.
     """
     n, height, width = images.shape
+    if order not in (0, 1):
+        raise ConfigError(f"order={order!r} must be 0 (nearest) or 1 (bilinear)")
     if n > _MAX_WARP_BATCH:  # keeps the float32 gather indices exact
         parts = [
             warp(
@@ -310,6 +332,7 @@ def warp(
                 None if displacement is None else displacement[i : i + _MAX_WARP_BATCH],
                 fill if fill is None or np.ndim(fill) == 0 else fill[i : i + _MAX_WARP_BATCH],
                 workspace,
+                order,
             )
             for i in range(0, n, _MAX_WARP_BATCH)
         ]
@@ -339,8 +362,11 @@ def warp(
             src += displacement[:, axis]
         np.clip(src, 0.0, size + 1.0, out=src)
         low = ws.get("floor_r" if axis == 0 else "floor_c", (n, height, width))
-        np.floor(src, out=low)
-        src -= low  # now the fractional part
+        if order == 0:
+            np.rint(src, out=low)
+        else:
+            np.floor(src, out=low)
+            src -= low  # now the fractional part
         coords.append((low, src))
     (row0, frac_r), (col0, frac_c) = coords
     stride = width + 3
@@ -350,6 +376,8 @@ def warp(
     row0 += (np.arange(n, dtype=np.float32) * ((height + 3) * stride))[:, None, None]
     np.copyto(index, row0, casting="unsafe")
     flat = padded.reshape(-1)
+    if order == 0:
+        return np.take(flat, index, mode="clip")
     v00, v01 = ws.get("v00", index.shape), ws.get("v01", index.shape)
     v10, v11 = ws.get("v10", index.shape), ws.get("v11", index.shape)
     np.take(flat, index, out=v00, mode="clip")
@@ -403,7 +431,8 @@ class Augmenter:
             displacement = elastic_field(
                 n, cfg.image_shape, cfg.elastic_alpha, cfg.elastic_sigma, rng, self._workspace
             )
-        out = warp(images, matrices, shifts, displacement, cfg.fill, self._workspace)
+        order = 0 if cfg.kind == "shift" else 1
+        out = warp(images, matrices, shifts, displacement, cfg.fill, self._workspace, order)
         return out.reshape(n, height * width)
 
     def __repr__(self) -> str:

@@ -18,6 +18,7 @@ from tasks.augment import (
     default_augment,
     elastic_field,
     make_augmenter,
+    noise_stride,
     warp,
 )
 
@@ -138,13 +139,25 @@ def test_elastic_output_stays_in_input_range(digits: np.ndarray) -> None:
     assert np.abs(out - X).mean() > 0.1
 
 
-def test_elastic_field_is_smoothed_uniform_noise() -> None:
-    n, alpha, sigma = 5, 34.0, 4.0
+@pytest.mark.parametrize("sigma", [1.5, 4.0])
+def test_elastic_field_is_smoothed_uniform_noise(sigma: float) -> None:
+    n, alpha = 5, 34.0
     field = elastic_field(n, (28, 28), alpha, sigma, np.random.default_rng(2))
-    noise = np.random.default_rng(2).random((n, 2, 28, 28), dtype=np.float32) * 2.0 - 1.0
-    expected = alpha * gaussian_filter(noise.astype(np.float64), sigma=(0, 0, sigma, sigma))
+    stride = noise_stride(sigma)
+    samples = np.random.default_rng(2).random((n, 2, 28 // stride, 28 // stride), dtype=np.float32)
+    noise = np.zeros((n, 2, 28, 28))
+    noise[:, :, ::stride, ::stride] = 2.0 * samples - 1.0
+    expected = stride * alpha * gaussian_filter(noise, sigma=(0, 0, sigma, sigma), mode="reflect")
     assert field.shape == (n, 2, 28, 28) and field.dtype == np.float32
     np.testing.assert_allclose(field, expected, atol=1e-4)
+
+
+def test_sparse_noise_keeps_the_amplitude_of_dense_noise() -> None:
+    rng = np.random.default_rng(3)
+    dense = gaussian_filter(rng.uniform(-1, 1, (400, 28, 28)), sigma=(0, 4, 4), mode="reflect")
+    sparse = elastic_field(200, (28, 28), 1.0, 4.0, rng)
+    assert noise_stride(4.0) == 2
+    np.testing.assert_allclose(sparse.std(), dense.std(), rtol=0.1)
 
 
 def test_no_hflip_for_digits_but_for_clothes(clothes: np.ndarray) -> None:
