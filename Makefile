@@ -6,7 +6,11 @@ STAMP := $(VENV)/.installed
 
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: run test bench lint constraints clean
+.PHONY: run test bench lint constraints clean server deploy worker
+
+# The local Prefect server that `make deploy` and `make worker` talk to.
+PREFECT_PORT ?= 4200
+PREFECT_API := http://127.0.0.1:$(PREFECT_PORT)/api
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +35,21 @@ constraints: $(STAMP)
 	head -n 2 constraints.txt > constraints.txt.new
 	$(BIN)/python -m pip freeze --exclude-editable >> constraints.txt.new
 	mv constraints.txt.new constraints.txt
+
+server: $(STAMP)
+	$(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
+
+# Creates the work pool if missing, then deploys everything in prefect.yaml to the server above
+# (never to a temporary one). make does not update PWD, which prefect.yaml's pull step reads.
+deploy: $(STAMP)
+	@$(BIN)/python -c "import urllib.request as u; u.urlopen('$(PREFECT_API)/health', timeout=5)" \
+		2>/dev/null || { echo "no Prefect server at $(PREFECT_API): run 'make server' first" >&2; exit 1; }
+	PREFECT_API_URL=$(PREFECT_API) $(BIN)/prefect work-pool inspect mnist-pool >/dev/null 2>&1 \
+		|| PREFECT_API_URL=$(PREFECT_API) $(BIN)/prefect work-pool create mnist-pool --type process
+	PREFECT_API_URL=$(PREFECT_API) PWD=$(CURDIR) $(BIN)/prefect --no-prompt deploy --all
+
+worker: $(STAMP)
+	PREFECT_API_URL=$(PREFECT_API) $(BIN)/prefect worker start --pool mnist-pool --type process
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
