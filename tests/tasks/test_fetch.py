@@ -1,0 +1,164 @@
+"""Fetching: loopback mirrors, file:// mirrors, local folders, the cache, and every failure."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import pytest
+
+from nn.errors import ConfigError
+from tasks.datasets import ROLES, fetch_files, get_dataset
+from tasks.errors import CacheError, FetchError, IDXFormatError
+from tests.tasks.idx_helpers import ROLE_FILES, idx_folder_from_mnist_test, serve
+
+FASHION_SHA = {fs.role: fs.sha256 for fs in get_dataset("fashion-mnist").files}
+
+
+def _no_sleep(seconds: float) -> None:
+    """Backoff without waiting."""
+
+
+def _fetch(dataset: str, cache: Path, **kwargs: object):
+    options = {"mirrors": [], "local_dirs": [], "retries": 1, "sleep": _no_sleep, "timeout": 10}
+    return fetch_files(dataset, cache_dir=cache, **{**options, **kwargs})
+
+
+def _leftovers(cache: Path) -> list[Path]:
+    return [p for p in cache.rglob("*") if p.name.startswith(".") or p.suffix == ".part"]
+
+
+def test_loopback_mirrors_corrupt_then_truncated_then_good(
+    fashion_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The real download path: a corrupt mirror and a truncating one are skipped and logged."""
+    cache = tmp_path / "cache"
+    with serve(fashion_dir) as server, caplog.at_level(logging.INFO):
+        mirrors = [server.url("corrupt"), server.url("truncate"), server.url("good")]
+        files = _fetch("fashion-mnist", cache, mirrors=mirrors)
+    assert files.checksums == FASHION_SHA and files.n_classes == 10
+    assert files.image_shape == (28, 28)
+    for role in ROLES:
+        assert files.path(role) == cache / "fashion-mnist" / ROLE_FILES[role]
+        assert files.sources[role] == server.url("good") + ROLE_FILES[role]
+    assert sorted(p.name for p in (cache / "fashion-mnist").iterdir()) == sorted(
+        ROLE_FILES.values()
+    )
+    assert _leftovers(cache) == []
+    log = caplog.text
+    assert f"{server.url('corrupt')}train-images-idx3-ubyte.gz failed" in log
+    assert f"{server.url('truncate')}train-images-idx3-ubyte.gz failed" in log
+    assert "truncated download" in log and "retrying" in log
+    assert "gzip" in log or "SHA-256" in log  # what was wrong with the corrupt copy
+    truncated = [r for r in server.requests if r.startswith("/truncate/train-images")]
+    assert len(truncated) == 2  # one retry of a transient failure, then the next mirror
+
+    # A second fetch is served from the verified cache without touching the network.
+    with serve(fashion_dir) as server:
+        again = _fetch("fashion-mnist", cache, mirrors=[server.url("good")])
+        assert server.requests == []
+    assert again.checksums == files.checksums and set(again.sources.values()) == {"cache"}
+
+
+def test_file_mirror_and_corrupt_cache_entry(fashion_dir: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    files = _fetch("fashion-mnist", cache, mirror=fashion_dir.as_uri())
+    assert files.checksums == FASHION_SHA
+    assert files.sources["test_labels"].startswith("file://")
+    damaged = files.path("test_labels")
+    damaged.write_bytes(damaged.read_bytes()[:-10])
+    again = _fetch("fashion-mnist", cache, mirror=fashion_dir.as_uri())
+    assert again.checksums == FASHION_SHA
+    assert again.sources["test_labels"].startswith("file://")
+    assert again.sources["train_images"] == "cache"
+
+
+def test_data_dir_fashion_is_used_in_place(fashion_dir: Path, tmp_path: Path) -> None:
+    files = _fetch("fashion-mnist", tmp_path / "cache", data_dir=str(fashion_dir))
+    assert files.checksums == FASHION_SHA
+    assert files.path("train_images") == fashion_dir / "train-images-idx3-ubyte.gz"
+    assert not any((tmp_path / "cache").rglob("*.gz"))
+
+
+def test_debian_folder_is_a_source(fashion_dir: Path, tmp_path: Path) -> None:
+    files = _fetch("fashion-mnist", tmp_path / "cache", local_dirs=[fashion_dir])
+    assert files.checksums == FASHION_SHA and set(files.sources.values()) == {"folder"}
+
+
+def test_mnist_data_dir_without_train_images(
+    mnist_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The real MNIST folder lacks train-images: one error lists the attempts and the fixes."""
+    with caplog.at_level(logging.INFO), pytest.raises(FetchError) as info:
+        _fetch(
+            "mnist", tmp_path / "cache", data_dir=str(mnist_dir), mirror=(tmp_path / "no").as_uri()
+        )
+    message = str(info.value)
+    assert "train-images-idx3-ubyte.gz: every source failed" in message
+    assert f"folder: {mnist_dir}: no file named train-images-idx3-ubyte" in message
+    assert "file://" in message and "--data-dir" in message and "--mirror" in message
+    assert "t10k-images" not in message and not info.value.transient
+    assert "t10k-images-idx3-ubyte.gz: verified, from folder" in caplog.text
+
+
+def test_mnist_test_set_as_idx_folder(mnist_dir: Path, tmp_path: Path) -> None:
+    folder = idx_folder_from_mnist_test(mnist_dir, tmp_path / "digits", n_train=8000)
+    files = _fetch("idx", tmp_path / "cache", data_dir=str(folder))
+    assert files.name == "idx" and files.n_classes == 10 and files.image_shape == (28, 28)
+    assert files.path("test_images").parent == folder
+    assert not (tmp_path / "cache").exists()  # nothing to cache for a local idx folder
+
+
+def test_idx_needs_a_folder(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--data-dir"):
+        _fetch("idx", tmp_path)
+
+
+def test_idx_counts_must_agree(mnist_dir: Path, tmp_path: Path) -> None:
+    folder = idx_folder_from_mnist_test(mnist_dir, tmp_path / "digits")
+    (folder / ROLE_FILES["test_labels"]).write_bytes(
+        (folder / ROLE_FILES["train_labels"]).read_bytes()
+    )
+    with pytest.raises(IDXFormatError, match=r"2000 images but .* holds 8000 labels"):
+        _fetch("idx", tmp_path / "cache", data_dir=str(folder))
+
+
+def test_unusable_cache_dir(tmp_path: Path) -> None:
+    blocker = tmp_path / "cache"
+    blocker.write_text("not a folder")
+    with pytest.raises(CacheError, match="cannot be created"):
+        _fetch("fashion-mnist", blocker)
+
+
+def test_unavailable_mirror_is_retried_then_reported(fashion_dir: Path, tmp_path: Path) -> None:
+    with serve(fashion_dir) as server, pytest.raises(FetchError) as info:
+        _fetch("fashion-mnist", tmp_path / "cache", mirrors=[server.url("503"), server.url("404")])
+    assert "HTTP 503" in str(info.value) and "HTTP 404" in str(info.value)
+    assert info.value.transient  # worth retrying later (the Prefect task does)
+    assert len([r for r in server.requests if r.startswith("/503/t10k-labels")]) == 2
+    assert _leftovers(tmp_path / "cache") == []
+
+
+def test_concurrent_fetches_share_the_cache(fashion_dir: Path, tmp_path: Path) -> None:
+    """Two runs downloading into one cache both end with complete, verified files."""
+    cache = tmp_path / "cache"
+    results: list[object] = []
+    with serve(fashion_dir) as server:
+
+        def run() -> None:
+            try:
+                results.append(_fetch("fashion-mnist", cache, mirrors=[server.url("good")]))
+            except Exception as exc:  # reported below
+                results.append(exc)
+
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    assert len(results) == 2
+    for result in results:
+        assert not isinstance(result, Exception), result
+        assert result.checksums == FASHION_SHA  # type: ignore[attr-defined]
+    assert _leftovers(cache) == []
