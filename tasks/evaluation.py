@@ -13,6 +13,7 @@ and F1 their harmonic mean (0 where undefined, as scikit-learn's
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Sequence
@@ -129,7 +130,13 @@ def per_class_scores(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return precision, recall, f1, support
 
 
-def evaluation_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: Sequence[str]) -> dict:
+def evaluation_metrics(
+    y_true: np.ndarray,
+    proba: np.ndarray,
+    class_names: Sequence[str],
+    *,
+    test_loss: float | None = None,
+) -> dict:
     """All test metrics of one model as plain JSON types.
 
     Parameters
@@ -140,6 +147,10 @@ def evaluation_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: Seque
         ``(n, k)`` predicted probabilities (rows sum to 1, within 1e-3).
     class_names:
         ``k`` display names, in label order.
+    test_loss:
+        The exact mean cross-entropy when the caller has it (from the logits, e.g.
+        ``MLP.evaluate``); by default it is computed from ``proba``, which is exact
+        unless a true-class probability is below ``PROBA_FLOOR`` (float32 underflow).
 
     Returns
     -------
@@ -175,10 +186,13 @@ def evaluation_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: Seque
     y_pred = p.argmax(axis=1)
     cm = confusion_counts(y_true, y_pred, k)
     precision, recall, f1, support = per_class_scores(cm)
-    loss = -np.mean(np.log(np.maximum(p[np.arange(n), y_true], PROBA_FLOOR)))
+    if test_loss is None:
+        test_loss = -np.mean(np.log(np.maximum(p[np.arange(n), y_true], PROBA_FLOOR)))
+    elif not (math.isfinite(test_loss) and test_loss >= 0):
+        raise EvaluationError(f"test_loss must be finite and >= 0, got {test_loss}")
     return {
         "test_accuracy": float(np.mean(y_pred == y_true)),
-        "test_loss": float(loss),
+        "test_loss": float(test_loss),
         "macro_f1": float(f1.mean()),
         "n_test": int(n),
         "class_names": names,

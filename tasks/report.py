@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import math
 import os
 import tempfile
@@ -27,6 +28,7 @@ from PIL import Image
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
 
 from tasks import plots
 
@@ -259,6 +261,14 @@ def _build_plots(
     return builders
 
 
+def _logger() -> logging.Logger | logging.LoggerAdapter:
+    """The run logger inside a Prefect run, this module's logger under ``task.fn()``."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
+
+
 @task(name="write-report", cache_policy=NO_CACHE)
 def write_report(
     run_dir: str,
@@ -281,7 +291,7 @@ def write_report(
     ``None``); ``class_names`` default to ``metrics["class_names"]``; ``best_params`` to
     the parameters of the best finished trial.
     """
-    logger = get_run_logger()
+    logger = _logger()
     out = Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = list(class_names or metrics.get("class_names") or [])

@@ -83,6 +83,14 @@ def test_zero_probability_is_floored_not_infinite() -> None:
     assert m["test_loss"] == pytest.approx(-math.log(1e-12))
 
 
+def test_exact_loss_given_by_the_caller() -> None:
+    proba = np.array([[1.0, 0.0], [0.25, 0.75]])
+    m = evaluation_metrics(np.array([1, 1]), proba, ["x", "y"], test_loss=40.0)
+    assert m["test_loss"] == 40.0 and m["test_accuracy"] == 0.5
+    with pytest.raises(EvaluationError, match="test_loss must be finite"):
+        evaluation_metrics(np.array([1, 1]), proba, ["x", "y"], test_loss=float("nan"))
+
+
 def test_matches_scikit_learn_on_real_mnist(centroid_predictions) -> None:
     _, y, proba = centroid_predictions
     names = class_names("mnist", 10)

@@ -52,9 +52,16 @@ def history(epochs: int, with_val: bool = True) -> list[dict]:
     for e in range(1, epochs + 1):
         val = (0.6 / e, 0.8 + 0.01 * e) if with_val else (None, None)
         records.append(
-            {"epoch": e, "train_loss": 0.5 / e, "train_accuracy": 0.82 + 0.01 * e,
-             "val_loss": val[0], "val_accuracy": val[1], "lr": 0.1, "seconds": 1.0}
-        )  # fmt: skip
+            {
+                "epoch": e,
+                "train_loss": 0.5 / e,
+                "train_accuracy": 0.82 + 0.01 * e,
+                "val_loss": val[0],
+                "val_accuracy": val[1],
+                "lr": 0.1,
+                "seconds": 1.0,
+            }
+        )
     return records
 
 
@@ -65,13 +72,26 @@ def trial(i: int, lr: float, batch: int, status: str = "ok", epochs: int = 5) ->
         acc, loss = acc[:2], [*loss[:1], float("nan")]
     return {
         "trial": i,
-        "params": {"lr": lr, "batch_size": batch, "momentum": 0.9, "nesterov": False,
-                   "weight_decay": 1e-4, "schedule": "cosine", "decay": 0.0, "hidden": [300]},
-        "seed": i, "status": status, "error": None if status == "ok" else "loss became NaN",
-        "val_accuracy": acc, "val_loss": loss,
+        "params": {
+            "lr": lr,
+            "batch_size": batch,
+            "momentum": 0.9,
+            "nesterov": False,
+            "weight_decay": 1e-4,
+            "schedule": "cosine",
+            "decay": 0.0,
+            "hidden": [300],
+        },
+        "seed": i,
+        "status": status,
+        "error": None if status == "ok" else "loss became NaN",
+        "val_accuracy": acc,
+        "val_loss": loss,
         "best_val_accuracy": max(acc) if status == "ok" else None,
-        "epochs": len(acc), "seconds": 2.5, "cached": False,
-    }  # fmt: skip
+        "epochs": len(acc),
+        "seconds": 2.5,
+        "cached": False,
+    }
 
 
 @pytest.fixture(scope="module")

@@ -47,13 +47,26 @@ def make_trial(i: int, lr: float, batch: int, acc: float | None, status: str = "
     curve = [] if acc is None else [acc - 0.02, acc - 0.005, acc]
     return {
         "trial": i,
-        "params": {"lr": lr, "batch_size": batch, "momentum": 0.9, "nesterov": i % 2 == 0,
-                   "weight_decay": 1e-4, "schedule": "step", "decay": 0.5, "hidden": [256]},
-        "seed": 100 + i, "status": status,
+        "params": {
+            "lr": lr,
+            "batch_size": batch,
+            "momentum": 0.9,
+            "nesterov": i % 2 == 0,
+            "weight_decay": 1e-4,
+            "schedule": "step",
+            "decay": 0.5,
+            "hidden": [256],
+        },
+        "seed": 100 + i,
+        "status": status,
         "error": None if status == "ok" else "NonFiniteError: loss is NaN | epoch 2",
-        "val_accuracy": curve, "val_loss": [0.4, 0.3, 0.25][: len(curve)],
-        "best_val_accuracy": acc, "epochs": len(curve), "seconds": 12.34, "cached": i == 1,
-    }  # fmt: skip
+        "val_accuracy": curve,
+        "val_loss": [0.4, 0.3, 0.25][: len(curve)],
+        "best_val_accuracy": acc,
+        "epochs": len(curve),
+        "seconds": 12.34,
+        "cached": i == 1,
+    }
 
 
 TRIALS = [
@@ -62,10 +75,17 @@ TRIALS = [
     make_trial(2, 4.0, 32, None, status="diverged"),
 ]
 HISTORY = [
-    {"epoch": e, "train_loss": 0.5 / e, "train_accuracy": 0.85 + 0.02 * e, "val_loss": 0.55 / e,
-     "val_accuracy": 0.84 + 0.02 * e, "lr": 0.1, "seconds": 2.0}
+    {
+        "epoch": e,
+        "train_loss": 0.5 / e,
+        "train_accuracy": 0.85 + 0.02 * e,
+        "val_loss": 0.55 / e,
+        "val_accuracy": 0.84 + 0.02 * e,
+        "lr": 0.1,
+        "seconds": 2.0,
+    }
     for e in range(1, 5)
-]  # fmt: skip
+]
 
 
 def test_best_trial_ignores_unfinished() -> None:
