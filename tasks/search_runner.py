@@ -46,6 +46,8 @@ from tasks.trials import (
 __all__ = ["BACKENDS", "SearchResult", "data_fingerprint", "halving_rungs", "run_search"]
 
 BACKENDS = ("loky", "dask")
+DASK_CONNECT_TIMEOUT = "15s"
+"""How long to try to reach the Dask scheduler before giving up."""
 
 OnTrial = Callable[[TrialResult, int, int], None]
 """``on_trial(result, done, total)``: called in the parent as each trial finishes."""
@@ -144,7 +146,7 @@ def _workers(
     from distributed import Client
 
     try:
-        client = Client(dask_address, timeout="15s", set_as_default=False)
+        client = Client(dask_address, timeout=DASK_CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError) as exc:
         raise SearchError(f"cannot reach the Dask scheduler at {dask_address}: {exc}") from exc
     try:

@@ -1,0 +1,152 @@
+"""Prefect task ``random_search``: the hyperparameter search of the pipeline.
+
+A thin wrapper over :func:`tasks.search_runner.run_search`. The trials run in joblib
+workers, which have no Prefect run context, so they only return results; this task logs
+each one as it arrives, publishes the trial table as the ``mnist-trials`` artifact and
+returns the best parameters to the flow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from tasks.codeversion import code_version
+from tasks.datasets import resolve_cache_dir
+from tasks.prepare import PreparedData
+from tasks.search_runner import OnTrial, SearchResult, run_search
+from tasks.search_space import PARAMETERS, Value
+from tasks.space_overrides import build_space
+from tasks.trial_extras import augment_extras
+from tasks.trials import ExtrasHandler, TrialResult
+
+__all__ = ["ARTIFACT_KEY", "format_trial", "random_search", "trial_table"]
+
+ARTIFACT_KEY = "mnist-trials"
+
+_SHORT = {"batch_size": "batch", "weight_decay": "wd", "warmup_epochs": "warmup"}
+
+
+def _fmt(value: Value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def format_params(params: Mapping[str, Value]) -> str:
+    """``lr=0.031 batch=64 ...``: known parameters in table order, then the extras."""
+    names = [n for n in PARAMETERS if n in params] + sorted(
+        n for n in params if n not in PARAMETERS
+    )
+    return " ".join(f"{_SHORT.get(n, n)}={_fmt(params[n])}" for n in names)
+
+
+def format_trial(result: TrialResult, done: int, total: int) -> str:
+    """One log line: ``trial 7/20 (#3, 1 epoch): lr=0.031 ... -> val_acc=0.912 in 3.1 s``."""
+    epochs = f"{result.epochs} epoch{'s' if result.epochs != 1 else ''}"
+    where = (
+        f"#{result.trial}, round {result.rung + 1}, {epochs}"
+        if result.rung
+        else f"#{result.trial}, {epochs}"
+    )
+    if result.status == "ok":
+        outcome = f"val_acc={result.best_val_accuracy:.4f}"
+    else:
+        outcome = f"{result.status}: {result.error}"
+    source = " (from the trial store)" if result.cached else ""
+    return (
+        f"trial {done}/{total} ({where}): {format_params(result.params)} -> {outcome} "
+        f"in {result.seconds:.1f} s{source}"
+    )
+
+
+def trial_table(result: SearchResult) -> list[dict[str, Any]]:
+    """Rows of the trial table (plain Python numbers and strings), one per trial run."""
+    rows = []
+    for t in result.trials:
+        best = t["best_val_accuracy"]
+        row: dict[str, Any] = {
+            "trial": int(t["trial"]),
+            "round": int(t["rung"]) + 1,
+            "epochs": int(t["epochs"]),
+            "status": str(t["status"]),
+            "best_val_acc": None if best is None else round(float(best), 4),
+            "last_val_loss": round(float(t["val_loss"][-1]), 4) if t["val_loss"] else None,
+            "seconds": round(float(t["seconds"]), 2),
+            "cached": "yes" if t["cached"] else "no",
+        }
+        for name, value in t["params"].items():
+            row[name] = float(f"{value:.4g}") if isinstance(value, float) else value
+        row["error"] = str(t["error"] or "")
+        rows.append(row)
+    return rows
+
+
+@task(name="random-search", cache_policy=NO_CACHE)
+def random_search(
+    data: PreparedData,
+    *,
+    n_trials: int = 12,
+    trial_epochs: int = 3,
+    seed: int = 0,
+    n_jobs: int = -1,
+    backend: str = "loky",
+    dask_address: str | None = None,
+    halving: bool = False,
+    space_overrides: Mapping[str, Any] | None = None,
+    cache_dir: str | None = None,
+    on_trial: OnTrial | None = None,
+    extras_handler: ExtrasHandler | None = None,
+) -> SearchResult:
+    """Random search over the hyperparameters; logs each trial, returns the best parameters.
+
+    ``space_overrides`` take the syntax of :mod:`tasks.space_overrides`; finished trials are
+    kept in ``<cache_dir>/trials`` (default cache if None), so a rerun only trains the rest.
+    Extra parameters (``augment``) go to ``extras_handler``, by default
+    :func:`tasks.trial_extras.augment_extras`.
+    """
+    logger = get_run_logger()
+    space = build_space(space_overrides)
+    described = " ".join(f"{name}={spec}" for name, spec in space.describe().items())
+    mode = "successive halving" if halving else "random search"
+    logger.info(
+        f"{mode}: {n_trials} trials x {trial_epochs} epochs on {backend}, space {described}"
+    )
+
+    def report(result: TrialResult, done: int, total: int) -> None:
+        logger.info(format_trial(result, done, total))
+        if on_trial is not None:
+            on_trial(result, done, total)
+
+    result = run_search(
+        data,
+        space,
+        n_trials=n_trials,
+        trial_epochs=trial_epochs,
+        seed=seed,
+        n_jobs=n_jobs,
+        backend=backend,
+        dask_address=dask_address,
+        halving=halving,
+        cache_dir=resolve_cache_dir(cache_dir),
+        code_version=code_version(),
+        on_trial=report,
+        extras_handler=extras_handler or augment_extras,
+    )
+    create_table_artifact(
+        key=ARTIFACT_KEY,
+        table=trial_table(result),
+        description=f"{mode} on {data.name}: {len(result.trials)} runs, best #{result.best_trial}",
+    )
+    logger.info(
+        f"best trial #{result.best_trial}: val_acc={result.best_val_accuracy:.4f} "
+        f"{format_params(result.best_params)} ({result.n_trained} trained, "
+        f"{result.n_cached} from the store, {result.seconds:.1f} s)"
+    )
+    return result
