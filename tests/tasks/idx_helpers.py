@@ -6,6 +6,7 @@ import gzip
 import shutil
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -58,13 +59,15 @@ def idx_folder_from_mnist_test(mnist_dir: Path, dest: Path, n_train: int = 8000)
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """Serves ``/<mode>/<file>`` from the server's root; mode: good, corrupt, truncate, 404, 503."""
+    """Serves ``/<mode>/<file>`` from the root; modes: good, corrupt, truncate, slow, 404, 503."""
 
     def do_GET(self) -> None:
         server: MirrorServer = self.server  # type: ignore[assignment]
         server.requests.append(self.path)
         mode, _, name = self.path.strip("/").partition("/")
         path = server.root / name
+        if mode == "slow":
+            time.sleep(server.delay)
         if mode == "503":
             self.send_error(503, "Service Unavailable")
             return
@@ -88,6 +91,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.wfile.write(data)
 
+    def handle(self) -> None:
+        """Serve one request; a client that hung up (timeout test) is not an error."""
+        try:
+            super().handle()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
     def log_message(self, format: str, *args: object) -> None:
         """Keep the test output quiet."""
 
@@ -101,6 +111,7 @@ class MirrorServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.root = root
         self.requests: list[str] = []
+        self.delay = 1.0  # seconds a "slow" mirror waits before answering
 
     def url(self, mode: str) -> str:
         """Base URL of the mirror behaving as ``mode``."""

@@ -10,6 +10,7 @@ import pytest
 
 from nn.errors import ConfigError
 from tasks.datasets import ROLES, fetch_files, get_dataset
+from tasks.download import DownloadFailed, download
 from tasks.errors import CacheError, FetchError, IDXFormatError
 from tests.tasks.idx_helpers import ROLE_FILES, idx_folder_from_mnist_test, serve
 
@@ -162,3 +163,22 @@ def test_concurrent_fetches_share_the_cache(fashion_dir: Path, tmp_path: Path) -
         assert not isinstance(result, Exception), result
         assert result.checksums == FASHION_SHA  # type: ignore[attr-defined]
     assert _leftovers(cache) == []
+
+
+def test_download_logs_progress(
+    fashion_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = logging.getLogger("test-download")
+    with serve(fashion_dir) as server, caplog.at_level(logging.INFO, logger="test-download"):
+        url = server.url("good") + "train-labels-idx1-ubyte.gz"
+        part = download(url, tmp_path, logger=log, progress_every=0.0)
+    assert part.parent == tmp_path and part.name.endswith(".part")
+    assert part.read_bytes() == (fashion_dir / "train-labels-idx1-ubyte.gz").read_bytes()
+    assert "of 0.0 MB (100%)" in caplog.text and f"downloaded {url}" in caplog.text
+
+
+def test_download_times_out_and_cleans_up(fashion_dir: Path, tmp_path: Path) -> None:
+    with serve(fashion_dir) as server, pytest.raises(DownloadFailed, match="timed out") as info:
+        url = server.url("slow") + "train-labels-idx1-ubyte.gz"
+        download(url, tmp_path, logger=logging.getLogger("t"), timeout=0.3, retries=0)
+    assert info.value.transient and list(tmp_path.iterdir()) == []
