@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from prefect import flow
 
+import tasks.search
 from tasks.prepare import PreparedData
 from tasks.search import ARTIFACT_KEY, format_trial, random_search, trial_table
 from tasks.search_runner import SearchResult
@@ -64,8 +65,13 @@ def test_random_search_task_logs_publishes_and_resumes(
     tmp_path_factory: pytest.TempPathFactory,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     data: PreparedData = small_fashion(fashion_dir, tmp_path_factory)
+    # the code version hashes the whole source tree; pin it so that concurrent edits of
+    # unrelated files during the test cannot invalidate the store between the two runs
+    version = tasks.search.code_version()
+    monkeypatch.setattr(tasks.search, "code_version", lambda: version)
     before = len(read_trial_artifacts())
     seen: list[int] = []
 
