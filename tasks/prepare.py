@@ -38,6 +38,7 @@ from tasks.idx import check_pair, load_idx
 FORMAT_VERSION = 1
 META_NAME = "prepared.json"
 ARRAY_NAMES: tuple[str, ...] = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
+_STATS_CHUNK = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -243,7 +244,10 @@ def prepare_images(images_uint8: np.ndarray, preprocessing: dict[str, Any]) -> n
 
 def pixel_stats(images_uint8: np.ndarray) -> tuple[float, float]:
     """Return the global mean and std of ``images / 255`` (from a histogram: no big temporaries)."""
-    counts = np.bincount(np.asarray(images_uint8).ravel(), minlength=256).astype(np.float64)
+    flat = np.asarray(images_uint8).reshape(-1)
+    counts = np.zeros(256, dtype=np.float64)
+    for start in range(0, flat.size, _STATS_CHUNK):  # bincount casts to intp: bound the copy
+        counts += np.bincount(flat[start : start + _STATS_CHUNK], minlength=256)
     values = np.arange(256, dtype=np.float64) / 255.0
     n = counts.sum()
     mean = float(counts @ values / n)
