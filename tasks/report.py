@@ -126,6 +126,19 @@ def trial_table(trials: Sequence[Mapping]) -> list[str]:
     return _table([*header, "status", "best val acc", "epochs", "seconds"], rows)
 
 
+def _run_details(metrics: Mapping) -> dict[str, object]:
+    """Scalar entries of ``metrics`` beyond the headline, plus the dataset's name."""
+    details: dict[str, object] = {}
+    for key, value in metrics.items():
+        if key in _NOT_DETAILS:
+            continue
+        if value is None or isinstance(value, str | int | float | bool):
+            details[key] = value
+        elif isinstance(value, Mapping) and isinstance(value.get("name"), str):
+            details[key] = value["name"]  # e.g. "dataset": {"name": ..., "checksums": ...}
+    return details
+
+
 def render_report(
     metrics: Mapping,
     *,
@@ -140,8 +153,10 @@ def render_report(
     Parameters
     ----------
     metrics:
-        :func:`tasks.evaluation.evaluation_metrics` output, possibly with extra scalar
-        entries (dataset, model path, ...) that are listed under "Run details".
+        :func:`tasks.evaluation.evaluation_metrics` output, possibly with extra entries:
+        scalars (model path, seed, ...) and dicts with a ``name`` (the dataset) are listed
+        under "Run details"; ``params["train"]``, the final model's hyperparameters, gets
+        its own table.
     run_dir:
         The run directory, shown so a person can find the files.
     images:
@@ -154,32 +169,32 @@ def render_report(
     decision_markdown:
         The promotion decision, inserted as given.
     """
-    lines = [
-        "# mnist-flow report",
+
+    def plot(name: str) -> list[str]:
+        if name not in images:
+            return []
+        caption = PLOTS[name][1]
+        return ["", f"### {caption}", "", f"![{caption}]({images[name]})"]
+
+    def params_table(params: Mapping) -> list[str]:
+        return _table(["parameter", "value"], [[_cell(k), _cell(v)] for k, v in params.items()])
+
+    lines = ["# mnist-flow report", "", f"Run directory: `{run_dir}`", "", "## Headline metrics"]
+    lines += [
         "",
-        f"Run directory: `{run_dir}`",
-        "",
-        "## Headline metrics",
-        "",
+        *_table(
+            ["metric", "value"],
+            [
+                ["test accuracy", _percent(metrics.get("test_accuracy"))],
+                ["test loss (cross-entropy)", _num(metrics.get("test_loss"), ".4f")],
+                ["macro F1", _num(metrics.get("macro_f1"), ".4f")],
+                ["test images", _cell(metrics.get("n_test", "—"))],
+            ],
+        ),
     ]
-    lines += _table(
-        ["metric", "value"],
-        [
-            ["test accuracy", _percent(metrics.get("test_accuracy"))],
-            ["test loss (cross-entropy)", _num(metrics.get("test_loss"), ".4f")],
-            ["macro F1", _num(metrics.get("macro_f1"), ".4f")],
-            ["test images", _cell(metrics.get("n_test", "—"))],
-        ],
-    )
-    details = [
-        [_cell(k), _cell(v)]
-        for k, v in metrics.items()
-        if k not in _NOT_DETAILS and (v is None or isinstance(v, str | int | float | bool))
-    ]
-    if details:
-        lines += ["", "## Run details", "", *_table(["item", "value"], details)]
     if decision_markdown:
         lines += ["", "## Promotion decision", "", decision_markdown.strip()]
+
     best = best_trial(trials) if trials else None
     if best_params is None and best is not None:
         best_params = best.get("params")
@@ -188,15 +203,19 @@ def render_report(
         if best is not None:
             accuracy = _percent(best.get("best_val_accuracy"))
             lines += [f"Trial {best.get('trial')} reached {accuracy} validation accuracy.", ""]
-        lines += _table(
-            ["parameter", "value"], [[_cell(k), _cell(v)] for k, v in best_params.items()]
-        )
-    if trials:
-        n_ok = sum(t.get("status") == "ok" for t in trials)
-        lines += ["", "## Search trials", "", f"{n_ok} of {len(trials)} trials finished.", ""]
-        lines += trial_table(trials)
+        lines += params_table(best_params)
+
+    train_params = (metrics.get("params") or {}).get("train")
+    if not isinstance(train_params, Mapping):
+        train_params = None
+    if train_params or "curves" in images:
+        lines += ["", "## Final training"]
+        if train_params:
+            lines += ["", *params_table(train_params)]
+        lines += plot("curves")
+
+    lines += ["", "## Test set", *plot("confusion"), *plot("misclassified")]
     if metrics.get("per_class"):
-        lines += ["", "## Per-class metrics", ""]
         rows = [
             [
                 _cell(c["class"]),
@@ -207,13 +226,18 @@ def render_report(
             ]
             for c in metrics["per_class"]
         ]
+        lines += ["", "### Per-class metrics", ""]
         lines += _table(["class", "precision", "recall", "F1", "support"], rows)
-    shown = [name for name in PLOTS if name in images]
-    if shown:
-        lines += ["", "## Plots"]
-        for name in shown:
-            caption = PLOTS[name][1]
-            lines += ["", f"### {caption}", "", f"![{caption}]({images[name]})"]
+
+    if trials:
+        n_ok = sum(t.get("status") == "ok" for t in trials)
+        lines += ["", "## Search", "", f"{n_ok} of {len(trials)} trials finished."]
+        lines += [*plot("search"), *plot("trial_curves"), "", "### Trials", ""]
+        lines += trial_table(trials)
+
+    details = [[_cell(k), _cell(v)] for k, v in _run_details(metrics).items()]
+    if details:
+        lines += ["", "## Run details", "", *_table(["item", "value"], details)]
     return "\n".join(lines) + "\n"
 
 
@@ -223,6 +247,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; these files are for people to read
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -94,7 +94,14 @@ def test_best_trial_ignores_unfinished() -> None:
 
 
 def test_render_report_content(evaluated) -> None:
-    metrics = {**evaluated["metrics"], "dataset": "mnist", "model_path": "runs/x/model.npz"}
+    metrics = {
+        **evaluated["metrics"],
+        "dataset": {"name": "mnist", "checksums": {"test_images": "ab12"}},
+        "model_path": "runs/x/model.npz",
+        "best_epoch": 7,
+        "history": HISTORY,
+        "params": {"train": {"epochs": 12, "lr": 0.2}, "data": {"val_size": 5000}},
+    }
     images = {name: filename for name, (filename, _) in PLOTS.items()}
     md = render_report(
         metrics,
@@ -107,12 +114,16 @@ def test_render_report_content(evaluated) -> None:
     assert f"| test accuracy | {accuracy} |" in md
     assert f"| test loss (cross-entropy) | {metrics['test_loss']:.4f} |" in md
     assert "Run directory: `runs/2026-01-01`" in md
-    assert "| dataset | mnist |" in md and "| model_path | runs/x/model.npz |" in md
+    details = md.split("## Run details")[1].split("##")[0]
+    assert "| dataset | mnist |" in details and "| model_path | runs/x/model.npz |" in details
+    assert "| best_epoch | 7 |" in details and "history" not in details
+    final = md.split("## Final training")[1].split("##")[0]
+    assert "| epochs | 12 |" in final and "val_size" not in final
     assert "## Promotion decision" in md and "**Promoted**: challenger" in md
     # best parameters: derived from the best finished trial
     assert "Trial 1 reached 96.34% validation accuracy." in md
     assert "| lr | 0.2 |" in md and "| batch_size | 64 |" in md
-    search = md.split("## Search trials")[1].split("##")[0]
+    search = md.split("### Trials")[1].split("##")[0]
     rows = [line for line in search.splitlines() if re.match(r"\| (\*\*)?\d", line)]
     assert len(rows) == 3
     assert rows[1].startswith("| **1** (best) | 0.2 | 64 | 0.9 | False | 0.0001 | step (0.5) |")
@@ -121,7 +132,7 @@ def test_render_report_content(evaluated) -> None:
     assert "2 of 3 trials finished." in md
     for filename, caption in PLOTS.values():
         assert f"![{caption}]({filename})" in md
-    per_class = md.split("## Per-class metrics")[1].split("##")[0].strip().splitlines()
+    per_class = md.split("### Per-class metrics")[1].split("##")[0].strip().splitlines()
     assert len(per_class) == 2 + 10  # header, separator, one row per class
     c = metrics["per_class"][7]
     row = f"| 7 | {c['precision']:.4f} | {c['recall']:.4f} | {c['f1']:.4f} | {c['support']} |"
@@ -130,7 +141,7 @@ def test_render_report_content(evaluated) -> None:
 
 def test_render_report_without_search(evaluated) -> None:
     md = render_report(evaluated["metrics"], run_dir="r", images={"confusion": "cm.png"})
-    assert "## Search trials" not in md and "## Best parameters" not in md
+    assert "## Search" not in md and "## Best parameters" not in md
     assert "## Promotion decision" not in md
     assert "![Confusion matrix on the test set](cm.png)" in md
     assert "curves" not in md
