@@ -71,12 +71,15 @@ class Prediction:
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON types: file, label, probability, top (list of {label, probability}), error."""
+        """Plain JSON types: file, label, probability (6 decimals), top, error.
+
+        ``top`` is a list of ``{"label", "probability"}``, most likely first.
+        """
         return {
             "file": self.file,
             "label": self.label,
-            "probability": self.probability,
-            "top": [{"label": k, "probability": p} for k, p in self.top],
+            "probability": None if self.probability is None else round(self.probability, 6),
+            "top": [{"label": k, "probability": round(p, 6)} for k, p in self.top],
             "error": self.error,
         }
 
@@ -157,6 +160,8 @@ def load_predictor(model_path: str | os.PathLike[str]) -> Predictor:
     ModelFileError
         Missing, corrupt or mismatched model (see :func:`check_predictor`).
     """
+    if not Path(model_path).is_file():
+        raise ModelFileError(f"{model_path}: model file not found")
     model, metadata = load_model(model_path)
     check_predictor(model, metadata, str(model_path))
     return Predictor(model=model, metadata=metadata, path=str(model_path))

@@ -159,9 +159,17 @@ def test_top_out_of_range(digit_model, tmp_path, top):
         run_predict(str(digit_model.path), [str(tmp_path / "x.png")], top=top)
 
 
-def test_missing_model_file(tmp_path):
-    with pytest.raises(ModelFileError, match="missing"):
+def test_missing_model_files(digit_model, tmp_path):
+    with pytest.raises(ModelFileError, match=r"none\.npz: model file not found"):
         run_predict(str(tmp_path / "none.npz"), [str(tmp_path)])
+    weights_only = tmp_path / "lonely.npz"
+    weights_only.write_bytes(digit_model.path.read_bytes())
+    with pytest.raises(ModelFileError, match=r"lonely\.json: metadata file is missing"):
+        run_predict(str(weights_only), [str(tmp_path)])
+    (tmp_path / "lonely.json").write_bytes(digit_model.path.with_suffix(".json").read_bytes())
+    weights_only.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ModelFileError, match=r"lonely\.npz: SHA-256 does not match"):
+        run_predict(str(weights_only), [str(tmp_path)])
 
 
 def save_variant(digit_model: DigitModel, path: Path, *, sizes=None, **changes) -> Path:
