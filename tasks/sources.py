@@ -166,7 +166,7 @@ def fetch_files(
                     )
                 continue
             sources[fs.role] = label
-            log.info("%s: verified, from %s", fs.filename, label)
+            log.info("%s: verified, from %s (%s)", fs.filename, label, found[fs.role].path)
             break
         else:
             failures[fs.filename] = tried
