@@ -150,39 +150,45 @@ def _check_range(name: str, value: float, low: float, high: float) -> None:
         raise ConfigError(f"{name}={value!r} is outside the allowed range [{low:g}, {high:g}]")
 
 
-def default_augment(dataset: str, kind: str) -> AugmentConfig:
+def default_augment(dataset: str, kind: str, strength: float = 1.0) -> AugmentConfig:
     """The recommended settings of one augmentation ``kind`` for a dataset.
 
     Digits (``mnist``, ``mnist10k``, ``idx``) are never mirrored; clothes
     (``fashion-mnist``) are mirrored and, being less tolerant of distortion
-    than handwriting, get milder rotations and elastic fields.
+    than handwriting, get milder rotations, zooms and elastic fields.
+
+    Parameters
+    ----------
+    dataset:
+        Dataset name.
+    kind:
+        One of :data:`KINDS`.
+    strength:
+        Multiplies every magnitude (shift, rotation, zoom range around 1, elastic
+        ``alpha``), in ``[0, 3]``: one knob for a hyperparameter search.
 
     Raises
     ------
     ConfigError
-        If ``dataset`` or ``kind`` is unknown.
+        If ``dataset``, ``kind`` or ``strength`` is not allowed.
     """
+    _check_range("strength", strength, 0.0, 3.0)
     if dataset in _DIGIT_DATASETS:
-        return AugmentConfig(
-            kind=kind,
-            max_shift=2.0,
-            max_rotation=10.0,
-            scale=(0.9, 1.1),
-            elastic_alpha=8.0,
-            elastic_sigma=3.0,
-        )
-    if dataset in _FLIPPABLE_DATASETS:
-        return AugmentConfig(
-            kind=kind,
-            max_shift=2.0,
-            max_rotation=5.0,
-            scale=(0.95, 1.05),
-            elastic_alpha=4.0,
-            elastic_sigma=3.0,
-            hflip=True,
-        )
-    known = ", ".join(_DIGIT_DATASETS + _FLIPPABLE_DATASETS)
-    raise ConfigError(f"dataset={dataset!r} has no augmentation defaults; known: {known}")
+        shift, rotation, zoom, alpha, hflip = 2.0, 10.0, 0.1, 8.0, False
+    elif dataset in _FLIPPABLE_DATASETS:
+        shift, rotation, zoom, alpha, hflip = 2.0, 5.0, 0.05, 4.0, True
+    else:
+        known = ", ".join(_DIGIT_DATASETS + _FLIPPABLE_DATASETS)
+        raise ConfigError(f"dataset={dataset!r} has no augmentation defaults; known: {known}")
+    return AugmentConfig(
+        kind=kind,
+        max_shift=shift * strength,
+        max_rotation=rotation * strength,
+        scale=(1.0 - zoom * strength, 1.0 + zoom * strength),
+        elastic_alpha=alpha * strength,
+        elastic_sigma=3.0,
+        hflip=hflip,
+    )
 
 
 def random_affine(

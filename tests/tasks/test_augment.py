@@ -229,6 +229,19 @@ def test_invalid_settings_name_the_field(field: str, value: object) -> None:
         AugmentConfig(**{field: value})  # type: ignore[arg-type]
 
 
+def test_strength_scales_every_magnitude() -> None:
+    base = default_augment("mnist", "elastic")
+    strong = default_augment("mnist", "elastic", strength=1.5)
+    assert strong.max_shift == pytest.approx(1.5 * base.max_shift)
+    assert strong.max_rotation == pytest.approx(1.5 * base.max_rotation)
+    assert strong.elastic_alpha == pytest.approx(1.5 * base.elastic_alpha)
+    assert strong.scale[1] - 1 == pytest.approx(1.5 * (base.scale[1] - 1))
+    off = make_augmenter(default_augment("fashion-mnist", "elastic", strength=0.0))
+    assert off is not None and off.config.hflip  # flips stay: they have no magnitude
+    with pytest.raises(ConfigError, match="strength"):
+        default_augment("mnist", "shift", strength=-1.0)
+
+
 def test_unknown_dataset_and_keys_are_errors() -> None:
     with pytest.raises(ConfigError, match="cifar"):
         default_augment("cifar", "shift")
