@@ -38,8 +38,8 @@ REPORT_FILENAME = "report.md"
 FILE_DPI = 100
 #: Largest base64 text of one image embedded in the artifact.
 MAX_EMBED_CHARS = 60_000
-#: Resolutions and palette sizes tried, in order, until an embedded image fits.
-_EMBED_TRIES = ((72, 64), (60, 64), (48, 64), (60, 16), (40, 16))
+#: Resolution of embedded images, lowered (not below the minimum) until one fits.
+EMBED_DPI, MIN_EMBED_DPI = 72, 36
 
 #: Plot name -> (file name, caption), in report order.
 PLOTS = {
@@ -254,14 +254,30 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def _palette_png(fig: Figure, dpi: float, colours: int) -> bytes:
+    image = Image.open(io.BytesIO(plots.figure_to_png(fig, dpi))).convert("RGB")
+    buffer = io.BytesIO()
+    image.quantize(colors=colours).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
 def compact_png(fig: Figure, max_chars: int = MAX_EMBED_CHARS) -> bytes | None:
-    """A small palette PNG of ``fig`` whose base64 text fits in ``max_chars``, else ``None``."""
-    for dpi, colours in _EMBED_TRIES:
-        image = Image.open(io.BytesIO(plots.figure_to_png(fig, dpi))).convert("RGB")
-        buffer = io.BytesIO()
-        image.quantize(colors=colours).save(buffer, format="PNG", optimize=True)
-        data = buffer.getvalue()
-        if 4 * math.ceil(len(data) / 3) <= max_chars:
+    """A small palette PNG of ``fig`` whose base64 text fits in ``max_chars``, else ``None``.
+
+    Tries :data:`EMBED_DPI` with 64 colours; if too large, the resolution the size
+    suggests (bytes grow with dpi squared), then 16 colours, then :data:`MIN_EMBED_DPI`.
+    """
+
+    def b64_len(data: bytes) -> int:
+        return 4 * math.ceil(len(data) / 3)
+
+    data = _palette_png(fig, EMBED_DPI, 64)
+    if b64_len(data) <= max_chars:
+        return data
+    guess = max(MIN_EMBED_DPI, int(EMBED_DPI * math.sqrt(max_chars / b64_len(data)) * 0.9))
+    for dpi, colours in ((guess, 64), (guess, 16), (MIN_EMBED_DPI, 16)):
+        data = _palette_png(fig, dpi, colours)
+        if b64_len(data) <= max_chars:
             return data
     return None
 
