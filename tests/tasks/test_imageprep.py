@@ -121,6 +121,19 @@ def test_grey_paper_and_grey_ink_are_stretched(digits, tmp_path):
     assert correlation(out, base) > 0.98
 
 
+def test_dust_is_ignored(digits, tmp_path):
+    paper = 255 - np.asarray(Image.fromarray(digits[4]).resize((90, 90), Image.Resampling.LANCZOS))
+    paper = np.pad(paper, 40, constant_values=255)
+    base = preprocess_file(save(paper, tmp_path / "clean.png"))
+    dusty = paper.copy()
+    for r, c in [(5, 5), (160, 12), (8, 150), (150, 160)]:
+        dusty[r : r + 2, c : c + 2] = 0  # four black specks in the margins
+    path = save(dusty, tmp_path / "dusty.png")
+    assert np.array_equal(preprocess_file(path), base)
+    kept = mnist_style(load_grayscale(path), MnistStyle(speck_fraction=0.0))
+    assert correlation(kept, base) < 0.5  # the specks would frame the whole sheet
+
+
 @pytest.mark.parametrize("value", [0, 255, 128])
 def test_blank_images_say_no_ink_was_found(tmp_path, value):
     path = save(np.full((40, 30), value, dtype=np.uint8), tmp_path / f"blank{value}.png")
@@ -180,6 +193,7 @@ def test_array_must_be_two_dimensional():
         ("canvas_size", {"box_size": 20, "canvas_size": 19}),
         ("ink_threshold", {"ink_threshold": 1.0}),
         ("min_contrast", {"min_contrast": 0.0}),
+        ("speck_fraction", {"speck_fraction": 0.5}),
     ],
 )
 def test_settings_are_validated(field, kwargs):
