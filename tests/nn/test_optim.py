@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from nn.errors import ConfigError, InputError
-from nn.optim import SGD, Adam, count_subnormals, flush_subnormals, make_optimizer
+from nn.optim import (
+    SGD,
+    Adam,
+    count_subnormals,
+    flush_schedule,
+    flush_subnormals,
+    make_optimizer,
+)
 
 F = np.float32
 TINY = np.finfo(np.float32).tiny
@@ -88,26 +95,43 @@ def test_flush_subnormals_zeroes_only_subnormals():
     assert count_subnormals(a) == 0
 
 
-@pytest.mark.parametrize("make", [lambda: SGD(0.9), lambda: SGD(0.9, True), lambda: Adam()])
-def test_decaying_state_never_holds_subnormals(make):
+@pytest.mark.parametrize(
+    ("make", "decay"),
+    [
+        (lambda: SGD(0.9), 0.9),
+        (lambda: SGD(0.99, nesterov=True), 0.99),
+        (lambda: SGD(0.3), 0.3),
+        (lambda: Adam(), 0.9),
+    ],
+)
+def test_decaying_state_never_holds_subnormals(make, decay):
     """Zero gradients after one step: without the flush the buffers would decay into
-    the subnormal range within a few hundred steps; with it they never hold one."""
+    the subnormal range; with it neither they nor the weights ever hold one."""
     p = [np.full((50, 20), 0.5, dtype=F)]
     g = [np.full((50, 20), 1e-30, dtype=F)]
     zero = [np.zeros((50, 20), dtype=F)]
     opt = make()
     opt.step(p, g, 0.1)
-    # what an unflushed buffer would do: it does reach subnormals
-    shadow = opt.state_buffers()[0].copy()
+    shadow = opt.state_buffers()[0].copy()  # what an unflushed buffer does
     saw_subnormal = False
-    for _ in range(2000):
+    for _ in range(10000):
         opt.step(p, zero, 0.1)
-        shadow *= F(0.9)
+        shadow *= F(decay)
         saw_subnormal |= count_subnormals(shadow) > 0
         for buf in [*opt.state_buffers(), *p]:
             assert count_subnormals(buf) == 0
     assert saw_subnormal
-    assert all(np.count_nonzero(b) == 0 for b in opt.state_buffers()[:1])
+    assert np.count_nonzero(opt.state_buffers()[0]) == 0
+
+
+@pytest.mark.parametrize("mu", [0.5, 0.9, 0.99, 0.999])
+def test_flush_schedule_keeps_survivors_normal_until_the_next_flush(mu):
+    every, threshold = flush_schedule(mu)
+    assert every == 8 and TINY <= threshold < 1e-35
+    survivor = np.array([threshold], dtype=F)  # the smallest value a flush keeps
+    for _ in range(every):
+        survivor *= F(mu)
+    assert survivor[0] >= TINY
 
 
 def test_optimizer_rejects_bad_settings_and_inputs():
