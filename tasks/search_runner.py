@@ -5,7 +5,8 @@ caller sees each result (``on_trial``) and the store persists it as soon as it f
 
 - ``backend="loky"``: worker processes on this machine; each limits its BLAS to
   ``cores // n_jobs`` threads and memory-maps the prepared ``.npy`` files (no copies).
-- ``backend="dask"``: an existing Dask cluster through joblib's Dask backend. Workers may
+- ``backend="dask"``: a Dask cluster through joblib's Dask backend (an existing one at
+  ``dask_address``, else a temporary local one with ``n_jobs`` processes). Workers may
   not see this machine's files, so the splits are read here once and scattered (broadcast)
   to every worker; each trial then uses the worker's copy. BLAS gets one thread per trial.
 
@@ -129,8 +130,8 @@ def _check_args(
         raise ConfigError(f"n_jobs={n_jobs!r} must be a non-zero integer (-1: all cores)")
     if backend not in BACKENDS:
         raise ConfigError(f"backend={backend!r} is not one of {', '.join(BACKENDS)}")
-    if backend == "dask" and not dask_address:
-        raise ConfigError("backend='dask' needs dask_address, e.g. tcp://scheduler:8786")
+    if dask_address is not None and backend != "dask":
+        raise ConfigError(f"dask_address={dask_address!r} needs backend='dask'")
 
 
 @contextlib.contextmanager
@@ -143,11 +144,20 @@ def _workers(
         with joblib.parallel_config(backend="loky", n_jobs=n_jobs):
             yield data, max(1, joblib.cpu_count() // jobs)
         return
-    from distributed import Client
+    from distributed import Client, LocalCluster
 
+    cluster = None
+    if dask_address is None:  # no cluster given: a local one, one process per job
+        workers = joblib.effective_n_jobs(n_jobs)
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, dashboard_address=None, host="127.0.0.1"
+        )
+        dask_address = cluster.scheduler_address
     try:
         client = Client(dask_address, timeout=DASK_CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError) as exc:
+        if cluster is not None:
+            cluster.close()
         raise SearchError(f"cannot reach the Dask scheduler at {dask_address}: {exc}") from exc
     try:
         arrays = TrialArrays.from_data(data)
@@ -155,6 +165,8 @@ def _workers(
             yield arrays, 1
     finally:
         client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def _run_round(
@@ -224,7 +236,8 @@ def run_search(
     n_jobs:
         Trials at once with loky (-1: all cores); a Dask cluster uses all its threads.
     backend, dask_address:
-        ``"loky"`` or ``"dask"`` (then the scheduler address, ``tcp://host:port``).
+        ``"loky"`` or ``"dask"``: the scheduler address ``tcp://host:port`` of an existing
+        cluster, or None for a local cluster of ``n_jobs`` single-threaded processes.
     halving, halving_factor:
         Successive halving with this reduction factor (see :func:`halving_rungs`).
     cache_dir:

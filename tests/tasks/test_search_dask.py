@@ -75,3 +75,14 @@ def test_unreachable_scheduler_is_a_search_error(
         run_search(
             data, build_space(), n_trials=1, backend="dask", dask_address="tcp://127.0.0.1:9"
         )
+
+
+def test_dask_without_address_starts_a_local_cluster(
+    fashion_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    data = small_fashion(fashion_dir, tmp_path_factory)
+    space = build_space(OVERRIDES)
+    result = run_search(data, space, n_trials=2, trial_epochs=1, seed=4, n_jobs=1, backend="dask")
+    local = run_search(data, space, n_trials=2, trial_epochs=1, seed=4, n_jobs=2)
+    assert [t["params"] for t in result.trials] == [t["params"] for t in local.trials]
+    assert result.best_val_accuracy == pytest.approx(local.best_val_accuracy, abs=1e-9)

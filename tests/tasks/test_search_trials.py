@@ -177,7 +177,7 @@ def test_fingerprint_follows_the_data(data: PreparedData) -> None:
         ({"trial_epochs": 1.5}, "trial_epochs=1.5"),
         ({"n_jobs": 0}, "n_jobs=0"),
         ({"backend": "spark"}, "backend='spark' is not one of loky, dask"),
-        ({"backend": "dask"}, "needs dask_address"),
+        ({"dask_address": "tcp://127.0.0.1:8786"}, "needs backend='dask'"),
         ({"halving_factor": 1}, "halving_factor=1"),
     ],
 )
