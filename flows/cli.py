@@ -61,6 +61,12 @@ def _add_data_options(parser: argparse.ArgumentParser, *, with_out: bool = True)
         default=_default(DataParams, "standardize"),
         help="standardise pixels to zero mean and unit variance",
     )
+    group.add_argument(
+        "--fetch-retries",
+        type=int,
+        default=_default(DataParams, "fetch_retries"),
+        help="retries of a download that failed on network errors",
+    )
     group.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     if with_out:
         group.add_argument(
@@ -202,9 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _error(message: str, code: int) -> int:
-    first = " ".join(str(message).split())
-    print(f"{PROG}: error: {first}", file=sys.stderr)
+def _error(message: str, code: int, limit: int = 400) -> int:
+    """Print ``message`` as one line (long ones cut: the run's log has the details)."""
+    line = " ".join(str(message).split())
+    if len(line) > limit:
+        line = line[: limit - 30].rstrip() + " ... (details in the log above)"
+    print(f"{PROG}: error: {line}", file=sys.stderr)
     return code
 
 
@@ -226,6 +235,8 @@ def _validation_message(exc: Any) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the process exit status."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The temporary local server migrates a new database on first use: slow on a busy laptop.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -235,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     from pydantic import ValidationError
 
     from nn.errors import ConfigError, MnistFlowError
+    from tasks.errors import SearchSpaceError
 
     try:
         from flows.commands import dispatch
@@ -242,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         return dispatch(args)
     except ValidationError as exc:
         return _error(_validation_message(exc), EXIT_USAGE)
-    except ConfigError as exc:
+    except (ConfigError, SearchSpaceError) as exc:
         return _error(str(exc), EXIT_USAGE)
     except MnistFlowError as exc:
         return _error(str(exc), EXIT_RUNTIME)

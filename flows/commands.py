@@ -8,6 +8,7 @@ summary. Imported lazily by :func:`flows.cli.main`, after the environment is set
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ def data_params(args: argparse.Namespace) -> DataParams:
         val_size=args.val_size,
         train_size=args.train_size,
         standardize=args.standardize,
+        fetch_retries=args.fetch_retries,
     )
 
 
@@ -170,6 +172,49 @@ COMMANDS = {
 }
 
 
+class _NoUserTracebacks(logging.Formatter):
+    """Wraps a console formatter: records of project errors are shown without traceback.
+
+    A user error (any :class:`nn.errors.MnistFlowError`) is reported on one line by the
+    command line; Prefect's failure logs keep their message, and the traceback still
+    reaches the Prefect API (and UI), whose handler runs before the console's.
+    """
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        from nn.errors import MnistFlowError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, MnistFlowError):
+            return self.inner.format(record)
+        saved = record.exc_info, record.exc_text
+        record.exc_info, record.exc_text = None, None
+        try:
+            return self.inner.format(record)
+        finally:
+            record.exc_info, record.exc_text = saved
+
+
+def hide_user_tracebacks() -> None:
+    """Install :class:`_NoUserTracebacks` on Prefect's console log handlers."""
+    from prefect.logging.configuration import ensure_logging_setup
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    ensure_logging_setup()
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, PrefectConsoleHandler) and not isinstance(
+                handler.formatter, _NoUserTracebacks
+            ):
+                handler.setFormatter(_NoUserTracebacks(handler.formatter or logging.Formatter()))
+
+
 def dispatch(args: argparse.Namespace) -> int:
     """Run the subcommand named by ``args.command``; return the exit status."""
+    if args.command in ("run", "train", "evaluate"):
+        hide_user_tracebacks()
     return COMMANDS[args.command](args)

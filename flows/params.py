@@ -60,6 +60,9 @@ class DataParams(_Params):
         None, ge=10, le=60000, description="Use only this many training images (None: all)."
     )
     standardize: bool = Field(True, description="Standardise pixels to zero mean, unit variance.")
+    fetch_retries: int = Field(
+        2, ge=0, le=10, description="Retries of a fetch that failed on network errors."
+    )
 
 
 class TrainParams(_Params):

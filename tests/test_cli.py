@@ -1,7 +1,63 @@
+"""The ``mnist-flow`` command line: parsing in-process, real runs as subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
-from flows.cli import main
+import pytest
+
+from flows.cli import build_parser, main
+
+SUBCOMMANDS = ["run", "train", "evaluate", "models", "predict"]
+
+
+def run_cli(
+    args: list[str], tmp_path: Path, timeout: float = 180, api_url: str | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``python -m flows.cli ARGS`` with its own Prefect home, cache and registry.
+
+    With ``api_url`` (the test harness's server) the process does not start a server.
+    """
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "MNIST_FLOW_CACHE": str(tmp_path / "cache"),
+        "MNIST_FLOW_REGISTRY": str(tmp_path / "registry"),
+    }
+    env.pop("PREFECT_API_URL", None)
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        timeout=timeout,
+        cwd=tmp_path,
+    )
+
+
+@pytest.fixture
+def api_url(prefect_harness) -> str:
+    """The URL of the session's test server, for command-line subprocesses."""
+    from prefect.settings import PREFECT_API_URL
+
+    return str(PREFECT_API_URL.value())
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, *needles: str) -> None:
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr + proc.stdout
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("mnist-flow: error:")]
+    assert len(errors) == 1, proc.stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
 
 
 def test_main_without_command_prints_help(capsys):
@@ -15,3 +71,158 @@ def test_console_script_help_runs_as_a_process():
     )
     assert proc.returncode == 0, proc.stderr
     assert "usage: mnist-flow" in proc.stdout
+    for name in SUBCOMMANDS:
+        assert name in proc.stdout
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_every_subcommand_has_help_with_defaults(command, tmp_path):
+    proc = run_cli([command, "--help"], tmp_path, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert f"usage: mnist-flow {command}" in proc.stdout
+    if command in ("run", "train", "evaluate"):
+        assert "--data-dir" in proc.stdout
+        assert "(default: mnist)" in proc.stdout
+    if command == "run":
+        assert "--trials" in proc.stdout and "--final-epochs" in proc.stdout
+    if command == "train":
+        assert "--lr" in proc.stdout and "(default: 0.1)" in proc.stdout
+        assert "--no-standardize" in proc.stdout
+
+
+def test_parser_reads_every_option_of_run():
+    args = build_parser().parse_args(
+        [
+            "run",
+            "--dataset",
+            "fashion-mnist",
+            "--trials",
+            "3",
+            "--trial-epochs",
+            "2",
+            "--final-epochs",
+            "4",
+            "--backend",
+            "dask",
+            "--halving",
+            "--space",
+            "lr=1e-3:0.3:log",
+            "hidden=100,300",
+            "--train-size",
+            "1000",
+            "--no-standardize",
+        ]
+    )
+    assert (args.dataset, args.trials, args.trial_epochs, args.final_epochs) == (
+        "fashion-mnist",
+        3,
+        2,
+        4,
+    )
+    assert args.backend == "dask" and args.halving and not args.standardize
+    assert args.space == ["lr=1e-3:0.3:log", "hidden=100,300"]
+    assert args.train_size == 1000
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["train", "--lr", "-1"], "--lr"),
+        (["train", "--hidden", "300,x"], "--hidden"),
+        (["train", "--val-size", "0"], "--val-size"),
+        (["run", "--trials", "0"], "--trials"),
+        (["run", "--margin", "2"], "--margin"),
+        (["run", "--space", "lr=5:1"], "lr"),
+        (["train", "--data-dir", "/nonexistent/mnist-flow"], "--data-dir"),
+    ],
+)
+def test_bad_options_are_one_line_usage_errors(argv, needle, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mnist-flow: error:"), err
+    assert needle in err[0]
+
+
+def test_bad_lr_in_a_subprocess_is_one_readable_line(tmp_path):
+    proc = run_cli(["train", "--lr", "-0.5"], tmp_path, timeout=60)
+    assert_one_line_error(proc, 2, "--lr")
+
+
+def test_unparsable_option_is_one_line(tmp_path):
+    proc = run_cli(["train", "--epochs", "many"], tmp_path, timeout=60)
+    assert_one_line_error(proc, 2, "--epochs")
+
+
+def test_missing_data_dir_exits_non_zero(tmp_path):
+    proc = run_cli(["train", "--data-dir", str(tmp_path / "nowhere")], tmp_path, timeout=60)
+    assert_one_line_error(proc, 2, "nowhere")
+
+
+def test_unreachable_mirror_is_a_runtime_error(tmp_path, api_url):
+    # Port 9 (discard) on localhost refuses connections at once: no network needed. The
+    # "idx" dataset has no built-in mirrors, so only this one is tried.
+    proc = run_cli(
+        [
+            "train",
+            "--dataset",
+            "idx",
+            "--mirror",
+            "http://127.0.0.1:9/mnist",
+            "--fetch-retries",
+            "0",
+        ],
+        tmp_path,
+        api_url=api_url,
+    )
+    assert_one_line_error(proc, 1, "127.0.0.1:9")
+
+
+def test_tiny_train_run_then_evaluate_models_and_predict(tmp_path, fashion_dir, api_url):
+    out = tmp_path / "run"
+    data = ["--dataset", "fashion-mnist", "--data-dir", str(fashion_dir)]
+    proc = run_cli(
+        [
+            "train",
+            *data,
+            "--train-size",
+            "1500",
+            "--val-size",
+            "500",
+            "--epochs",
+            "2",
+            "--hidden",
+            "64",
+            "--out",
+            str(out),
+        ],
+        tmp_path,
+        api_url=api_url,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "test accuracy:" in proc.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.5 < metrics["test_accuracy"] <= 1.0
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2]
+    assert (out / "model.npz").is_file() and (out / "report.md").is_file()
+
+    models = run_cli(["models"], tmp_path, timeout=60)
+    assert models.returncode == 0, models.stderr
+    assert "v0001" in models.stdout and "fashion-mnist" in models.stdout
+
+    evaluated = run_cli(
+        ["evaluate", *data, "--out", str(tmp_path / "ev")], tmp_path, api_url=api_url
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    again = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert again["test_accuracy"] == metrics["test_accuracy"]  # the champion, re-evaluated
+
+    from PIL import Image
+
+    from tasks.idx import read_idx
+
+    images = read_idx(fashion_dir / "t10k-images-idx3-ubyte.gz")[:2]
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(tmp_path / f"img{i}.png")
+    predicted = run_cli(["predict", "--json", str(tmp_path / "img0.png")], tmp_path, timeout=60)
+    assert predicted.returncode == 0, predicted.stderr
+    assert json.loads(predicted.stdout)

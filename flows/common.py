@@ -1,0 +1,162 @@
+"""Steps shared by the flows: the data, the final model, and the run directory's outputs.
+
+``prepare_data`` runs fetch -> preprocess; ``train_and_report`` runs the cached
+final training, then evaluation on the test set, registration, ``metrics.json``
+and the report. The pipeline calls both around its search; ``mnist_train`` calls
+them back to back. Every cached task stores its Prefect result under
+``<cache_dir>/prefect-results``, so one folder holds everything a re-run reuses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger
+
+from flows.outputs import Timings, copy_model, make_run_dir, versions, write_json
+from flows.params import DataParams, RunOptions, TrainParams
+from tasks.datasets import ensure_dir, resolve_cache_dir
+from tasks.evaluate import evaluate_model
+from tasks.fetch import fetch
+from tasks.preprocess import preprocess
+from tasks.promote import register_model
+from tasks.report import write_report
+from tasks.train_final import train_final
+
+RESULTS_DIR = "prefect-results"
+
+
+def cache_root(data: DataParams) -> Path:
+    """The absolute cache directory of a run (created if missing)."""
+    return ensure_dir(resolve_cache_dir(data.cache_dir))
+
+
+def with_cache(task: Any, cache_dir: Path, name: str | None = None) -> Any:
+    """``task`` storing its cached Prefect results under ``cache_dir``, its runs named ``name``."""
+    options: dict[str, Any] = {"result_storage": cache_dir / RESULTS_DIR, "persist_result": True}
+    if name is not None:
+        options["task_run_name"] = name
+    return task.with_options(**options)
+
+
+def fetch_files(data: DataParams, cache_dir: Path) -> Any:
+    """Run the fetch task (cached, retried ``data.fetch_retries`` times on network errors)."""
+    fetcher = with_cache(fetch, cache_dir, f"fetch-{data.dataset}")
+    return fetcher.with_options(retries=data.fetch_retries)(
+        dataset=data.dataset,
+        data_dir=data.data_dir,
+        mirror=data.mirror,
+        cache_dir=str(cache_dir),
+    )
+
+
+def prepare_data(data: DataParams, seed: int, timings: Timings) -> tuple[Any, Any, Path]:
+    """Fetch and preprocess the dataset; return ``(DatasetFiles, PreparedData, cache_dir)``."""
+    cache_dir = cache_root(data)
+    with timings.step("fetch"):
+        files = fetch_files(data, cache_dir)
+    with timings.step("preprocess"):
+        subset = f"train{data.train_size}" if data.train_size else "train-all"
+        name = f"preprocess-{data.dataset}-{subset}-val{data.val_size}"
+        prepared = with_cache(preprocess, cache_dir, name)(
+            files,
+            val_size=data.val_size,
+            train_size=data.train_size,
+            standardize=data.standardize,
+            seed=seed,
+            cache_dir=str(cache_dir),
+        )
+    return files, prepared, cache_dir
+
+
+def train_and_report(
+    kind: str,
+    data: DataParams,
+    files: Any,
+    prepared: Any,
+    cache_dir: Path,
+    hyper: TrainParams,
+    options: RunOptions,
+    timings: Timings,
+    *,
+    search: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Final training, evaluation, registration, ``metrics.json`` and report.
+
+    Returns
+    -------
+    dict
+        ``run_dir``, ``model_path``, ``test_accuracy``, ``test_loss`` and ``decision``
+        (one line, or None).
+    """
+    logger = get_run_logger()
+    params = hyper.model_dump()
+    with timings.step("train"):
+        final = with_cache(train_final, cache_dir)(
+            prepared, params, seed=options.seed, cache_dir=str(cache_dir)
+        )
+    run_dir = make_run_dir(options.out_dir)
+    model_path = copy_model(final.model_path, run_dir)
+    with timings.step("evaluate"):
+        evaluation = evaluate_model(str(model_path), files)
+    test_metrics = evaluation.metrics
+    with timings.step("register"):
+        decision = register_model(
+            str(model_path),
+            test_metrics,
+            dataset=data.dataset,
+            registry_dir=options.registry_dir,
+            margin=options.margin,
+        )
+    metrics: dict[str, Any] = {
+        "kind": kind,
+        **test_metrics,
+        "history": final.history,
+        "best_epoch": final.best_epoch,
+        "stopped_early": final.stopped_early,
+        "params": {
+            "data": data.model_dump(),
+            "train": params,
+            "options": options.model_dump(),
+        },
+        "dataset": {
+            "name": files.name,
+            "checksums": dict(files.checksums),
+            "preprocessing": dict(prepared.preprocessing),
+        },
+        "seed": options.seed,
+        "versions": versions(),
+        "registry": decision.to_dict(),
+    }
+    if search is not None:
+        metrics["search"] = search
+    with timings.step("report"):
+        write_report.with_options(task_run_name=f"report-{data.dataset}")(
+            str(run_dir),
+            metrics,
+            images_for_errors=evaluation.images,
+            y_true=evaluation.y_true,
+            y_pred=evaluation.y_pred,
+            class_names=test_metrics.get("class_names"),
+            trials=search["trials"] if search else None,
+            decision_markdown=decision.to_markdown(),
+            history=final.history,
+            best_params=search["best"]["params"] if search else None,
+        )
+    metrics["timings"] = timings.to_dict()
+    write_json(run_dir / "metrics.json", metrics)
+    logger.info(
+        "run directory %s: test accuracy %.4f, %s",
+        run_dir,
+        test_metrics["test_accuracy"],
+        "promoted" if decision.promoted else "not promoted",
+    )
+    return {
+        "run_dir": str(run_dir),
+        "model_path": str(model_path),
+        "test_accuracy": float(test_metrics["test_accuracy"]),
+        "test_loss": float(test_metrics["test_loss"]),
+        "decision": f"{decision.challenger_version} "
+        f"{'promoted to champion' if decision.promoted else 'not promoted'} ({decision.reason})",
+    }

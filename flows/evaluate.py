@@ -1,0 +1,72 @@
+"""``mnist_evaluate``: evaluate a saved model on the test set of a dataset.
+
+fetch -> evaluation (the model's own preprocessing, from its metadata, is applied
+to the raw test images) -> ``metrics.json`` and the report in a run directory.
+The model defaults to the registry's champion for the dataset. Nothing is
+registered: the model was registered when it was trained.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, tags
+
+from flows.common import cache_root, fetch_files
+from flows.outputs import Timings, make_run_dir, versions, write_json
+from flows.params import DataParams
+from tasks.evaluate import evaluate_model
+from tasks.registry import Registry
+from tasks.report import write_report
+
+
+@flow(name="mnist-evaluate", flow_run_name="evaluate-{data.dataset}", validate_parameters=True)
+def mnist_evaluate(
+    model_path: str | None = None,
+    data: DataParams = DataParams(),  # noqa: B008 - pydantic models are immutable
+    out_dir: str | None = None,
+    registry_dir: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``model_path`` (default: the champion) on ``data.dataset``'s test set."""
+    logger = get_run_logger()
+    timings = Timings()
+    with tags(data.dataset, "evaluate"):
+        if model_path is None:
+            model_path = str(Registry(registry_dir).model_path(dataset=data.dataset))
+            logger.info("evaluating the registry's champion %s", model_path)
+        cache_dir = cache_root(data)
+        with timings.step("fetch"):
+            files = fetch_files(data, cache_dir)
+        run_dir = make_run_dir(out_dir)
+        with timings.step("evaluate"):
+            evaluation = evaluate_model(model_path, files)
+        metrics: dict[str, Any] = {
+            "kind": "evaluate",
+            **evaluation.metrics,
+            "model": str(model_path),
+            "params": {"data": data.model_dump(), "model_path": str(model_path)},
+            "dataset": {"name": files.name, "checksums": dict(files.checksums)},
+            "versions": versions(),
+        }
+        with timings.step("report"):
+            write_report.with_options(task_run_name=f"report-{data.dataset}")(
+                str(run_dir),
+                metrics,
+                images_for_errors=evaluation.images,
+                y_true=evaluation.y_true,
+                y_pred=evaluation.y_pred,
+                class_names=evaluation.metrics.get("class_names"),
+            )
+        metrics["timings"] = timings.to_dict()
+        write_json(run_dir / "metrics.json", metrics)
+        return {
+            "run_dir": str(run_dir),
+            "model_path": str(model_path),
+            "test_accuracy": float(metrics["test_accuracy"]),
+            "test_loss": float(metrics["test_loss"]),
+            "decision": None,
+        }
+
+
+if __name__ == "__main__":
+    mnist_evaluate()

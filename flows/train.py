@@ -1,0 +1,40 @@
+"""``mnist_train``: the pipeline without the search, hyperparameters given directly.
+
+fetch -> preprocess -> train (cached on data, parameters, seed and code) ->
+evaluation on the test set -> registry -> report. The model trains on the
+training split; the validation split is evaluated after every epoch and, when
+``train.patience`` is set, drives early stopping (best weights restored). With
+``augment="none"``, ``schedule="constant"`` and ``weight_decay=0`` this is plain
+minibatch SGD (with the given momentum) seeded by ``options.seed``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, tags
+
+from flows.common import prepare_data, train_and_report
+from flows.outputs import Timings
+from flows.params import DataParams, RunOptions, TrainParams
+
+
+@flow(
+    name="mnist-train",
+    flow_run_name="train-{data.dataset}-seed{options.seed}",
+    validate_parameters=True,
+)
+def mnist_train(
+    data: DataParams = DataParams(),  # noqa: B008 - pydantic models are immutable
+    train: TrainParams = TrainParams(),  # noqa: B008
+    options: RunOptions = RunOptions(),  # noqa: B008
+) -> dict[str, Any]:
+    """Train one model, evaluate and report; return the run summary (``run_dir``, accuracy, ...)."""
+    timings = Timings()
+    with tags(data.dataset, "train"):
+        files, prepared, cache_dir = prepare_data(data, options.seed, timings)
+        return train_and_report("train", data, files, prepared, cache_dir, train, options, timings)
+
+
+if __name__ == "__main__":
+    mnist_train()
