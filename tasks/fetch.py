@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -11,17 +12,18 @@ from prefect.states import State
 
 from tasks.cachekeys import hash_key, unless_stale
 from tasks.codeversion import code_version
-from tasks.datasets import DATASETS, DatasetFiles, fetch_files, resolve_cache_dir
+from tasks.datasets import DATASETS, STEMS, DatasetFiles, fetch_files, resolve_cache_dir
 from tasks.errors import FetchError
 
-__all__ = ["DatasetFiles", "fetch", "fetch_cache_key"]
+__all__ = ["DatasetFiles", "fetch", "fetch_cache_key", "folder_signature"]
 
 
 def fetch_cache_key(context: Any, parameters: dict[str, Any]) -> str | None:
     """Key on the code version, the dataset, its published checksums and the sources.
 
-    The checksums of an ``idx`` folder are unknown before reading it; its path is in the
-    key, and the returned :class:`DatasetFiles` carries the checksums computed.
+    The checksums of an ``idx`` folder are unknown before reading it: the key holds the
+    folder's path and the size and modification time of its IDX files (so replacing a
+    file fetches again), and the returned :class:`DatasetFiles` carries the checksums.
     """
     spec = DATASETS.get(parameters.get("dataset", "mnist"))
     if spec is None:
@@ -33,10 +35,26 @@ def fetch_cache_key(context: Any, parameters: dict[str, Any]) -> str | None:
         dataset=spec.name,
         checksums=[(f.filename, f.sha256, f.md5) for f in spec.files],
         data_dir=None if data_dir is None else Path(data_dir).expanduser().absolute(),
+        data_dir_files=None if data_dir is None else folder_signature(Path(data_dir).expanduser()),
         mirror=parameters.get("mirror"),
         cache_dir=resolve_cache_dir(parameters.get("cache_dir")),
     )
     return unless_stale(context, key, _files_exist)
+
+
+def folder_signature(folder: Path) -> list[tuple[str, int, int]] | str:
+    """Name, size and modification time (ns) of the IDX files of ``folder``."""
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or exc}"
+    signature = []
+    for path in entries:
+        if any(stem in path.name for stems in STEMS.values() for stem in stems):
+            with contextlib.suppress(OSError):
+                stat = path.stat()
+                signature.append((path.name, stat.st_size, stat.st_mtime_ns))
+    return signature
 
 
 def _files_exist(files: DatasetFiles) -> bool:

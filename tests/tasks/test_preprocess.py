@@ -25,7 +25,7 @@ from tasks.prepare import (
     split_indices,
 )
 from tasks.preprocess import preprocess
-from tests.tasks.idx_helpers import ROLE_FILES, idx_folder_from_mnist_test
+from tests.tasks.idx_helpers import ROLE_FILES, idx_folder_from_mnist_test, write_idx
 
 
 @pytest.fixture(scope="module")
@@ -205,6 +205,23 @@ def test_second_run_is_served_from_the_cache(
     rebuilt = _run(digits_dir, tmp_path)[1]
     assert rebuilt.name == "Completed" and not rebuilt.result().missing()
     assert _run(digits_dir, tmp_path)[1].name == "Cached"
+
+
+@outside_flow
+def test_a_replaced_file_is_fetched_again(
+    prefect_harness: None, digits_dir: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "digits"
+    shutil.copytree(digits_dir, folder)
+    first = fetch("idx", data_dir=str(folder), cache_dir=str(tmp_path), return_state=True)
+    again = fetch("idx", data_dir=str(folder), cache_dir=str(tmp_path), return_state=True)
+    assert (first.name, again.name) == ("Completed", "Cached")
+    labels = folder / ROLE_FILES["test_labels"]
+    write_idx(labels, read_idx(labels)[::-1].copy())
+    changed = fetch("idx", data_dir=str(folder), cache_dir=str(tmp_path), return_state=True)
+    assert changed.name == "Completed"
+    assert changed.result().checksums["test_labels"] != first.result().checksums["test_labels"]
+    assert changed.result().checksums["test_images"] == first.result().checksums["test_images"]
 
 
 @outside_flow
