@@ -148,8 +148,11 @@ def load_grayscale(path: str | os.PathLike[str]) -> np.ndarray:
 def _to_gray(img: Image.Image) -> np.ndarray:
     """Return the (h, w) float64 luminance in [0, 1] of a Pillow image, alpha composited."""
     if img.mode in ("I", "F") or img.mode.startswith("I;16"):
-        arr = np.asarray(img, dtype=np.float64)
-        scale = 1.0 if img.mode == "F" else (255.0 if arr.max(initial=0) <= 255 else 65535.0)
+        # 16/32-bit integer or float pixels: the range is guessed from the largest value
+        # (float in [0, 1], else 8-bit, else 16-bit).
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64))
+        top = float(arr.max(initial=0.0))
+        scale = 1.0 if (img.mode == "F" and top <= 1.0) else (255.0 if top <= 255 else 65535.0)
         return np.clip(arr / scale, 0.0, 1.0)
     la = np.asarray(img.convert("RGBA").convert("LA"), dtype=np.float64) / 255.0
     gray, alpha = la[..., 0], la[..., 1]

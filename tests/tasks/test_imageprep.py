@@ -199,3 +199,20 @@ def test_array_must_be_two_dimensional():
 def test_settings_are_validated(field, kwargs):
     with pytest.raises(ConfigError, match=field):
         MnistStyle(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("mode", "suffix"),
+    [("1", "png"), ("CMYK", "tiff"), ("LAB", "tiff"), ("I", "tiff"), ("F", "tiff"), ("LA", "png")],
+)
+def test_other_pixel_modes_read_like_grayscale(tmp_path, mode, suffix):
+    sheet = np.full((60, 60), 220, dtype=np.uint8)
+    sheet[10:50, 22:38] = 30  # a thick dark bar on light grey
+    base = preprocess_file(save(sheet, tmp_path / "base.png"))
+    image = Image.fromarray(sheet).convert(mode, dither=Image.Dither.NONE)
+    if mode == "F":
+        image = Image.fromarray(sheet.astype(np.float32), mode="F")  # 0..255 floats
+    path = tmp_path / f"bar.{suffix}"
+    image.save(path)
+    assert Image.open(path).mode == mode
+    assert np.abs(preprocess_file(path).astype(int) - base).max() <= 2
