@@ -96,14 +96,8 @@ def data_fingerprint(data: TrialData) -> str:
     For ``PreparedData`` it covers the source checksums, the preparation settings and the
     preprocessing statistics; for arrays held in memory, their content.
 
-    Raises
-    ------
-    nn.errors.ConfigError
-        If ``data`` has no validation split (trials are scored on it).
     """
     splits = data.load(mmap=True)
-    if splits.X_val is None or len(splits.X_val) == 0:
-        raise ConfigError("the random search needs a validation split (val_size > 0)")
     digest = hashlib.sha256()
     checksums = getattr(data, "checksums", None)
     if checksums is not None:
@@ -252,7 +246,7 @@ def run_search(
     Raises
     ------
     nn.errors.ConfigError
-        For an argument out of range.
+        For an argument out of range, or data without a validation split.
     SearchError
         If the Dask scheduler is unreachable or no trial of the last round succeeded.
     """
@@ -262,6 +256,9 @@ def run_search(
             f"search parameters {list(space.extras)} are not known to the trainer; "
             "pass an extras_handler that turns them into training options"
         )
+    splits = data.load(mmap=True)
+    if splits.X_val is None or len(splits.X_val) == 0:
+        raise ConfigError("the random search needs a validation split (val_size > 0)")
     start = time.perf_counter()
     rounds = (
         halving_rungs(n_trials, trial_epochs, halving_factor)

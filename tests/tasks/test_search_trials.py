@@ -189,3 +189,10 @@ def test_bad_arguments(data: PreparedData, kwargs: dict, message: str) -> None:
 def test_extras_need_a_handler(data: PreparedData) -> None:
     with pytest.raises(ConfigError, match=r"\['augment'\].*extras_handler"):
         run_search(data, build_space({"augment": "none,shift"}), n_trials=1)
+
+
+def test_data_without_validation_split_is_refused(data: PreparedData) -> None:
+    arrays = TrialArrays.from_data(data)
+    empty = dataclasses.replace(arrays, X_val=arrays.X_val[:0], y_val=arrays.y_val[:0])
+    with pytest.raises(ConfigError, match="needs a validation split"):
+        run_search(empty, build_space(), n_trials=1)
