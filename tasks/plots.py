@@ -225,6 +225,20 @@ def _trial_accuracy(trial: dict) -> float | None:
     return float(acc)
 
 
+def latest_per_trial(trials: Sequence[dict]) -> list[dict]:
+    """One entry per trial index: its last successive-halving round (highest ``rung``).
+
+    With halving the search lists a trial once per round it ran, each round training
+    longer; the last round holds its most complete curve. Order of first appearance.
+    """
+    latest: dict[int, dict] = {}
+    for position, trial in enumerate(trials):
+        key = int(trial.get("trial", -1 - position))
+        if key not in latest or int(trial.get("rung", 0)) >= int(latest[key].get("rung", 0)):
+            latest[key] = trial
+    return list(latest.values())
+
+
 def plot_search(trials: Sequence[dict]) -> Figure:
     """Best validation accuracy of each trial against its learning rate.
 
@@ -239,10 +253,11 @@ def plot_search(trials: Sequence[dict]) -> Figure:
     Figure
         One axes, log-scaled learning rate on x, accuracy (%) on y, one colour per batch
         size; trials without an accuracy (diverged, failed) are red crosses on the
-        bottom edge.
+        bottom edge. A trial run in several halving rounds shows its last round.
     """
     if len(trials) == 0:
         raise PlotError("trials is empty: no search result to plot")
+    trials = latest_per_trial(trials)
     lrs = np.array([float(t["params"]["lr"]) for t in trials])
     if np.any(~np.isfinite(lrs) | (lrs <= 0)):
         raise PlotError("every trial's params['lr'] must be a positive number for a log axis")
@@ -312,9 +327,11 @@ def plot_trial_curves(trials: Sequence[dict]) -> Figure:
     Figure
         Two axes: validation accuracy (%) and validation loss against epoch, one line
         per trial coloured by log learning rate, dashed for trials that did not finish.
+        A trial run in several halving rounds shows its last (longest) round.
     """
     if len(trials) == 0:
         raise PlotError("trials is empty: no search result to plot")
+    trials = latest_per_trial(trials)
     fig = _figure(10, 3.8)
     ax_acc, ax_loss = fig.subplots(1, 2)
     accuracies = [_trial_accuracy(t) for t in trials]

@@ -92,10 +92,16 @@ def best_trial(trials: Sequence[Mapping]) -> Mapping | None:
 
 
 def trial_table(trials: Sequence[Mapping]) -> list[str]:
-    """Markdown lines of the trial table, one row per trial in trial order, best in bold."""
+    """Markdown lines of the trial table, best in bold.
+
+    One row per trial run in trial order; with successive halving (a ``rung`` above 0)
+    a trial has one row per round and a ``round`` column (1-based) appears.
+    """
     best = best_trial(trials)
+    halving = any(int(t.get("rung", 0)) > 0 for t in trials)
     rows = []
-    for t in sorted(trials, key=lambda t: int(t.get("trial", 0))):
+    order = sorted(trials, key=lambda t: (int(t.get("trial", 0)), int(t.get("rung", 0))))
+    for t in order:
         p = t.get("params", {})
         schedule = str(p.get("schedule", "—"))
         if schedule not in ("constant", "—") and p.get("decay") is not None:
@@ -110,6 +116,7 @@ def trial_table(trials: Sequence[Mapping]) -> list[str]:
         rows.append(
             [
                 f"**{trial}** (best)" if t is best else trial,
+                *([str(int(t.get("rung", 0)) + 1)] if halving else []),
                 _num(p.get("lr"), ".3g"),
                 _cell(p.get("batch_size", "—")),
                 _num(p.get("momentum"), ".3g"),
@@ -122,7 +129,8 @@ def trial_table(trials: Sequence[Mapping]) -> list[str]:
                 _num(t.get("seconds"), ".1f"),
             ]
         )
-    header = ["trial", "lr", "batch", "momentum", "nesterov", "weight decay", "schedule"]
+    header = ["trial", *(["round"] if halving else []), "lr", "batch", "momentum", "nesterov"]
+    header += ["weight decay", "schedule"]
     return _table([*header, "status", "best val acc", "epochs", "seconds"], rows)
 
 

@@ -15,6 +15,7 @@ from tasks.idx import read_idx
 from tasks.plots import (
     PlotError,
     figure_to_png,
+    latest_per_trial,
     plot_confusion,
     plot_curves,
     plot_misclassified,
@@ -238,3 +239,23 @@ def test_plots_stay_out_of_pyplot(trials) -> None:
         plot_search(trials)
         plot_curves(history(2))
     assert plt.get_fignums() == before
+
+
+def test_halving_rounds_show_each_trial_once(trials) -> None:
+    first = {
+        **trials[0],
+        "rung": 0,
+        "val_accuracy": [0.8],
+        "val_loss": [0.5],
+        "epochs": 1,
+        "best_val_accuracy": 0.8,
+    }
+    second = {**trials[0], "rung": 1}
+    rounds = [first, {**trials[1], "rung": 0}, second]
+    assert [t["rung"] for t in latest_per_trial(rounds)] == [1, 0]
+    fig = plot_search(rounds)
+    offsets = np.concatenate([c.get_offsets() for c in fig.axes[0].collections[:2]])
+    assert len(offsets) == 2  # two trials, not three runs
+    assert 100 * second["best_val_accuracy"] in offsets[:, 1]
+    curves = plot_trial_curves(rounds)
+    assert [len(line.get_xdata()) for line in curves.axes[0].lines] == [5, 5]

@@ -39,7 +39,7 @@ def evaluated(mnist_dir: Path) -> dict:
     proba /= proba.sum(axis=1, keepdims=True)
     names = class_names("mnist", 10)
     metrics = evaluation_metrics(y, proba, names)
-    errors = select_misclassified(images[500:], y, proba, limit=36)
+    errors = select_misclassified(images[500:], y, proba, limit=16)
     return {"metrics": metrics, "errors": errors, "names": names}
 
 
@@ -137,6 +137,23 @@ def test_render_report_content(evaluated) -> None:
     c = metrics["per_class"][7]
     row = f"| 7 | {c['precision']:.4f} | {c['recall']:.4f} | {c['f1']:.4f} | {c['support']} |"
     assert per_class[2 + 7] == row
+
+
+def test_trial_table_with_halving_rounds() -> None:
+    rounds = [
+        {**make_trial(0, 0.05, 128, 0.90), "rung": 0},
+        {**make_trial(1, 0.2, 64, 0.93), "rung": 0},
+        {**make_trial(1, 0.2, 64, 0.97), "rung": 1},
+    ]
+    md = render_report({"test_accuracy": 0.9}, run_dir="r", images={}, trials=rounds)
+    table = md.split("### Trials")[1].strip().splitlines()
+    assert table[0].startswith("| trial | round | lr | batch |")
+    assert [row.split(" | ")[:2] for row in table[2:]] == [
+        ["| 0", "1"],
+        ["| 1", "1"],
+        ["| **1** (best)", "2"],
+    ]
+    assert "Trial 1 reached 97.00% validation accuracy." in md
 
 
 def test_render_report_without_search(evaluated) -> None:
