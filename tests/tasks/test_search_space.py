@@ -7,10 +7,11 @@ import math
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tasks.errors import SearchSpaceError
-from tasks.search_space import DEFAULT_SPACE, PARAMETERS, Choice, Range, SearchSpace
+from tasks.search_space import DEFAULT_SPACE, PARAMETERS, Choice, Range, SearchSpace, trial_seeds
 from tasks.space_overrides import build_space, load_space_file, parse_overrides, parse_value
 
 
@@ -164,3 +165,15 @@ def test_describe_round_trips_through_the_parser() -> None:
     for name, text in space.describe().items():
         assert parse_value(name, text) == space.specs[name], name
     assert set(DEFAULT_SPACE) <= set(PARAMETERS)
+
+
+def test_trial_streams_are_the_children_of_seed_sequence_spawn() -> None:
+    children = np.random.SeedSequence(11).spawn(4)
+    for index, child in enumerate(children):
+        sampling, training = trial_seeds(11, index)
+        expected = child.spawn(2)
+        assert sampling.generate_state(4).tolist() == expected[0].generate_state(4).tolist()
+        assert training.generate_state(4).tolist() == expected[1].generate_state(4).tolist()
+    assert trial_seeds(11, 0)[0].generate_state(4).tolist() != (
+        trial_seeds(11, 0)[1].generate_state(4).tolist()
+    )
