@@ -34,7 +34,7 @@ data, cache_dir, version, overrides, n_trials = pickle.loads(open(sys.argv[1], "
 
 def pause(result, done, total):
     print(f"finished trial {result.trial}", flush=True)
-    time.sleep(0.5)
+    time.sleep(1.0)
 
 run_search(data, build_space(overrides), n_trials=n_trials, trial_epochs=1, seed=2, n_jobs=1,
            cache_dir=cache_dir, code_version=version, on_trial=pause)
@@ -80,7 +80,8 @@ def test_killed_search_resumes_with_only_unfinished_trials(
         json.loads(p.read_text())["result"]["trial"]
         for p in (tmp_path / "cache" / "trials").glob("*.json")
     }
-    assert {int(line.split()[-1]) for line in lines} == stored
+    reported = {int(line.split()[-1]) for line in lines if line.startswith("finished")}
+    assert reported <= stored  # a trial is stored before it is reported
     assert 2 <= len(stored) < N_TRIALS
     assert not list((tmp_path / "cache" / "trials").glob(".trial-*"))  # no half-written files
 
