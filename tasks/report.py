@@ -151,7 +151,7 @@ def render_report(
     metrics: Mapping,
     *,
     run_dir: str,
-    images: Mapping[str, str],
+    images: Mapping[str, str | None],
     trials: Sequence[Mapping] | None = None,
     best_params: Mapping | None = None,
     decision_markdown: str | None = None,
@@ -169,7 +169,8 @@ def render_report(
         The run directory, shown so a person can find the files.
     images:
         Plot name (a key of :data:`PLOTS`) -> image reference: a file name relative
-        to ``report.md`` or a ``data:image/png;base64,...`` URI. Missing plots are left out.
+        to ``report.md`` or a ``data:image/png;base64,...`` URI; ``None`` for a plot that
+        exists only as a file in ``run_dir`` (a note names it). Missing plots are left out.
     trials:
         ``TrialResult.to_dict()`` dicts of the search, or ``None`` without a search.
     best_params:
@@ -181,7 +182,10 @@ def render_report(
     def plot(name: str) -> list[str]:
         if name not in images:
             return []
-        caption = PLOTS[name][1]
+        filename, caption = PLOTS[name]
+        if images[name] is None:
+            note = f"_Too large to show here: `{Path(run_dir) / filename}`._"
+            return ["", f"### {caption}", "", note]
         return ["", f"### {caption}", "", f"![{caption}]({images[name]})"]
 
     def params_table(params: Mapping) -> list[str]:
@@ -269,8 +273,10 @@ def _palette_png(fig: Figure, dpi: float, colours: int) -> bytes:
     return buffer.getvalue()
 
 
-def compact_png(fig: Figure, max_chars: int = MAX_EMBED_CHARS) -> bytes | None:
+def compact_png(fig: Figure, max_chars: int | None = None) -> bytes | None:
     """A small palette PNG of ``fig`` whose base64 text fits in ``max_chars``, else ``None``.
+
+    ``max_chars`` defaults to :data:`MAX_EMBED_CHARS`.
 
     Tries :data:`EMBED_DPI` with 64 colours; if too large, the resolution the size
     suggests (bytes grow with dpi squared), then 16 colours, then :data:`MIN_EMBED_DPI`.
@@ -279,6 +285,8 @@ def compact_png(fig: Figure, max_chars: int = MAX_EMBED_CHARS) -> bytes | None:
     def b64_len(data: bytes) -> int:
         return 4 * math.ceil(len(data) / 3)
 
+    if max_chars is None:
+        max_chars = MAX_EMBED_CHARS
     data = _palette_png(fig, EMBED_DPI, 64)
     if b64_len(data) <= max_chars:
         return data
@@ -341,7 +349,7 @@ def write_report(
     the parameters of the best finished trial.
     """
     logger = _logger()
-    out = Path(run_dir)
+    out = Path(run_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     names = list(class_names or metrics.get("class_names") or [])
     if not names and metrics.get("confusion_matrix") is not None:
@@ -353,7 +361,7 @@ def write_report(
         errors = (np.asarray(images_for_errors), np.asarray(y_true), np.asarray(y_pred))
 
     files: dict[str, str] = {}
-    embedded: dict[str, str] = {}
+    embedded: dict[str, str | None] = {}
     for name, build in _build_plots(metrics, names, history, errors, trials).items():
         filename = PLOTS[name][0]
         fig = build()  # object-API figure, outside pyplot's registry: freed when dropped
@@ -363,6 +371,7 @@ def write_report(
         files[name] = filename
         if small is None:
             logger.warning("plot %s is too large to embed in the artifact; see %s", name, filename)
+            embedded[name] = None
         else:
             embedded[name] = "data:image/png;base64," + base64.b64encode(small).decode("ascii")
 

@@ -12,13 +12,16 @@ import numpy as np
 import pytest
 from prefect import flow
 
+from tasks import report
 from tasks.evaluation import class_names, evaluation_metrics, select_misclassified
 from tasks.idx import read_idx
+from tasks.plots import plot_confusion
 from tasks.report import (
     MAX_EMBED_CHARS,
     PLOTS,
     REPORT_ARTIFACT_KEY,
     best_trial,
+    compact_png,
     render_report,
     write_report,
 )
@@ -227,11 +230,24 @@ def test_write_report_files_and_artifact(prefect_harness, evaluated, tmp_path: P
         assert base64.b64decode(b64)[:8] == PNG_SIGNATURE
 
 
-def test_write_report_minimal_keeps_key(prefect_harness, evaluated, tmp_path: Path) -> None:
+def test_compact_png_fits_the_budget(evaluated) -> None:
+    fig = plot_confusion(evaluated["metrics"]["confusion_matrix"], evaluated["names"])
+    small = compact_png(fig, max_chars=30_000)
+    assert small is not None and small[:8] == PNG_SIGNATURE
+    assert len(base64.b64encode(small)) <= 30_000
+    assert compact_png(fig, max_chars=500) is None
+
+
+def test_write_report_minimal_keeps_key(
+    prefect_harness, evaluated, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(report, "MAX_EMBED_CHARS", 500)  # nothing fits: a note instead
     before = len(read_report_artifacts())
     path = flow(lambda: write_report(str(tmp_path), evaluated["metrics"]), name="minimal")()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["confusion_matrix.png", "report.md"]
     artifacts = read_report_artifacts()
     assert len(artifacts) == before + 1  # a new version under the same key
-    assert str(tmp_path) in artifacts[0].data
+    ui = artifacts[0].data
+    assert str(tmp_path) in ui and "data:image" not in ui
+    assert f"_Too large to show here: `{tmp_path / 'confusion_matrix.png'}`._" in ui
     assert Path(path).read_text().count("![") == 1
