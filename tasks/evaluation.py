@@ -1,7 +1,6 @@
 """Test-set metrics of a classifier: accuracy, cross-entropy, per-class scores, confusion.
 
-Pure functions over arrays (no Prefect, no file I/O except the small helpers that
-save and load the sample of misclassified images the report shows).
+Pure functions over arrays: no Prefect, no file I/O.
 
 Notation: ``n`` test samples, ``k`` classes, ``y`` integer labels in ``[0, k)``,
 ``P`` the ``(n, k)`` matrix of predicted class probabilities. The confusion
@@ -14,11 +13,8 @@ and F1 their harmonic mean (0 where undefined, as scikit-learn's
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -270,39 +266,3 @@ def select_misclassified(
         indices=order.astype(np.int64),
         confidence=confidence[order],
     )
-
-
-def save_misclassified(path: str | Path, sample: Misclassified) -> None:
-    """Write ``sample`` to ``path`` (.npz, no pickles) atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(
-                fh,
-                images=sample.images,
-                y_true=sample.y_true,
-                y_pred=sample.y_pred,
-                indices=sample.indices,
-                confidence=sample.confidence,
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def load_misclassified(path: str | Path) -> Misclassified:
-    """Read a sample written by :func:`save_misclassified`.
-
-    Raises
-    ------
-    EvaluationError
-        If the file is missing, not an .npz or lacks an array.
-    """
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return Misclassified(**{f: data[f] for f in Misclassified.__dataclass_fields__})
-    except (OSError, KeyError, ValueError) as exc:
-        raise EvaluationError(f"cannot read misclassified sample {path}: {exc}") from exc

@@ -13,12 +13,9 @@ from sklearn import metrics as skm
 from tasks.evaluation import (
     FASHION_MNIST_CLASSES,
     EvaluationError,
-    Misclassified,
     class_names,
     confusion_counts,
     evaluation_metrics,
-    load_misclassified,
-    save_misclassified,
     select_misclassified,
 )
 from tasks.idx import read_idx
@@ -145,7 +142,7 @@ def test_bad_inputs_name_the_argument(y, proba, names, match) -> None:
         evaluation_metrics(np.array(y), np.array(proba), names)
 
 
-def test_select_misclassified_most_confident_first(centroid_predictions, tmp_path: Path) -> None:
+def test_select_misclassified_most_confident_first(centroid_predictions) -> None:
     images, y, proba = centroid_predictions
     sample = select_misclassified(images, y, proba, limit=12)
     assert sample.images.shape == (12, 28, 28) and sample.images.dtype == np.float32
@@ -155,16 +152,6 @@ def test_select_misclassified_most_confident_first(centroid_predictions, tmp_pat
     assert np.all(np.diff(sample.confidence) <= 0)
     wrong = proba.argmax(axis=1) != y
     assert sample.confidence[0] == proba[wrong].max()
-
-    save_misclassified(tmp_path / "errors.npz", sample)
-    back = load_misclassified(tmp_path / "errors.npz")
-    assert isinstance(back, Misclassified)
-    for field in Misclassified.__dataclass_fields__:
-        np.testing.assert_array_equal(getattr(back, field), getattr(sample, field))
-    assert [p.name for p in tmp_path.iterdir()] == ["errors.npz"]  # no temp file left
-
-    with pytest.raises(EvaluationError, match=r"missing\.npz"):
-        load_misclassified(tmp_path / "missing.npz")
 
 
 def test_select_misclassified_with_no_mistakes() -> None:
