@@ -1,0 +1,1 @@
+"""Integration tests against a real Prefect server, work pool, deployment and worker."""

@@ -1,0 +1,212 @@
+"""The deployed retraining loop end to end: server, work pool, ``prefect deploy``, worker.
+
+What ``make server``, ``make deploy`` and ``make worker`` do, against a temporary
+server: create the process work pool, deploy everything in ``prefect.yaml``, trigger
+``mnist-pipeline/mnist-retrain`` with tiny parameters (a few thousand real
+Fashion-MNIST images, 2 trials x 1 epoch; the deployment's own defaults stay
+realistic), and let ``prefect worker start --run-once`` execute it. Then, through the
+Prefect client: the flow run completed, its artifacts and log lines are on the server,
+and the registry (``$MNIST_FLOW_REGISTRY``) holds a champion. A second identical run
+scores exactly the same, and a tie never replaces the champion.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+import yaml
+
+from tasks.registry import Registry
+
+from .conftest import REPO_ROOT, CommandResult, PrefectServer
+
+pytestmark = pytest.mark.slow
+
+POOL = "mnist-pool"
+FLOW = "mnist-pipeline"
+DEPLOYMENT = "mnist-retrain"
+DATASET = "fashion-mnist"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+EMBEDDED_PNG = re.compile(r"\(data:image/png;base64,([A-Za-z0-9+/=]+)\)")
+
+
+@dataclass(frozen=True)
+class DeployedRun:
+    """One flow run of the deployment, executed by a worker."""
+
+    flow_run_id: UUID
+    out_dir: Path
+    worker: CommandResult
+
+    def metrics(self) -> dict[str, Any]:
+        return json.loads((self.out_dir / "metrics.json").read_text(encoding="utf-8"))
+
+
+def tiny_parameters(fashion_dir: Path, out_dir: Path) -> dict[str, Any]:
+    """Parameters small enough for CI; they replace the deployment's defaults for one run."""
+    return {
+        "data": {
+            "dataset": DATASET,
+            "data_dir": str(fashion_dir),
+            "train_size": 3000,
+            "val_size": 1000,
+        },
+        "search": {"trials": 2, "trial_epochs": 1, "n_jobs": 2, "backend": "loky"},
+        "options": {"seed": 0, "final_epochs": 1, "margin": 0.0, "out_dir": str(out_dir)},
+    }
+
+
+def run_deployment(server: PrefectServer, parameters: dict[str, Any], name: str) -> DeployedRun:
+    """``prefect deployment run`` with ``parameters``, then one ``--run-once`` worker."""
+    triggered = server.prefect(
+        "deployment",
+        "run",
+        f"{FLOW}/{DEPLOYMENT}",
+        "--params",
+        json.dumps(parameters),
+        "--flow-run-name",
+        name,
+    )
+    match = re.search(r"UUID: ([0-9a-f-]{36})", triggered.output)
+    assert match, f"no flow-run id in the output:\n{triggered.describe()}"
+    worker = server.prefect("worker", "start", "--pool", POOL, "--run-once", timeout=300)
+    return DeployedRun(
+        flow_run_id=UUID(match.group(1)),
+        out_dir=Path(parameters["options"]["out_dir"]),
+        worker=worker,
+    )
+
+
+def read_run(server: PrefectServer, run: DeployedRun) -> tuple[Any, dict[str, Any], list[str]]:
+    """The flow run, its artifacts by key, and its log messages, from the server."""
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+
+    with server.client() as client:
+        flow_run = client.read_flow_run(run.flow_run_id)
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[run.flow_run_id])
+            )
+        )
+        logs = client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.flow_run_id]))
+        )
+    return flow_run, {a.key: a for a in artifacts if a.key}, [log.message for log in logs]
+
+
+def assert_completed(flow_run: Any, run: DeployedRun) -> None:
+    assert flow_run.state is not None and flow_run.state.is_completed(), (
+        f"flow run {flow_run.name} ended {flow_run.state!r}; the worker said:\n"
+        f"{run.worker.describe()}"
+    )
+
+
+@pytest.fixture(scope="module")
+def registry(prefect_server: PrefectServer) -> Registry:
+    """The registry the flow runs use: ``$MNIST_FLOW_REGISTRY`` of the worker's environment."""
+    return Registry(prefect_server.env["MNIST_FLOW_REGISTRY"])
+
+
+@pytest.fixture(scope="module")
+def deployed(prefect_server: PrefectServer) -> PrefectServer:
+    """The server with the work pool and every deployment of ``prefect.yaml``."""
+    prefect_server.prefect("work-pool", "create", POOL, "--type", "process")
+    prefect_server.prefect("--no-prompt", "deploy", "--all", timeout=180)
+    return prefect_server
+
+
+@pytest.fixture(scope="module")
+def first_run(deployed: PrefectServer, fashion_dir: Path, tmp_path_factory) -> DeployedRun:
+    out_dir = tmp_path_factory.mktemp("runs") / "first"
+    return run_deployment(deployed, tiny_parameters(fashion_dir, out_dir), "integration-first")
+
+
+@pytest.fixture(scope="module")
+def second_run(
+    first_run: DeployedRun, deployed: PrefectServer, fashion_dir: Path, tmp_path_factory
+) -> DeployedRun:
+    out_dir = tmp_path_factory.mktemp("runs") / "second"
+    return run_deployment(deployed, tiny_parameters(fashion_dir, out_dir), "integration-second")
+
+
+def test_deployments_keep_the_defaults_of_prefect_yaml(deployed: PrefectServer) -> None:
+    config = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text(encoding="utf-8"))
+    with deployed.client() as client:
+        for spec in config["deployments"]:
+            flow_name = "mnist-pipeline" if "pipeline" in spec["entrypoint"] else "mnist-train"
+            deployment = client.read_deployment_by_name(f"{flow_name}/{spec['name']}")
+            assert deployment.work_pool_name == POOL == spec["work_pool"]["name"]
+            assert deployment.entrypoint == spec["entrypoint"]
+            assert deployment.parameters == spec["parameters"]
+            crons = [s.schedule.cron for s in deployment.schedules]
+            assert crons == [s["cron"] for s in spec["schedules"]]
+            assert deployment.pull_steps == [
+                {"prefect.deployments.steps.set_working_directory": {"directory": str(REPO_ROOT)}}
+            ]
+
+
+def test_first_run_completes_with_report_and_becomes_champion(
+    deployed: PrefectServer, first_run: DeployedRun, registry: Registry
+) -> None:
+    flow_run, artifacts, logs = read_run(deployed, first_run)
+    assert_completed(flow_run, first_run)
+    assert flow_run.parameters["search"]["trials"] == 2  # the run's, not the deployment's 8
+
+    # the report, readable in the UI: plots embedded as small PNGs, trials, decision
+    assert {"mnist-report", "mnist-trials", "mnist-train-progress"} <= artifacts.keys()
+    report = artifacts["mnist-report"]
+    assert report.type == "markdown"
+    images = EMBEDDED_PNG.findall(report.data)
+    assert len(images) == 5, f"expected 5 embedded plots, found {len(images)}"
+    for encoded in images:
+        assert len(encoded) <= 60_000
+        assert base64.b64decode(encoded).startswith(PNG_SIGNATURE)
+    assert "promoted to champion" in report.data
+    assert re.search(r"^\|\s*trial\s*\|", report.data, re.MULTILINE), "no trial table"
+    trials = artifacts["mnist-trials"]
+    assert trials.type == "table"
+    rows = json.loads(trials.data) if isinstance(trials.data, str) else trials.data
+    assert len(rows) == 2
+
+    # per-trial and per-epoch lines reached the server's log view
+    assert sum(bool(re.search(r"\btrial [12]/2\b", m)) for m in logs) == 2, logs
+    assert any(re.search(r"\bepoch 1/1\b", m) for m in logs), logs
+
+    # the registry has a champion, the model of this run
+    metrics = first_run.metrics()
+    champion = registry.champion(DATASET)
+    assert champion is not None
+    assert champion.version == "v0001"
+    assert champion.test_accuracy == pytest.approx(metrics["test_accuracy"], abs=0)
+    assert metrics["test_accuracy"] > 0.3  # ten classes: chance is 0.1
+    assert metrics["registry"]["promoted"] is True
+    assert (first_run.out_dir / "report.md").is_file()
+
+
+def test_identical_second_run_does_not_replace_the_champion(
+    deployed: PrefectServer, first_run: DeployedRun, second_run: DeployedRun, registry: Registry
+) -> None:
+    flow_run, artifacts, _ = read_run(deployed, second_run)
+    assert_completed(flow_run, second_run)
+
+    first, second = first_run.metrics(), second_run.metrics()
+    assert second["test_accuracy"] == first["test_accuracy"]  # same data, parameters, seed
+    assert second["registry"]["promoted"] is False
+    assert second["registry"]["champion_version"] == "v0001"
+
+    versions = registry.list(DATASET)
+    assert [(v.version, v.is_champion) for v in versions] == [("v0001", True), ("v0002", False)]
+    assert registry.champion(DATASET).version == "v0001"
+    assert "not promoted" in artifacts["mnist-report"].data
