@@ -133,6 +133,10 @@ def test_explicit_csv_path(digit_model, tmp_path):
     assert len(out.read_text().splitlines()) == 3
     with pytest.raises(DataError, match="does not exist"):
         run_predict(str(digit_model.path), [str(paths[0])], csv_path=str(tmp_path / "no" / "x.csv"))
+    (tmp_path / "taken.csv").mkdir()  # a folder where the CSV should go
+    with pytest.raises(DataError, match=r"taken\.csv: cannot write the CSV"):
+        run_predict(str(digit_model.path), [str(paths[0])], csv_path=str(tmp_path / "taken.csv"))
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".taken.csv")]
 
 
 def test_missing_and_non_image_files_are_reported(digit_model, tmp_path):
