@@ -12,7 +12,7 @@ from prefect.states import Failed
 
 import tasks.codeversion
 from nn.errors import ConfigError
-from tasks.datasets import DatasetFiles, fetch_files
+from tasks.datasets import DATASETS, DatasetFiles, fetch_files
 from tasks.errors import ChecksumError, DataError, FetchError
 from tasks.fetch import _retry_on_network_error, fetch
 from tasks.idx import read_idx
@@ -205,6 +205,29 @@ def test_second_run_is_served_from_the_cache(
     rebuilt = _run(digits_dir, tmp_path)[1]
     assert rebuilt.name == "Completed" and not rebuilt.result().missing()
     assert _run(digits_dir, tmp_path)[1].name == "Cached"
+
+
+@outside_flow
+def test_fetch_from_a_mirror_then_cached_unless_files_are_gone(
+    prefect_harness: None, fashion_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = DATASETS["fashion-mnist"]
+    monkeypatch.setitem(DATASETS, "fashion-mnist", replace(spec, local_dirs=()))  # no Debian copy
+
+    def run():
+        return fetch(
+            "fashion-mnist", mirror=fashion_dir.as_uri(), cache_dir=str(tmp_path), return_state=True
+        )
+
+    first = run()
+    assert first.name == "Completed"
+    assert first.result().path("train_images").parent == tmp_path / "fashion-mnist"
+    assert run().name == "Cached"
+    first.result().path("test_labels").unlink()
+    again = run()
+    assert again.name == "Completed" and again.result().path("test_labels").is_file()
+    assert again.result().sources["test_labels"].startswith("file://")
+    assert again.result().sources["train_images"] == "cache"
 
 
 @outside_flow
