@@ -12,9 +12,10 @@ in order, and what is known to verify each file:
 Verification policy (see :mod:`tasks.verify`): a file is accepted when its
 decompressed SHA-256 matches, or, when no SHA-256 is known, when it is the
 published ``.gz`` and its MD5 matches. Where the SHA-256 is known the MD5 adds
-nothing: it is stronger, and a recompressed copy legitimately has another MD5. MNIST's ``train-images`` has only the MD5
-of its ``.gz`` published: a recompressed or uncompressed copy of it cannot be
-verified and is rejected with a message suggesting ``--dataset idx``. The
+nothing: it is stronger, and a recompressed copy legitimately has another MD5.
+MNIST's ``train-images`` has only the MD5 of its ``.gz`` published: a
+recompressed or uncompressed copy of it cannot be verified and is rejected
+with a message suggesting ``--dataset idx``. The
 SHA-256 computed from an MD5-verified ``.gz`` is recorded in the returned
 :class:`DatasetFiles`, like every other checksum. The ``idx`` dataset reads any
 folder of the four files without checksums (structure is still validated).

@@ -8,16 +8,6 @@ from __future__ import annotations
 
 from nn.errors import MnistFlowError
 
-__all__ = [
-    "CacheError",
-    "ChecksumError",
-    "DataError",
-    "FetchError",
-    "IDXFormatError",
-    "MnistFlowError",
-]
-
-
 # --- data: fetch, parse, preprocess ------------------------------------------------------
 
 
