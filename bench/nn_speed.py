@@ -3,8 +3,9 @@
 Trains both on the complete Fashion-MNIST (60,000 training images, pixels
 scaled to [0, 1] and standardised with the training set's mean and standard
 deviation, float32) with the same settings: one hidden layer of 300 ReLU units,
-SGD with classical momentum 0.9, constant learning rate, minibatches of 128, no
-weight decay, one reshuffle per epoch (``partial_fit`` once per epoch on the
+SGD with classical momentum 0.9, constant learning rate 0.02 (with standardised
+inputs; 0.1 overshoots and its test accuracy wanders between 86% and 88%),
+minibatches of 128, no weight decay, one reshuffle per epoch (``partial_fit`` once per epoch on the
 reshuffled data for scikit-learn). Prints per-epoch wall times, samples per
 second, achieved GFLOP/s (``4 x parameters x samples`` per epoch: 2 flops per
 multiply-add forward, about twice that backward) against the float32 matmul peak
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--lr", type=float, default=0.02)
     parser.add_argument("--momentum", type=float, default=0.9)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(

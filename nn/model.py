@@ -150,16 +150,18 @@ class MLP:
             np.copyto(dst, src)
 
     # ------------------------------------------------------------------ inference
-    def _check_X(self, X: np.ndarray, name: str = "X") -> np.ndarray:
+    def check_inputs(self, X: np.ndarray, name: str = "X") -> np.ndarray:
+        """``X`` as an array after checking it is numeric with shape (n, d); InputError names it."""
         X = np.asarray(X)
         d = self.layer_sizes[0]
         if X.ndim != 2 or X.shape[1] != d:
             raise InputError(f"{name} must have shape (n, {d}), got {X.shape}")
         if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
-            raise InputError(f"{name} must be a float array, got dtype {X.dtype}")
+            raise InputError(f"{name} must be a numeric array, got dtype {X.dtype}")
         return X
 
-    def _check_y(self, y: np.ndarray, n: int, name: str = "y") -> np.ndarray:
+    def check_labels(self, y: np.ndarray, n: int, name: str = "y") -> np.ndarray:
+        """``y`` as an array after checking it holds (n,) integers in ``[0, k)``."""
         y = np.asarray(y)
         k = self.layer_sizes[-1]
         if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
@@ -190,7 +192,7 @@ class MLP:
 
     def predict_proba(self, X: np.ndarray, *, batch_size: int = INFERENCE_BATCH) -> np.ndarray:
         """Class probabilities (n, k) in the model's dtype for ``X`` (n, d); batched."""
-        X = self._check_X(X)
+        X = self.check_inputs(X)
         out = np.empty((X.shape[0], self.layer_sizes[-1]), dtype=self.dtype)
         for s in self._batches(X.shape[0], batch_size):
             out[s] = softmax(self.logits(X[s]))
@@ -198,7 +200,7 @@ class MLP:
 
     def predict(self, X: np.ndarray, *, batch_size: int = INFERENCE_BATCH) -> np.ndarray:
         """Predicted labels (n,) int64 for ``X`` (n, d); batched."""
-        X = self._check_X(X)
+        X = self.check_inputs(X)
         out = np.empty(X.shape[0], dtype=np.int64)
         for s in self._batches(X.shape[0], batch_size):
             out[s] = self.logits(X[s]).argmax(axis=1)
@@ -208,8 +210,8 @@ class MLP:
         self, X: np.ndarray, y: np.ndarray, *, batch_size: int = INFERENCE_BATCH
     ) -> tuple[float, float]:
         """Mean cross-entropy (nats) and accuracy in [0, 1] on ``X`` (n, d), ``y`` (n,); batched."""
-        X = self._check_X(X)
-        y = self._check_y(y, X.shape[0])
+        X = self.check_inputs(X)
+        y = self.check_labels(y, X.shape[0])
         if X.shape[0] == 0:
             raise InputError("X is empty: cannot evaluate on zero samples")
         loss_sum, correct = 0.0, 0

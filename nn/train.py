@@ -74,10 +74,10 @@ class History:
 def _check_data(
     model: MLP, X: np.ndarray, y: np.ndarray, xname: str, yname: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    X = model._check_X(X, xname)
+    X = model.check_inputs(X, xname)
     if X.shape[0] == 0:
         raise InputError(f"{xname} is empty: need at least one sample")
-    y = model._check_y(y, X.shape[0], yname)
+    y = model.check_labels(y, X.shape[0], yname)
     return np.asarray(X, dtype=model.dtype), y.astype(np.intp, copy=False)
 
 
