@@ -38,13 +38,13 @@ def test_prefect_accepts_the_file(config):
     from prefect.cli.deploy._models import PrefectYamlModel
 
     model = PrefectYamlModel.model_validate(config)  # what `prefect deploy` validates with
-    assert [d.name for d in model.deployments] == ["mnist-retrain", "mnist-train"]
+    assert [d.name for d in model.deployments] == ["mnist-retrain", "mnist-train", "mnist-predict"]
 
 
-def test_both_deployments_use_the_process_pool(deployments):
+def test_every_deployment_uses_the_process_pool(deployments):
     pools = [d["work_pool"] for d in deployments.values()]
     assert all(pool["name"] == "mnist-pool" for pool in pools)
-    assert pools[0] is pools[1]  # one shared definition (YAML alias)
+    assert all(pool is pools[0] for pool in pools)  # one shared definition (YAML alias)
 
 
 def test_retraining_is_weekly_and_training_ad_hoc(deployments):
@@ -57,6 +57,15 @@ def test_retraining_is_weekly_and_training_ad_hoc(deployments):
     assert minute.isdigit() and hour.isdigit()  # once that day
     assert schedule["active"] is True
     assert deployments["mnist-train"]["schedules"] == []
+    assert deployments["mnist-predict"]["schedules"] == []
+
+
+def test_predict_deployment_points_at_the_folder_flow(deployments):
+    path, function = deployments["mnist-predict"]["entrypoint"].split(":")
+    tree = ast.parse((ROOT / path).read_text(encoding="utf-8"))
+    (flow_def,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function]
+    arguments = [a.arg for a in flow_def.args.args]
+    assert arguments[:2] == ["model_path", "folder"]
 
 
 def test_pull_step_resolves_to_the_checkout(config, monkeypatch):
