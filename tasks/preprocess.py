@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
+from prefect.artifacts import create_table_artifact
 
 from nn.errors import ConfigError
 from tasks.cachekeys import hash_key, unless_stale
@@ -68,8 +69,23 @@ def preprocess(
     logger = get_run_logger()
     params = PrepareParams(val_size, train_size, standardize, seed)
     out_dir = prepared_dir(files, params, cache_dir)
-    if (existing := load_prepared(out_dir)) is not None:
+    if (prepared := load_prepared(out_dir)) is not None:
         logger.info("reusing the arrays prepared in %s", out_dir)
-        return existing
-    ensure_dir(out_dir.parent)
-    return prepare(files, params, out_dir, logger=logger)
+    else:
+        ensure_dir(out_dir.parent)
+        prepared = prepare(files, params, out_dir, logger=logger)
+    create_table_artifact(
+        key=f"data-{files.name}",
+        table=[
+            {"split": "train", "examples": prepared.n_train},
+            {"split": "validation", "examples": prepared.n_val},
+            {"split": "test", "examples": prepared.n_test},
+        ],
+        description=(
+            f"{files.name}: {prepared.n_classes} classes, images "
+            f"{prepared.image_shape[0]}x{prepared.image_shape[1]}, standardised "
+            f"{prepared.preprocessing['standardize']} (mean {prepared.preprocessing['mean']:.4f}, "
+            f"std {prepared.preprocessing['std']:.4f}), arrays in {prepared.directory}"
+        ),
+    )
+    return prepared

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -177,6 +178,19 @@ def test_retry_only_on_network_errors() -> None:
 outside_flow = pytest.mark.filterwarnings("ignore:Logger 'prefect.task_runs' attempted")
 
 
+def _latest_artifact(key: str):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    with get_client(sync_client=True) as client:
+        return client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=1,
+        )[0]
+
+
 def _run(digits_dir: Path, cache: Path, **kwargs: object):
     fetched = fetch("idx", data_dir=str(digits_dir), cache_dir=str(cache), return_state=True)
     prepared = preprocess(
@@ -193,6 +207,8 @@ def test_second_run_is_served_from_the_cache(
     first_fetch, first = _run(digits_dir, tmp_path)
     assert first_fetch.is_completed() and first_fetch.name == "Completed"
     assert first.is_completed() and first.name == "Completed"
+    table = json.loads(_latest_artifact("data-idx").data)
+    assert [row["examples"] for row in table] == [2000, 500, 2000]
     second_fetch, second = _run(digits_dir, tmp_path)
     assert second_fetch.name == "Cached" and second.name == "Cached"
     assert second.result() == first.result()
