@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from nn.errors import ConfigError
-from tasks.errors import CacheError
+from tasks.errors import CacheError, DataError
 
 ROLES: tuple[str, ...] = ("train_images", "train_labels", "test_images", "test_labels")
 #: Standard file stems per role; a file may add ``.gz`` and a prefix (``emnist-digits-``).
@@ -210,9 +210,9 @@ class DatasetFiles:
 
     def __post_init__(self) -> None:
         if sorted(self.checksums) != sorted(ROLES):
-            raise ValueError(f"checksums: need one SHA-256 per role {ROLES}, got {self.checksums}")
+            raise DataError(f"checksums: need one SHA-256 per role {ROLES}, got {self.checksums}")
         if self.n_classes < 2:
-            raise ValueError(f"n_classes must be >= 2, got {self.n_classes}")
+            raise DataError(f"n_classes must be >= 2, got {self.n_classes}")
 
     def path(self, role: str) -> Path:
         """Return the path of the file playing ``role`` (one of :data:`ROLES`)."""

@@ -142,8 +142,8 @@ def test_dataset_files_fingerprint_and_validation(tmp_path: Path) -> None:
     files = DatasetFiles("idx", *(tmp_path / r for r in ROLES), checksums=checksums, n_classes=3)
     assert files.fingerprint == fingerprint(checksums) and len(files.fingerprint) == 64
     assert files.path("test_labels") == tmp_path / "test_labels"
-    with pytest.raises(ValueError, match="checksums"):
+    with pytest.raises(DataError, match="checksums: need one SHA-256 per role"):
         DatasetFiles("idx", *(tmp_path / r for r in ROLES), checksums={})
-    with pytest.raises(ValueError, match="n_classes"):
+    with pytest.raises(DataError, match="n_classes must be >= 2"):
         DatasetFiles("idx", *(tmp_path / r for r in ROLES), checksums=checksums, n_classes=1)
     assert np.all([p.parent == tmp_path for p in files.paths.values()])
