@@ -103,6 +103,22 @@ def test_mnist_data_dir_without_train_images(
     assert "t10k-images-idx3-ubyte.gz: verified, from folder" in caplog.text
 
 
+def test_mnist_file_mirror_caches_what_exists(mnist_dir: Path, tmp_path: Path) -> None:
+    """The real MNIST files come through a file:// mirror verified; train-images is reported."""
+    cache = tmp_path / "cache"
+    with pytest.raises(FetchError) as info:
+        _fetch("mnist", cache, mirror=mnist_dir.as_uri())
+    assert "train-images-idx3-ubyte.gz: every source failed" in str(info.value)
+    assert "train-labels" not in str(info.value)
+    for name in (
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+    ):
+        assert (cache / "mnist" / name).read_bytes() == (mnist_dir / name).read_bytes()
+    assert _leftovers(cache) == []
+
+
 def test_mnist_test_set_as_idx_folder(mnist_dir: Path, tmp_path: Path) -> None:
     folder = idx_folder_from_mnist_test(mnist_dir, tmp_path / "digits", n_train=8000)
     files = _fetch("idx", tmp_path / "cache", data_dir=str(folder))
