@@ -63,7 +63,7 @@ def tiny_parameters(fashion_dir: Path, out_dir: Path) -> dict[str, Any]:
     }
 
 
-def run_deployment(server: PrefectServer, parameters: dict[str, Any], name: str) -> DeployedRun:
+def run_deployment(server: PrefectServer, parameters: dict[str, Any]) -> DeployedRun:
     """``prefect deployment run`` with ``parameters``, then one ``--run-once`` worker."""
     triggered = server.prefect(
         "deployment",
@@ -71,8 +71,6 @@ def run_deployment(server: PrefectServer, parameters: dict[str, Any], name: str)
         f"{FLOW}/{DEPLOYMENT}",
         "--params",
         json.dumps(parameters),
-        "--flow-run-name",
-        name,
     )
     match = re.search(r"UUID: ([0-9a-f-]{36})", triggered.output)
     assert match, f"no flow-run id in the output:\n{triggered.describe()}"
@@ -130,7 +128,7 @@ def deployed(prefect_server: PrefectServer) -> PrefectServer:
 @pytest.fixture(scope="module")
 def first_run(deployed: PrefectServer, fashion_dir: Path, tmp_path_factory) -> DeployedRun:
     out_dir = tmp_path_factory.mktemp("runs") / "first"
-    return run_deployment(deployed, tiny_parameters(fashion_dir, out_dir), "integration-first")
+    return run_deployment(deployed, tiny_parameters(fashion_dir, out_dir))
 
 
 @pytest.fixture(scope="module")
@@ -138,23 +136,24 @@ def second_run(
     first_run: DeployedRun, deployed: PrefectServer, fashion_dir: Path, tmp_path_factory
 ) -> DeployedRun:
     out_dir = tmp_path_factory.mktemp("runs") / "second"
-    return run_deployment(deployed, tiny_parameters(fashion_dir, out_dir), "integration-second")
+    return run_deployment(deployed, tiny_parameters(fashion_dir, out_dir))
 
 
 def test_deployments_keep_the_defaults_of_prefect_yaml(deployed: PrefectServer) -> None:
     config = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text(encoding="utf-8"))
     with deployed.client() as client:
-        for spec in config["deployments"]:
-            flow_name = "mnist-pipeline" if "pipeline" in spec["entrypoint"] else "mnist-train"
-            deployment = client.read_deployment_by_name(f"{flow_name}/{spec['name']}")
-            assert deployment.work_pool_name == POOL == spec["work_pool"]["name"]
-            assert deployment.entrypoint == spec["entrypoint"]
-            assert deployment.parameters == spec["parameters"]
-            crons = [s.schedule.cron for s in deployment.schedules]
-            assert crons == [s["cron"] for s in spec["schedules"]]
-            assert deployment.pull_steps == [
-                {"prefect.deployments.steps.set_working_directory": {"directory": str(REPO_ROOT)}}
-            ]
+        deployments = {d.name: d for d in client.read_deployments()}
+    assert sorted(deployments) == sorted(spec["name"] for spec in config["deployments"])
+    for spec in config["deployments"]:
+        deployment = deployments[spec["name"]]
+        assert deployment.work_pool_name == POOL == spec["work_pool"]["name"]
+        assert deployment.entrypoint == spec["entrypoint"]
+        assert deployment.parameters == spec.get("parameters", {})
+        crons = [s.schedule.cron for s in deployment.schedules]
+        assert crons == [s["cron"] for s in spec.get("schedules", [])]
+        assert deployment.pull_steps == [
+            {"prefect.deployments.steps.set_working_directory": {"directory": str(REPO_ROOT)}}
+        ]
 
 
 def test_first_run_completes_with_report_and_becomes_champion(
