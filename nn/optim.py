@@ -122,11 +122,13 @@ class SGD(Optimizer):
         p <- p + v                       (classical)
         p <- p + mu * v - lr * g         (Nesterov, Sutskever et al. 2013 form)
 
-    With ``momentum == 0`` it is plain ``p <- p - lr * g``.
+    With ``momentum == 0`` it is plain ``p <- p - lr * g``. ``flush=False`` disables the
+    subnormal flush of the velocities (for comparisons only).
     """
 
-    def __init__(self, momentum: float = 0.0, nesterov: bool = False) -> None:
+    def __init__(self, momentum: float = 0.0, nesterov: bool = False, flush: bool = True) -> None:
         super().__init__()
+        self.flush = bool(flush)
         if not (0.0 <= momentum < 1.0):
             raise ConfigError(f"momentum={momentum!r} must be in [0, 1)")
         self.momentum = float(momentum)
@@ -144,7 +146,7 @@ class SGD(Optimizer):
     def step(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray], lr: float) -> None:
         self._prepare(params, grads, lr)
         mu = self.momentum
-        flush = self.t % self._flush_every == 0
+        flush = self.flush and self.t % self._flush_every == 0
         for i, (p, g) in enumerate(zip(params, grads, strict=True)):
             s = self._scratch[i]
             np.multiply(g, lr, out=s)  # lr * g

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from nn.errors import ConfigError, InputError
+from nn.model import MLP
 from nn.optim import (
     SGD,
     Adam,
@@ -150,3 +151,26 @@ def test_optimizer_rejects_bad_settings_and_inputs():
     opt.step(p, [np.zeros(3, dtype=F)], 0.1)
     with pytest.raises(InputError, match="changed"):
         opt.step([np.zeros(5, dtype=F)], [np.zeros(5, dtype=F)], 0.1)
+
+
+def test_real_training_keeps_velocities_free_of_subnormals(mnist_test_set):
+    """On real MNIST (pixels in [0, 1]) the velocities of rarely-inked pixels decay
+    into the subnormal range after a few hundred steps unless they are flushed."""
+    X, y = mnist_test_set
+    X, y = X[:2000], y[:2000]
+    rng = np.random.default_rng(0)
+    start = MLP.create((784, 16, 10), rng=rng)
+    runs = {}
+    for flushed in (True, False):
+        model, opt = start.copy(), SGD(momentum=0.9, flush=flushed)
+        order = np.random.default_rng(1)
+        worst = 0
+        for step in range(1500):
+            idx = order.integers(0, len(y), size=32)
+            _, gw, gb = model.loss_and_gradients(X[idx], y[idx])
+            opt.step(model.parameters(), [gw[0], gb[0], gw[1], gb[1]], 0.1)
+            if step % 50 == 49:
+                worst = max(worst, *(count_subnormals(v) for v in opt.velocities))
+        runs[flushed] = worst
+    assert runs[False] > 0
+    assert runs[True] == 0
