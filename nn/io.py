@@ -107,8 +107,11 @@ def save_model(path: str | Path, model: MLP, metadata: dict[str, Any]) -> None:
         text = json.dumps(meta, indent=2, sort_keys=True, allow_nan=False, default=_json_default)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"metadata for {path} is not JSON serialisable: {exc}") from exc
-    _atomic_write(path, npz_bytes)
-    _atomic_write(metadata_path(path), text.encode("utf-8"))
+    try:
+        _atomic_write(path, npz_bytes)
+        _atomic_write(metadata_path(path), text.encode("utf-8"))
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot write the model files: {exc}") from exc
 
 
 def _read_metadata(path: Path) -> dict[str, Any]:

@@ -91,6 +91,12 @@ def test_reserved_or_unserialisable_metadata_is_refused(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_unwritable_destination(tmp_path):
+    model = MLP.create((4, 3, 2), rng=np.random.default_rng(0))
+    with pytest.raises(ModelFileError, match="cannot write"):
+        save_model(tmp_path / "missing" / "m.npz", model, {})
+
+
 def test_truncated_npz(saved):
     path, _ = saved
     raw = path.read_bytes()
