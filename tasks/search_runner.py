@@ -32,7 +32,7 @@ import joblib
 import numpy as np
 
 from nn.errors import ConfigError
-from tasks.errors import SearchError
+from tasks.errors import CacheError, SearchError
 from tasks.search_space import SearchSpace, Value
 from tasks.trials import (
     ExtrasHandler,
@@ -191,7 +191,13 @@ def _run_round(
     )
     for result in parallel(jobs):
         if store is not None and result.status != "failed":
-            store.put(by_key[(result.trial, result.epochs)], result)
+            spec = by_key[(result.trial, result.epochs)]
+            try:
+                store.put(spec, result)
+            except OSError as exc:
+                raise CacheError(
+                    f"cannot store trial {result.trial} in {store.directory}: {exc}"
+                ) from exc
         yield result
 
 
@@ -249,6 +255,8 @@ def run_search(
         For an argument out of range, or data without a validation split.
     SearchError
         If the Dask scheduler is unreachable or no trial of the last round succeeded.
+    tasks.errors.CacheError
+        If a finished trial cannot be written to the store.
     """
     _check_args(n_trials, trial_epochs, seed, n_jobs, backend, dask_address, halving_factor)
     if space.extras and extras_handler is None:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from nn.errors import ConfigError
-from tasks.errors import SearchError
+from tasks.errors import CacheError, SearchError
 from tasks.prepare import PreparedData
 from tasks.search_runner import data_fingerprint, halving_rungs, run_search
 from tasks.search_space import Choice
@@ -196,3 +196,10 @@ def test_data_without_validation_split_is_refused(data: PreparedData) -> None:
     empty = dataclasses.replace(arrays, X_val=arrays.X_val[:0], y_val=arrays.y_val[:0])
     with pytest.raises(ConfigError, match="needs a validation split"):
         run_search(empty, build_space(), n_trials=1)
+
+
+def test_unwritable_store_is_a_cache_error(data: PreparedData, tmp_path: Path) -> None:
+    (tmp_path / "trials").write_text("a file where the trials folder should be")
+    space = build_space({"hidden": 16})
+    with pytest.raises(CacheError, match=r"cannot store trial 0 in .*trials"):
+        run_search(data, space, n_trials=1, trial_epochs=1, n_jobs=1, cache_dir=tmp_path)
