@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from nn.activations import get_activation
-from nn.backprop import backward, forward
+from nn.activations import Activation, get_activation
+from nn.backprop import Workspace, backward, forward
 from nn.config import TrainConfig
 from nn.errors import ConfigError, InputError, NonFiniteError
 from nn.losses import softmax_cross_entropy
@@ -71,6 +71,17 @@ class History:
         return [r.to_dict() for r in self.records]
 
 
+@dataclass
+class _Buffers:
+    """Everything one training run preallocates: backprop workspace, minibatch rows,
+    weight-decay scratch, plus the activation pair."""
+
+    ws: Workspace
+    xb: np.ndarray
+    activation: Activation
+    decay_tmp: list[np.ndarray]
+
+
 def _check_data(
     model: MLP, X: np.ndarray, y: np.ndarray, xname: str, yname: str
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -97,11 +108,11 @@ def _run_epoch(
     epoch: int,
     rng: np.random.Generator,
     augment: Augment | None,
-    buffers: dict[str, Any],
+    buffers: _Buffers,
 ) -> tuple[float, float]:
     """One pass over the data; returns (mean minibatch loss, accuracy)."""
-    n, bs = X.shape[0], buffers["xb"].shape[0]
-    ws, xbuf, act = buffers["ws"], buffers["xb"], buffers["act"]
+    n, bs = X.shape[0], buffers.xb.shape[0]
+    ws, xbuf, act = buffers.ws, buffers.xb, buffers.activation
     params = model.parameters()
     wd = model.dtype.type(config.weight_decay)
     order = rng.permutation(n)
@@ -126,7 +137,7 @@ def _run_epoch(
         loss_sum += loss * m
         gw, gb = backward(model.weights, act, xb, dz, ws)
         if wd:
-            for g, w, tmp in zip(gw, model.weights, buffers["wd_tmp"], strict=True):
+            for g, w, tmp in zip(gw, model.weights, buffers.decay_tmp, strict=True):
                 np.multiply(w, wd, out=tmp)
                 np.add(g, tmp, out=g)
         optimizer.step(params, [p for pair in zip(gw, gb, strict=True) for p in pair], lr)
@@ -202,12 +213,12 @@ def train(
         epsilon=config.epsilon,
     )
     bs = min(config.batch_size, X.shape[0])
-    buffers = {
-        "ws": model.workspace(bs),
-        "xb": np.empty((bs, X.shape[1]), dtype=model.dtype),
-        "act": get_activation(model.activation),
-        "wd_tmp": [np.empty_like(w) for w in model.weights] if config.weight_decay else [],
-    }
+    buffers = _Buffers(
+        ws=model.workspace(bs),
+        xb=np.empty((bs, X.shape[1]), dtype=model.dtype),
+        activation=get_activation(model.activation),
+        decay_tmp=[np.empty_like(w) for w in model.weights] if config.weight_decay else [],
+    )
     flush_buffers = [(np.empty_like(p), np.empty(p.shape, dtype=bool)) for p in model.parameters()]
 
     history = History()

@@ -141,3 +141,20 @@ def test_bad_inputs_name_the_parameter(mnist_sample):
         train(model, X, y, cfg, rng=np.random.RandomState(0))  # type: ignore[arg-type]
     with pytest.raises(InputError, match="augment"):
         train(model, X, y, cfg, rng=rng, augment=lambda b, r: b[:, :10])
+
+
+def test_one_full_batch_step_with_weight_decay_matches_the_gradient(mnist_sample):
+    X, y = mnist_sample
+    rng = np.random.default_rng(0)
+    model = MLP.create((784, 20, 10), rng=rng)
+    before = model.copy()
+    cfg = TrainConfig(epochs=1, batch_size=100, lr=0.5, momentum=0.0, weight_decay=0.01)
+    train(model, X, y, cfg, rng=rng)
+    _, gw, gb = before.loss_and_gradients(X, y, weight_decay=0.01)
+    expected = [
+        p - np.float32(0.5) * g
+        for p, g in zip(before.parameters(), [gw[0], gb[0], gw[1], gb[1]], strict=True)
+    ]
+    for got, want in zip(model.parameters(), expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(model.weights[0], before.weights[0])
