@@ -27,6 +27,23 @@ from tasks.train_final import train_final
 RESULTS_DIR = "prefect-results"
 
 
+def tag_flow_run(*names: str) -> None:
+    """Add ``names`` to the tags of the current flow run (the UI filters runs by tag).
+
+    ``prefect.tags`` around the tasks tags the task runs; the flow run itself is
+    already created when its body runs, so its tags are updated through the API.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.context import get_run_context
+
+    flow_run = get_run_context().flow_run
+    if flow_run is None:  # pragma: no cover - always set inside a flow
+        return
+    merged = sorted({*(flow_run.tags or []), *names})
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(flow_run.id, tags=merged)
+
+
 def cache_root(data: DataParams) -> Path:
     """The absolute cache directory of a run (created if missing)."""
     return ensure_dir(resolve_cache_dir(data.cache_dir))

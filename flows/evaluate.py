@@ -12,7 +12,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, tags
 
-from flows.common import cache_root, fetch_files
+from flows.common import cache_root, fetch_files, tag_flow_run
 from flows.outputs import Timings, make_run_dir, versions, write_json
 from flows.params import DataParams
 from tasks.evaluate import evaluate_model
@@ -30,6 +30,7 @@ def mnist_evaluate(
     """Evaluate ``model_path`` (default: the champion) on ``data.dataset``'s test set."""
     logger = get_run_logger()
     timings = Timings()
+    tag_flow_run(data.dataset, "evaluate")
     with tags(data.dataset, "evaluate"):
         if model_path is None:
             model_path = str(Registry(registry_dir).model_path(dataset=data.dataset))

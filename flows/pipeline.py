@@ -20,7 +20,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, tags
 
-from flows.common import prepare_data, train_and_report
+from flows.common import prepare_data, tag_flow_run, train_and_report
 from flows.outputs import Timings
 from flows.params import DataParams, PipelineOptions, SearchParams, TrainParams
 from tasks.search import random_search
@@ -63,6 +63,7 @@ def mnist_pipeline(
     """Tune, train, evaluate and report; return the run summary (``run_dir``, accuracy, ...)."""
     logger = get_run_logger()
     timings = Timings()
+    tag_flow_run(data.dataset, "pipeline")
     with tags(data.dataset, "pipeline"):
         files, prepared, cache_dir = prepare_data(data, options.seed, timings)
         space = dict(search.space)

@@ -14,7 +14,7 @@ from typing import Any
 
 from prefect import flow, tags
 
-from flows.common import prepare_data, train_and_report
+from flows.common import prepare_data, tag_flow_run, train_and_report
 from flows.outputs import Timings
 from flows.params import DataParams, RunOptions, TrainParams
 
@@ -31,6 +31,7 @@ def mnist_train(
 ) -> dict[str, Any]:
     """Train one model, evaluate and report; return the run summary (``run_dir``, accuracy, ...)."""
     timings = Timings()
+    tag_flow_run(data.dataset, "train")
     with tags(data.dataset, "train"):
         files, prepared, cache_dir = prepare_data(data, options.seed, timings)
         return train_and_report("train", data, files, prepared, cache_dir, train, options, timings)

@@ -192,3 +192,18 @@ def test_changing_final_epochs_retrains_only_the_final_model(small_run):
     assert state_named(states, "train-final-") == "Completed", states
     metrics = json.loads((Path(third["run_dir"]) / "metrics.json").read_text())
     assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3]
+
+
+def test_flow_and_task_runs_are_tagged_with_dataset_and_kind(small_run):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    flow_run_id, _ = small_run["first"]
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(flow_run_id)
+        task_runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    assert flow_run.name == "pipeline-fashion-mnist-seed0"
+    assert {"fashion-mnist", "pipeline"} <= set(flow_run.tags)
+    assert task_runs and all({"fashion-mnist", "pipeline"} <= set(t.tags) for t in task_runs)
