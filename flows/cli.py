@@ -27,6 +27,19 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see `{self.prog} --help`)\n")
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: X)`` after every option that has a default worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "(default" in text or default in (None, [], argparse.SUPPRESS) or not text:
+            return text
+        if isinstance(action, argparse._StoreTrueAction):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def _default(model: type, name: str) -> Any:
     return model.model_fields[name].get_default(call_default_factory=True)
 
@@ -88,35 +101,49 @@ def _add_registry_options(parser: argparse.ArgumentParser, *, margin: bool) -> N
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
-    from flows.params import SearchParams
+    from flows.params import PipelineOptions, SearchParams
 
     p = sub.add_parser(
         "run",
         help="fetch, tune, train, evaluate and report (the whole pipeline)",
         description="Random search, then the final model with the best parameters.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Formatter,
     )
     _add_data_options(p)
     g = p.add_argument_group("search")
-    g.add_argument("--trials", type=int, default=_default(SearchParams, "trials"))
-    g.add_argument("--trial-epochs", type=int, default=_default(SearchParams, "trial_epochs"))
-    g.add_argument("--n-jobs", type=int, default=_default(SearchParams, "n_jobs"))
-    g.add_argument("--backend", choices=["loky", "dask"], default=_default(SearchParams, "backend"))
+    d = lambda name: _default(SearchParams, name)  # noqa: E731
+    g.add_argument("--trials", type=int, default=d("trials"), help="random configurations")
+    g.add_argument("--trial-epochs", type=int, default=d("trial_epochs"), help="epochs per trial")
+    g.add_argument("--n-jobs", type=int, default=d("n_jobs"), help="trials at once (-1: all cores)")
+    g.add_argument(
+        "--backend", choices=["loky", "dask"], default=d("backend"), help="where trials run"
+    )
     g.add_argument("--dask-address", help="dask scheduler address (default: a local cluster)")
     g.add_argument("--halving", action="store_true", help="successive halving of the trials")
-    g.add_argument("--space", nargs="+", default=[], metavar="KEY=VALUE", help="space overrides")
-    g.add_argument("--space-file", help="YAML/JSON file of search-space overrides")
+    g.add_argument(
+        "--space",
+        nargs="+",
+        default=[],
+        metavar="NAME=SPEC",
+        help="search-space overrides, e.g. lr=1e-3:0.3:log batch_size=64,128 augment=none,shift",
+    )
+    g.add_argument("--space-file", help="YAML/JSON mapping NAME: SPEC of search-space overrides")
     g.add_argument(
         "--augment",
         choices=["none", "shift", "affine", "elastic"],
         help="fix the augmentation of trials and final model (default: the search's choice)",
     )
     f = p.add_argument_group("final model")
-    f.add_argument("--final-epochs", type=int, default=15, help="epochs of the final model")
+    f.add_argument(
+        "--final-epochs",
+        type=int,
+        default=_default(PipelineOptions, "final_epochs"),
+        help="epochs of the final model",
+    )
     f.add_argument(
         "--patience",
         type=int,
-        default=5,
+        default=_default(PipelineOptions, "patience"),
         help="stop the final training after this many epochs without val-loss gain (0: off)",
     )
     _add_registry_options(p, margin=True)
@@ -129,30 +156,47 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train one model with the given hyperparameters, evaluate and report",
         description="Train one model (no search), evaluate it on the test set and report.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Formatter,
     )
     _add_data_options(p)
     g = p.add_argument_group("training")
     d = lambda name: _default(TrainParams, name)  # noqa: E731
-    g.add_argument("--epochs", type=int, default=d("epochs"))
-    g.add_argument("--batch-size", type=int, default=d("batch_size"))
+    g.add_argument("--epochs", type=int, default=d("epochs"), help="passes over the data")
+    g.add_argument("--batch-size", type=int, default=d("batch_size"), help="minibatch size")
     g.add_argument("--lr", type=float, default=d("lr"), help="initial learning rate")
-    g.add_argument("--optimizer", choices=["sgd", "adam"], default=d("optimizer"))
-    g.add_argument("--momentum", type=float, default=d("momentum"))
-    g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=d("nesterov"))
-    g.add_argument("--weight-decay", type=float, default=d("weight_decay"))
     g.add_argument(
-        "--schedule", choices=["constant", "step", "exponential", "cosine"], default=d("schedule")
+        "--optimizer", choices=["sgd", "adam"], default=d("optimizer"), help="update rule"
+    )
+    g.add_argument("--momentum", type=float, default=d("momentum"), help="SGD momentum")
+    g.add_argument(
+        "--nesterov",
+        action=argparse.BooleanOptionalAction,
+        default=d("nesterov"),
+        help="Nesterov momentum",
+    )
+    g.add_argument(
+        "--weight-decay", type=float, default=d("weight_decay"), help="L2 penalty on the weights"
+    )
+    g.add_argument(
+        "--schedule",
+        choices=["constant", "step", "exponential", "cosine"],
+        default=d("schedule"),
+        help="learning-rate schedule",
     )
     g.add_argument("--decay", type=float, help="schedule decay (default: the schedule's own)")
     g.add_argument("--step-size", type=int, help="epochs per step of the step schedule")
-    g.add_argument("--warmup-epochs", type=int, default=d("warmup_epochs"))
+    g.add_argument(
+        "--warmup-epochs", type=int, default=d("warmup_epochs"), help="linear warm-up epochs"
+    )
     g.add_argument("--patience", type=int, help="early stopping on validation loss (default: off)")
     g.add_argument(
         "--hidden", default=",".join(map(str, d("hidden"))), help="hidden sizes, e.g. 500,100"
     )
     g.add_argument(
-        "--augment", choices=["none", "shift", "affine", "elastic"], default=d("augment")
+        "--augment",
+        choices=["none", "shift", "affine", "elastic"],
+        default=d("augment"),
+        help="random transformation of each training minibatch",
     )
     _add_registry_options(p, margin=True)
 
@@ -162,7 +206,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         "evaluate",
         help="evaluate a saved model on a dataset's test set",
         description="Evaluate a saved model on the test set of a dataset and write a report.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Formatter,
     )
     p.add_argument("--model", help="model .npz (default: the registry's champion)")
     _add_data_options(p)
@@ -174,7 +218,7 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
         "models",
         help="list the models in the registry",
         description="List the registered models; '*' marks each dataset's champion.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Formatter,
     )
     p.add_argument("--dataset", help="only the models of this dataset")
     _add_registry_options(p, margin=False)
@@ -185,7 +229,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "predict",
         help="classify image files (PNG, JPEG, ...) or folders of them",
         description="Classify images with a saved model.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Formatter,
     )
     p.add_argument("--model", help="model .npz (default: the registry's champion)")
     p.add_argument("--top", type=int, default=1, help="show the K most likely classes")
@@ -200,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="Train and tune a from-scratch numpy MLP on MNIST with Prefect.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Formatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for add in (_add_run, _add_train, _add_evaluate, _add_models, _add_predict):
@@ -258,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
         return _error(str(exc), EXIT_USAGE)
     except MnistFlowError as exc:
         return _error(str(exc), EXIT_RUNTIME)
+    except OSError as exc:  # disk full, permissions, ... outside the project's own checks
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _error(f"{where}{exc.strerror or exc}", EXIT_RUNTIME)
     except KeyboardInterrupt:
         return _error("interrupted", 130)
 

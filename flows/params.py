@@ -120,6 +120,12 @@ class SearchParams(_Params):
         description="Search-space overrides NAME: SPEC, e.g. lr: '1e-3:0.3:log'.",
     )
 
+    @model_validator(mode="after")
+    def _dask_address_needs_dask(self) -> SearchParams:
+        if self.dask_address and self.backend != "dask":
+            raise ValueError(f"dask_address={self.dask_address!r} needs backend='dask'")
+        return self
+
     @field_validator("n_jobs")
     @classmethod
     def _jobs(cls, value: int) -> int:
