@@ -98,6 +98,7 @@ def train_and_report(
     timings: Timings,
     *,
     search: dict[str, Any] | None = None,
+    search_params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Final training, evaluation, registration, ``metrics.json`` and report.
 
@@ -136,6 +137,7 @@ def train_and_report(
             "data": data.model_dump(),
             "train": params,
             "options": options.model_dump(),
+            **({"search": search_params} if search_params is not None else {}),
         },
         "dataset": {
             "name": files.name,

@@ -104,6 +104,7 @@ def mnist_pipeline(
                 "trials": result.trials,
                 "best": {"params": result.best_params, "val_accuracy": result.best_val_accuracy},
             },
+            search_params=search.model_dump(),
         )
 
 

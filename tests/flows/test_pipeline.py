@@ -120,6 +120,7 @@ def test_metrics_json_has_every_key_with_sane_values(small_run):
         assert math.isfinite(record["val_loss"]) and 0 < record["val_accuracy"] <= 1
     assert metrics["params"]["train"]["epochs"] == 2
     assert metrics["params"]["data"]["train_size"] == 3000
+    assert metrics["params"]["search"]["trials"] == 2
     assert metrics["dataset"]["name"] == "fashion-mnist"
     assert set(metrics["dataset"]["checksums"]) == {
         "train_images",
