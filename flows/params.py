@@ -109,7 +109,7 @@ class TrainParams(_Params):
 class SearchParams(_Params):
     """The random search of the pipeline."""
 
-    trials: int = Field(6, ge=1, le=1000, description="Number of random configurations.")
+    trials: int = Field(8, ge=1, le=1000, description="Number of random configurations.")
     trial_epochs: int = Field(2, ge=1, le=100, description="Epochs per trial.")
     n_jobs: int = Field(2, ge=-1, le=256, description="Trials run at once (-1: all cores).")
     backend: Backend = Field("loky", description="joblib backend of the trials.")
@@ -169,7 +169,7 @@ class RunOptions(_Params):
 class PipelineOptions(RunOptions):
     """Options of ``mnist_pipeline`` beyond the data and the search."""
 
-    final_epochs: int = Field(15, ge=1, le=1000, description="Epochs of the final model.")
+    final_epochs: int = Field(20, ge=1, le=1000, description="Epochs of the final model.")
     patience: int | None = Field(
         5, ge=1, le=1000, description="Early stopping of the final model on val loss (None: off)."
     )

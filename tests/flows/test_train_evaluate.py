@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from flows.params import DataParams, RunOptions, TrainParams
 from nn.errors import ModelFileError
@@ -15,6 +16,7 @@ from nn.model import MLP
 from nn.train import TrainConfig, train
 from tasks.prepare import PrepareParams, prepare
 from tasks.sources import fetch_files
+from tasks.train_final import BLAS_THREADS
 
 SEED = 3
 
@@ -55,15 +57,16 @@ def test_plain_sgd_is_reproduced_exactly(trained, fashion_dir):
     rng = np.random.default_rng(SEED)
     reference = MLP.create((784, 32, 10), rng=rng)
     config = TrainConfig(epochs=2, lr=0.05, momentum=0.5, batch_size=128, schedule="constant")
-    train(
-        reference,
-        splits.X_train,
-        splits.y_train,
-        config,
-        rng=rng,
-        X_val=splits.X_val,
-        y_val=splits.y_val,
-    )
+    with threadpool_limits(BLAS_THREADS, user_api="blas"):  # same summation order as the task
+        train(
+            reference,
+            splits.X_train,
+            splits.y_train,
+            config,
+            rng=rng,
+            X_val=splits.X_val,
+            y_val=splits.y_val,
+        )
     model, meta = load_model(Path(trained["summary"]["run_dir"]) / "model.npz")
     assert model.layer_sizes == (784, 32, 10)
     for got, want in zip(
