@@ -19,6 +19,9 @@ Usage::
 
     python bench/pipeline_speed.py --dataset fashion-mnist --data-dir ../shared/data/fashion-mnist
 
+Without arguments it uses exactly these when ``../shared/data/fashion-mnist`` exists beside
+the checkout (else the defaults of ``mnist-flow run``: MNIST, downloaded).
+
 Timings depend on the machine's load: repeat on a quiet machine before comparing.
 """
 
@@ -33,6 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
+SHARED_FASHION = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "fashion-mnist"
 STEPS = ("fetch", "preprocess", "search", "train", "evaluate", "register", "report")
 
 
@@ -62,6 +66,12 @@ def _timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
 
 def main(argv: list[str]) -> None:
     """Benchmark ``mnist-flow run ARGV`` (first run, then an identical re-run)."""
+    if {"-h", "--help"} & set(argv):
+        print(__doc__)
+        return
+    if not argv and SHARED_FASHION.is_dir():
+        argv = ["--dataset", "fashion-mnist", "--data-dir", str(SHARED_FASHION)]
+    print(f"mnist-flow run {' '.join(argv)}")
     with tempfile.TemporaryDirectory(prefix="mnist-flow-bench-") as tmp:
         home = Path(tmp)
         env = _env(home)
