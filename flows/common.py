@@ -117,7 +117,8 @@ def train_and_report(
     run_dir = make_run_dir(options.out_dir)
     model_path = copy_model(final.model_path, run_dir)
     with timings.step("evaluate"):
-        evaluation = evaluate_model(str(model_path), files)
+        evaluator = evaluate_model.with_options(task_run_name=f"evaluate-{data.dataset}")
+        evaluation = evaluator(str(model_path), files)
     test_metrics = evaluation.metrics
     with timings.step("register"):
         decision = register_model(

@@ -40,7 +40,8 @@ def mnist_evaluate(
             files = fetch_files(data, cache_dir)
         run_dir = make_run_dir(out_dir)
         with timings.step("evaluate"):
-            evaluation = evaluate_model(model_path, files)
+            evaluator = evaluate_model.with_options(task_run_name=f"evaluate-{data.dataset}")
+            evaluation = evaluator(model_path, files)
         metrics: dict[str, Any] = {
             "kind": "evaluate",
             **evaluation.metrics,

@@ -85,6 +85,7 @@ def test_every_subcommand_has_help_with_defaults(command, tmp_path):
         assert "(default: mnist)" in proc.stdout
     if command == "run":
         assert "--trials" in proc.stdout and "--final-epochs" in proc.stdout
+        assert "random configurations (default: 8)" in " ".join(proc.stdout.split())
     if command == "train":
         assert "--lr" in proc.stdout and "(default: 0.1)" in proc.stdout
         assert "--no-standardize" in proc.stdout

@@ -187,7 +187,12 @@ def test_identical_rerun_reuses_every_cached_step(small_run):
 def test_changing_final_epochs_retrains_only_the_final_model(small_run):
     third_id, third = small_run["third"]
     states = task_states(third_id)
-    assert set(states) >= {"search-2x1ep", "register-fashion-mnist", "report-fashion-mnist"}
+    assert set(states) >= {
+        "search-2x1ep",
+        "evaluate-fashion-mnist",
+        "register-fashion-mnist",
+        "report-fashion-mnist",
+    }
     for prefix in ("fetch-", "preprocess-"):
         assert state_named(states, prefix) == "Cached", states
     assert state_named(states, "train-final-") == "Completed", states
