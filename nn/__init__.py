@@ -7,6 +7,7 @@ Modules:
 
 - ``model``: :class:`~nn.model.MLP` (parameters, inference, loss and gradients of a batch);
 - ``backprop``: the vectorised forward and backward passes over preallocated buffers;
+- ``step``: the fused training step (forward, loss, backward, update) used by ``train``;
 - ``activations``, ``losses``, ``init``: the pieces of the network, each beside its gradient;
 - ``optim``: SGD (momentum, Nesterov) and Adam, holding their state; the subnormal flush;
 - ``schedules``: learning-rate schedules as pure functions of the epoch;

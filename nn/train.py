@@ -19,14 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from nn.activations import Activation, get_activation
-from nn.backprop import Workspace, backward, forward
 from nn.config import TrainConfig
 from nn.errors import ConfigError, InputError, NonFiniteError
-from nn.losses import softmax_cross_entropy
 from nn.model import MLP
-from nn.optim import Optimizer, flush_subnormals, make_optimizer
+from nn.optim import flush_subnormals, make_optimizer
 from nn.schedules import learning_rate
+from nn.step import TrainStep
 
 __all__ = ["EpochRecord", "History", "TrainConfig", "train"]
 
@@ -73,13 +71,12 @@ class History:
 
 @dataclass
 class _Buffers:
-    """Everything one training run preallocates: backprop workspace, minibatch rows,
-    weight-decay scratch, plus the activation pair."""
+    """Everything one training run preallocates: the step's buffers, the rows of one
+    minibatch and the predicted class of every training row."""
 
-    ws: Workspace
+    step: TrainStep
     xb: np.ndarray
-    activation: Activation
-    decay_tmp: list[np.ndarray]
+    pred: np.ndarray
 
 
 def _check_data(
@@ -102,46 +99,43 @@ def _run_epoch(
     model: MLP,
     X: np.ndarray,
     y: np.ndarray,
-    config: TrainConfig,
-    optimizer: Optimizer,
     lr: float,
     epoch: int,
     rng: np.random.Generator,
     augment: Augment | None,
     buffers: _Buffers,
 ) -> tuple[float, float]:
-    """One pass over the data; returns (mean minibatch loss, accuracy)."""
-    n, bs = X.shape[0], buffers.xb.shape[0]
-    ws, xbuf, act = buffers.ws, buffers.xb, buffers.activation
-    params = model.parameters()
-    wd = model.dtype.type(config.weight_decay)
+    """One pass over the data; returns (mean minibatch loss, accuracy).
+
+    The labels are permuted once per epoch; the inputs of each minibatch are gathered
+    into one (batch, d) buffer that stays in cache for the two matrix products that
+    read it (gathering the whole epoch at once was measured slower, and would double
+    the memory held).
+    """
+    n = X.shape[0]
+    step, pred = buffers.step, buffers.pred
+    bs = step.batch_size
     order = rng.permutation(n)
-    loss_sum, correct = 0.0, 0
+    ys = y[order]
+    onehot, flat = step.epoch_labels(ys)
+    full, tail = buffers.xb, buffers.xb[: n % bs]
+    loss_sum = 0.0
     for start in range(0, n, bs):
-        idx = order[start : start + bs]
-        m = idx.shape[0]
-        xb = np.take(X, idx, axis=0, out=xbuf[:m])
-        yb = y[idx]
+        stop = start + bs
+        out = full if stop <= n else tail
+        xb = np.take(X, order[start:stop], axis=0, out=out, mode="clip")  # valid indices
         if augment is not None:
             xb = np.asarray(augment(xb, rng))
-            if xb.shape != (m, X.shape[1]):
-                raise InputError(f"augment returned shape {xb.shape}, expected {(m, X.shape[1])}")
+            if xb.shape != out.shape:
+                raise InputError(f"augment returned shape {xb.shape}, expected {out.shape}")
             xb = xb.astype(model.dtype, copy=False)
-        logits = forward(model.weights, model.biases, act, xb, ws)
-        correct += int(np.count_nonzero(logits.argmax(axis=1) == yb))
-        loss, dz = softmax_cross_entropy(logits, yb, grad_out=ws.deltas[-1][:m])
+        loss = step(xb, onehot[start:stop], flat[start:stop], pred[start:stop], lr)
         if not math.isfinite(loss):
             raise NonFiniteError(
                 f"the training loss became {loss} in minibatch {start // bs + 1}", epoch
             )
-        loss_sum += loss * m
-        gw, gb = backward(model.weights, act, xb, dz, ws)
-        if wd:
-            for g, w, tmp in zip(gw, model.weights, buffers.decay_tmp, strict=True):
-                np.multiply(w, wd, out=tmp)
-                np.add(g, tmp, out=g)
-        optimizer.step(params, [p for pair in zip(gw, gb, strict=True) for p in pair], lr)
-    return loss_sum / n, correct / n
+        loss_sum += loss
+    return loss_sum / n, int(np.count_nonzero(pred == ys)) / n
 
 
 def train(
@@ -214,10 +208,9 @@ def train(
     )
     bs = min(config.batch_size, X.shape[0])
     buffers = _Buffers(
-        ws=model.workspace(bs),
+        step=TrainStep(model, bs, optimizer, config.weight_decay),
         xb=np.empty((bs, X.shape[1]), dtype=model.dtype),
-        activation=get_activation(model.activation),
-        decay_tmp=[np.empty_like(w) for w in model.weights] if config.weight_decay else [],
+        pred=np.empty(X.shape[0], dtype=np.intp),
     )
     flush_buffers = [(np.empty_like(p), np.empty(p.shape, dtype=bool)) for p in model.parameters()]
 
@@ -235,9 +228,7 @@ def train(
             warmup_epochs=config.warmup_epochs,
         )
         with np.errstate(over="ignore", invalid="ignore"):
-            train_loss, train_acc = _run_epoch(
-                model, X, y, config, optimizer, lr, epoch, rng, augment, buffers
-            )
+            train_loss, train_acc = _run_epoch(model, X, y, lr, epoch, rng, augment, buffers)
         _check_finite(model, epoch)
         for p, (scratch, mask) in zip(model.parameters(), flush_buffers, strict=True):
             flush_subnormals(p, scratch, mask)

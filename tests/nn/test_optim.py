@@ -60,6 +60,22 @@ def test_momentum_sgd_by_hand(nesterov):
     assert opt.t == 3
 
 
+@pytest.mark.parametrize(("momentum", "nesterov"), [(0.0, False), (0.9, False), (0.9, True)])
+def test_step_scaled_equals_step_exactly(momentum, nesterov):
+    """The trainer's path (``lr * g`` formed inside backprop) makes the very same update."""
+    params, grads = _problem(2)
+    twin = [p.copy() for p in params]
+    a, b = SGD(momentum, nesterov=nesterov), SGD(momentum, nesterov=nesterov)
+    for lr, gs in zip([0.1, 0.05, 0.01], grads, strict=True):
+        a.step(params, gs, lr)
+        b.step_scaled(twin, [F(lr) * g for g in gs])
+        for got, want in zip(twin, params, strict=True):
+            np.testing.assert_array_equal(got, want)
+    assert a.t == b.t == 3
+    with pytest.raises(InputError, match="gradient 0"):
+        SGD(0.9).step_scaled(params, [np.zeros((3, 4), dtype=F), grads[0][1]])
+
+
 def test_nesterov_differs_from_classical_momentum():
     p1, grads = _problem(2)
     p2 = [p.copy() for p in p1]
