@@ -44,7 +44,7 @@ def trained(prefect_harness, fashion_dir, tmp_path_factory):
     )
     options = RunOptions(seed=SEED, out_dir=str(tmp / "run"), registry_dir=str(tmp / "registry"))
     summary = mnist_train(data=data, train=params, options=options)
-    return {"tmp": tmp, "data": data, "summary": summary}
+    return {"tmp": tmp, "data": data, "params": params, "summary": summary}
 
 
 def test_plain_sgd_is_reproduced_exactly(trained, fashion_dir):
@@ -99,6 +99,33 @@ def test_evaluate_rescoring_the_champion_gives_the_same_metrics(trained, tmp_pat
     assert metrics["kind"] == "evaluate"
     assert metrics["test_loss"] == pytest.approx(trained["summary"]["test_loss"])
     assert (tmp_path / "ev" / "report.md").is_file()
+
+
+def test_a_deleted_cached_model_is_trained_again(trained):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from flows.train import mnist_train
+
+    tmp = trained["tmp"]
+    (cached,) = (tmp / "cache" / "models").glob("*.npz")
+    cached.unlink()
+    options = RunOptions(seed=SEED, out_dir=str(tmp / "again"), registry_dir=str(tmp / "registry"))
+    state = mnist_train(
+        data=trained["data"], train=trained["params"], options=options, return_state=True
+    )
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    states = {run.name: run.state.name for run in runs}
+    train_states = [v for k, v in states.items() if k.startswith("train-final-")]
+    assert train_states == ["Completed"], states  # not a cache hit on a missing file
+    assert states["fetch-fashion-mnist"] == "Cached", states
+    assert cached.is_file()
+    assert state.result()["test_accuracy"] == trained["summary"]["test_accuracy"]
 
 
 def test_a_failing_flow_raises_the_original_error(trained, tmp_path):

@@ -1,0 +1,39 @@
+"""Extra search parameters: ``augment`` becomes the trial's minibatch augmenter."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from nn.errors import ConfigError
+from tasks.augment import Augmenter
+from tasks.trial_extras import augment_extras, dataset_name
+
+
+def test_augment_none_gives_no_augmenter():
+    assert augment_extras({"augment": "none"}, SimpleNamespace(name="mnist")) == {"augment": None}
+
+
+def test_augment_shift_uses_the_dataset_defaults():
+    options = augment_extras({"augment": "shift"}, SimpleNamespace(name="fashion-mnist"))
+    augmenter = options["augment"]
+    assert isinstance(augmenter, Augmenter)
+    assert augmenter.config.kind == "shift" and augmenter.config.hflip  # clothes are mirrored
+    batch = np.random.default_rng(0).random((4, 784), dtype=np.float32)
+    out = augmenter(batch, np.random.default_rng(1))
+    assert out.shape == (4, 784) and out.dtype == np.float32
+
+
+def test_trial_arrays_name_their_dataset_differently():
+    assert dataset_name(SimpleNamespace(dataset="mnist")) == "mnist"
+    with pytest.raises(ConfigError, match="cannot tell the dataset"):
+        dataset_name(SimpleNamespace())
+
+
+def test_unknown_extras_and_kinds_are_errors():
+    with pytest.raises(ConfigError, match="dropout"):
+        augment_extras({"dropout": 0.5}, SimpleNamespace(name="mnist"))
+    with pytest.raises(ConfigError, match="rotate"):
+        augment_extras({"augment": "rotate"}, SimpleNamespace(name="mnist"))
