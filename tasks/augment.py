@@ -83,6 +83,10 @@ class AugmentConfig:
     hflip:
         Mirror half of the images left-right (clothes yes, digits no). Applies to every kind
         except ``"none"``.
+    erase:
+        Probability, per image, of random erasing (Zhong et al. 2017): after the
+        transformation, a rectangle covering 2% to 20% of the image, with an aspect
+        ratio between 1/3 and 3, is set to the background. Every kind except ``"none"``.
     fill:
         Value of pixels read from outside the image; ``None`` uses each image's minimum
         (its background, standardised or not).
@@ -97,6 +101,7 @@ class AugmentConfig:
     elastic_alpha: float = 8.0
     elastic_sigma: float = 3.0
     hflip: bool = False
+    erase: float = 0.0
     fill: float | None = None
     image_shape: tuple[int, int] = field(default=(28, 28))
 
@@ -119,6 +124,7 @@ class AugmentConfig:
         _check_range("elastic_sigma", self.elastic_sigma, 0.1, 100.0)
         if not isinstance(self.hflip, bool | np.bool_):
             raise ConfigError(f"hflip={self.hflip!r} must be a bool")
+        _check_range("erase", self.erase, 0.0, 1.0)
         if self.fill is not None and not math.isfinite(self.fill):
             raise ConfigError(f"fill={self.fill!r} must be a finite number or None")
 
@@ -132,6 +138,7 @@ class AugmentConfig:
             "elastic_alpha": float(self.elastic_alpha),
             "elastic_sigma": float(self.elastic_sigma),
             "hflip": bool(self.hflip),
+            "erase": float(self.erase),
             "fill": None if self.fill is None else float(self.fill),
             "image_shape": list(self.image_shape),
         }
@@ -409,6 +416,36 @@ def warp(
     return np.add(v01, v11)
 
 
+def erase_rectangles(
+    images: np.ndarray, probability: float, fill: float | np.ndarray, rng: np.random.Generator
+) -> None:
+    """Random erasing, in place: with ``probability`` per image, one rectangle becomes ``fill``.
+
+    ``images`` is ``(n, H, W)`` float32 and ``fill`` a number or ``(n,)`` values.
+    The rectangle covers a uniform 2%-20% of the image with a log-uniform aspect
+    ratio in [1/3, 3], at a uniform position where it fits.
+    """
+    n, height, width = images.shape
+    chosen = rng.random(n) < probability
+    area = rng.uniform(0.02, 0.2, n) * height * width
+    aspect = np.exp(rng.uniform(np.log(1 / 3), np.log(3), n))
+    rect_h = np.clip(np.rint(np.sqrt(area * aspect)), 1, height).astype(np.int64)
+    rect_w = np.clip(np.rint(np.sqrt(area / aspect)), 1, width).astype(np.int64)
+    top = (rng.random(n) * (height - rect_h + 1)).astype(np.int64)
+    left = (rng.random(n) * (width - rect_w + 1)).astype(np.int64)
+    rows = np.arange(height)[None, :, None]
+    cols = np.arange(width)[None, None, :]
+    inside = (
+        chosen[:, None, None]
+        & (rows >= top[:, None, None])
+        & (rows < (top + rect_h)[:, None, None])
+        & (cols >= left[:, None, None])
+        & (cols < (left + rect_w)[:, None, None])
+    )
+    values = np.broadcast_to(np.asarray(fill, dtype=np.float32).reshape(-1, 1, 1), images.shape)
+    np.copyto(images, values, where=inside)
+
+
 class Augmenter:
     """Picklable ``augmenter(X, rng) -> X2`` for the ``augment=`` hook of ``nn.train.train``.
 
@@ -447,6 +484,9 @@ class Augmenter:
             )
         order = 0 if cfg.kind == "shift" else 1
         out = warp(images, matrices, shifts, displacement, cfg.fill, self._workspace, order)
+        if cfg.erase > 0:
+            fill = images.reshape(n, -1).min(axis=1) if cfg.fill is None else cfg.fill
+            erase_rectangles(out, cfg.erase, fill, rng)
         return out.reshape(n, height * width)
 
     def __repr__(self) -> str:

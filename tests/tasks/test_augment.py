@@ -174,6 +174,22 @@ def test_no_hflip_for_digits_but_for_clothes(clothes: np.ndarray) -> None:
     assert 10 < mirrored.sum() < 54  # about half of 64
 
 
+def test_random_erasing_sets_one_rectangle_to_the_fill(clothes: np.ndarray) -> None:
+    X = _standardize(clothes)
+    config = AugmentConfig(kind="shift", max_shift=0.0, erase=1.0, fill=-5.0)
+    out = Augmenter(config)(X, np.random.default_rng(5))
+    erased = (out == -5.0).reshape(-1, 28, 28)
+    np.testing.assert_array_equal(out[~erased.reshape(len(X), -1)], X[~erased.reshape(len(X), -1)])
+    for mask in erased:
+        rows, cols = np.nonzero(mask)
+        box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+        assert box == mask.sum()  # a full rectangle
+        assert 0.01 * 784 <= box <= 0.22 * 784
+    half = Augmenter(AugmentConfig(kind="shift", max_shift=0.0, erase=0.5, fill=-5.0))
+    touched = (half(X, np.random.default_rng(6)) == -5.0).any(axis=1)
+    assert 16 < touched.sum() < 48
+
+
 def test_large_batches_are_processed_in_chunks() -> None:
     rng = np.random.default_rng(5)
     X = rng.random((5000, 784), dtype=np.float32)
@@ -220,6 +236,7 @@ def test_wrong_batch_shape_is_an_error() -> None:
         ("elastic_sigma", 0.0),
         ("hflip", "yes"),
         ("fill", float("inf")),
+        ("erase", 1.5),
         ("image_shape", (28,)),
         ("max_rotation", "10"),
     ],
