@@ -69,6 +69,64 @@ def _num(value: object, spec: str) -> str:
     return format(number, spec) if math.isfinite(number) else str(number)
 
 
+def _value(value: object) -> str:
+    """A parameter value as a table cell: floats to 4 significant figures, lists item by item."""
+    if isinstance(value, list | tuple):
+        return _cell("[" + ", ".join(_value(v) for v in value) + "]")
+    if isinstance(value, float):
+        return _num(value, ".4g")
+    return "—" if value is None else _cell(value)
+
+
+def _same(a: object, b: object) -> bool:
+    """Whether two parameter values agree; a one-item list equals its item (256, [256])."""
+
+    def norm(v: object) -> object:
+        return v[0] if isinstance(v, list | tuple) and len(v) == 1 else v
+
+    return norm(a) == norm(b)
+
+
+def params_table(best: Mapping | None, final: Mapping | None) -> list[str]:
+    """Markdown lines of the parameter table: the best trial's and the final model's values.
+
+    With both, one row per parameter of either, in the best trial's order then the
+    final model's; the final-model cell says "same" where the values agree and "—" marks
+    a parameter one side does not have. With one of them, a two-column table.
+    """
+    if not best or not final:
+        only = best or final or {}
+        return _table(["parameter", "value"], [[_cell(k), _value(v)] for k, v in only.items()])
+    rows = []
+    for key in [*best, *(k for k in final if k not in best)]:
+        mine, theirs = best.get(key), final.get(key)
+        if key not in final:
+            rows.append([_cell(key), _value(mine), "—"])
+        elif key in best and _same(mine, theirs):
+            rows.append([_cell(key), _value(mine), "same"])
+        else:
+            rows.append([_cell(key), _value(mine) if key in best else "—", _value(theirs)])
+    return _table(["parameter", "best trial", "final model"], rows)
+
+
+def _training_summary(metrics: Mapping, final: Mapping | None) -> str | None:
+    """One sentence on the final training: epochs run, early stop, best epoch."""
+    history = metrics.get("history")
+    if not isinstance(history, Sequence) or not history:
+        return None
+    ran = len(history)
+    planned = (final or {}).get("epochs")
+    text = f"Ran {ran} of {planned} epochs" if planned else f"Ran {ran} epochs"
+    if metrics.get("stopped_early"):
+        text += f" (stopped early, patience {(final or {}).get('patience', '—')})"
+    best = metrics.get("best_epoch")
+    if best is not None:
+        text += f"; lowest validation loss at epoch {best}"
+        if (final or {}).get("patience") is not None and best != ran:
+            text += ", whose weights the model keeps"
+    return text + "."
+
+
 def _percent(fraction: float | None) -> str:
     return "—" if fraction is None else f"{_num(100 * float(fraction), '.2f')}%"
 
@@ -134,11 +192,11 @@ def trial_table(trials: Sequence[Mapping]) -> list[str]:
     return _table([*header, "status", "best val acc", "epochs", "seconds"], rows)
 
 
-def _run_details(metrics: Mapping) -> dict[str, object]:
-    """Scalar entries of ``metrics`` beyond the headline, plus the dataset's name."""
+def _run_details(metrics: Mapping, skip: frozenset[str] = frozenset()) -> dict[str, object]:
+    """Scalar entries of ``metrics`` beyond the headline and ``skip``, plus the dataset's name."""
     details: dict[str, object] = {}
     for key, value in metrics.items():
-        if key in _NOT_DETAILS:
+        if key in _NOT_DETAILS or key in skip:
             continue
         if value is None or isinstance(value, str | int | float | bool):
             details[key] = value
@@ -163,8 +221,9 @@ def render_report(
     metrics:
         :func:`tasks.evaluation.evaluation_metrics` output, possibly with extra entries:
         scalars (model path, seed, ...) and dicts with a ``name`` (the dataset) are listed
-        under "Run details"; ``params["train"]``, the final model's hyperparameters, gets
-        its own table.
+        under "Run details"; ``params["train"]``, the final model's hyperparameters, share
+        the parameter table with ``best_params``; ``history``, ``best_epoch`` and
+        ``stopped_early`` give the one-line summary of the final training.
     run_dir:
         The run directory, shown so a person can find the files.
     images:
@@ -188,9 +247,6 @@ def render_report(
             return ["", f"### {caption}", "", note]
         return ["", f"### {caption}", "", f"![{caption}]({images[name]})"]
 
-    def params_table(params: Mapping) -> list[str]:
-        return _table(["parameter", "value"], [[_cell(k), _cell(v)] for k, v in params.items()])
-
     lines = ["# mnist-flow report", "", f"Run directory: `{run_dir}`", "", "## Headline metrics"]
     lines += [
         "",
@@ -210,20 +266,22 @@ def render_report(
     best = best_trial(trials) if trials else None
     if best_params is None and best is not None:
         best_params = best.get("params")
-    if best_params:
-        lines += ["", "## Best parameters", ""]
-        if best is not None:
-            accuracy = _percent(best.get("best_val_accuracy"))
-            lines += [f"Trial {best.get('trial')} reached {accuracy} validation accuracy.", ""]
-        lines += params_table(best_params)
-
+    if best_params and best is not None and "epochs" not in best_params:
+        best_params = {**best_params, "epochs": best.get("epochs")}  # epochs the trial ran
     train_params = (metrics.get("params") or {}).get("train")
     if not isinstance(train_params, Mapping):
         train_params = None
-    if train_params or "curves" in images:
+    if best_params or train_params:
+        lines += ["", "## Parameters", ""]
+        if best_params and best is not None:
+            accuracy = _percent(best.get("best_val_accuracy"))
+            lines += [f"Trial {best.get('trial')} reached {accuracy} validation accuracy.", ""]
+        lines += params_table(best_params, train_params)
+
+    summary = _training_summary(metrics, train_params)
+    if summary or "curves" in images:
         lines += ["", "## Final training"]
-        if train_params:
-            lines += ["", *params_table(train_params)]
+        lines += ["", summary] if summary else []
         lines += plot("curves")
 
     lines += ["", "## Test set", *plot("confusion"), *plot("misclassified")]
@@ -247,7 +305,8 @@ def render_report(
         lines += [*plot("search"), *plot("trial_curves"), "", "### Trials", ""]
         lines += trial_table(trials)
 
-    details = [[_cell(k), _cell(v)] for k, v in _run_details(metrics).items()]
+    shown = frozenset({"best_epoch", "stopped_early"} if summary else ())  # in the summary
+    details = [[_cell(k), _value(v)] for k, v in _run_details(metrics, shown).items()]
     if details:
         lines += ["", "## Run details", "", *_table(["item", "value"], details)]
     return "\n".join(lines) + "\n"

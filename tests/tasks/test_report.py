@@ -119,13 +119,18 @@ def test_render_report_content(evaluated) -> None:
     assert "Run directory: `runs/2026-01-01`" in md
     details = md.split("## Run details")[1].split("##")[0]
     assert "| dataset | mnist |" in details and "| model_path | runs/x/model.npz |" in details
-    assert "| best_epoch | 7 |" in details and "history" not in details
-    final = md.split("## Final training")[1].split("##")[0]
-    assert "| epochs | 12 |" in final and "val_size" not in final
+    assert "best_epoch" not in details and "history" not in details  # in the summary
     assert "## Promotion decision" in md and "**Promoted**: challenger" in md
-    # best parameters: derived from the best finished trial
-    assert "Trial 1 reached 96.34% validation accuracy." in md
-    assert "| lr | 0.2 |" in md and "| batch_size | 64 |" in md
+    # one parameter table: the best finished trial's values beside the final model's
+    assert "## Best parameters" not in md and md.count("| parameter |") == 1
+    params = md.split("## Parameters")[1].split("##")[0]
+    assert "Trial 1 reached 96.34% validation accuracy." in params
+    assert "| parameter | best trial | final model |" in params
+    assert "| lr | 0.2 | same |" in params and "| batch_size | 64 | — |" in params
+    assert "| epochs | 3 | 12 |" in params and "val_size" not in params
+    final = md.split("## Final training")[1].split("##")[0]
+    assert "Ran 4 of 12 epochs; lowest validation loss at epoch 7." in final
+    assert "| parameter |" not in final
     search = md.split("### Trials")[1].split("##")[0]
     rows = [line for line in search.splitlines() if re.match(r"\| (\*\*)?\d", line)]
     assert len(rows) == 3
@@ -161,12 +166,46 @@ def test_trial_table_with_halving_rounds() -> None:
 
 def test_render_report_without_search(evaluated) -> None:
     md = render_report(evaluated["metrics"], run_dir="r", images={"confusion": "cm.png"})
-    assert "## Search" not in md and "## Best parameters" not in md
+    assert "## Search" not in md and "## Parameters" not in md
     assert "## Promotion decision" not in md
     assert "![Confusion matrix on the test set](cm.png)" in md
     assert "curves" not in md
     explicit = render_report(evaluated["metrics"], run_dir="r", images={}, best_params={"lr": 0.3})
-    assert "## Best parameters" in explicit and "| lr | 0.3 |" in explicit
+    assert "## Parameters" in explicit and "| lr | 0.3 |" in explicit
+
+
+def test_parameters_to_four_significant_figures() -> None:
+    best = {**TRIALS[1]["params"], "weight_decay": 1.5008394021202372e-05}
+    best["decay"] = 0.6814537414440667
+    train = {
+        **best,
+        "hidden": [256],  # the trial's one layer as the final model's list
+        "lr": 0.123456789,
+        "epochs": 20,
+        "patience": 3,
+    }
+    metrics = {
+        "test_accuracy": 0.95,
+        "history": HISTORY,
+        "best_epoch": 2,
+        "stopped_early": True,
+        "params": {"train": train},
+    }
+    trials = [{**TRIALS[1], "params": best}]
+    md = render_report(metrics, run_dir="r", images={}, trials=trials)
+    params = md.split("## Parameters")[1].split("##")[0]
+    assert "| weight_decay | 1.501e-05 | same |" in params
+    assert "| decay | 0.6815 | same |" in params
+    assert "| lr | 0.2 | 0.1235 |" in params
+    assert "| hidden | [256] | same |" in params
+    assert "| epochs | 3 | 20 |" in params and "| patience | — | 3 |" in params
+    assert "0.68145" not in md and "1.5008" not in md and "0.12345" not in md
+    final = md.split("## Final training")[1]
+    summary = "Ran 4 of 20 epochs (stopped early, patience 3); lowest validation loss at epoch 2"
+    assert summary + ", whose weights the model keeps." in final
+    only_final = render_report(metrics, run_dir="r", images={})
+    table = only_final.split("## Parameters")[1].split("##")[0]
+    assert "| parameter | value |" in table and "| decay | 0.6815 |" in table
 
 
 def read_report_artifacts() -> list:
