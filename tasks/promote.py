@@ -1,12 +1,34 @@
-"""Register a run's model in the registry and promote it if it beats the champion (task)."""
+"""Register a run's model in the registry and promote it if it beats the champion (task).
+
+The decision, with both accuracies, is published as the markdown artifact
+``mnist-promotion`` (one key, a new version per run) so the outcome of a scheduled
+retraining can be read in the UI without opening the whole report.
+"""
 
 from __future__ import annotations
 
 from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks.promotion import PromotionDecision
 from tasks.registry import Registry
+
+PROMOTION_ARTIFACT_KEY = "mnist-promotion"
+
+
+def decision_summary(decision: PromotionDecision) -> str:
+    """One line: the verdict and both accuracies (the artifact's description)."""
+    verdict = "promoted to champion" if decision.promoted else "not promoted"
+    champion = (
+        f"champion {decision.champion_version} {decision.champion_accuracy:.4f}"
+        if decision.champion_version is not None
+        else "no champion before"
+    )
+    return (
+        f"{decision.dataset}: {decision.challenger_version} {verdict}; test accuracy "
+        f"{decision.challenger_accuracy:.4f}, {champion}, margin {decision.margin:.4f}"
+    )
 
 
 @task(name="register-model", task_run_name="register-{dataset}", cache_policy=NO_CACHE)
@@ -18,7 +40,9 @@ def register_model(
     registry_dir: str | None = None,
     margin: float = 0.0,
 ) -> PromotionDecision:
-    """Copy the model into the registry and promote it when ``test_accuracy`` gains ``margin``.
+    """Register the model, promote it when ``test_accuracy`` gains ``margin``, publish the decision.
+
+    The decision's markdown goes to the artifact ``mnist-promotion``.
 
     Parameters
     ----------
@@ -43,5 +67,10 @@ def register_model(
         registry.root,
         "promoted to champion" if decision.promoted else "not promoted",
         decision.reason,
+    )
+    create_markdown_artifact(
+        markdown=decision.to_markdown(),
+        key=PROMOTION_ARTIFACT_KEY,
+        description=decision_summary(decision),
     )
     return decision

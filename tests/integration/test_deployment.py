@@ -164,7 +164,8 @@ def test_first_run_completes_with_report_and_becomes_champion(
     assert flow_run.parameters["search"]["trials"] == 2  # the run's, not the deployment's 8
 
     # the report, readable in the UI: plots embedded as small PNGs, trials, decision
-    assert {"mnist-report", "mnist-trials", "mnist-train-progress"} <= artifacts.keys()
+    keys = {"mnist-report", "mnist-trials", "mnist-train-progress", "mnist-promotion"}
+    assert keys <= artifacts.keys()
     report = artifacts["mnist-report"]
     assert report.type == "markdown"
     images = EMBEDDED_PNG.findall(report.data)
@@ -178,6 +179,8 @@ def test_first_run_completes_with_report_and_becomes_champion(
     assert trials.type == "table"
     rows = json.loads(trials.data) if isinstance(trials.data, str) else trials.data
     assert len(rows) == 2
+    promotion = artifacts["mnist-promotion"]
+    assert promotion.type == "markdown" and "promoted to champion" in promotion.data
 
     # per-trial and per-epoch lines reached the server's log view
     assert sum(bool(re.search(r"\btrial [12]/2\b", m)) for m in logs) == 2, logs
@@ -191,6 +194,7 @@ def test_first_run_completes_with_report_and_becomes_champion(
     assert champion.test_accuracy == pytest.approx(metrics["test_accuracy"], abs=0)
     assert metrics["test_accuracy"] > 0.3  # ten classes: chance is 0.1
     assert metrics["registry"]["promoted"] is True
+    assert f"| challenger | v0001 | {metrics['test_accuracy']:.4f} |" in promotion.data
     assert (first_run.out_dir / "report.md").is_file()
 
 
