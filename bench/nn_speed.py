@@ -247,6 +247,11 @@ def main(argv: list[str] | None = None) -> int:
         f"load average {load_before:.1f} before, {load_after:.1f} after "
         "(wall times are noisy on a shared machine; CPU times less so)"
     )
+    if args.threads != 1 and max(load_before, load_after) > 0.5 * (os.cpu_count() or 1):
+        print(
+            "warning: the machine is busy; multithreaded BLAS figures are unreliable here "
+            "(rerun with --threads 1)"
+        )
     print(f"measured float32 matmul peak: {peak:.1f} GFLOP/s (best 2048^3 product, before/after)")
     print(
         f"matmul floor (the 5 products of one epoch alone): {floor_wall:.3f} s wall, "
