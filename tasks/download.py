@@ -4,8 +4,10 @@ The download goes to a uniquely named hidden ``.part`` file in the destination
 directory; the caller verifies it and renames it into place with
 :func:`os.replace`, so no reader ever sees a half-written file. Transient
 errors (timeouts, connection resets, truncated bodies, HTTP 5xx/408/429) are
-retried with exponential backoff; others (HTTP 404, missing ``file://`` path)
-fail at once. Long downloads log their progress.
+retried with exponential backoff; others fail at once: HTTP 403/404, a missing
+``file://`` path, and an unreachable host (name not resolved, connection refused,
+no route), which also marks the failure ``unreachable`` so the caller can skip the
+host's other files. Long downloads log their progress.
 
 This module is pure: standard library only, logs to the logger it is given.
 """
@@ -13,6 +15,7 @@ This module is pure: standard library only, logs to the logger it is given.
 from __future__ import annotations
 
 import contextlib
+import errno
 import http.client
 import logging
 import os
@@ -33,11 +36,37 @@ Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 
 class DownloadFailed(Exception):
-    """A download failed; ``transient`` tells whether a later retry might succeed."""
+    """A download failed.
 
-    def __init__(self, message: str, *, transient: bool) -> None:
+    ``transient`` tells whether a later retry might succeed; ``unreachable`` that the
+    host itself could not be reached (its other files will fail the same way).
+    """
+
+    def __init__(self, message: str, *, transient: bool, unreachable: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+        self.unreachable = unreachable
+
+
+_UNREACHABLE_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ECONNREFUSED}
+
+
+def _is_unreachable(error: object) -> bool:
+    """Whether ``error`` says the host cannot be reached at all.
+
+    A name that does not resolve (:class:`socket.gaierror`), a refused connection or
+    an unreachable network will not recover within a few seconds of backoff.
+    """
+    return isinstance(error, socket.gaierror) or (
+        isinstance(error, OSError) and error.errno in _UNREACHABLE_ERRNOS
+    )
+
+
+def _is_transient(error: object) -> bool:
+    """Whether a network error may go away by itself: timeouts and dropped connections."""
+    if _is_unreachable(error):
+        return False
+    return isinstance(error, TimeoutError | ConnectionError | http.client.HTTPException)
 
 
 def download(
@@ -115,10 +144,17 @@ def _download_once(
             ) from None
         if isinstance(exc, urllib.error.URLError):
             reason = exc.reason
-            transient = isinstance(reason, TimeoutError | ConnectionError | socket.gaierror)
+            if _is_unreachable(reason):
+                text = getattr(reason, "strerror", None) or str(reason)  # "Name or service ..."
+                raise DownloadFailed(
+                    f"cannot open: {text}", transient=False, unreachable=True
+                ) from None
+            transient = _is_transient(reason)
             raise DownloadFailed(f"cannot open: {reason}", transient=transient) from None
         if isinstance(exc, TimeoutError | ConnectionError | http.client.HTTPException):
-            raise DownloadFailed(f"{type(exc).__name__}: {exc}", transient=True) from None
+            raise DownloadFailed(
+                f"{type(exc).__name__}: {exc}", transient=_is_transient(exc)
+            ) from None
         if isinstance(exc, ValueError):  # unknown URL scheme
             raise DownloadFailed(f"bad URL: {exc}", transient=False) from None
         if isinstance(exc, OSError):

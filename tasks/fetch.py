@@ -62,7 +62,11 @@ def _files_exist(files: DatasetFiles) -> bool:
 
 
 def _retry_on_network_error(task: Task[..., Any], task_run: TaskRun, state: State) -> bool:
-    """Retry only when the fetch failed on network errors (not on corrupt files)."""
+    """Retry only when some source failed transiently (timeout, reset, HTTP 5xx).
+
+    Not on corrupt files, HTTP 403/404 or unreachable hosts (name not resolved,
+    connection refused): without a network the run fails at once.
+    """
     exc = state.result(raise_on_failure=False)
     return isinstance(exc, FetchError) and exc.transient
 
@@ -70,7 +74,7 @@ def _retry_on_network_error(task: Task[..., Any], task_run: TaskRun, state: Stat
 @task(
     name="fetch",
     retries=2,
-    retry_delay_seconds=[10, 60],
+    retry_delay_seconds=[5, 20],
     retry_condition_fn=_retry_on_network_error,
     cache_key_fn=fetch_cache_key,
 )

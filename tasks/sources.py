@@ -2,8 +2,10 @@
 
 For each file the sources are tried in order: the cache; ``--data-dir``; the
 dataset's local folders (Debian's package for Fashion-MNIST); ``--mirror``;
-the built-in mirrors. A failing source is logged and the next one tried; when
-all fail, one :class:`~tasks.errors.FetchError` lists every attempt. Downloads
+the built-in mirrors. A failing source is logged and the next one tried; a mirror
+whose host cannot be reached (name not resolved, connection refused) is not tried
+again for the other files. When all fail, one :class:`~tasks.errors.FetchError`
+lists every attempt, compactly (offline, that is one line per reason). Downloads
 are verified before an atomic rename into the cache; a corrupt cache entry is
 dropped and fetched again. Files found in a folder are verified and used in place.
 
@@ -150,17 +152,28 @@ def fetch_files(
     )
     found: dict[str, IDXFile] = {}
     sources: dict[str, str] = {}
-    failures: dict[str, list[str]] = {}
+    failures: dict[str, list[tuple[str, str]]] = {}
+    unreachable: dict[str, str] = {}  # source -> why its host cannot be reached at all
     transient = False
     for fs in spec.files:
-        tried: list[str] = []
-        for label, attempt in _sources(fs, cache, folders, urls, get):
+        tried: list[tuple[str, str]] = []
+        for label, source, attempt in _sources(fs, cache, folders, urls, get):
+            if source in unreachable:  # the same host failed for an earlier file
+                tried.append((source, unreachable[source]))
+                continue
             try:
                 found[fs.role] = attempt()
             except (DataError, DownloadFailed) as exc:
                 transient = transient or getattr(exc, "transient", False)
-                tried.append(f"{label}: {exc}")
-                if not isinstance(exc, _NotCached):
+                if isinstance(exc, _NotCached):
+                    continue  # an expected miss: neither a warning nor worth listing
+                tried.append((source, str(exc)))
+                if getattr(exc, "unreachable", False):
+                    unreachable[source] = str(exc)
+                    log.warning(
+                        "%s failed: %s; not trying this source for the other files", label, exc
+                    )
+                else:
                     log.warning(
                         "%s: %s failed: %s; trying the next source", fs.filename, label, exc
                     )
@@ -185,8 +198,12 @@ def _sources(
     folders: list[Path],
     urls: list[str],
     get: Callable[[str, Path], Path],
-) -> Iterator[tuple[str, Callable[[], IDXFile]]]:
-    """Yield ``(label, attempt)`` for each source of one file, in order."""
+) -> Iterator[tuple[str, str, Callable[[], IDXFile]]]:
+    """Yield ``(label, source, attempt)`` for each source of one file, in order.
+
+    ``label`` names the attempt (``"cache"``, ``"folder"``, the file's URL); ``source``
+    is the same for every file (``"cache"``, ``"folder"``, the mirror's base URL).
+    """
     if cache is not None:
         cached = cache / fs.filename
 
@@ -199,9 +216,13 @@ def _sources(
                 cached.unlink(missing_ok=True)  # corrupt cache entry: drop it, fetch again
                 raise
 
-        yield "cache", from_cache
+        yield "cache", "cache", from_cache
     for folder in folders:
-        yield "folder", lambda folder=folder: verify_file(find_in_dir(folder, fs.role), fs)
+        yield (
+            "folder",
+            "folder",
+            lambda folder=folder: verify_file(find_in_dir(folder, fs.role), fs),
+        )
     for base in urls:
         url = _mirror_url(base, fs.filename)
 
@@ -220,17 +241,39 @@ def _sources(
                 tmp.unlink(missing_ok=True)
             return replace(info, path=final)
 
-        yield url, from_url
+        yield url, base, from_url
 
 
-def _failure_message(spec: DatasetSpec, failures: dict[str, list[str]]) -> str:
-    lines = [f"could not fetch dataset {spec.name!r}:"]
+def _failure_message(spec: DatasetSpec, failures: dict[str, list[tuple[str, str]]]) -> str:
+    """What was tried for each missing file, compact enough for one line of the CLI.
+
+    Files that failed the same way share one heading ("all 4 files" when every file
+    did), and consecutive sources that failed with the same reason share one item.
+    """
+    groups: dict[tuple[tuple[str, str], ...], list[str]] = {}
     for filename, tried in failures.items():
-        lines.append(f"  {filename}: every source failed:")
-        lines += [f"    - {t}" for t in tried] or ["    - (no source to try)"]
+        groups.setdefault(tuple(tried), []).append(filename)
+    lines = [f"could not fetch dataset {spec.name!r}:"]
+    for tried, filenames in groups.items():
+        if len(filenames) == len(spec.files) > 1:
+            heading = f"all {len(filenames)} files"
+        else:
+            heading = ", ".join(filenames)
+        merged: list[tuple[list[str], str]] = []
+        for source, reason in tried:
+            if merged and merged[-1][1] == reason and source.startswith(("http", "file")):
+                merged[-1][0].append(source)
+            else:
+                merged.append(([source], reason))
+        items = [f"{', '.join(names)}: {reason}" for names, reason in merged]
+        items = items or ["no source to try"]
+        lines.append(f"  {heading}: every source failed:")
+        lines += [
+            f"    - {item}{';' if i < len(items) - 1 else '.'}" for i, item in enumerate(items)
+        ]
     lines.append(
-        "Download the four IDX files and pass --data-dir FOLDER, or pass --mirror URL "
-        "pointing at a reachable copy (http(s):// or file://)."
+        "Pass --data-dir FOLDER holding the four IDX files, or --mirror URL of a reachable copy "
+        "(http(s):// or file://)."
     )
     return "\n".join(lines)
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
+import time
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 
@@ -198,3 +201,112 @@ def test_download_times_out_and_cleans_up(fashion_dir: Path, tmp_path: Path) -> 
         url = server.url("slow") + "train-labels-idx1-ubyte.gz"
         download(url, tmp_path, logger=logging.getLogger("t"), timeout=0.3, retries=0)
     assert info.value.transient and list(tmp_path.iterdir()) == []
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class SleepCounter:
+    """Records the backoff delays instead of waiting."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://127.0.0.1:{port}/mnist/t10k-labels-idx1-ubyte.gz", "Connection refused"),
+        ("http://mnist-flow.invalid/mnist/t10k-labels-idx1-ubyte.gz", "cannot open"),  # RFC 2606
+    ],
+)
+def test_unreachable_host_is_not_retried(tmp_path: Path, url: str, reason: str) -> None:
+    """A refused connection or a name that does not resolve fails at once, without backoff."""
+    sleep = SleepCounter()
+    with pytest.raises(DownloadFailed, match=reason) as info:
+        download(
+            url.format(port=closed_port()),
+            tmp_path,
+            logger=logging.getLogger("t"),
+            retries=2,
+            sleep=sleep,
+        )
+    assert sleep.delays == [] and list(tmp_path.iterdir()) == []
+    assert not info.value.transient and info.value.unreachable
+    assert "Errno" not in str(info.value)
+
+
+def test_transient_errors_keep_their_backoff(fashion_dir: Path, tmp_path: Path) -> None:
+    sleep = SleepCounter()
+    with serve(fashion_dir) as server, pytest.raises(DownloadFailed, match="HTTP 503") as info:
+        url = server.url("503") + "train-labels-idx1-ubyte.gz"
+        download(url, tmp_path, logger=logging.getLogger("t"), retries=2, sleep=sleep)
+    assert info.value.transient and not info.value.unreachable
+    assert sleep.delays == [1.0, 2.0] and len(server.requests) == 3
+
+
+def test_unreachable_mirror_is_skipped_for_the_other_files(
+    fashion_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sleep = SleepCounter()
+    refused = f"http://127.0.0.1:{closed_port()}/fashion/"
+    with serve(fashion_dir) as server, caplog.at_level(logging.WARNING):
+        files = _fetch(
+            "fashion-mnist", tmp_path / "cache", mirrors=[refused, server.url("good")], sleep=sleep
+        )
+    assert files.checksums == FASHION_SHA and sleep.delays == []
+    assert set(files.sources.values()) == {server.url("good") + f for f in ROLE_FILES.values()}
+    assert caplog.text.count("Connection refused") == 1  # tried for the first file only
+    assert "not trying this source for the other files" in caplog.text
+
+
+def test_offline_fails_at_once_with_one_readable_error(tmp_path: Path) -> None:
+    """No mirror reachable: one non-transient error, short enough for one line of the CLI."""
+    sleep = SleepCounter()
+    port = closed_port()
+    mirrors = [f"http://127.0.0.1:{port}/a/", f"http://127.0.0.1:{port}/b/"]
+    with pytest.raises(FetchError) as info:
+        _fetch("mnist", tmp_path / "cache", mirrors=mirrors, retries=2, sleep=sleep)
+    assert not info.value.transient and sleep.delays == []  # neither backoff nor task retries
+    message = str(info.value)
+    assert message.splitlines()[1:3] == [
+        "  all 4 files: every source failed:",
+        f"    - {mirrors[0]}, {mirrors[1]}: cannot open: Connection refused.",
+    ]
+    assert "--data-dir" in message and "--mirror" in message
+    assert "not in the cache" not in message
+    assert len(" ".join(message.split())) < 400  # the CLI's one-line limit
+
+
+def test_fetch_task_does_not_retry_an_unreachable_host(prefect_harness, tmp_path: Path) -> None:
+    """The Prefect task retries transient failures only: offline, it fails on its first run."""
+    from prefect import flow
+
+    from tasks.fetch import fetch
+
+    mirror = f"http://127.0.0.1:{closed_port()}/digits/"
+
+    @flow
+    def fetch_flow() -> tuple[bool, UUID | None, str]:
+        state = fetch(dataset="idx", mirror=mirror, cache_dir=str(tmp_path), return_state=True)
+        error = state.result(raise_on_failure=False)
+        return state.is_failed(), state.state_details.task_run_id, repr(error)
+
+    start = time.monotonic()
+    failed, task_run_id, error = fetch_flow()
+    elapsed = time.monotonic() - start
+    assert failed and task_run_id is not None
+    assert error.startswith("FetchError(") and "Connection refused" in error
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        task_run = client.read_task_run(task_run_id)
+    assert task_run.run_count == 1  # a transient failure would run again after 5 s
+    assert elapsed < 5.0
