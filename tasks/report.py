@@ -92,7 +92,8 @@ def params_table(best: Mapping | None, final: Mapping | None) -> list[str]:
 
     With both, one row per parameter of either, in the best trial's order then the
     final model's; the final-model cell says "same" where the values agree and "—" marks
-    a parameter one side does not have. With one of them, a two-column table.
+    a parameter one side does not have (rows unset on both sides are left out). With one
+    of them, a two-column table.
     """
     if not best or not final:
         only = best or final or {}
@@ -100,6 +101,8 @@ def params_table(best: Mapping | None, final: Mapping | None) -> list[str]:
     rows = []
     for key in [*best, *(k for k in final if k not in best)]:
         mine, theirs = best.get(key), final.get(key)
+        if mine is None and theirs is None:
+            continue  # unset on both sides (e.g. step_size without a step schedule)
         if key not in final:
             rows.append([_cell(key), _value(mine), "—"])
         elif key in best and _same(mine, theirs):

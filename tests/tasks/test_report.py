@@ -183,6 +183,7 @@ def test_parameters_to_four_significant_figures() -> None:
         "lr": 0.123456789,
         "epochs": 20,
         "patience": 3,
+        "step_size": None,  # unset on both sides: no row
     }
     metrics = {
         "test_accuracy": 0.95,
@@ -199,6 +200,7 @@ def test_parameters_to_four_significant_figures() -> None:
     assert "| lr | 0.2 | 0.1235 |" in params
     assert "| hidden | [256] | same |" in params
     assert "| epochs | 3 | 20 |" in params and "| patience | — | 3 |" in params
+    assert "step_size" not in params
     assert "0.68145" not in md and "1.5008" not in md and "0.12345" not in md
     final = md.split("## Final training")[1]
     summary = "Ran 4 of 20 epochs (stopped early, patience 3); lowest validation loss at epoch 2"
