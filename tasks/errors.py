@@ -31,7 +31,7 @@ class FetchError(DataError):
     message:
         The readable summary (what was tried and why each attempt failed).
     transient:
-        True when every failure was a network error worth retrying later.
+        True when at least one failure was a network error worth retrying later
     """
 
     def __init__(self, message: str, *, transient: bool = False) -> None:
