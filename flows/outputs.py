@@ -7,11 +7,7 @@ lookup of the flow-run name for the default directory name.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import platform
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -20,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from nn.errors import MnistFlowError
+from tasks.atomic import copy_atomic, write_json_atomic
 
 
 class OutputError(MnistFlowError):
@@ -52,26 +49,6 @@ def make_run_dir(out_dir: str | None) -> Path:
     return path
 
 
-def _file_mode() -> int:
-    """``0o666`` less the process umask: what ``open()`` would give (mkstemp gives 0o600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _copy_atomic(src: Path, dst: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, dst)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def copy_model(model_path: str | Path, run_dir: Path) -> Path:
     """Copy a saved model (``.npz`` and its ``.json``) to ``run_dir/model.npz``; return it.
 
@@ -83,8 +60,8 @@ def copy_model(model_path: str | Path, run_dir: Path) -> Path:
     src = Path(model_path)
     dst = run_dir / "model.npz"
     try:
-        _copy_atomic(src, dst)
-        _copy_atomic(src.with_suffix(".json"), dst.with_suffix(".json"))
+        copy_atomic(src, dst)
+        copy_atomic(src.with_suffix(".json"), dst.with_suffix(".json"))
     except OSError as exc:
         raise OutputError(f"cannot copy model {src} to {run_dir}: {exc}") from exc
     return dst
@@ -99,21 +76,9 @@ def write_json(path: Path, data: Any) -> None:
         If the file cannot be written (nothing is left behind).
     """
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        write_json_atomic(path, data, sort_keys=False)
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror}") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, allow_nan=False)
-            fh.write("\n")
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise OutputError(f"cannot write {path}: {exc.strerror}") from exc
-        raise
 
 
 def versions() -> dict[str, str]:

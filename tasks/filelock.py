@@ -1,4 +1,4 @@
-"""An exclusive inter-process file lock and atomic JSON writes (pure, standard library only).
+"""An exclusive inter-process file lock (pure, standard library only).
 
 The lock is ``fcntl.flock`` on a lock file, so it works on Linux and macOS (local file
 systems; not reliably on NFS). On platforms without ``fcntl`` (Windows) taking the lock
@@ -9,13 +9,10 @@ raises :class:`LockError` rather than silently running unlocked. The kernel rele
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from nn.errors import MnistFlowError
 
@@ -79,27 +76,3 @@ def exclusive_lock(
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as indented JSON to ``path`` atomically (temp file + ``os.replace``).
-
-    Readers see either the previous file or the complete new one, never a partial write.
-
-    Raises
-    ------
-    OSError
-        If the file cannot be written; no temporary file is left behind.
-    """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise

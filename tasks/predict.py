@@ -18,7 +18,6 @@ import csv
 import io
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from prefect.artifacts import create_table_artifact
 from nn.errors import ConfigError, ModelFileError
 from nn.io import load_model, metadata_path
 from nn.model import MLP
+from tasks.atomic import write_text_atomic
 from tasks.errors import DataError, ImageError
 from tasks.imageprep import MnistStyle, image_extensions, preprocess_file
 from tasks.prepare import check_preprocessing, prepare_images
@@ -309,19 +309,9 @@ def write_csv(predictions: Sequence[Prediction], path: str | os.PathLike[str]) -
     if not target.parent.is_dir():
         raise DataError(f"{target}: cannot write the CSV, folder {target.parent} does not exist")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        write_text_atomic(target, csv_text(predictions), fsync=False)
     except OSError as exc:
         raise DataError(f"{target}: cannot write the CSV: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(csv_text(predictions))
-        os.replace(tmp, target)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise DataError(f"{target}: cannot write the CSV: {exc.strerror or exc}") from exc
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return target
 
 

@@ -42,7 +42,8 @@ from typing import Any
 
 from nn.errors import MnistFlowError, ModelFileError
 from nn.io import load_model, metadata_path
-from tasks.filelock import LockError, exclusive_lock, write_json_atomic
+from tasks.atomic import write_json_atomic
+from tasks.filelock import LockError, exclusive_lock
 from tasks.promotion import (
     VERSION_RE,
     ModelVersion,

@@ -17,8 +17,6 @@ import base64
 import io
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 
 from tasks import plots
+from tasks.atomic import write_bytes_atomic
 
 REPORT_ARTIFACT_KEY = "mnist-report"
 REPORT_FILENAME = "report.md"
@@ -315,19 +314,6 @@ def render_report(
     return "\n".join(lines) + "\n"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; these files are for people to read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _palette_png(fig: Figure, dpi: float, colours: int) -> bytes:
     image = Image.open(io.BytesIO(plots.figure_to_png(fig, dpi))).convert("RGB")
     buffer = io.BytesIO()
@@ -427,7 +413,7 @@ def write_report(
     for name, build in _build_plots(metrics, names, history, errors, trials).items():
         filename = PLOTS[name][0]
         fig = build()  # object-API figure, outside pyplot's registry: freed when dropped
-        atomic_write_bytes(out / filename, plots.figure_to_png(fig, FILE_DPI))
+        write_bytes_atomic(out / filename, plots.figure_to_png(fig, FILE_DPI))
         small = compact_png(fig)
         del fig
         files[name] = filename
@@ -440,7 +426,7 @@ def write_report(
     common = {"trials": trials, "best_params": best_params, "decision_markdown": decision_markdown}
     report_path = out / REPORT_FILENAME
     markdown = render_report(metrics, run_dir=str(out), images=files, **common)
-    atomic_write_bytes(report_path, markdown.encode("utf-8"))
+    write_bytes_atomic(report_path, markdown.encode("utf-8"))
 
     ui_markdown = render_report(metrics, run_dir=str(out), images=embedded, **common)
     listing = ", ".join(f"`{out / f}`" for f in [REPORT_FILENAME, *files.values()])

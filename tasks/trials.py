@@ -19,8 +19,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +31,7 @@ from threadpoolctl import threadpool_limits
 from nn.errors import NonFiniteError
 from nn.model import MLP
 from nn.train import EpochRecord, TrainConfig, train
+from tasks.atomic import write_json_atomic
 from tasks.search_space import PARAMETERS, Value, trial_seeds
 
 __all__ = [
@@ -294,15 +293,5 @@ class TrialStore:
             "identity": self.identity,
             "result": dataclasses.replace(result, cached=False).to_dict(),
         }
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".trial-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(payload, handle, indent=1, sort_keys=True)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_json_atomic(target, payload, indent=1, allow_nan=True)
         return target
