@@ -44,8 +44,12 @@ def _default(model: type, name: str) -> Any:
     return model.model_fields[name].get_default(call_default_factory=True)
 
 
-def _add_data_options(parser: argparse.ArgumentParser, *, with_out: bool = True) -> None:
+def _add_data_options(
+    parser: argparse.ArgumentParser, *, with_out: bool = True, recipe: bool = False
+) -> None:
+    """The data options; with ``recipe``, ``--standardize`` defaults to the training recipe's."""
     from flows.params import DataParams
+    from flows.recipes import recipe_help
 
     group = parser.add_argument_group("data")
     group.add_argument(
@@ -63,7 +67,7 @@ def _add_data_options(parser: argparse.ArgumentParser, *, with_out: bool = True)
         "--val-size",
         type=int,
         default=_default(DataParams, "val_size"),
-        help="training images held out for validation",
+        help="training images held out for validation (0: none; run needs some)",
     )
     group.add_argument(
         "--train-size", type=int, help="use only this many training images (default: all)"
@@ -71,8 +75,9 @@ def _add_data_options(parser: argparse.ArgumentParser, *, with_out: bool = True)
     group.add_argument(
         "--standardize",
         action=argparse.BooleanOptionalAction,
-        default=_default(DataParams, "standardize"),
-        help="standardise pixels to zero mean and unit variance",
+        default=None if recipe else _default(DataParams, "standardize"),
+        help="standardise pixels to zero mean and unit variance"
+        + (f" {recipe_help('standardize')}" if recipe else ""),
     )
     group.add_argument(
         "--fetch-retries",
@@ -106,7 +111,12 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run",
         help="fetch, tune, train, evaluate and report (the whole pipeline)",
-        description="Random search, then the final model with the best parameters.",
+        description="Random search on short trials without augmentation, then the final "
+        "model: by default (--final-recipe tuned) the best trial's learning rate, batch size, "
+        "momentum and weight decay with the dataset's training recipe (cosine schedule with "
+        "warm-up, Nesterov momentum, augmentation: elastic for digits, affine with flips for "
+        "fashion-mnist) for --final-epochs epochs; --augment none turns augmentation off, "
+        "--final-recipe search keeps the best trial's parameters as they are.",
         formatter_class=_Formatter,
     )
     _add_data_options(p)
@@ -131,7 +141,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--augment",
         choices=["none", "shift", "affine", "elastic"],
-        help="fix the augmentation of trials and final model (default: the search's choice)",
+        help="fix the augmentation of trials and final model (default: trials without, "
+        "final model as the recipe says: elastic for digits, affine for fashion-mnist)",
     )
     f = p.add_argument_group("final model")
     f.add_argument(
@@ -141,62 +152,83 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         help="epochs of the final model",
     )
     f.add_argument(
+        "--final-recipe",
+        choices=["tuned", "search"],
+        default=_default(PipelineOptions, "final_recipe"),
+        help="tuned: the best trial's lr, batch size, momentum and weight decay with the "
+        "recipe's schedule, warm-up, Nesterov and augmentation; search: the best trial as is",
+    )
+    f.add_argument(
         "--patience",
         type=int,
-        default=_default(PipelineOptions, "patience"),
+        default=_default(PipelineOptions, "patience") or 0,
         help="stop the final training after this many epochs without val-loss gain (0: off)",
     )
     _add_registry_options(p, margin=True)
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from flows.params import TrainParams
+    from flows.recipes import RECIPES, recipe_help
 
     p = sub.add_parser(
         "train",
         help="train one model with the given hyperparameters, evaluate and report",
-        description="Train one model (no search), evaluate it on the test set and report.",
+        description="Train one model (no search), evaluate it on the test set and report. "
+        "Options not given come from the dataset's training recipe (--recipe): 'tuned' "
+        "(Nesterov SGD, warm-up and cosine schedule, weight decay, augmentation: elastic "
+        "for digits, affine with flips for fashion-mnist) or 'plain' (SGD, constant "
+        "learning rate, pixels in [0, 1]). The recipe's warm-up and Nesterov momentum go "
+        "with its schedule and momentum: another --schedule turns them off by default, as "
+        "--momentum 0 does Nesterov; --augment none --schedule constant --weight-decay 0 is "
+        "plain minibatch SGD.",
         formatter_class=_Formatter,
     )
-    _add_data_options(p)
+    _add_data_options(p, recipe=True)
     g = p.add_argument_group("training")
-    d = lambda name: _default(TrainParams, name)  # noqa: E731
-    g.add_argument("--epochs", type=int, default=d("epochs"), help="passes over the data")
-    g.add_argument("--batch-size", type=int, default=d("batch_size"), help="minibatch size")
-    g.add_argument("--lr", type=float, default=d("lr"), help="initial learning rate")
     g.add_argument(
-        "--optimizer", choices=["sgd", "adam"], default=d("optimizer"), help="update rule"
+        "--recipe",
+        choices=list(RECIPES),
+        default=RECIPES[0],
+        help="where the defaults of the options below come from",
     )
-    g.add_argument("--momentum", type=float, default=d("momentum"), help="SGD momentum")
+    h = lambda text, key: f"{text} {recipe_help(key)}"  # noqa: E731
+    g.add_argument("--epochs", type=int, help=h("passes over the data", "epochs"))
+    g.add_argument("--batch-size", type=int, help=h("minibatch size", "batch_size"))
+    g.add_argument("--lr", type=float, help=h("initial learning rate", "lr"))
+    g.add_argument("--optimizer", choices=["sgd", "adam"], help=h("update rule", "optimizer"))
+    g.add_argument("--momentum", type=float, help=h("SGD momentum", "momentum"))
     g.add_argument(
         "--nesterov",
         action=argparse.BooleanOptionalAction,
-        default=d("nesterov"),
-        help="Nesterov momentum",
+        help=h("Nesterov momentum", "nesterov"),
     )
     g.add_argument(
-        "--weight-decay", type=float, default=d("weight_decay"), help="L2 penalty on the weights"
+        "--weight-decay", type=float, help=h("L2 penalty on the weights", "weight_decay")
     )
     g.add_argument(
         "--schedule",
         choices=["constant", "step", "exponential", "cosine"],
-        default=d("schedule"),
-        help="learning-rate schedule",
+        help=h("learning-rate schedule", "schedule"),
     )
     g.add_argument("--decay", type=float, help="schedule decay (default: the schedule's own)")
     g.add_argument("--step-size", type=int, help="epochs per step of the step schedule")
+    g.add_argument("--warmup-epochs", type=int, help=h("linear warm-up epochs", "warmup_epochs"))
     g.add_argument(
-        "--warmup-epochs", type=int, default=d("warmup_epochs"), help="linear warm-up epochs"
+        "--patience",
+        type=int,
+        help="early stopping on validation loss, best weights restored (default: 0, off)",
     )
-    g.add_argument("--patience", type=int, help="early stopping on validation loss (default: off)")
-    g.add_argument(
-        "--hidden", default=",".join(map(str, d("hidden"))), help="hidden sizes, e.g. 500,100"
-    )
+    g.add_argument("--hidden", help=h("hidden sizes, e.g. 500,100", "hidden"))
     g.add_argument(
         "--augment",
         choices=["none", "shift", "affine", "elastic"],
-        default=d("augment"),
-        help="random transformation of each training minibatch",
+        help=h("random transformation of each training minibatch", "augment"),
+    )
+    g.add_argument(
+        "--augment-strength",
+        type=float,
+        default=1.0,
+        help="multiplies every augmentation magnitude, in [0, 3]",
     )
     _add_registry_options(p, margin=True)
 

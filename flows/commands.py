@@ -45,6 +45,32 @@ def space_overrides(items: list[str], path: str | None) -> dict[str, Any]:
     return raw
 
 
+def recipe_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` of ``train`` with every option left unset filled from the dataset's recipe.
+
+    The values come from :func:`flows.recipes.recipe_for` (``args.recipe`` for
+    ``args.dataset``); options the user gave are kept. The recipe's warm-up and
+    Nesterov momentum belong to its schedule and momentum: with another ``--schedule``
+    given they default to 0 and off, and Nesterov defaults to off with ``--momentum 0``.
+    So ``--augment none --schedule constant --weight-decay 0`` is plain minibatch SGD
+    (with the given momentum). Returns a new namespace.
+    """
+    from flows.recipes import recipe_for
+
+    recipe = recipe_for(args.dataset, args.recipe)
+    if args.schedule is not None and args.schedule != recipe["schedule"]:
+        recipe.update(warmup_epochs=0, nesterov=False)
+    if args.momentum == 0:
+        recipe["nesterov"] = False
+    filled = argparse.Namespace(**vars(args))
+    for key, value in recipe.items():
+        if getattr(filled, key, None) is None:
+            if key == "hidden":
+                value = ",".join(map(str, value))
+            setattr(filled, key, value)
+    return filled
+
+
 def data_params(args: argparse.Namespace) -> DataParams:
     """The data options of ``args`` as a validated :class:`DataParams`."""
     return DataParams(
@@ -88,6 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     options = PipelineOptions(
         final_epochs=args.final_epochs,
+        final_recipe=args.final_recipe,
         patience=args.patience or None,
         augment=args.augment,
         seed=args.seed,
@@ -96,6 +123,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         margin=args.margin,
     )
     _check_data_dir(data)
+    if data.val_size == 0:
+        from nn.errors import ConfigError
+
+        raise ConfigError("--val-size 0: the search scores its trials on a validation split")
     from flows.pipeline import mnist_pipeline
 
     _summary(mnist_pipeline(data=data, search=search, options=options))
@@ -103,9 +134,27 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """``mnist-flow train``: one training run with given hyperparameters."""
+    """``mnist-flow train``: one training run, options not given taken from the recipe."""
+    args = recipe_defaults(args)
     data = data_params(args)
-    train = TrainParams(
+    train = train_params(args)
+    if train.patience is not None and data.val_size == 0:
+        from nn.errors import ConfigError
+
+        raise ConfigError(f"--patience {train.patience} needs a validation split (--val-size > 0)")
+    options = RunOptions(
+        seed=args.seed, out_dir=args.out, registry_dir=args.registry, margin=args.margin
+    )
+    _check_data_dir(data)
+    from flows.train import mnist_train
+
+    _summary(mnist_train(data=data, train=train, options=options))
+    return 0
+
+
+def train_params(args: argparse.Namespace) -> TrainParams:
+    """The training options of ``args`` (filled by :func:`recipe_defaults`) as ``TrainParams``."""
+    return TrainParams(
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -117,18 +166,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         decay=args.decay,
         step_size=args.step_size,
         warmup_epochs=args.warmup_epochs,
-        patience=args.patience,
+        patience=args.patience or None,
         hidden=parse_hidden(args.hidden),
         augment=args.augment,
+        augment_strength=args.augment_strength,
     )
-    options = RunOptions(
-        seed=args.seed, out_dir=args.out, registry_dir=args.registry, margin=args.margin
-    )
-    _check_data_dir(data)
-    from flows.train import mnist_train
-
-    _summary(mnist_train(data=data, train=train, options=options))
-    return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ Dataset = Literal["mnist", "fashion-mnist", "idx"]
 Backend = Literal["loky", "dask"]
 Schedule = Literal["constant", "step", "exponential", "cosine"]
 Augment = Literal["none", "shift", "affine", "elastic"]
+FinalRecipe = Literal["tuned", "search"]
 
 __all__ = [
     "DataParams",
@@ -54,7 +55,10 @@ class DataParams(_Params):
         None, description="Cache of downloads, arrays, trials and models (default: user cache)."
     )
     val_size: int = Field(
-        10000, ge=1, le=59000, description="Training images held out for validation."
+        10000,
+        ge=0,
+        le=59000,
+        description="Training images held out for validation (0: none; the search needs some).",
     )
     train_size: int | None = Field(
         None, ge=10, le=60000, description="Use only this many training images (None: all)."
@@ -84,6 +88,9 @@ class TrainParams(_Params):
     )
     hidden: list[int] = Field([300], min_length=1, max_length=8, description="Hidden sizes.")
     augment: Augment = Field("none", description="Augmentation of training minibatches.")
+    augment_strength: float = Field(
+        1.0, ge=0.0, le=3.0, description="Multiplies every augmentation magnitude."
+    )
 
     @field_validator("hidden")
     @classmethod
@@ -102,7 +109,7 @@ class TrainParams(_Params):
 
     def train_config(self) -> dict[str, Any]:
         """The keyword arguments of ``nn.train.TrainConfig`` (unset optional ones left out)."""
-        fields = self.model_dump(exclude={"hidden", "augment"})
+        fields = self.model_dump(exclude={"hidden", "augment", "augment_strength"})
         return {key: value for key, value in fields.items() if value is not None}
 
 
@@ -167,12 +174,30 @@ class RunOptions(_Params):
 
 
 class PipelineOptions(RunOptions):
-    """Options of ``mnist_pipeline`` beyond the data and the search."""
+    """Options of ``mnist_pipeline`` beyond the data and the search.
 
-    final_epochs: int = Field(20, ge=1, le=1000, description="Epochs of the final model.")
+    With ``final_recipe="tuned"`` the final model takes the learning rate, batch size,
+    optimizer, momentum, weight decay and hidden size of the best trial, and the
+    schedule, warm-up, Nesterov momentum and augmentation of the dataset's training
+    recipe (:func:`flows.recipes.recipe_for`); ``"search"`` keeps the best trial's
+    parameters as they are.
+    """
+
+    final_epochs: int = Field(40, ge=1, le=1000, description="Epochs of the final model.")
+    final_recipe: FinalRecipe = Field(
+        "tuned",
+        description="tuned: the best trial's lr, batch size, momentum and weight decay with "
+        "the dataset recipe's schedule, warm-up, Nesterov and augmentation; search: the best "
+        "trial's parameters as they are.",
+    )
     patience: int | None = Field(
-        5, ge=1, le=1000, description="Early stopping of the final model on val loss (None: off)."
+        None,
+        ge=1,
+        le=1000,
+        description="Early stopping of the final model on val loss (None: off).",
     )
     augment: Augment | None = Field(
-        None, description="Fix the augmentation (None: part of the search / its default)."
+        None,
+        description="Fix the augmentation of trials and final model (None: trials without, "
+        "final model as the recipe says, or the search's choice if it tuned augment).",
     )

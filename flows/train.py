@@ -6,6 +6,11 @@ training split; the validation split is evaluated after every epoch and, when
 ``train.patience`` is set, drives early stopping (best weights restored). With
 ``augment="none"``, ``schedule="constant"`` and ``weight_decay=0`` this is plain
 minibatch SGD (with the given momentum) seeded by ``options.seed``.
+
+``mnist-flow train`` fills every option the user leaves out from the dataset's
+training recipe (:func:`flows.recipes.recipe_for`); the ``TrainParams`` defaults
+here (the Prefect UI's form) are plainer: set ``augment``, ``nesterov``,
+``warmup_epochs`` and ``weight_decay`` as the recipe says for its accuracy.
 """
 
 from __future__ import annotations

@@ -152,7 +152,7 @@ def train_final(data: Any, params: dict[str, Any], *, seed: int, cache_dir: str)
     n_features = int(splits.X_train.shape[1])
     rng = np.random.default_rng(seed)
     model = MLP.create((n_features, *hyper.hidden, int(data.n_classes)), rng=rng)
-    augment_config = default_augment(data.name, hyper.augment)
+    augment_config = default_augment(data.name, hyper.augment, hyper.augment_strength)
     progress = create_progress_artifact(
         0.0, key=PROGRESS_KEY, description=f"Final training: 0/{config.epochs} epochs"
     )

@@ -2,8 +2,9 @@
 
 The random search passes any parameter it does not know (see
 :mod:`tasks.search_space`) to an *extras handler* that runs in the trial's worker.
-:func:`augment_extras` understands one: ``augment`` (``none``, ``shift``, ``affine``
-or ``elastic``), which becomes the minibatch augmenter with the dataset's
+:func:`augment_extras` understands two: ``augment`` (``none``, ``shift``, ``affine``
+or ``elastic``) and ``augment_strength`` (a number in [0, 3] that multiplies every
+magnitude, default 1), which become the minibatch augmenter with the dataset's
 recommended settings (:func:`tasks.augment.default_augment`), exactly as the final
 model of the pipeline gets it.
 """
@@ -16,7 +17,7 @@ from typing import Any
 from nn.errors import ConfigError
 from tasks.augment import default_augment, make_augmenter
 
-KNOWN_EXTRAS = ("augment",)
+KNOWN_EXTRAS = ("augment", "augment_strength")
 
 
 def dataset_name(data: Any) -> str:
@@ -33,7 +34,8 @@ def augment_extras(extras: Mapping[str, Any], data: Any) -> dict[str, Any]:
     Raises
     ------
     ConfigError
-        For an extra parameter other than ``augment``, or an unknown augmentation kind.
+        For an extra parameter other than those of :data:`KNOWN_EXTRAS`, an unknown
+        augmentation kind or a strength outside [0, 3].
     """
     unknown = sorted(set(extras) - set(KNOWN_EXTRAS))
     if unknown:
@@ -42,4 +44,21 @@ def augment_extras(extras: Mapping[str, Any], data: Any) -> dict[str, Any]:
             f"{', '.join(KNOWN_EXTRAS)}"
         )
     kind = str(extras.get("augment", "none"))
-    return {"augment": make_augmenter(default_augment(dataset_name(data), kind))}
+    strength = augment_strength(extras.get("augment_strength", 1.0))
+    return {"augment": make_augmenter(default_augment(dataset_name(data), kind, strength))}
+
+
+def augment_strength(value: Any) -> float:
+    """``value`` (a number or numeric text from a search space) as a float strength.
+
+    Raises
+    ------
+    ConfigError
+        If ``value`` is not a number.
+    """
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"augment_strength={value!r} must be a number in [0, 3]") from None

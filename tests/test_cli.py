@@ -80,15 +80,18 @@ def test_every_subcommand_has_help_with_defaults(command, tmp_path):
     proc = run_cli([command, "--help"], tmp_path, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert f"usage: mnist-flow {command}" in proc.stdout
+    text = " ".join(proc.stdout.split())
     if command in ("run", "train", "evaluate"):
         assert "--data-dir" in proc.stdout
         assert "(default: mnist)" in proc.stdout
     if command == "run":
         assert "--trials" in proc.stdout and "--final-epochs" in proc.stdout
-        assert "random configurations (default: 8)" in " ".join(proc.stdout.split())
+        assert "random configurations (default: 8)" in text
+        assert "--final-recipe {tuned,search}" in proc.stdout and "(default: tuned)" in text
+        assert "epochs of the final model (default: 40)" in text
     if command == "train":
-        assert "--lr" in proc.stdout and "(default: 0.1)" in proc.stdout
-        assert "--no-standardize" in proc.stdout
+        assert "--lr" in proc.stdout and "(default: 0.05; --recipe plain: 0.1)" in text
+        assert "--no-standardize" in proc.stdout and "--recipe {tuned,plain}" in proc.stdout
 
 
 def test_parser_reads_every_option_of_run():
@@ -130,7 +133,11 @@ def test_parser_reads_every_option_of_run():
     [
         (["train", "--lr", "-1"], "--lr"),
         (["train", "--hidden", "300,x"], "--hidden"),
-        (["train", "--val-size", "0"], "--val-size"),
+        (["train", "--val-size", "-1"], "--val-size"),
+        (["run", "--val-size", "0"], "--val-size"),
+        (["train", "--val-size", "0", "--patience", "3"], "--patience"),
+        (["train", "--augment-strength", "4"], "--augment-strength"),
+        (["train", "--recipe", "plain", "--nesterov"], "nesterov"),
         (["run", "--trials", "0"], "--trials"),
         (["run", "--margin", "2"], "--margin"),
         (["run", "--space", "lr=5:1"], "lr"),
@@ -204,6 +211,13 @@ def test_tiny_train_run_then_evaluate_models_and_predict(tmp_path, fashion_dir, 
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.5 < metrics["test_accuracy"] <= 1.0
     assert [h["epoch"] for h in metrics["history"]] == [1, 2]
+    recipe = metrics["params"]["train"]  # the fashion-mnist recipe, epochs and hidden aside
+    assert (recipe["augment"], recipe["schedule"], recipe["warmup_epochs"]) == (
+        "affine",
+        "cosine",
+        1,
+    )
+    assert recipe["nesterov"] and recipe["weight_decay"] == 2e-4
     assert (out / "model.npz").is_file() and (out / "report.md").is_file()
 
     models = run_cli(["models"], tmp_path, timeout=60)

@@ -92,3 +92,19 @@ def test_entrypoints_exist_and_parameters_validate(deployments, name):
     assert set(deployment["parameters"]) == set(models) <= arguments
     for key, model in models.items():
         model(**deployment["parameters"][key])  # extra="forbid": a typo fails here
+
+
+def test_ad_hoc_training_uses_the_digits_recipe(deployments):
+    from flows.recipes import recipe_for
+
+    deployment = deployments["mnist-train"]["parameters"]
+    recipe = recipe_for(deployment["data"]["dataset"])
+    assert deployment["data"]["standardize"] == recipe.pop("standardize")
+    recipe.pop("patience")  # None: off, the model's default
+    assert deployment["train"] == recipe
+
+
+def test_retraining_final_model_uses_the_recipe(deployments):
+    options = deployments["mnist-retrain"]["parameters"]["options"]
+    assert options["final_recipe"] == "tuned"
+    assert PipelineOptions(**options).patience is None  # no early stop under the cosine schedule

@@ -31,7 +31,7 @@ def test_defaults_are_valid_and_build_a_train_config():
         (TrainParams, "hidden", [0]),
         (TrainParams, "hidden", []),
         (DataParams, "dataset", "cifar"),
-        (DataParams, "val_size", 0),
+        (DataParams, "val_size", -1),
         (DataParams, "train_size", 5),
         (SearchParams, "trials", 0),
         (SearchParams, "n_jobs", 0),
@@ -88,3 +88,48 @@ def test_final_params_take_the_best_trial_with_the_final_epochs():
     assert params.nesterov is False  # meaningless without momentum, as in the trials
     forced = final_params(best, PipelineOptions(augment="none"))
     assert forced.augment == "none"
+
+
+def test_tuned_final_params_add_the_recipe_to_the_searched_ones():
+    from flows.pipeline import final_params
+
+    best = {
+        "lr": 0.08,
+        "batch_size": 64,
+        "optimizer": "sgd",
+        "momentum": 0.7,
+        "nesterov": False,
+        "weight_decay": 1e-5,
+        "schedule": "step",
+        "decay": 0.5,
+        "hidden": 300,
+    }
+    tuned = final_params(best, PipelineOptions(final_epochs=40), "fashion-mnist")
+    assert (tuned.lr, tuned.batch_size, tuned.momentum, tuned.weight_decay) == (
+        0.08,
+        64,
+        0.7,
+        1e-5,
+    )
+    assert (tuned.schedule, tuned.warmup_epochs, tuned.nesterov, tuned.augment) == (
+        "cosine",
+        1,
+        True,
+        "affine",
+    )
+    assert tuned.decay is None and tuned.patience is None and tuned.epochs == 40
+    digits = final_params(best, PipelineOptions(final_epochs=2), "idx")
+    assert digits.augment == "elastic" and digits.warmup_epochs == 1  # cut to leave one epoch
+    off = final_params(best, PipelineOptions(augment="none"), "mnist")
+    assert off.augment == "none" and off.schedule == "cosine"
+    searched = final_params(
+        {**best, "augment": "shift", "augment_strength": "0.5"}, PipelineOptions(), "mnist"
+    )
+    assert searched.augment == "shift" and searched.augment_strength == 0.5
+    as_is = final_params(best, PipelineOptions(final_recipe="search"), "mnist")
+    assert (as_is.schedule, as_is.decay, as_is.nesterov, as_is.augment) == (
+        "step",
+        0.5,
+        False,
+        "none",
+    )

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
+from flows.cli import build_parser
+from flows.commands import recipe_defaults, train_params
 from flows.params import DataParams, RunOptions, TrainParams
 from nn.errors import ModelFileError
 from nn.io import load_model
@@ -33,7 +35,12 @@ def trained(prefect_harness, fashion_dir, tmp_path_factory):
         val_size=500,
         train_size=1000,
     )
-    params = TrainParams(
+    # Plain SGD as the command line spells it: every other option from the recipe.
+    argv = ["train", "--dataset", "fashion-mnist", "--epochs", "2", "--lr", "0.05"]
+    argv += ["--momentum", "0.5", "--hidden", "32", "--augment", "none"]
+    argv += ["--schedule", "constant", "--weight-decay", "0"]
+    params = train_params(recipe_defaults(build_parser().parse_args(argv)))
+    assert params == TrainParams(
         epochs=2,
         lr=0.05,
         momentum=0.5,
