@@ -183,7 +183,7 @@ class PipelineOptions(RunOptions):
     parameters as they are.
     """
 
-    final_epochs: int = Field(40, ge=1, le=1000, description="Epochs of the final model.")
+    final_epochs: int = Field(60, ge=1, le=1000, description="Epochs of the final model.")
     final_recipe: FinalRecipe = Field(
         "tuned",
         description="tuned: the best trial's lr, batch size, momentum and weight decay with "

@@ -88,7 +88,7 @@ def test_every_subcommand_has_help_with_defaults(command, tmp_path):
         assert "--trials" in proc.stdout and "--final-epochs" in proc.stdout
         assert "random configurations (default: 8)" in text
         assert "--final-recipe {tuned,search}" in proc.stdout and "(default: tuned)" in text
-        assert "epochs of the final model (default: 40)" in text
+        assert "epochs of the final model (default: 60)" in text
     if command == "train":
         assert "--lr" in proc.stdout and "(default: 0.05; --recipe plain: 0.1)" in text
         assert "--no-standardize" in proc.stdout and "--recipe {tuned,plain}" in proc.stdout
