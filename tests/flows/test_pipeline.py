@@ -131,7 +131,12 @@ def test_metrics_json_has_every_key_with_sane_values(small_run):
     assert len(metrics["search"]["trials"]) == 2
     best = metrics["search"]["best"]
     assert best["val_accuracy"] == max(t["best_val_accuracy"] for t in metrics["search"]["trials"])
-    assert metrics["params"]["train"]["lr"] == pytest.approx(best["params"]["lr"])
+    final = metrics["params"]["train"]
+    assert final["lr"] == pytest.approx(best["params"]["lr"])
+    # the fashion-mnist recipe on top of the un-augmented trials (final_recipe="tuned")
+    assert (final["augment"], final["schedule"], final["warmup_epochs"]) == ("affine", "cosine", 1)
+    assert final["patience"] is None and metrics["params"]["options"]["final_recipe"] == "tuned"
+    assert all(t["params"].get("augment", "none") == "none" for t in metrics["search"]["trials"])
     assert set(STEPS) <= set(metrics["timings"])
     assert all(v >= 0 for v in metrics["timings"].values())
     assert metrics["timings"]["total"] >= sum(metrics["timings"][s] for s in STEPS) * 0.99
