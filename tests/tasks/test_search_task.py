@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 from prefect import flow
@@ -49,13 +50,21 @@ def test_trial_table_has_plain_cells() -> None:
             assert value is None or type(value) in (int, float, str, bool), (row, value)
 
 
-def read_trial_artifacts() -> list:
+def read_trial_artifacts(flow_run_id: UUID) -> list:
+    """The trial tables published by one flow run (other tests publish under the same key)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+    )
 
     with get_client(sync_client=True) as client:
         return client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[ARTIFACT_KEY]))
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[ARTIFACT_KEY]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
+            )
         )
 
 
@@ -72,7 +81,6 @@ def test_random_search_task_logs_publishes_and_resumes(
     # unrelated files during the test cannot invalidate the store between the two runs
     version = tasks.search.code_version()
     monkeypatch.setattr(tasks.search, "code_version", lambda: version)
-    before = len(read_trial_artifacts())
     seen: list[int] = []
 
     @flow
@@ -89,7 +97,8 @@ def test_random_search_task_logs_publishes_and_resumes(
         )
 
     with caplog.at_level(logging.INFO):
-        result = search_flow()
+        state = search_flow(return_state=True)
+    result = state.result()
     assert sorted(seen) == [1, 2, 3]
     assert len(result.trials) == 3 and result.n_trained == 3
     assert result.best_params == result.trials[result.best_trial]["params"]
@@ -99,9 +108,8 @@ def test_random_search_task_logs_publishes_and_resumes(
     assert any(r.getMessage().startswith("best trial #") for r in caplog.records)
     assert len(list((tmp_path / "trials").glob("*.json"))) == 3
 
-    artifacts = read_trial_artifacts()
-    assert len(artifacts) == before + 1
-    table = artifacts[0].data
+    (artifact,) = read_trial_artifacts(state.state_details.flow_run_id)
+    table = artifact.data
     rows = json.loads(table) if isinstance(table, str) else table
     assert [row["trial"] for row in rows] == [0, 1, 2]
     assert all(row["status"] == "ok" and row["hidden"] == 32 for row in rows)
