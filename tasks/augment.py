@@ -40,6 +40,7 @@ minibatch.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -293,9 +294,7 @@ def elastic_field(
     rng.random(out=noise, dtype=np.float32)
     noise *= 2.0
     noise -= 1.0
-    # G @ U with U zero off the grid is G[:, ::stride] @ U[::stride].
-    g_rows = smoothing_matrix(height, sigma)[:, ::stride] * np.float32(alpha * stride)
-    g_cols_t = np.ascontiguousarray(smoothing_matrix(width, sigma)[:, ::stride].T)
+    g_rows, g_cols_t = _smoothing_operators(height, width, float(alpha), float(sigma))
     # Stacked small products (one per field) are much faster here than one tall
     # (2nH, W) @ (W, W) product, which OpenBLAS handles poorly.
     tmp = ws.get("tmp", (n * 2, noise.shape[1], width))
@@ -303,6 +302,19 @@ def elastic_field(
     out = ws.get("field", (n * 2, height, width))
     np.matmul(g_rows, tmp, out=out)  # then along rows
     return out.reshape(n, 2, height, width)
+
+
+@functools.lru_cache(maxsize=8)
+def _smoothing_operators(
+    height: int, width: int, alpha: float, sigma: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (read-only) matrices of :func:`elastic_field`, built once per setting, not per batch."""
+    stride = noise_stride(sigma)
+    # G @ U with U zero off the grid is G[:, ::stride] @ U[::stride].
+    g_rows = smoothing_matrix(height, sigma)[:, ::stride] * np.float32(alpha * stride)
+    g_cols_t = np.ascontiguousarray(smoothing_matrix(width, sigma)[:, ::stride].T)
+    g_rows.flags.writeable = g_cols_t.flags.writeable = False
+    return g_rows, g_cols_t
 
 
 def noise_stride(sigma: float) -> int:
