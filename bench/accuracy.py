@@ -72,29 +72,23 @@ class Recipe:
 
 def recommended(dataset: str, epochs: int | None = None) -> Recipe:
     """The recommended recipe for ``dataset`` (its default epochs unless given)."""
-    if dataset == "mnist10k":
-        config = TrainConfig(
-            epochs=epochs or 60,
-            batch_size=128,
-            lr=0.05,
-            momentum=0.9,
-            nesterov=True,
-            weight_decay=5e-4,
-            schedule="cosine",
-            warmup_epochs=2,
-        )
-        return Recipe("recipe", config, default_augment("mnist10k", "elastic"), True)
+    mnist = dataset == "mnist10k"
     config = TrainConfig(
-        epochs=epochs or 80,
+        epochs=epochs or (60 if mnist else 80),
         batch_size=128,
         lr=0.05,
         momentum=0.9,
         nesterov=True,
-        weight_decay=2e-4,
+        weight_decay=5e-4 if mnist else 2e-4,
         schedule="cosine",
-        warmup_epochs=1,
+        warmup_epochs=2 if mnist else 1,
     )
-    return Recipe("recipe", config, default_augment("fashion-mnist", "affine"), True)
+    augment = (
+        default_augment("mnist10k", "elastic")
+        if mnist
+        else default_augment("fashion-mnist", "affine")
+    )
+    return Recipe("recipe", config, augment, True)
 
 
 def make_recipe(name: str, dataset: str, epochs: int | None) -> Recipe:
@@ -115,6 +109,20 @@ def shared_data_dir() -> Path:
     return Path(os.environ.get("MNIST_FLOW_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
+def mnist10k_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The mnist10k split of the real MNIST test set: ``(X_train, y_train, X_test, y_test)``.
+
+    uint8 images ``(n, 28, 28)`` and labels ``(n,)``: 8,000 for training, 2,000 for test.
+    """
+    folder = shared_data_dir() / "mnist"
+    images = read_idx(folder / "t10k-images-idx3-ubyte.gz")
+    labels = read_idx(folder / "t10k-labels-idx1-ubyte.gz")
+    X_train, X_test, y_train, y_test = train_test_split(
+        images, labels, test_size=2000, stratify=labels, random_state=0
+    )
+    return X_train, y_train, X_test, y_test
+
+
 def load_dataset(dataset: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(X_train, y_train, X_test, y_test)``: uint8 images (n, 784) and int64 labels (n,)."""
     data = shared_data_dir()
@@ -125,11 +133,7 @@ def load_dataset(dataset: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
         X_test = read_idx(folder / "t10k-images-idx3-ubyte.gz")
         y_test = read_idx(folder / "t10k-labels-idx1-ubyte.gz")
     elif dataset == "mnist10k":
-        images = read_idx(data / "mnist" / "t10k-images-idx3-ubyte.gz")
-        labels = read_idx(data / "mnist" / "t10k-labels-idx1-ubyte.gz")
-        X_train, X_test, y_train, y_test = train_test_split(
-            images, labels, test_size=2000, stratify=labels, random_state=0
-        )
+        X_train, y_train, X_test, y_test = mnist10k_split()
     else:
         raise SystemExit(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     flat = [np.asarray(X).reshape(len(X), -1) for X in (X_train, X_test)]
