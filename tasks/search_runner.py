@@ -97,7 +97,6 @@ def data_fingerprint(data: TrialData) -> str:
     preprocessing statistics; for arrays held in memory, their content.
 
     """
-    splits = data.load(mmap=True)
     digest = hashlib.sha256()
     checksums = getattr(data, "checksums", None)
     if checksums is not None:
@@ -105,6 +104,7 @@ def data_fingerprint(data: TrialData) -> str:
         what = {name: getattr(data, name, None) for name in fields}
         digest.update(json.dumps(what, sort_keys=True, default=str).encode())
         return digest.hexdigest()
+    splits = data.load(mmap=True)
     for name in ("X_train", "y_train", "X_val", "y_val"):
         array = np.ascontiguousarray(getattr(splits, name))
         digest.update(f"{name}{array.dtype.str}{array.shape}".encode())
