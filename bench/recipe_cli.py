@@ -39,19 +39,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from tasks.idx import read_idx  # noqa: E402
+from accuracy import mnist10k_split, shared_data_dir  # noqa: E402
 
 DATASETS = ("mnist10k", "fashion-mnist")
-
-
-def shared_data_dir() -> Path:
-    """``$MNIST_FLOW_SHARED_DATA`` or ``../shared/data`` beside the checkout."""
-    return Path(os.environ.get("MNIST_FLOW_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
 def write_idx_gz(path: Path, array: np.ndarray) -> None:
@@ -75,12 +69,7 @@ def write_idx_gz(path: Path, array: np.ndarray) -> None:
 
 def write_mnist10k(folder: Path) -> None:
     """The mnist10k split of the real MNIST test set as four IDX ``.gz`` files in ``folder``."""
-    source = shared_data_dir() / "mnist"
-    images = read_idx(source / "t10k-images-idx3-ubyte.gz")
-    labels = read_idx(source / "t10k-labels-idx1-ubyte.gz")
-    X_train, X_test, y_train, y_test = train_test_split(
-        images, labels, test_size=2000, stratify=labels, random_state=0
-    )
+    X_train, y_train, X_test, y_test = mnist10k_split()
     folder.mkdir(parents=True, exist_ok=True)
     for name, array in (
         ("train-images-idx3-ubyte.gz", X_train),
