@@ -87,6 +87,33 @@ def prepare_data(data: DataParams, seed: int, timings: Timings) -> tuple[Any, An
     return files, prepared, cache_dir
 
 
+def report_and_save(
+    run_dir: Path,
+    metrics: dict[str, Any],
+    evaluation: Any,
+    timings: Timings,
+    dataset: str,
+    **extras: Any,
+) -> None:
+    """Write the report (with ``evaluation``'s misclassified sample), then ``metrics.json``.
+
+    ``extras`` go to :func:`tasks.report.write_report` (trials, history, ...); the class
+    names come from ``metrics``. The timings are added to ``metrics`` last, so they
+    include the report.
+    """
+    with timings.step("report"):
+        write_report.with_options(task_run_name=f"report-{dataset}")(
+            str(run_dir),
+            metrics,
+            images_for_errors=evaluation.images,
+            y_true=evaluation.y_true,
+            y_pred=evaluation.y_pred,
+            **extras,
+        )
+    metrics["timings"] = timings.to_dict()
+    write_json(run_dir / "metrics.json", metrics)
+
+
 def train_and_report(
     kind: str,
     data: DataParams,
@@ -151,21 +178,17 @@ def train_and_report(
     }
     if search is not None:
         metrics["search"] = search
-    with timings.step("report"):
-        write_report.with_options(task_run_name=f"report-{data.dataset}")(
-            str(run_dir),
-            metrics,
-            images_for_errors=evaluation.images,
-            y_true=evaluation.y_true,
-            y_pred=evaluation.y_pred,
-            class_names=test_metrics.get("class_names"),
-            trials=search["trials"] if search else None,
-            decision_markdown=decision.to_markdown(),
-            history=final.history,
-            best_params=search["best"]["params"] if search else None,
-        )
-    metrics["timings"] = timings.to_dict()
-    write_json(run_dir / "metrics.json", metrics)
+    report_and_save(
+        run_dir,
+        metrics,
+        evaluation,
+        timings,
+        data.dataset,
+        trials=search["trials"] if search else None,
+        decision_markdown=decision.to_markdown(),
+        history=final.history,
+        best_params=search["best"]["params"] if search else None,
+    )
     logger.info(
         "run directory %s: test accuracy %.4f, %s",
         run_dir,

@@ -12,12 +12,11 @@ from typing import Any
 
 from prefect import flow, get_run_logger, tags
 
-from flows.common import cache_root, fetch_files, tag_flow_run
-from flows.outputs import Timings, make_run_dir, versions, write_json
+from flows.common import cache_root, fetch_files, report_and_save, tag_flow_run
+from flows.outputs import Timings, make_run_dir, versions
 from flows.params import DataParams
 from tasks.evaluate import evaluate_model
 from tasks.registry import Registry
-from tasks.report import write_report
 
 
 @flow(name="mnist-evaluate", flow_run_name="evaluate-{data.dataset}", validate_parameters=True)
@@ -50,17 +49,7 @@ def mnist_evaluate(
             "dataset": {"name": files.name, "checksums": dict(files.checksums)},
             "versions": versions(),
         }
-        with timings.step("report"):
-            write_report.with_options(task_run_name=f"report-{data.dataset}")(
-                str(run_dir),
-                metrics,
-                images_for_errors=evaluation.images,
-                y_true=evaluation.y_true,
-                y_pred=evaluation.y_pred,
-                class_names=evaluation.metrics.get("class_names"),
-            )
-        metrics["timings"] = timings.to_dict()
-        write_json(run_dir / "metrics.json", metrics)
+        report_and_save(run_dir, metrics, evaluation, timings, data.dataset)
         return {
             "run_dir": str(run_dir),
             "model_path": str(model_path),
