@@ -75,6 +75,22 @@ def test_console_script_help_runs_as_a_process():
         assert name in proc.stdout
 
 
+def test_help_imports_neither_prefect_nor_matplotlib():
+    """Building the parser (every ``--help``) stays quick: the flows are imported on dispatch."""
+    code = (
+        "import sys\n"
+        "from flows.cli import build_parser\n"
+        "build_parser()\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('prefect', 'matplotlib'))\n"
+        "print(heavy[:5])\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]", proc.stdout
+
+
 @pytest.mark.parametrize("command", SUBCOMMANDS)
 def test_every_subcommand_has_help_with_defaults(command, tmp_path):
     proc = run_cli([command, "--help"], tmp_path, timeout=60)
