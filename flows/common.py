@@ -193,13 +193,12 @@ def train_and_report(
         "run directory %s: test accuracy %.4f, %s",
         run_dir,
         test_metrics["test_accuracy"],
-        "promoted" if decision.promoted else "not promoted",
+        decision.verdict,
     )
     return {
         "run_dir": str(run_dir),
         "model_path": str(model_path),
         "test_accuracy": float(test_metrics["test_accuracy"]),
         "test_loss": float(test_metrics["test_loss"]),
-        "decision": f"{decision.challenger_version} "
-        f"{'promoted to champion' if decision.promoted else 'not promoted'} ({decision.reason})",
+        "decision": f"{decision.challenger_version} {decision.verdict} ({decision.reason})",
     }

@@ -19,14 +19,13 @@ PROMOTION_ARTIFACT_KEY = "mnist-promotion"
 
 def decision_summary(decision: PromotionDecision) -> str:
     """One line: the verdict and both accuracies (the artifact's description)."""
-    verdict = "promoted to champion" if decision.promoted else "not promoted"
     champion = (
         f"champion {decision.champion_version} {decision.champion_accuracy:.4f}"
         if decision.champion_version is not None
         else "no champion before"
     )
     return (
-        f"{decision.dataset}: {decision.challenger_version} {verdict}; test accuracy "
+        f"{decision.dataset}: {decision.challenger_version} {decision.verdict}; test accuracy "
         f"{decision.challenger_accuracy:.4f}, {champion}, margin {decision.margin:.4f}"
     )
 
@@ -65,7 +64,7 @@ def register_model(
         "registered %s in %s: %s (%s)",
         version.version,
         registry.root,
-        "promoted to champion" if decision.promoted else "not promoted",
+        decision.verdict,
         decision.reason,
     )
     create_markdown_artifact(

@@ -121,13 +121,17 @@ class PromotionDecision:
         if (self.champion_version is None) != (self.champion_accuracy is None):
             raise RegistryError("champion_version and champion_accuracy must both be set or None")
 
+    @property
+    def verdict(self) -> str:
+        """``"promoted to champion"`` or ``"not promoted"``."""
+        return "promoted to champion" if self.promoted else "not promoted"
+
     def to_dict(self) -> dict[str, Any]:
         """Return the decision as a JSON-serialisable dict."""
         return asdict(self)
 
     def to_markdown(self) -> str:
         """Return a Markdown summary for the run report and the Prefect artifact."""
-        verdict = "promoted to champion" if self.promoted else "not promoted"
         champ = (
             f"| champion before | {self.champion_version} | {self.champion_accuracy:.4f} |"
             if self.champion_version is not None
@@ -135,7 +139,7 @@ class PromotionDecision:
         )
         return "\n".join(
             [
-                f"### Model {self.challenger_version} ({self.dataset}): {verdict}",
+                f"### Model {self.challenger_version} ({self.dataset}): {self.verdict}",
                 "",
                 "| role | version | test accuracy |",
                 "|---|---|---|",

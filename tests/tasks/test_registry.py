@@ -130,6 +130,7 @@ def test_decision_markdown_states_both_accuracies(reg, tmp_path):
     _, decision = add(reg, fake_model(tmp_path / "b"), 0.9150, margin=0.005)
     text = decision.to_markdown()
     assert "not promoted" in text and "v0002" in text and "v0001" in text
+    assert decision.verdict == "not promoted" and "verdict" not in decision.to_dict()
     assert "0.9123" in text and "0.9150" in text and "0.0050" in text
     assert decision.to_dict()["champion_accuracy"] == 0.9123
     with pytest.raises(RegistryError):
