@@ -25,6 +25,7 @@ from tasks.datasets import DatasetFiles
 from tasks.evaluation import EvaluationError, class_names, evaluation_metrics, select_misclassified
 from tasks.idx import check_pair, read_idx
 from tasks.prepare import PreparedData, check_preprocessing, prepare_images
+from tasks.registry import metadata_dataset
 
 
 @dataclass(frozen=True)
@@ -100,9 +101,7 @@ def _evaluate(model_path: str, data: DatasetFiles | PreparedData, max_errors: in
             f"{data.name!r} has {images.shape[1]}x{images.shape[2]} images and "
             f"{data.n_classes} classes"
         )
-    trained_on = meta.get("dataset")
-    if isinstance(trained_on, dict):
-        trained_on = trained_on.get("name")
+    trained_on = metadata_dataset(meta)
     if trained_on is not None and trained_on != data.name:
         logger.warning(
             "model %s was trained on %r, evaluated on %r", model_path, trained_on, data.name

@@ -109,7 +109,7 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
-def _metadata_dataset(metadata: dict[str, Any]) -> str | None:
+def metadata_dataset(metadata: dict[str, Any]) -> str | None:
     """The dataset name recorded in nn.io model metadata, if any."""
     value = metadata.get("dataset")
     if isinstance(value, dict):
@@ -294,7 +294,7 @@ class Registry:
         for path, what in ((model_path, "model file"), (meta_path, "model metadata")):
             if not path.is_file():
                 raise RegistryError(f"cannot register {model_path}: {what} {path} does not exist")
-        recorded = _metadata_dataset(_read_json(meta_path, "model metadata"))
+        recorded = metadata_dataset(_read_json(meta_path, "model metadata"))
         if recorded is not None and recorded != dataset:
             raise RegistryError(
                 f"cannot register {model_path} for dataset '{dataset}': "
