@@ -6,19 +6,18 @@ in order, and what is known to verify each file:
 * ``sha256``: SHA-256 of the decompressed content (header and data). It is the
   same whatever the compression, so it verifies a mirror's ``.gz``, a
   recompressed copy (Debian's ``dataset-fashion-mnist``) or an uncompressed file.
+* ``size``: length in bytes of the decompressed content (header and data).
 * ``md5``: MD5 of the compressed ``.gz`` as published by the mirrors. It can
   only verify that exact ``.gz``.
 
-Verification policy (see :mod:`tasks.verify`): a file is accepted when its
-decompressed SHA-256 matches, or, when no SHA-256 is known, when it is the
-published ``.gz`` and its MD5 matches. Where the SHA-256 is known the MD5 adds
-nothing: it is stronger, and a recompressed copy legitimately has another MD5.
-MNIST's ``train-images`` has only the MD5 of its ``.gz`` published: a
-recompressed or uncompressed copy of it cannot be verified and is rejected
-with a message suggesting ``--dataset idx``. The
-SHA-256 computed from an MD5-verified ``.gz`` is recorded in the returned
-:class:`DatasetFiles`, like every other checksum. The ``idx`` dataset reads any
-folder of the four files without checksums (structure is still validated).
+Verification policy (see :mod:`tasks.verify`): a file is accepted when the
+length and SHA-256 of its decompressed content match, so a copy from any
+mirror verifies, recompressed (Debian's Fashion-MNIST, a ``gzip -9`` copy of
+MNIST's training images) or uncompressed. Where only the ``.gz`` MD5 is known
+(none of the built-in files today), the file must be that exact ``.gz``. The
+SHA-256 of every file is recorded in the returned :class:`DatasetFiles`. The
+``idx`` dataset reads any folder of the four files without checksums
+(structure is still validated).
 
 This module is pure: no Prefect.
 """
@@ -59,12 +58,15 @@ class FileSpec:
         SHA-256 of the decompressed content, or None when unknown.
     md5:
         MD5 of the published ``.gz``, or None when unknown.
+    size:
+        Length in bytes of the decompressed content, or None when unknown.
     """
 
     role: str
     filename: str
     sha256: str | None = None
     md5: str | None = None
+    size: int | None = None
 
     @property
     def kind(self) -> str:
@@ -93,9 +95,12 @@ class DatasetSpec:
         return any(f.sha256 or f.md5 for f in self.files)
 
 
-def _files(checks: dict[str, tuple[str | None, str | None]]) -> tuple[FileSpec, ...]:
+def _files(
+    checks: dict[str, tuple[str | None, str | None, int | None]],
+) -> tuple[FileSpec, ...]:
     return tuple(
-        FileSpec(role, STEMS[role][0] + ".gz", *checks.get(role, (None, None))) for role in ROLES
+        FileSpec(role, STEMS[role][0] + ".gz", *checks.get(role, (None, None, None)))
+        for role in ROLES
     )
 
 
@@ -105,19 +110,26 @@ DATASETS: dict[str, DatasetSpec] = {
         title="MNIST handwritten digits",
         files=_files(
             {
-                # (sha256 of the decompressed content, md5 of the published .gz)
-                "train_images": (None, "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+                # (sha256 and length of the decompressed content, md5 of the published .gz)
+                "train_images": (
+                    "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+                    "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+                    47040016,
+                ),
                 "train_labels": (
                     "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
                     "d53e105ee54ea40749a09fcbcd1e9432",
+                    60008,
                 ),
                 "test_images": (
                     "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
                     "9fb629c4189551a2d022fa330f9573f3",
+                    7840016,
                 ),
                 "test_labels": (
                     "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
                     "ec29112dd5afa0611ce80d1b7f02629c",
+                    10008,
                 ),
             }
         ),
@@ -135,18 +147,22 @@ DATASETS: dict[str, DatasetSpec] = {
                 "train_images": (
                     "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
                     "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                    47040016,
                 ),
                 "train_labels": (
                     "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
                     "25c81989df183df01b3e8a0aad5dffbe",
+                    60008,
                 ),
                 "test_images": (
                     "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
                     "bef4ecab320f06d8554ea6380940ec79",
+                    7840016,
                 ),
                 "test_labels": (
                     "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
                     "bb300cfdad3c16e7a12a480ee83cd310",
+                    10008,
                 ),
             }
         ),

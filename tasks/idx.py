@@ -67,6 +67,11 @@ class IDXFile:
     sha256: str
     compressed: bool
 
+    @property
+    def content_size(self) -> int:
+        """Length in bytes of the decompressed content: header (4 + 4 per dimension) and data."""
+        return 4 + 4 * self.array.ndim + self.array.size
+
 
 def is_gzip(path: str | os.PathLike[str]) -> bool:
     """Return whether the file starts with the gzip magic bytes."""

@@ -4,8 +4,9 @@ Policy, per file (the strongest known check wins):
 
 1. The file is parsed as IDX (structure, lengths) and the SHA-256 of its
    decompressed content is computed.
-2. If that SHA-256 is published, it must match: this accepts the mirrors' ``.gz``,
-   Debian's recompressed files and uncompressed copies alike.
+2. If that SHA-256 is known, the decompressed length (when known) and the SHA-256
+   must match: this accepts the mirrors' ``.gz``, recompressed files (Debian's
+   Fashion-MNIST, a ``gzip -9`` copy) and uncompressed copies alike.
 3. Otherwise, if the MD5 of the published ``.gz`` is known, the file must be
    that ``.gz`` byte for byte. An uncompressed or recompressed copy cannot be
    verified and is rejected (use the original ``.gz``, or ``--dataset idx``).
@@ -59,6 +60,11 @@ def verify_file(path: str | os.PathLike[str], spec: FileSpec) -> IDXFile:
         A known checksum does not match, or the file cannot be verified (see the module doc).
     """
     info = load_idx(path, kind="images" if spec.kind == "images" else "labels")
+    if spec.size is not None and info.content_size != spec.size:
+        raise ChecksumError(
+            f"{path}: decompressed content is {info.content_size} bytes (shape "
+            f"{info.array.shape}), expected {spec.size} for {spec.filename}"
+        )
     if spec.sha256 is not None:
         if info.sha256 != spec.sha256:
             raise ChecksumError(

@@ -38,7 +38,7 @@ def test_registry_lists_the_three_datasets() -> None:
         "storage.googleapis.com",
         "yann.lecun.com",
     ]
-    assert mnist.file("train_images").sha256 is None and mnist.file("train_images").md5
+    assert all(mnist.file(r).sha256 and mnist.file(r).md5 and mnist.file(r).size for r in ROLES)
     assert all(get_dataset("fashion-mnist").file(r).sha256 for r in ROLES)
     assert not get_dataset("idx").verified and get_dataset("idx").n_classes is None
 
@@ -49,16 +49,48 @@ def test_unknown_dataset_names_the_choices() -> None:
 
 
 def test_registry_checksums_match_the_real_files(mnist_dir: Path, fashion_dir: Path) -> None:
-    """Every file here verifies against the registry (Fashion by SHA-256: Debian recompressed)."""
+    """All eight files verify by content, whatever their compression (some were recompressed)."""
     for name, folder in (("mnist", mnist_dir), ("fashion-mnist", fashion_dir)):
-        spec = get_dataset(name)
-        for fs in spec.files:
-            path = folder / fs.filename
-            if path.exists():  # mnist/ lacks train-images
-                info = verify_file(path, fs)
-                assert fs.sha256 is None or info.sha256 == fs.sha256
+        for fs in get_dataset(name).files:
+            info = verify_file(folder / fs.filename, fs)
+            assert info.sha256 == fs.sha256 and info.content_size == fs.size
     assert md5sum(mnist_dir / "t10k-images-idx3-ubyte.gz") == "9fb629c4189551a2d022fa330f9573f3"
+    # Recompressed copies: their .gz MD5 differs from the published one, yet they verify.
+    train_images = get_dataset("mnist").file("train_images")
+    assert md5sum(mnist_dir / train_images.filename) != train_images.md5
     assert md5sum(fashion_dir / "t10k-labels-idx1-ubyte.gz") != "bb300cfdad3c16e7a12a480ee83cd310"
+
+
+def test_mnist_training_images_are_mnist(mnist_dir: Path) -> None:
+    """The complete training set: 60,000 images whose statistics are MNIST's."""
+    images = read_idx(mnist_dir / "train-images-idx3-ubyte.gz")
+    labels = read_idx(mnist_dir / "train-labels-idx1-ubyte.gz")
+    assert images.shape == (60000, 28, 28) and labels.shape == (60000,)
+    pixels = images.astype(np.float64) / 255
+    assert abs(pixels.mean() - 0.1307) < 5e-4 and abs(pixels.std() - 0.3081) < 5e-4
+    assert np.bincount(labels).tolist()[:2] == [5923, 6742]
+
+
+def test_mnist_training_images_verify_uncompressed(mnist_dir: Path, tmp_path: Path) -> None:
+    """An uncompressed copy of the training images verifies by content; a changed pixel does not."""
+    spec = get_dataset("mnist").file("train_images")
+    raw = gunzip_to(mnist_dir / spec.filename, tmp_path / "train-images-idx3-ubyte")
+    assert verify_file(raw, spec).sha256 == spec.sha256
+    data = bytearray(raw.read_bytes())
+    data[-1] ^= 0xFF
+    raw.write_bytes(bytes(data))
+    with pytest.raises(ChecksumError, match="SHA-256 of the decompressed content") as info:
+        verify_file(raw, spec)
+    assert str(raw) in str(info.value)
+
+
+def test_verify_names_a_wrong_length(mnist_dir: Path, tmp_path: Path) -> None:
+    """Images of another size (a subset, another dataset's shape) fail on their length first."""
+    spec = get_dataset("mnist").file("test_images")
+    subset = write_idx(tmp_path / spec.filename, read_idx(mnist_dir / spec.filename)[:100])
+    with pytest.raises(ChecksumError, match=r"78416 bytes .*expected 7840016") as info:
+        verify_file(subset, spec)
+    assert str(subset) in str(info.value)
 
 
 def test_cache_dir_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -122,7 +154,7 @@ def test_verify_rejects_a_corrupted_copy(fashion_dir: Path, tmp_path: Path) -> N
 
 
 def test_md5_only_policy(mnist_dir: Path, tmp_path: Path) -> None:
-    """With only the .gz MD5 known (like MNIST train-images): the .gz passes, copies cannot."""
+    """With only the .gz MD5 known (a custom registry entry): the .gz passes, copies cannot."""
     spec = FileSpec("train_labels", "train-labels-idx1-ubyte.gz", md5=MNIST_TRAIN_LABELS_MD5)
     original = mnist_dir / spec.filename
     sha = hashlib.sha256(gzip.decompress(original.read_bytes())).hexdigest()

@@ -90,35 +90,52 @@ def test_debian_folder_is_a_source(fashion_dir: Path, tmp_path: Path) -> None:
     assert files.checksums == FASHION_SHA and set(files.sources.values()) == {"folder"}
 
 
-def test_mnist_data_dir_without_train_images(
+MNIST_SHA = {fs.role: fs.sha256 for fs in get_dataset("mnist").files}
+
+
+def test_mnist_data_dir_complete(
     mnist_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The real MNIST folder lacks train-images: one error lists the attempts and the fixes."""
-    with caplog.at_level(logging.INFO), pytest.raises(FetchError) as info:
-        _fetch(
+    """The complete MNIST folder verifies by content (train-images was recompressed)."""
+    with caplog.at_level(logging.INFO):
+        files = _fetch(
             "mnist", tmp_path / "cache", data_dir=str(mnist_dir), mirror=(tmp_path / "no").as_uri()
         )
-    message = str(info.value)
-    assert "train-images-idx3-ubyte.gz: every source failed" in message
-    assert f"folder: {mnist_dir}: no file named train-images-idx3-ubyte" in message
-    assert "file://" in message and "--data-dir" in message and "--mirror" in message
-    assert "t10k-images" not in message and not info.value.transient
-    assert "t10k-images-idx3-ubyte.gz: verified, from folder" in caplog.text
+    assert files.checksums == MNIST_SHA and set(files.sources.values()) == {"folder"}
+    assert files.path("train_images") == mnist_dir / "train-images-idx3-ubyte.gz"
+    assert "train-images-idx3-ubyte.gz: verified, from folder" in caplog.text
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]  # read in place
 
 
-def test_mnist_file_mirror_caches_what_exists(mnist_dir: Path, tmp_path: Path) -> None:
-    """The real MNIST files come through a file:// mirror verified; train-images is reported."""
+def test_mnist_file_mirror_caches_all_four(mnist_dir: Path, tmp_path: Path) -> None:
+    """The real MNIST files come through a file:// mirror, verified and cached byte for byte."""
+    cache = tmp_path / "cache"
+    files = _fetch("mnist", cache, mirror=mnist_dir.as_uri())
+    assert files.checksums == MNIST_SHA
+    for role, name in ROLE_FILES.items():
+        assert files.path(role) == cache / "mnist" / name
+        assert (cache / "mnist" / name).read_bytes() == (mnist_dir / name).read_bytes()
+    assert _leftovers(cache) == []
+
+
+def test_mnist_tampered_training_images_are_not_cached(mnist_dir: Path, tmp_path: Path) -> None:
+    """A mirror serving other training images of the right shape: one error, nothing cached."""
+    import gzip
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for name in ROLE_FILES.values():
+        (mirror / name).write_bytes((mnist_dir / name).read_bytes())
+    data = bytearray(gzip.decompress((mnist_dir / ROLE_FILES["train_images"]).read_bytes()))
+    data[1000:1784] = bytes(784)  # one image blanked: right shape, wrong content
+    (mirror / ROLE_FILES["train_images"]).write_bytes(gzip.compress(bytes(data), compresslevel=1))
     cache = tmp_path / "cache"
     with pytest.raises(FetchError) as info:
-        _fetch("mnist", cache, mirror=mnist_dir.as_uri())
-    assert "train-images-idx3-ubyte.gz: every source failed" in str(info.value)
-    assert "train-labels" not in str(info.value)
-    for name in (
-        "t10k-images-idx3-ubyte.gz",
-        "t10k-labels-idx1-ubyte.gz",
-        "train-labels-idx1-ubyte.gz",
-    ):
-        assert (cache / "mnist" / name).read_bytes() == (mnist_dir / name).read_bytes()
+        _fetch("mnist", cache, mirror=mirror.as_uri())
+    message = str(info.value)
+    assert "train-images-idx3-ubyte.gz: every source failed" in message
+    assert "SHA-256" in message
+    assert not (cache / "mnist" / ROLE_FILES["train_images"]).exists()
     assert _leftovers(cache) == []
 
 
