@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from typing import Any, NoReturn
 
@@ -40,73 +41,60 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
-def _default(model: type, name: str) -> Any:
-    return model.model_fields[name].get_default(call_default_factory=True)
+def _hidden(text: str) -> list[int]:
+    from flows.params import parse_hidden
+
+    try:
+        return parse_hidden(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must be positive integers separated by commas, e.g. 500,100"
+        ) from None
 
 
-def _add_data_options(
-    parser: argparse.ArgumentParser, *, with_out: bool = True, recipe: bool = False
-) -> None:
-    """The data options; with ``recipe``, ``--standardize`` defaults to the training recipe's."""
-    from flows.params import DataParams
-    from flows.recipes import recipe_help
+def _add(group: Any, setting: Any, *, default: Any = ..., default_text: str | None = None) -> None:
+    """Add the option of one declared setting; its help ends with the default it takes."""
+    from flows.params import describe
 
-    group = parser.add_argument_group("data")
-    group.add_argument(
-        "--dataset",
-        choices=["mnist", "fashion-mnist", "idx"],
-        default=_default(DataParams, "dataset"),
-        help="dataset to use ('idx': your own IDX files in --data-dir)",
-    )
-    group.add_argument("--data-dir", help="read the IDX files from this folder (no download)")
-    group.add_argument("--mirror", help="download from this base URL instead of the built-in list")
-    group.add_argument(
-        "--cache-dir", help="cache of downloads, arrays, trials and models (default: user cache)"
-    )
-    group.add_argument(
-        "--val-size",
-        type=int,
-        default=_default(DataParams, "val_size"),
-        help="training images held out for validation (0: none; run needs some)",
-    )
-    group.add_argument(
-        "--train-size", type=int, help="use only this many training images (default: all)"
-    )
-    group.add_argument(
-        "--standardize",
-        action=argparse.BooleanOptionalAction,
-        default=None if recipe else _default(DataParams, "standardize"),
-        help="standardise pixels to zero mean and unit variance"
-        + (f" {recipe_help('standardize')}" if recipe else ""),
-    )
-    group.add_argument(
-        "--fetch-retries",
-        type=int,
-        default=_default(DataParams, "fetch_retries"),
-        help="retries of a download that failed on network errors",
-    )
-    group.add_argument("--seed", type=int, default=0, help="seed of every random choice")
-    if with_out:
-        group.add_argument(
-            "--out", help="run directory (default: runs/<UTC timestamp>-<flow run name>)"
-        )
+    options: dict[str, Any] = {"dest": setting.name, "help": describe(setting, default_text)}
+    options["default"] = setting.default if default is ... else default
+    if setting.kind is bool:
+        options["action"] = argparse.BooleanOptionalAction
+    elif setting.kind is list:
+        options.update(type=_hidden, metavar="N[,N...]")
+    else:
+        options["type"] = setting.kind
+        if setting.choices:
+            options["choices"] = list(setting.choices)
+        else:
+            options["metavar"] = setting.flag[2:].upper().replace("-", "_")
+    group.add_argument(setting.flag, **options)
 
 
-def _add_registry_options(parser: argparse.ArgumentParser, *, margin: bool) -> None:
-    parser.add_argument(
-        "--registry", help="model registry folder (default: $MNIST_FLOW_REGISTRY or user data)"
-    )
-    if margin:
-        parser.add_argument(
-            "--margin",
-            type=float,
-            default=0.0,
-            help="test-accuracy gain needed to replace the registry's champion",
-        )
+def _add_group(parser: argparse.ArgumentParser, title: str, settings: Any, **kwargs: Any) -> Any:
+    group = parser.add_argument_group(title)
+    for setting in settings:
+        _add(group, setting, **kwargs)
+    return group
+
+
+def _add_data_options(parser: argparse.ArgumentParser, *, run: bool = True) -> None:
+    """The data options, then the run's seed and outputs (``run``: also the registry)."""
+    from tasks.settings import DATA, RUN
+
+    _add_group(parser, "data", DATA.values())
+    names = ("seed", "out_dir", "registry_dir", "margin") if run else ("seed", "out_dir")
+    _add_group(parser, "run", [RUN[name] for name in names])
+
+
+def _add_registry_option(parser: argparse.ArgumentParser) -> None:
+    from tasks.settings import RUN
+
+    _add(parser, RUN["registry_dir"])
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
-    from flows.params import PipelineOptions, SearchParams
+    from tasks.settings import PIPELINE, SEARCH
 
     p = sub.add_parser(
         "run",
@@ -120,16 +108,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         formatter_class=_Formatter,
     )
     _add_data_options(p)
-    g = p.add_argument_group("search")
-    d = lambda name: _default(SearchParams, name)  # noqa: E731
-    g.add_argument("--trials", type=int, default=d("trials"), help="random configurations")
-    g.add_argument("--trial-epochs", type=int, default=d("trial_epochs"), help="epochs per trial")
-    g.add_argument("--n-jobs", type=int, default=d("n_jobs"), help="trials at once (-1: all cores)")
-    g.add_argument(
-        "--backend", choices=["loky", "dask"], default=d("backend"), help="where trials run"
-    )
-    g.add_argument("--dask-address", help="dask scheduler address (default: a local cluster)")
-    g.add_argument("--halving", action="store_true", help="successive halving of the trials")
+    g = _add_group(p, "search", SEARCH.values())
     g.add_argument(
         "--space",
         nargs="+",
@@ -138,37 +117,12 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         help="search-space overrides, e.g. lr=1e-3:0.3:log batch_size=64,128 augment=none,shift",
     )
     g.add_argument("--space-file", help="YAML/JSON mapping NAME: SPEC of search-space overrides")
-    g.add_argument(
-        "--augment",
-        choices=["none", "shift", "affine", "elastic"],
-        help="fix the augmentation of trials and final model (default: trials without, "
-        "final model as the recipe says: elastic for digits, affine for fashion-mnist)",
-    )
-    f = p.add_argument_group("final model")
-    f.add_argument(
-        "--final-epochs",
-        type=int,
-        default=_default(PipelineOptions, "final_epochs"),
-        help="epochs of the final model",
-    )
-    f.add_argument(
-        "--final-recipe",
-        choices=["tuned", "search"],
-        default=_default(PipelineOptions, "final_recipe"),
-        help="tuned: the best trial's lr, batch size, momentum and weight decay with the "
-        "recipe's schedule, warm-up, Nesterov and augmentation; search: the best trial as is",
-    )
-    f.add_argument(
-        "--patience",
-        type=int,
-        default=_default(PipelineOptions, "patience") or 0,
-        help="stop the final training after this many epochs without val-loss gain (0: off)",
-    )
-    _add_registry_options(p, margin=True)
+    _add_group(p, "final model", PIPELINE.values())
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from flows.recipes import RECIPES, recipe_help
+    from tasks.settings import RECIPE
+    from tasks.settings.recipes import HYPER, RECIPE_KEYS, recipe_help
 
     p = sub.add_parser(
         "train",
@@ -179,58 +133,21 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "for digits, affine with flips for fashion-mnist) or 'plain' (SGD, constant "
         "learning rate, pixels in [0, 1]). The recipe's warm-up and Nesterov momentum go "
         "with its schedule and momentum: another --schedule turns them off by default, as "
-        "--momentum 0 does Nesterov; --augment none --schedule constant --weight-decay 0 is "
+        "--momentum 0 does Nesterov; the warm-up never takes more than a quarter of the "
+        "epochs unless given; --augment none --schedule constant --weight-decay 0 is "
         "plain minibatch SGD.",
         formatter_class=_Formatter,
     )
-    _add_data_options(p, recipe=True)
+    _add_data_options(p)
     g = p.add_argument_group("training")
-    g.add_argument(
-        "--recipe",
-        choices=list(RECIPES),
-        default=RECIPES[0],
-        help="where the defaults of the options below come from",
-    )
-    h = lambda text, key: f"{text} {recipe_help(key)}"  # noqa: E731
-    g.add_argument("--epochs", type=int, help=h("passes over the data", "epochs"))
-    g.add_argument("--batch-size", type=int, help=h("minibatch size", "batch_size"))
-    g.add_argument("--lr", type=float, help=h("initial learning rate", "lr"))
-    g.add_argument("--optimizer", choices=["sgd", "adam"], help=h("update rule", "optimizer"))
-    g.add_argument("--momentum", type=float, help=h("SGD momentum", "momentum"))
-    g.add_argument(
-        "--nesterov",
-        action=argparse.BooleanOptionalAction,
-        help=h("Nesterov momentum", "nesterov"),
-    )
-    g.add_argument(
-        "--weight-decay", type=float, help=h("L2 penalty on the weights", "weight_decay")
-    )
-    g.add_argument(
-        "--schedule",
-        choices=["constant", "step", "exponential", "cosine"],
-        help=h("learning-rate schedule", "schedule"),
-    )
-    g.add_argument("--decay", type=float, help="schedule decay (default: the schedule's own)")
-    g.add_argument("--step-size", type=int, help="epochs per step of the step schedule")
-    g.add_argument("--warmup-epochs", type=int, help=h("linear warm-up epochs", "warmup_epochs"))
-    g.add_argument(
-        "--patience",
-        type=int,
-        help="early stopping on validation loss, best weights restored (default: 0, off)",
-    )
-    g.add_argument("--hidden", help=h("hidden sizes, e.g. 500,100", "hidden"))
-    g.add_argument(
-        "--augment",
-        choices=["none", "shift", "affine", "elastic"],
-        help=h("random transformation of each training minibatch", "augment"),
-    )
-    g.add_argument(
-        "--augment-strength",
-        type=float,
-        default=1.0,
-        help="multiplies every augmentation magnitude, in [0, 3]",
-    )
-    _add_registry_options(p, margin=True)
+    _add(g, RECIPE)
+    for name, setting in HYPER.items():
+        _add(
+            g,
+            setting,
+            default=None,
+            default_text=recipe_help(name) if name in RECIPE_KEYS else None,
+        )
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -241,8 +158,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         formatter_class=_Formatter,
     )
     p.add_argument("--model", help="model .npz (default: the registry's champion)")
-    _add_data_options(p)
-    _add_registry_options(p, margin=False)
+    _add_data_options(p, run=False)
+    _add_registry_option(p)
 
 
 def _add_models(sub: argparse._SubParsersAction) -> None:
@@ -253,7 +170,7 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
         formatter_class=_Formatter,
     )
     p.add_argument("--dataset", help="only the models of this dataset")
-    _add_registry_options(p, margin=False)
+    _add_registry_option(p)
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
@@ -267,7 +184,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=int, default=1, help="show the K most likely classes")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--csv", help="also write the predictions to this CSV file")
-    _add_registry_options(p, margin=False)
+    _add_registry_option(p)
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
 
 
@@ -293,18 +210,47 @@ def _error(message: str, code: int, limit: int = 400) -> int:
     return code
 
 
+def _flags() -> dict[str, str]:
+    """Setting name -> its command-line option, for every declared setting."""
+    from tasks.settings import DATA, PIPELINE, RECIPE, RUN, SEARCH
+    from tasks.settings.recipes import HYPER
+
+    groups = (HYPER, DATA, SEARCH, RUN, PIPELINE, {RECIPE.name: RECIPE})
+    return {name: setting.flag for group in groups for name, setting in group.items()}
+
+
+def name_options(message: str) -> str:
+    """``message`` with each ``name=value`` of a setting written as its option ``--name value``.
+
+    ``"warmup_epochs=5 must be in [0, 2] (fewer than epochs=3)"`` becomes
+    ``"--warmup-epochs 5 must be in [0, 2] (fewer than --epochs 3)"``.
+    """
+    flags = _flags()
+
+    def option(match: re.Match[str]) -> str:
+        name, value = match.group(1), match.group(2)
+        if name not in flags:
+            return match.group(0)
+        if value in ("True", "False"):  # a switch: --nesterov, --no-nesterov
+            return flags[name] if value == "True" else "--no-" + flags[name][2:]
+        return f"{flags[name]} {value}"
+
+    return re.sub(r"(?<![\w-])([a-z][a-z0-9_]*)=(True|False|)", option, message)
+
+
 def _validation_message(exc: Any) -> str:
     """One line from a pydantic ValidationError, fields named like the command-line options."""
     parts = []
     for err in exc.errors():
         loc = [str(item) for item in err.get("loc", ()) if not isinstance(item, int)]
         message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-        if not loc:  # a check across fields: the message names them
-            parts.append(message)
+        if not loc or message.startswith(f"{loc[-1]}="):  # our own message names the setting
+            parts.append(name_options(message))
             continue
         value = err.get("input")
         shown = "" if isinstance(value, dict) else f" (got {value!r})"
-        parts.append(f"--{loc[-1].replace('_', '-')}: {message}{shown}")
+        flag = _flags().get(loc[-1], "--" + loc[-1].replace("_", "-"))
+        parts.append(f"{flag}: {message}{shown}")
     return "; ".join(parts)
 
 
@@ -314,7 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     # The temporary local server migrates a new database on first use: slow on a busy laptop.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already printed on one line
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command is None:
         parser.print_help()
         return 0
@@ -330,8 +279,10 @@ def main(argv: list[str] | None = None) -> int:
         return dispatch(args)
     except ValidationError as exc:
         return _error(_validation_message(exc), EXIT_USAGE)
-    except (ConfigError, SearchSpaceError) as exc:
-        return _error(str(exc), EXIT_USAGE)
+    except SearchSpaceError as exc:
+        return _error(f"--space: {exc}", EXIT_USAGE)
+    except ConfigError as exc:
+        return _error(name_options(str(exc)), EXIT_USAGE)
     except MnistFlowError as exc:
         return _error(str(exc), EXIT_RUNTIME)
     except OSError as exc:  # disk full, permissions, ... outside the project's own checks

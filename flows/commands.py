@@ -12,14 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from flows.params import (
-    DataParams,
-    PipelineOptions,
-    RunOptions,
-    SearchParams,
-    TrainParams,
-    parse_hidden,
-)
+from flows.params import DataParams, PipelineOptions, RunOptions, SearchParams, TrainOptions
 
 
 def space_overrides(items: list[str], path: str | None) -> dict[str, Any]:
@@ -45,44 +38,19 @@ def space_overrides(items: list[str], path: str | None) -> dict[str, Any]:
     return raw
 
 
-def recipe_defaults(args: argparse.Namespace) -> argparse.Namespace:
-    """``args`` of ``train`` with every option left unset filled from the dataset's recipe.
-
-    The values come from :func:`flows.recipes.recipe_for` (``args.recipe`` for
-    ``args.dataset``); options the user gave are kept. The recipe's warm-up and
-    Nesterov momentum belong to its schedule and momentum: with another ``--schedule``
-    given they default to 0 and off, and Nesterov defaults to off with ``--momentum 0``.
-    So ``--augment none --schedule constant --weight-decay 0`` is plain minibatch SGD
-    (with the given momentum). Returns a new namespace.
-    """
-    from flows.recipes import recipe_for
-
-    recipe = recipe_for(args.dataset, args.recipe)
-    if args.schedule is not None and args.schedule != recipe["schedule"]:
-        recipe.update(warmup_epochs=0, nesterov=False)
-    if args.momentum == 0:
-        recipe["nesterov"] = False
-    filled = argparse.Namespace(**vars(args))
-    for key, value in recipe.items():
-        if getattr(filled, key, None) is None:
-            if key == "hidden":
-                value = ",".join(map(str, value))
-            setattr(filled, key, value)
-    return filled
+def _values(args: argparse.Namespace, names: Any) -> dict[str, Any]:
+    """The options of ``args`` whose names are ``names`` (declared settings)."""
+    return {name: getattr(args, name) for name in names if hasattr(args, name)}
 
 
-def data_params(args: argparse.Namespace) -> DataParams:
-    """The data options of ``args`` as a validated :class:`DataParams`."""
-    return DataParams(
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        mirror=args.mirror,
-        cache_dir=args.cache_dir,
-        val_size=args.val_size,
-        train_size=args.train_size,
-        standardize=args.standardize,
-        fetch_retries=args.fetch_retries,
-    )
+def data_params(args: argparse.Namespace, recipe: str = "tuned") -> DataParams:
+    """The data options of ``args``; ``standardize`` unset takes ``recipe``'s."""
+    from tasks.settings import DATA, recipe_for
+
+    values = _values(args, DATA)
+    if values.get("standardize") is None:
+        values["standardize"] = recipe_for(args.dataset, recipe)["standardize"]
+    return DataParams(**values)
 
 
 def _check_data_dir(data: DataParams) -> None:
@@ -101,76 +69,47 @@ def _summary(result: dict[str, Any]) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``mnist-flow run``: the whole pipeline."""
+    from tasks.settings import PIPELINE, RUN, SEARCH
+
     space = space_overrides(args.space, args.space_file)
     data = data_params(args)
-    search = SearchParams(
-        trials=args.trials,
-        trial_epochs=args.trial_epochs,
-        n_jobs=args.n_jobs,
-        backend=args.backend,
-        dask_address=args.dask_address,
-        halving=args.halving,
-        space=space,
-    )
-    options = PipelineOptions(
-        final_epochs=args.final_epochs,
-        final_recipe=args.final_recipe,
-        patience=args.patience or None,
-        augment=args.augment,
-        seed=args.seed,
-        out_dir=args.out,
-        registry_dir=args.registry,
-        margin=args.margin,
-    )
+    search = SearchParams(**_values(args, SEARCH), space=space)
+    options = PipelineOptions(**_values(args, {**RUN, **PIPELINE}))
     _check_data_dir(data)
     if data.val_size == 0:
         from nn.errors import ConfigError
 
-        raise ConfigError("--val-size 0: the search scores its trials on a validation split")
+        raise ConfigError("val_size=0: the search scores its trials on a validation split")
     from flows.pipeline import mnist_pipeline
 
     _summary(mnist_pipeline(data=data, search=search, options=options))
     return 0
 
 
+def train_options(args: argparse.Namespace) -> TrainOptions:
+    """The training options of ``train``: the recipe and each option given (None: not given)."""
+    from tasks.settings.recipes import HYPER
+
+    return TrainOptions(recipe=args.recipe, **_values(args, HYPER))
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """``mnist-flow train``: one training run, options not given taken from the recipe."""
-    args = recipe_defaults(args)
-    data = data_params(args)
-    train = train_params(args)
+    from tasks.settings import RUN, train_params
+
+    data = data_params(args, args.recipe)
+    train = train_options(args)
+    train_params(data.dataset, train.recipe, train.model_dump())  # refuse bad options up front
     if train.patience is not None and data.val_size == 0:
         from nn.errors import ConfigError
 
-        raise ConfigError(f"--patience {train.patience} needs a validation split (--val-size > 0)")
-    options = RunOptions(
-        seed=args.seed, out_dir=args.out, registry_dir=args.registry, margin=args.margin
-    )
+        raise ConfigError(f"patience={train.patience} needs a validation split (--val-size > 0)")
+    options = RunOptions(**_values(args, RUN))
     _check_data_dir(data)
     from flows.train import mnist_train
 
     _summary(mnist_train(data=data, train=train, options=options))
     return 0
-
-
-def train_params(args: argparse.Namespace) -> TrainParams:
-    """The training options of ``args`` (filled by :func:`recipe_defaults`) as ``TrainParams``."""
-    return TrainParams(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        optimizer=args.optimizer,
-        momentum=args.momentum,
-        nesterov=args.nesterov,
-        weight_decay=args.weight_decay,
-        schedule=args.schedule,
-        decay=args.decay,
-        step_size=args.step_size,
-        warmup_epochs=args.warmup_epochs,
-        patience=args.patience or None,
-        hidden=parse_hidden(args.hidden),
-        augment=args.augment,
-        augment_strength=args.augment_strength,
-    )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -180,7 +119,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from flows.evaluate import mnist_evaluate
 
     result = mnist_evaluate(
-        model_path=args.model, data=data, out_dir=args.out, registry_dir=args.registry
+        model_path=args.model, data=data, out_dir=args.out_dir, registry_dir=args.registry_dir
     )
     _summary(result)
     return 0
@@ -190,7 +129,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     """``mnist-flow models``: the registry as a table."""
     from tasks.registry import Registry, format_models_table
 
-    print(format_models_table(Registry(args.registry).list(args.dataset)))
+    print(format_models_table(Registry(args.registry_dir).list(args.dataset)))
     return 0
 
 
@@ -199,7 +138,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from flows.predict import run_predict
     from tasks.registry import Registry
 
-    model = args.model or str(Registry(args.registry).model_path())
+    model = args.model or str(Registry(args.registry_dir).model_path())
     text, code = run_predict(model, args.inputs, args.top, args.json, args.csv)
     print(text)
     return code

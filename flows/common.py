@@ -75,7 +75,8 @@ def prepare_data(data: DataParams, seed: int, timings: Timings) -> tuple[Any, An
         files = fetch_files(data, cache_dir)
     with timings.step("preprocess"):
         subset = f"train{data.train_size}" if data.train_size else "train-all"
-        name = f"preprocess-{data.dataset}-{subset}-val{data.val_size}"
+        val = "auto" if data.val_size is None else data.val_size
+        name = f"preprocess-{data.dataset}-{subset}-val{val}"
         prepared = with_cache(preprocess, cache_dir, name)(
             files,
             val_size=data.val_size,

@@ -5,7 +5,7 @@ What the search tunes and what the final model adds: the trials are short
 not augmented; they tune the learning rate, batch size, momentum and weight decay
 (and whatever else the space holds). With ``final_recipe="tuned"`` (the default)
 the final model takes those from the best trial and adds the dataset's training
-recipe (:func:`flows.recipes.recipe_for`): cosine schedule with its warm-up,
+recipe (:func:`tasks.settings.recipe_for`): cosine schedule with its warm-up,
 Nesterov momentum and augmentation (elastic distortions for digits, gentle affine
 transformations with flips for Fashion-MNIST), for ``final_epochs`` (default 60,
 about 1.2 s per epoch on Fashion-MNIST: the whole default run took 108 s wall on two
@@ -40,59 +40,10 @@ from prefect import flow, get_run_logger, tags
 from flows.common import prepare_data, tag_flow_run, train_and_report
 from flows.outputs import Timings
 from flows.params import DataParams, PipelineOptions, SearchParams, TrainParams
-from flows.recipes import FINAL_KEYS, recipe_for
 from nn.errors import ConfigError
 from tasks.search import random_search
-from tasks.trial_extras import augment_extras, augment_strength
-
-TUNED_FROM_SEARCH = ("lr", "batch_size", "optimizer", "momentum", "weight_decay")
-"""What the final model takes from the best trial under ``final_recipe="tuned"``."""
-
-
-def final_params(
-    best: dict[str, Any], options: PipelineOptions, dataset: str = "mnist"
-) -> TrainParams:
-    """The final model's hyperparameters from the best trial, the recipe and the options.
-
-    ``final_recipe="search"``: the best trial's parameters. ``"tuned"``: the best
-    trial's :data:`TUNED_FROM_SEARCH` and hidden size, with the schedule, warm-up,
-    Nesterov momentum and augmentation of ``recipe_for(dataset)``. Either way the
-    epochs and patience come from ``options``; the augmentation is ``options.augment``
-    if set, else the search's (if it tuned ``augment``), else the recipe's (tuned) or
-    none (search); ``augment_strength`` is the search's or 1. ``hidden`` (one layer's
-    units in the search space) becomes a one-item list, ``nesterov`` is switched off
-    when ``momentum`` is 0 or the optimizer is not SGD, the warm-up is cut to leave at
-    least one epoch of the schedule, and other extra parameters are ignored.
-    """
-    if options.final_recipe == "tuned":
-        recipe = recipe_for(dataset)
-        values: dict[str, Any] = {key: best[key] for key in TUNED_FROM_SEARCH if key in best}
-        values.update({key: recipe[key] for key in FINAL_KEYS if key != "augment"})
-        default_augment = recipe["augment"]
-    else:
-        known = set(TrainParams.model_fields) - {
-            "epochs",
-            "patience",
-            "hidden",
-            "augment",
-            "augment_strength",
-        }
-        values = {key: best[key] for key in known if key in best}
-        default_augment = "none"
-    if values.get("momentum", 0.9) == 0 or values.get("optimizer", "sgd") != "sgd":
-        values["nesterov"] = False
-    if "warmup_epochs" in values:
-        values["warmup_epochs"] = min(int(values["warmup_epochs"]), options.final_epochs - 1)
-    hidden = best.get("hidden", 300)
-    values["hidden"] = list(hidden) if isinstance(hidden, list | tuple) else [int(hidden)]
-    values["augment"] = options.augment or best.get("augment", default_augment)
-    if "augment_strength" in best:
-        values["augment_strength"] = augment_strength(best["augment_strength"])
-    return TrainParams(
-        epochs=options.final_epochs,
-        patience=options.patience,
-        **values,
-    )
+from tasks.settings import final_params
+from tasks.trial_extras import augment_extras
 
 
 @flow(
@@ -109,6 +60,8 @@ def mnist_pipeline(
     logger = get_run_logger()
     if data.val_size == 0:
         raise ConfigError("val_size=0: the search scores its trials on a validation split")
+    if data.standardize is None:
+        data = data.model_copy(update={"standardize": True})
     timings = Timings()
     tag_flow_run(data.dataset, "pipeline")
     with tags(data.dataset, "pipeline"):
@@ -120,13 +73,8 @@ def mnist_pipeline(
             name = f"search-{search.trials}x{search.trial_epochs}ep"
             result = random_search.with_options(task_run_name=name)(
                 prepared,
-                n_trials=search.trials,
-                trial_epochs=search.trial_epochs,
+                search.model_dump(exclude={"space"}),
                 seed=options.seed,
-                n_jobs=search.n_jobs,
-                backend=search.backend,
-                dask_address=search.dask_address,
-                halving=search.halving,
                 space_overrides=space,
                 cache_dir=str(cache_dir),
                 extras_handler=augment_extras,
@@ -137,7 +85,16 @@ def mnist_pipeline(
             result.best_val_accuracy,
             result.best_params,
         )
-        hyper = final_params(result.best_params, options, data.dataset)
+        hyper = TrainParams(
+            **final_params(
+                result.best_params,
+                data.dataset,
+                final_recipe=options.final_recipe,
+                epochs=options.final_epochs,
+                patience=options.patience,
+                augment=options.augment,
+            )
+        )
         logger.info("final model (%s): %s", options.final_recipe, hyper.model_dump())
         return train_and_report(
             "pipeline",

@@ -7,10 +7,10 @@ training split; the validation split is evaluated after every epoch and, when
 ``augment="none"``, ``schedule="constant"`` and ``weight_decay=0`` this is plain
 minibatch SGD (with the given momentum) seeded by ``options.seed``.
 
-``mnist-flow train`` fills every option the user leaves out from the dataset's
-training recipe (:func:`flows.recipes.recipe_for`); the ``TrainParams`` defaults
-here (the Prefect UI's form) are plainer: set ``augment``, ``nesterov``,
-``warmup_epochs`` and ``weight_decay`` as the recipe says for its accuracy.
+Every hyperparameter left empty in ``train`` (the Prefect UI's form, or an option
+not given to ``mnist-flow train``) takes the value of ``train.recipe`` for the
+dataset (:func:`tasks.settings.train_params`), so the form and the command line
+train the same model by default.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from prefect import flow, tags
 
 from flows.common import prepare_data, tag_flow_run, train_and_report
 from flows.outputs import Timings
-from flows.params import DataParams, RunOptions, TrainParams
+from flows.params import DataParams, RunOptions, TrainOptions, TrainParams
+from tasks.settings import recipe_for, train_params
 
 
 @flow(
@@ -31,15 +32,21 @@ from flows.params import DataParams, RunOptions, TrainParams
 )
 def mnist_train(
     data: DataParams = DataParams(),  # noqa: B008 - pydantic models are immutable
-    train: TrainParams = TrainParams(),  # noqa: B008
+    train: TrainOptions = TrainOptions(),  # noqa: B008
     options: RunOptions = RunOptions(),  # noqa: B008
 ) -> dict[str, Any]:
     """Train one model, evaluate and report; return the run summary (``run_dir``, accuracy, ...)."""
+    given = train.model_dump(exclude={"recipe"})
+    hyper = TrainParams(**train_params(data.dataset, train.recipe, given))
+    if data.standardize is None:
+        data = data.model_copy(
+            update={"standardize": recipe_for(data.dataset, train.recipe)["standardize"]}
+        )
     timings = Timings()
     tag_flow_run(data.dataset, "train")
     with tags(data.dataset, "train"):
         files, prepared, cache_dir = prepare_data(data, options.seed, timings)
-        return train_and_report("train", data, files, prepared, cache_dir, train, options, timings)
+        return train_and_report("train", data, files, prepared, cache_dir, hyper, options, timings)
 
 
 if __name__ == "__main__":

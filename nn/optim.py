@@ -32,6 +32,9 @@ import numpy as np
 
 from nn.errors import ConfigError, InputError
 
+OPTIMIZERS = ("sgd", "adam")
+"""The update rules :func:`make_optimizer` builds."""
+
 
 def flush_subnormals(
     a: np.ndarray, scratch: np.ndarray, mask: np.ndarray, threshold: float | None = None
@@ -249,4 +252,4 @@ def make_optimizer(
         return SGD(momentum=momentum, nesterov=nesterov)
     if name == "adam":
         return Adam(beta1=beta1, beta2=beta2, epsilon=epsilon)
-    raise ConfigError(f"optimizer={name!r} is not known; allowed: ['adam', 'sgd']")
+    raise ConfigError(f"optimizer={name!r} is not known; allowed: {list(OPTIMIZERS)}")

@@ -48,14 +48,17 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from nn.errors import ConfigError
+from tasks.datasets import get_dataset
 
 KINDS = ("none", "shift", "affine", "elastic")
 """Augmentation kinds, each one adding to the previous: ``shift`` translates,
 ``affine`` also rotates and zooms, ``elastic`` also applies an elastic field."""
 
 _MAX_WARP_BATCH = 4096
-_DIGIT_DATASETS = ("mnist", "mnist10k", "idx")
-_FLIPPABLE_DATASETS = ("fashion-mnist",)
+_FAMILY_MAGNITUDES = {  # shift (px), rotation (degrees), zoom (+-), elastic alpha, flips
+    "digits": (2.0, 10.0, 0.1, 8.0, False),
+    "clothes": (0.5, 2.5, 0.025, 2.0, True),
+}
 
 
 @dataclass(frozen=True)
@@ -167,7 +170,8 @@ def _check_range(name: str, value: float, low: float, high: float) -> None:
 def default_augment(dataset: str, kind: str, strength: float = 1.0) -> AugmentConfig:
     """The recommended settings of one augmentation ``kind`` for a dataset.
 
-    Digits (``mnist``, ``mnist10k``, ``idx``) are never mirrored; clothes
+    The dataset's ``family`` (:data:`tasks.datasets.DATASETS`) decides. Digits
+    (``mnist``, ``idx``) are never mirrored; clothes
     (``fashion-mnist``) are mirrored and, being centred and scaled the same way
     in every image, get a quarter of the digits' rotations and zooms and shifts
     of half a pixel (one whole pixel for ``"shift"``): on Fashion-MNIST, shifts
@@ -189,13 +193,8 @@ def default_augment(dataset: str, kind: str, strength: float = 1.0) -> AugmentCo
         If ``dataset``, ``kind`` or ``strength`` is not allowed.
     """
     _check_range("strength", strength, 0.0, 3.0)
-    if dataset in _DIGIT_DATASETS:
-        shift, rotation, zoom, alpha, hflip = 2.0, 10.0, 0.1, 8.0, False
-    elif dataset in _FLIPPABLE_DATASETS:
-        shift, rotation, zoom, alpha, hflip = 0.5, 2.5, 0.025, 2.0, True
-    else:
-        known = ", ".join(_DIGIT_DATASETS + _FLIPPABLE_DATASETS)
-        raise ConfigError(f"dataset={dataset!r} has no augmentation defaults; known: {known}")
+    family = "digits" if dataset == "mnist10k" else get_dataset(dataset).family  # benchmark split
+    shift, rotation, zoom, alpha, hflip = _FAMILY_MAGNITUDES[family]
     return AugmentConfig(
         kind=kind,
         max_shift=shift * strength,

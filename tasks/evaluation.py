@@ -19,25 +19,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from nn.errors import MnistFlowError
+from tasks.datasets import DATASETS
 
 #: Probabilities are clipped below at this value before the logarithm, so a
 #: confidently wrong prediction costs at most ``-log(1e-12) ~ 27.6`` nats.
 PROBA_FLOOR = 1e-12
 
-DIGITS = [str(i) for i in range(10)]
-FASHION_MNIST_CLASSES = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-]
-_KNOWN_CLASSES = {"mnist": DIGITS, "fashion-mnist": FASHION_MNIST_CLASSES}
+FASHION_MNIST_CLASSES = list(DATASETS["fashion-mnist"].class_names)
 
 
 class EvaluationError(MnistFlowError, ValueError):
@@ -63,9 +51,9 @@ def class_names(dataset: str, n_classes: int) -> list[str]:
     """
     if isinstance(n_classes, bool) or not isinstance(n_classes, int | np.integer) or n_classes < 2:
         raise EvaluationError(f"n_classes must be an integer >= 2, got {n_classes!r}")
-    key = dataset.strip().lower().replace("_", "-")
-    known = _KNOWN_CLASSES.get(key)
-    if known is None:
+    spec = DATASETS.get(dataset.strip().lower().replace("_", "-"))
+    known = spec.class_names if spec is not None else ()
+    if not known:
         return [str(i) for i in range(int(n_classes))]
     if n_classes != len(known):
         raise EvaluationError(

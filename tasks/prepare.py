@@ -34,6 +34,7 @@ from nn.errors import ConfigError
 from tasks.datasets import ROLES, DatasetFiles, fingerprint
 from tasks.errors import ChecksumError, DataError
 from tasks.idx import check_pair, load_idx
+from tasks.settings.declared import default_val_size
 
 FORMAT_VERSION = 1
 META_NAME = "prepared.json"
@@ -48,7 +49,8 @@ class PrepareParams:
     Attributes
     ----------
     val_size:
-        Validation examples taken from the training file (>= 0; 0: no validation split).
+        Validation examples taken from the training file (>= 0; 0: no validation split;
+        None: :func:`tasks.settings.default_val_size` of the file's size).
     train_size:
         Training examples kept after the split (>= 1), or None for all of them.
     standardize:
@@ -57,16 +59,17 @@ class PrepareParams:
         Seed of the split and subsampling streams (>= 0).
     """
 
-    val_size: int = 10_000
+    val_size: int | None = None
     train_size: int | None = None
     standardize: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.val_size, bool) or not isinstance(self.val_size, int | np.integer):
-            raise ConfigError(f"val_size must be an integer >= 0, got {self.val_size!r}")
-        if self.val_size < 0:
-            raise ConfigError(f"val_size must be >= 0, got {self.val_size}")
+        if self.val_size is not None:
+            if isinstance(self.val_size, bool) or not isinstance(self.val_size, int | np.integer):
+                raise ConfigError(f"val_size={self.val_size!r} must be an integer >= 0")
+            if self.val_size < 0:
+                raise ConfigError(f"val_size={self.val_size} must be >= 0")
         if self.train_size is not None and (
             isinstance(self.train_size, bool)
             or not isinstance(self.train_size, int | np.integer)
@@ -270,24 +273,25 @@ def split_indices(labels: np.ndarray, params: PrepareParams) -> tuple[np.ndarray
     """
     n = labels.shape[0]
     index = np.arange(n)
-    if params.val_size >= n:
+    val_size = params.val_size
+    if val_size is None:
+        val_size = default_val_size(n, int(np.unique(labels).size))
+    elif val_size >= n:
         raise ConfigError(
-            f"val_size must be < {n} (the training file's size), got {params.val_size}"
+            f"val_size={val_size} must be < {n}, the number of images in the training file"
         )
     val_idx = index[:0]
     train_idx = index
-    if params.val_size:
+    if val_size:
         try:
             train_idx, val_idx = train_test_split(
                 index,
-                test_size=params.val_size,
+                test_size=val_size,
                 stratify=labels,
                 random_state=_stream_seed(params.seed, 1),
             )
         except ValueError as exc:
-            raise ConfigError(
-                f"val_size={params.val_size}: cannot split stratified ({exc})"
-            ) from None
+            raise ConfigError(f"val_size={val_size}: cannot split stratified ({exc})") from None
     if params.train_size is not None and params.train_size < train_idx.shape[0]:
         try:
             train_idx, _ = train_test_split(
@@ -302,8 +306,8 @@ def split_indices(labels: np.ndarray, params: PrepareParams) -> tuple[np.ndarray
             ) from None
     elif params.train_size is not None and params.train_size > train_idx.shape[0]:
         raise ConfigError(
-            f"train_size must be <= {train_idx.shape[0]} (training examples left after the "
-            f"validation split), got {params.train_size}"
+            f"train_size={params.train_size} must be <= {train_idx.shape[0]}, the training "
+            f"images left after the validation split of {val_idx.shape[0]}"
         )
     return np.sort(train_idx), np.sort(val_idx)
 

@@ -35,7 +35,7 @@ def prepared_dir(files: DatasetFiles, params: PrepareParams, cache_dir: str | No
 
 def _params(parameters: dict[str, Any]) -> PrepareParams:
     return PrepareParams(
-        val_size=parameters.get("val_size", 10_000),
+        val_size=parameters.get("val_size"),
         train_size=parameters.get("train_size"),
         standardize=parameters.get("standardize", True),
         seed=parameters.get("seed", 0),
@@ -59,7 +59,7 @@ def preprocess_cache_key(context: Any, parameters: dict[str, Any]) -> str | None
 def preprocess(
     files: DatasetFiles,
     *,
-    val_size: int = 10_000,
+    val_size: int | None = None,
     train_size: int | None = None,
     standardize: bool = True,
     seed: int = 0,

@@ -20,6 +20,7 @@ from tasks.datasets import resolve_cache_dir
 from tasks.prepare import PreparedData
 from tasks.search_runner import OnTrial, SearchResult, run_search
 from tasks.search_space import PARAMETERS, Value
+from tasks.settings import SEARCH
 from tasks.space_overrides import build_space
 from tasks.trial_extras import augment_extras
 from tasks.trials import ExtrasHandler, TrialResult
@@ -91,14 +92,9 @@ def trial_table(result: SearchResult) -> list[dict[str, Any]]:
 @task(name="random-search", cache_policy=NO_CACHE)
 def random_search(
     data: PreparedData,
+    search: Mapping[str, Any] | None = None,
     *,
-    n_trials: int = 12,
-    trial_epochs: int = 3,
     seed: int = 0,
-    n_jobs: int = -1,
-    backend: str = "loky",
-    dask_address: str | None = None,
-    halving: bool = False,
     space_overrides: Mapping[str, Any] | None = None,
     cache_dir: str | None = None,
     on_trial: OnTrial | None = None,
@@ -106,12 +102,19 @@ def random_search(
 ) -> SearchResult:
     """Random search over the hyperparameters; logs each trial, returns the best parameters.
 
-    ``space_overrides`` take the syntax of :mod:`tasks.space_overrides`; finished trials are
-    kept in ``<cache_dir>/trials`` (default cache if None), so a rerun only trains the rest.
-    Extra parameters (``augment``) go to ``extras_handler``, by default
+    ``search`` holds the search settings (:data:`tasks.settings.SEARCH`: ``trials``,
+    ``trial_epochs``, ``n_jobs``, ``backend``, ``dask_address``, ``halving``); those left
+    out take their declared defaults. ``space_overrides`` take the syntax of
+    :mod:`tasks.space_overrides`; finished trials are kept in ``<cache_dir>/trials``
+    (default cache if None), so a rerun only trains the rest. Extra parameters
+    (``augment``) go to ``extras_handler``, by default
     :func:`tasks.trial_extras.augment_extras`.
     """
     logger = get_run_logger()
+    settings = {name: setting.default for name, setting in SEARCH.items()}
+    settings.update({key: value for key, value in (search or {}).items() if key in SEARCH})
+    n_trials, trial_epochs = settings["trials"], settings["trial_epochs"]
+    backend, halving = settings["backend"], settings["halving"]
     space = build_space(space_overrides)
     described = " ".join(f"{name}={spec}" for name, spec in space.describe().items())
     mode = "successive halving" if halving else "random search"
@@ -130,9 +133,9 @@ def random_search(
         n_trials=n_trials,
         trial_epochs=trial_epochs,
         seed=seed,
-        n_jobs=n_jobs,
+        n_jobs=settings["n_jobs"],
         backend=backend,
-        dask_address=dask_address,
+        dask_address=settings["dask_address"],
         halving=halving,
         cache_dir=resolve_cache_dir(cache_dir),
         code_version=code_version(),

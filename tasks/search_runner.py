@@ -34,6 +34,7 @@ import numpy as np
 from nn.errors import ConfigError
 from tasks.errors import CacheError, SearchError
 from tasks.search_space import SearchSpace, Value
+from tasks.settings import SEARCH
 from tasks.trials import (
     ExtrasHandler,
     TrialArrays,
@@ -46,7 +47,7 @@ from tasks.trials import (
 
 __all__ = ["BACKENDS", "SearchResult", "data_fingerprint", "halving_rungs", "run_search"]
 
-BACKENDS = ("loky", "dask")
+BACKENDS = SEARCH["backend"].choices
 DASK_CONNECT_TIMEOUT = "15s"
 """How long to try to reach the Dask scheduler before giving up."""
 
@@ -210,11 +211,11 @@ def run_search(
     data: TrialData,
     space: SearchSpace,
     *,
-    n_trials: int = 12,
-    trial_epochs: int = 3,
+    n_trials: int = SEARCH["trials"].default,
+    trial_epochs: int = SEARCH["trial_epochs"].default,
     seed: int = 0,
-    n_jobs: int = -1,
-    backend: str = "loky",
+    n_jobs: int = SEARCH["n_jobs"].default,
+    backend: str = SEARCH["backend"].default,
     dask_address: str | None = None,
     halving: bool = False,
     halving_factor: int = 3,

@@ -19,6 +19,7 @@ space is built. Any other name is an *extra* categorical parameter (for instance
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,7 +29,10 @@ import numpy as np
 from scipy import stats
 from sklearn.model_selection import ParameterSampler
 
+from nn.config import TRAINING, Setting
+from nn.errors import ConfigError
 from tasks.errors import SearchSpaceError
+from tasks.settings import MODEL
 
 __all__ = [
     "DEFAULT_SPACE",
@@ -126,67 +130,40 @@ class _IntLogUniform:
         return min(int(self.dist.rvs(random_state=random_state)), self.high)
 
 
-@dataclass(frozen=True)
-class Parameter:
-    """What a known parameter accepts: type, bounds (``None``: unbounded) or allowed values."""
+SEARCHABLE = (
+    "lr",
+    "batch_size",
+    "optimizer",
+    "momentum",
+    "nesterov",
+    "weight_decay",
+    "schedule",
+    "decay",
+    "step_size",
+    "warmup_epochs",
+)
+"""The training settings (:data:`nn.config.TRAINING`) a search space may vary."""
 
-    kind: type
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-    allowed: tuple[str, ...] = ()
-
-    def check(self, name: str, value: Value) -> Value:
-        """Return ``value`` as this parameter's type, or raise naming ``name``."""
-        if self.kind is bool:
-            if not isinstance(value, bool):
-                raise SearchSpaceError(f"search parameter {name!r}: {value!r} is not true/false")
-            return value
-        if self.kind is str:
-            if value not in self.allowed:
-                raise SearchSpaceError(
-                    f"search parameter {name!r}: {value!r} is not one of {', '.join(self.allowed)}"
-                )
-            return str(value)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise SearchSpaceError(f"search parameter {name!r}: {value!r} is not a number")
-        if self.kind is int and value != int(value):
-            raise SearchSpaceError(f"search parameter {name!r}: {value!r} is not an integer")
-        number = self.kind(value)
-        if not math.isfinite(number) or not self._inside(number):
-            raise SearchSpaceError(
-                f"search parameter {name!r}: {value!r} is outside {self.bounds()}"
-            )
-        return number
-
-    def _inside(self, x: float) -> bool:
-        low_ok = self.low is None or (x > self.low if self.low_open else x >= self.low)
-        high_ok = self.high is None or (x < self.high if self.high_open else x <= self.high)
-        return low_ok and high_ok
-
-    def bounds(self) -> str:
-        """The allowed interval, e.g. ``"(0, 10]"``."""
-        low = "-inf" if self.low is None else f"{self.low:g}"
-        high = "inf" if self.high is None else f"{self.high:g}"
-        return f"{'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
-
-
-PARAMETERS: dict[str, Parameter] = {
-    "lr": Parameter(float, 0.0, 10.0, low_open=True),
-    "batch_size": Parameter(int, 1, 65536),
-    "optimizer": Parameter(str, allowed=("sgd", "adam")),
-    "momentum": Parameter(float, 0.0, 1.0, high_open=True),
-    "nesterov": Parameter(bool),
-    "weight_decay": Parameter(float, 0.0, 1.0),
-    "schedule": Parameter(str, allowed=("constant", "step", "exponential", "cosine")),
-    "decay": Parameter(float, 0.0, 1.0, low_open=True, high_open=True),
-    "step_size": Parameter(int, 1, 1000),
-    "warmup_epochs": Parameter(int, 0, 100),
-    "hidden": Parameter(int, 1, 8192),
+PARAMETERS: dict[str, Setting] = {
+    **{name: TRAINING[name] for name in SEARCHABLE},
+    "hidden": dataclasses.replace(MODEL["hidden"], kind=int, default=300, help="hidden units"),
 }
-"""Known parameters: all but ``hidden`` (units of the single hidden layer) are fields of
-``nn.train.TrainConfig``."""
+"""Known parameters, with the ranges their declarations allow; ``hidden`` is the number
+of units of the single hidden layer."""
+
+
+def _check(name: str, param: Setting, value: Value) -> Value:
+    """``value`` as ``param``'s type (``64.0`` -> ``64``), else a :class:`SearchSpaceError`."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if param.kind is float:
+            value = float(value)
+        elif param.kind is int and isinstance(value, float) and value.is_integer():
+            value = int(value)
+    try:
+        return param.check(value)
+    except ConfigError as exc:
+        raise SearchSpaceError(f"search parameter {name!r}: {exc}") from None
+
 
 DEFAULT_SPACE: dict[str, Spec] = {
     "lr": Range(1e-3, 0.3, log=True),
@@ -272,7 +249,7 @@ def _validate(name: str, spec: Spec) -> None:
                     )
             return
         for value in spec.values:
-            param.check(name, value)
+            _check(name, param, value)
         return
     if not isinstance(spec, Range):
         raise SearchSpaceError(f"search parameter {name!r}: {spec!r} is not a Range or Choice")
@@ -286,7 +263,7 @@ def _validate(name: str, spec: Spec) -> None:
     _validate_range(name, spec, param)
 
 
-def _validate_range(name: str, spec: Range, param: Parameter) -> None:
+def _validate_range(name: str, spec: Range, param: Setting) -> None:
     if not (math.isfinite(spec.low) and math.isfinite(spec.high)) or not spec.low < spec.high:
         raise SearchSpaceError(
             f"search parameter {name!r}: range {spec.describe()} needs finite low < high"
@@ -301,6 +278,6 @@ def _validate_range(name: str, spec: Range, param: Parameter) -> None:
     if not 0.0 <= spec.zero < 1.0:
         raise SearchSpaceError(f"search parameter {name!r}: zero={spec.zero:g} must be in [0, 1)")
     for bound in (spec.low, spec.high):
-        param.check(name, int(bound) if spec.integer else bound)
+        _check(name, param, int(bound) if spec.integer else bound)
     if spec.zero > 0:
-        param.check(name, 0)
+        _check(name, param, 0)

@@ -29,12 +29,14 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.context import TaskRunContext
 from threadpoolctl import threadpool_limits
 
+from nn.config import TRAINING
 from nn.io import save_model
 from nn.model import MLP
 from nn.train import EpochRecord, TrainConfig, train
 from tasks.augment import default_augment, make_augmenter
 from tasks.cachekeys import unless_stale
 from tasks.codeversion import code_version
+from tasks.settings import resolve
 
 PROGRESS_KEY = "mnist-train-progress"
 """Key of the progress artifact updated after every epoch."""
@@ -143,16 +145,14 @@ def train_final(data: Any, params: dict[str, Any], *, seed: int, cache_dir: str)
     -------
     FinalModel
     """
-    from flows.params import TrainParams
-
     logger = get_run_logger()
-    hyper = TrainParams(**params)
-    config = TrainConfig(**hyper.train_config())
+    hyper = resolve(params, explicit=params)  # checked as given, nothing repaired
+    config = TrainConfig(**{key: hyper[key] for key in TRAINING})
     splits = data.load()
     n_features = int(splits.X_train.shape[1])
     rng = np.random.default_rng(seed)
-    model = MLP.create((n_features, *hyper.hidden, int(data.n_classes)), rng=rng)
-    augment_config = default_augment(data.name, hyper.augment, hyper.augment_strength)
+    model = MLP.create((n_features, *hyper["hidden"], int(data.n_classes)), rng=rng)
+    augment_config = default_augment(data.name, hyper["augment"], hyper["augment_strength"])
     progress = create_progress_artifact(
         0.0, key=PROGRESS_KEY, description=f"Final training: 0/{config.epochs} epochs"
     )

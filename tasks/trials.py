@@ -28,11 +28,13 @@ from typing import Any, Protocol
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from nn.config import TRAINING
 from nn.errors import NonFiniteError
 from nn.model import MLP
 from nn.train import EpochRecord, TrainConfig, train
 from tasks.atomic import write_json_atomic
 from tasks.search_space import PARAMETERS, Value, trial_seeds
+from tasks.settings import resolve
 
 __all__ = [
     "STATUSES",
@@ -148,22 +150,20 @@ def config_from_params(
 ) -> tuple[TrainConfig, int, dict[str, Value]]:
     """Split sampled parameters into (training settings, hidden units, extra parameters).
 
-    ``nesterov`` is switched off when ``momentum`` is 0 (it means nothing there) and
-    ``warmup_epochs`` is capped at ``epochs - 1``, so every point of the space is trainable.
+    The values are completed and repaired by :func:`tasks.settings.resolve`, as for the
+    final model: ``nesterov`` off without momentum, the warm-up at most a quarter of
+    ``epochs``, so every point of the space is trainable.
 
     Raises
     ------
     nn.errors.ConfigError
         If a setting is outside what :class:`TrainConfig` accepts.
     """
-    settings = {k: v for k, v in params.items() if k in PARAMETERS and k != "hidden"}
-    if settings.get("momentum", TrainConfig.momentum) == 0:
-        settings["nesterov"] = False
-    if "warmup_epochs" in settings:
-        settings["warmup_epochs"] = min(int(settings["warmup_epochs"]), epochs - 1)
-    config = TrainConfig(epochs=epochs, **settings)
+    known = {k: v for k, v in params.items() if k in PARAMETERS}
+    values = resolve({**known, "epochs": epochs})
+    config = TrainConfig(**{key: values[key] for key in TRAINING})
     extras = {k: v for k, v in params.items() if k not in PARAMETERS}
-    return config, int(params.get("hidden", 300)), extras
+    return config, int(values["hidden"][0]), extras
 
 
 def run_trial(

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from flows.params import DataParams, PipelineOptions, RunOptions, SearchParams, TrainParams
+from flows.params import DataParams, PipelineOptions, RunOptions, SearchParams, TrainOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,7 +20,11 @@ PARAMETER_MODELS = {
         "search": SearchParams,
         "options": PipelineOptions,
     },
-    "flows/train.py:mnist_train": {"data": DataParams, "train": TrainParams, "options": RunOptions},
+    "flows/train.py:mnist_train": {
+        "data": DataParams,
+        "train": TrainOptions,
+        "options": RunOptions,
+    },
 }
 
 
@@ -94,14 +98,46 @@ def test_entrypoints_exist_and_parameters_validate(deployments, name):
         model(**deployment["parameters"][key])  # extra="forbid": a typo fails here
 
 
-def test_ad_hoc_training_uses_the_digits_recipe(deployments):
-    from flows.recipes import recipe_for
+def test_ad_hoc_training_trains_what_the_command_line_trains(deployments):
+    """mnist-train's parameters resolve to what `mnist-flow train --dataset mnist` trains."""
+    from flows.cli import build_parser
+    from flows.commands import data_params, train_options
+    from tasks.settings import train_params
 
-    deployment = deployments["mnist-train"]["parameters"]
-    recipe = recipe_for(deployment["data"]["dataset"])
-    assert deployment["data"]["standardize"] == recipe.pop("standardize")
-    recipe.pop("patience")  # None: off, the model's default
-    assert deployment["train"] == recipe
+    parameters = deployments["mnist-train"]["parameters"]
+    form = TrainOptions(**parameters["train"])
+    deployed = train_params(parameters["data"]["dataset"], form.recipe, form.model_dump())
+    args = build_parser().parse_args(["train", "--dataset", parameters["data"]["dataset"]])
+    cli = train_options(args)
+    assert deployed == train_params(args.dataset, cli.recipe, cli.model_dump())
+    assert deployed["augment"] == "elastic" and deployed["epochs"] == 60
+    assert data_params(args).val_size is None  # the automatic split, as the deployment's
+
+
+@pytest.mark.parametrize(
+    ("model", "command"),
+    [(DataParams, "run"), (SearchParams, "run"), (PipelineOptions, "run"), (RunOptions, "train")],
+)
+def test_model_defaults_are_the_command_line_defaults(model, command):
+    """The UI form's defaults (the pydantic models) are the command line's."""
+    from flows.cli import build_parser
+
+    args = vars(build_parser().parse_args([command]))
+    for name, field in model.model_fields.items():
+        if name in args and name != "space":  # --space NAME=SPEC items, parsed apart
+            assert args[name] == field.get_default(call_default_factory=True), name
+
+
+def test_deployment_parameters_are_declared_defaults_or_named_changes(deployments):
+    """What the deployments set differs from the declared defaults only where they say so."""
+    retrain = deployments["mnist-retrain"]["parameters"]
+    changed = {
+        key: value
+        for group, model in PARAMETER_MODELS["flows/pipeline.py:mnist_pipeline"].items()
+        for key, value in retrain[group].items()
+        if value != model.model_fields[key].get_default(call_default_factory=True)
+    }
+    assert changed == {"margin": 0.001}
 
 
 def test_retraining_final_model_uses_the_recipe(deployments):

@@ -10,13 +10,14 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from flows.cli import build_parser
-from flows.commands import recipe_defaults, train_params
+from flows.commands import train_options
 from flows.params import DataParams, RunOptions, TrainParams
 from nn.errors import ModelFileError
 from nn.io import load_model
 from nn.model import MLP
 from nn.train import TrainConfig, train
 from tasks.prepare import PrepareParams, prepare
+from tasks.settings import train_params
 from tasks.sources import fetch_files
 from tasks.train_final import BLAS_THREADS
 
@@ -39,8 +40,8 @@ def trained(prefect_harness, fashion_dir, tmp_path_factory):
     argv = ["train", "--dataset", "fashion-mnist", "--epochs", "2", "--lr", "0.05"]
     argv += ["--momentum", "0.5", "--hidden", "32", "--augment", "none"]
     argv += ["--schedule", "constant", "--weight-decay", "0"]
-    params = train_params(recipe_defaults(build_parser().parse_args(argv)))
-    assert params == TrainParams(
+    given = train_options(build_parser().parse_args(argv))
+    params = TrainParams(
         epochs=2,
         lr=0.05,
         momentum=0.5,
@@ -49,9 +50,11 @@ def trained(prefect_harness, fashion_dir, tmp_path_factory):
         schedule="constant",
         weight_decay=0.0,
     )
+    resolved = train_params("fashion-mnist", "tuned", given.model_dump(exclude={"recipe"}))
+    assert resolved == params.model_dump()  # the recipe's warm-up and Nesterov went with cosine
     options = RunOptions(seed=SEED, out_dir=str(tmp / "run"), registry_dir=str(tmp / "registry"))
-    summary = mnist_train(data=data, train=params, options=options)
-    return {"tmp": tmp, "data": data, "params": params, "summary": summary}
+    summary = mnist_train(data=data, train=given, options=options)
+    return {"tmp": tmp, "data": data, "params": given, "summary": summary}
 
 
 def test_plain_sgd_is_reproduced_exactly(trained, fashion_dir):

@@ -46,15 +46,19 @@ def gunzip_to(src: Path, dest: Path) -> Path:
     return dest
 
 
-def idx_folder_from_mnist_test(mnist_dir: Path, dest: Path, n_train: int = 8000) -> Path:
-    """Make an IDX folder of the real MNIST test set: ``n_train`` images to train, rest to test."""
+def idx_folder_from_mnist_test(
+    mnist_dir: Path, dest: Path, n_train: int = 8000, n_test: int | None = None
+) -> Path:
+    """Make an IDX folder of the real MNIST test set: ``n_train`` images to train, the next
+    ``n_test`` (default: the rest) to test."""
     images = read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")
     labels = read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz")
+    end = None if n_test is None else n_train + n_test
     dest.mkdir(parents=True, exist_ok=True)
     write_idx(dest / ROLE_FILES["train_images"], images[:n_train])
     write_idx(dest / ROLE_FILES["train_labels"], labels[:n_train])
-    write_idx(dest / ROLE_FILES["test_images"], images[n_train:])
-    write_idx(dest / ROLE_FILES["test_labels"], labels[n_train:])
+    write_idx(dest / ROLE_FILES["test_images"], images[n_train:end])
+    write_idx(dest / ROLE_FILES["test_labels"], labels[n_train:end])
     return dest
 
 

@@ -106,11 +106,11 @@ def test_without_standardisation_pixels_are_in_unit_range(
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"val_size": -1}, "val_size must be >= 0"),
+        ({"val_size": -1}, "val_size=-1 must be >= 0"),
         ({"train_size": 0}, "train_size must be None or an integer >= 1"),
         ({"seed": -2}, "seed must be >= 0"),
         ({"standardize": "yes"}, "standardize must be True or False"),
-        ({"val_size": 2.5}, "val_size must be an integer"),
+        ({"val_size": 2.5}, "val_size=2.5 must be an integer"),
     ],
 )
 def test_bad_settings_name_the_field(kwargs: dict[str, object], message: str) -> None:
@@ -121,15 +121,25 @@ def test_bad_settings_name_the_field(kwargs: dict[str, object], message: str) ->
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        (PrepareParams(val_size=8000), "val_size must be < 8000"),
+        (PrepareParams(val_size=8000), "val_size=8000 must be < 8000"),
         (PrepareParams(val_size=5), "val_size=5: cannot split stratified"),
-        (PrepareParams(val_size=1000, train_size=7001), "train_size must be <= 7000"),
+        (PrepareParams(val_size=1000, train_size=7001), "train_size=7001 must be <= 7000"),
         (PrepareParams(val_size=1000, train_size=3), "train_size=3: cannot subsample"),
     ],
 )
 def test_impossible_splits(digits: DatasetFiles, params: PrepareParams, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         split_indices(read_idx(digits.train_labels), params)
+
+
+@pytest.mark.parametrize(("n", "expected"), [(60000, 10000), (8000, 1333), (1000, 166), (30, 10)])
+def test_default_validation_split_adapts_to_the_data(n: int, expected: int) -> None:
+    """A sixth of the training images, at most 10,000, at least one per class."""
+    labels = np.arange(n) % 10
+    train_idx, val_idx = split_indices(labels, PrepareParams(seed=1))
+    assert val_idx.size == expected and train_idx.size == n - expected
+    assert set(labels[val_idx]) == set(range(10))  # stratified: every class in both parts
+    assert not set(train_idx) & set(val_idx)
 
 
 def test_file_changed_since_fetch(digits: DatasetFiles, tmp_path: Path) -> None:

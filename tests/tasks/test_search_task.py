@@ -87,10 +87,8 @@ def test_random_search_task_logs_publishes_and_resumes(
     def search_flow() -> SearchResult:
         return random_search(
             data,
-            n_trials=3,
-            trial_epochs=1,
+            {"trials": 3, "trial_epochs": 1, "n_jobs": 2},
             seed=5,
-            n_jobs=2,
             space_overrides={"hidden": 32, "lr": "0.01:0.1:log", "augment": "none,shift"},
             cache_dir=str(tmp_path),
             on_trial=lambda result, done, total: seen.append(done),

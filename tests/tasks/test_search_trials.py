@@ -76,7 +76,10 @@ def test_config_from_params_splits_and_repairs() -> None:
         {**GOOD, "momentum": 0.0, "warmup_epochs": 5, "augment": "shift"}, epochs=3
     )
     assert (hidden, extras) == (64, {"augment": "shift"})
-    assert config.epochs == 3 and config.nesterov is False and config.warmup_epochs == 2
+    # Nesterov off without momentum; the warm-up at most a quarter of the epochs.
+    assert config.epochs == 3 and config.nesterov is False and config.warmup_epochs == 0
+    config, _, _ = config_from_params({**GOOD, "warmup_epochs": 5}, epochs=12)
+    assert config.warmup_epochs == 3
     assert config.lr == 0.05 and config.schedule == "cosine"
 
 

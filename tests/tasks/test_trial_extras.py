@@ -37,3 +37,16 @@ def test_unknown_extras_and_kinds_are_errors():
         augment_extras({"dropout": 0.5}, SimpleNamespace(name="mnist"))
     with pytest.raises(ConfigError, match="rotate"):
         augment_extras({"augment": "rotate"}, SimpleNamespace(name="mnist"))
+
+
+def test_augment_strength_of_a_trial_scales_the_augmentation():
+    data = SimpleNamespace(name="mnist")
+    full = augment_extras({"augment": "affine"}, data)["augment"]
+    half = augment_extras({"augment": "affine", "augment_strength": 0.5}, data)["augment"]
+    assert half.config.max_rotation == pytest.approx(full.config.max_rotation / 2)
+    text = augment_extras({"augment": "affine", "augment_strength": "2"}, data)["augment"]
+    assert text.config.max_shift == pytest.approx(2 * full.config.max_shift)
+    with pytest.raises(ConfigError, match="augment_strength"):
+        augment_extras({"augment": "affine", "augment_strength": "strong"}, data)
+    with pytest.raises(ConfigError, match="strength"):
+        augment_extras({"augment": "affine", "augment_strength": 5}, data)
