@@ -18,7 +18,7 @@ Recipes:
   pixels in [0, 1], no augmentation (the original project's training).
 - ``recipe``: He initialisation, Nesterov momentum 0.9, learning rate 0.05 with a
   linear warm-up then cosine decay, weight decay 5e-4, batch 128, standardised
-  pixels and data augmentation (see :func:`tasks.augment.default_augment`): on
+  pixels and data augmentation (see :func:`tasks.fitting.augment.default_augment`): on
   ``mnist10k`` elastic distortions (alpha 8, sigma 3) on top of rotations up to
   10 degrees, zooms 0.9-1.1 and shifts up to 2 pixels, 60 epochs; on
   ``fashion-mnist`` weight decay 2e-4, horizontal flips, rotations up to 2.5
@@ -52,8 +52,8 @@ from threadpoolctl import threadpool_limits
 
 from nn.model import MLP
 from nn.train import History, TrainConfig, train
-from tasks.augment import KINDS, AugmentConfig, default_augment, make_augmenter
-from tasks.idx import read_idx
+from tasks.data.idx import read_idx
+from tasks.fitting.augment import KINDS, AugmentConfig, default_augment, make_augmenter
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATASETS = ("fashion-mnist", "mnist10k")

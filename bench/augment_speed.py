@@ -31,7 +31,7 @@ from threadpoolctl import threadpool_limits
 
 from nn.model import MLP
 from nn.train import TrainConfig, train
-from tasks.augment import default_augment, make_augmenter
+from tasks.fitting.augment import default_augment, make_augmenter
 
 KINDS = ("none", "shift", "affine", "elastic")
 

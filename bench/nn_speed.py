@@ -62,7 +62,7 @@ def read_images_labels(data_dir: Path, split: str) -> tuple[np.ndarray, np.ndarr
     img_path = data_dir / f"{split}-images-idx3-ubyte.gz"
     lab_path = data_dir / f"{split}-labels-idx1-ubyte.gz"
     try:
-        from tasks.idx import read_idx
+        from tasks.data.idx import read_idx
 
         images, labels = read_idx(img_path), read_idx(lab_path)
     except ImportError:

@@ -10,7 +10,7 @@ of the labels with the model's labels on the original 28x28 arrays, accuracy on
 the files and on the arrays, and the wall time per image of reading +
 preprocessing and of scoring.
 
-Also prints how often :func:`tasks.imageprep.mnist_style` leaves an original MNIST
+Also prints how often :func:`tasks.images.prepare.mnist_style` leaves an original MNIST
 digit exactly unchanged. BLAS runs on one thread; timings on a shared machine
 are noisy.
 
@@ -34,9 +34,9 @@ from threadpoolctl import threadpool_limits
 from nn.io import save_model
 from nn.model import MLP
 from nn.train import TrainConfig, train
-from tasks.imageprep import mnist_style, preprocess_file
+from tasks.data.prepare import pixel_stats, prepare_images
+from tasks.images.prepare import mnist_style, preprocess_file
 from tasks.predict import load_predictor, predict_files, score_images
-from tasks.prepare import pixel_stats, prepare_images
 
 
 def render(image: np.ndarray, rng: np.random.Generator) -> Image.Image:

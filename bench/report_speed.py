@@ -27,10 +27,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tasks import plots
-from tasks.evaluation import class_names, evaluation_metrics, select_misclassified
-from tasks.idx import read_idx
+from tasks.data.idx import read_idx
+from tasks.outputs import plots
 from tasks.report import FILE_DPI, MAX_EMBED_CHARS, _build_plots, compact_png
+from tasks.scoring.metrics import class_names, evaluation_metrics, select_misclassified
 
 DATA = Path(
     os.environ.get(

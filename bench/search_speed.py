@@ -37,10 +37,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tasks.datasets import fetch_files  # noqa: E402
-from tasks.prepare import PreparedData, PrepareParams, prepare  # noqa: E402
-from tasks.search_runner import SearchResult, run_search  # noqa: E402
-from tasks.space_overrides import build_space  # noqa: E402
+from tasks.data.datasets import fetch_files  # noqa: E402
+from tasks.data.prepare import PreparedData, PrepareParams, prepare  # noqa: E402
+from tasks.tuning.overrides import build_space  # noqa: E402
+from tasks.tuning.runner import SearchResult, run_search  # noqa: E402
 
 SHARED = Path(os.environ.get("MNIST_FLOW_SHARED_DATA", REPO.parent / "shared" / "data"))
 

@@ -19,11 +19,11 @@ def space_overrides(items: list[str], path: str | None) -> dict[str, Any]:
     """Search-space overrides from ``--space-file`` then ``--space NAME=SPEC`` items.
 
     The raw specs are kept (plain JSON for the flow's parameters) after checking that
-    :mod:`tasks.space_overrides` accepts them.
+    :mod:`tasks.tuning.overrides` accepts them.
     """
     import yaml
 
-    from tasks.space_overrides import build_space, load_space_file, parse_overrides
+    from tasks.tuning.overrides import build_space, load_space_file, parse_overrides
 
     raw: dict[str, Any] = {}
     if path:
@@ -127,7 +127,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     """``mnist-flow models``: the registry as a table."""
-    from tasks.registry import Registry, format_models_table
+    from tasks.registry.store import Registry, format_models_table
 
     print(format_models_table(Registry(args.registry_dir).list(args.dataset)))
     return 0
@@ -136,7 +136,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     """``mnist-flow predict``: classify image files with a saved model."""
     from flows.predict import run_predict
-    from tasks.registry import Registry
+    from tasks.registry.store import Registry
 
     model = args.model or str(Registry(args.registry_dir).model_path())
     text, code = run_predict(model, args.inputs, args.top, args.json, args.csv)

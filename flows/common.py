@@ -14,15 +14,15 @@ from typing import Any
 
 from prefect import get_run_logger
 
-from flows.outputs import Timings, copy_model, make_run_dir, versions, write_json
 from flows.params import DataParams, RunOptions, TrainParams
-from tasks.datasets import ensure_dir, resolve_cache_dir
+from tasks.data.datasets import ensure_dir, resolve_cache_dir
 from tasks.evaluate import evaluate_model
 from tasks.fetch import fetch
+from tasks.outputs.rundir import Timings, copy_model, make_run_dir, versions, write_json
 from tasks.preprocess import preprocess
-from tasks.promote import register_model
+from tasks.register import register_model
 from tasks.report import write_report
-from tasks.train_final import train_final
+from tasks.train import train_final
 
 RESULTS_DIR = "prefect-results"
 

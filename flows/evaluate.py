@@ -13,10 +13,10 @@ from typing import Any
 from prefect import flow, get_run_logger, tags
 
 from flows.common import cache_root, fetch_files, report_and_save, tag_flow_run
-from flows.outputs import Timings, make_run_dir, versions
 from flows.params import DataParams
 from tasks.evaluate import evaluate_model
-from tasks.registry import Registry
+from tasks.outputs.rundir import Timings, make_run_dir, versions
+from tasks.registry.store import Registry
 
 
 @flow(name="mnist-evaluate", flow_run_name="evaluate-{data.dataset}", validate_parameters=True)

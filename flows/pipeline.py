@@ -38,12 +38,12 @@ from typing import Any
 from prefect import flow, get_run_logger, tags
 
 from flows.common import prepare_data, tag_flow_run, train_and_report
-from flows.outputs import Timings
 from flows.params import DataParams, PipelineOptions, SearchParams, TrainParams
 from nn.errors import ConfigError
+from tasks.outputs.rundir import Timings
 from tasks.search import random_search
 from tasks.settings import final_params
-from tasks.trial_extras import augment_extras
+from tasks.tuning.extras import augment_extras
 
 
 @flow(

@@ -20,8 +20,8 @@ from typing import Any
 from prefect import flow, tags
 
 from flows.common import prepare_data, tag_flow_run, train_and_report
-from flows.outputs import Timings
 from flows.params import DataParams, RunOptions, TrainOptions, TrainParams
+from tasks.outputs.rundir import Timings
 from tasks.settings import recipe_for, train_params
 
 

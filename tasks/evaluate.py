@@ -2,8 +2,8 @@
 
 The test images are prepared with the *model's* preprocessing (from its metadata),
 so any saved model can be evaluated on a dataset, whether the data comes as the
-fetched IDX files (:class:`~tasks.datasets.DatasetFiles`) or as prepared arrays
-(:class:`~tasks.prepare.PreparedData`, whose standardisation is undone first).
+fetched IDX files (:class:`~tasks.data.datasets.DatasetFiles`) or as prepared arrays
+(:class:`~tasks.data.prepare.PreparedData`, whose standardisation is undone first).
 The work is cheap (one batched forward pass over the test set), so nothing is
 cached: a model file rewritten at the same path is always evaluated afresh.
 """
@@ -21,11 +21,16 @@ from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 
 from nn.io import load_model
-from tasks.datasets import DatasetFiles
-from tasks.evaluation import EvaluationError, class_names, evaluation_metrics, select_misclassified
-from tasks.idx import check_pair, read_idx
-from tasks.prepare import PreparedData, check_preprocessing, prepare_images
-from tasks.registry import metadata_dataset
+from tasks.data.datasets import DatasetFiles
+from tasks.data.idx import check_pair, read_idx
+from tasks.data.prepare import PreparedData, check_preprocessing, prepare_images
+from tasks.registry.store import metadata_dataset
+from tasks.scoring.metrics import (
+    EvaluationError,
+    class_names,
+    evaluation_metrics,
+    select_misclassified,
+)
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,7 @@ class Evaluation:
     Attributes
     ----------
     metrics:
-        :func:`tasks.evaluation.evaluation_metrics` output (plain JSON types).
+        :func:`tasks.scoring.metrics.evaluation_metrics` output (plain JSON types).
     images:
         ``(m, rows, cols)`` float32 in ``[0, 1]``: the ``m`` most confident mistakes.
     y_true, y_pred:

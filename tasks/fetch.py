@@ -10,9 +10,8 @@ from prefect import Task, get_run_logger, task
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 
-from tasks.cachekeys import hash_key, unless_stale
-from tasks.codeversion import code_version
-from tasks.datasets import DATASETS, STEMS, DatasetFiles, fetch_files, resolve_cache_dir
+from tasks.cache import code_version, hash_key, unless_stale
+from tasks.data.datasets import DATASETS, STEMS, DatasetFiles, fetch_files, resolve_cache_dir
 from tasks.errors import FetchError
 
 __all__ = ["DatasetFiles", "fetch", "fetch_cache_key", "folder_signature"]

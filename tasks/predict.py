@@ -1,7 +1,7 @@
 """Classify digit images with a saved model: batch scoring, output formats, a Prefect task.
 
-Each image goes through :func:`tasks.imageprep.preprocess_file` (MNIST-style 28x28),
-then :func:`tasks.prepare.prepare_images` with the model's stored preprocessing
+Each image goes through :func:`tasks.images.prepare.preprocess_file` (MNIST-style 28x28),
+then :func:`tasks.data.prepare.prepare_images` with the model's stored preprocessing
 (scaling to [0, 1] and standardisation), and one ``predict_proba`` call scores the whole
 batch. A file that cannot be read or holds no ink gets a :class:`Prediction` carrying its
 error instead of a label: one bad file never aborts a batch. Problems with the model
@@ -30,10 +30,10 @@ from prefect.artifacts import create_table_artifact
 from nn.errors import ConfigError, ModelFileError
 from nn.io import load_model, metadata_path
 from nn.model import MLP
-from tasks.atomic import write_text_atomic
+from tasks.data.prepare import check_preprocessing, prepare_images
 from tasks.errors import DataError, ImageError
-from tasks.imageprep import MnistStyle, image_extensions, preprocess_file
-from tasks.prepare import check_preprocessing, prepare_images
+from tasks.images.prepare import MnistStyle, image_extensions, preprocess_file
+from tasks.outputs.atomic import write_text_atomic
 
 ARTIFACT_KEY = "mnist-predictions"
 """Key of the table artifact published by :func:`predict_folder`."""

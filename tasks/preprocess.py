@@ -10,10 +10,9 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from nn.errors import ConfigError
-from tasks.cachekeys import hash_key, unless_stale
-from tasks.codeversion import code_version
-from tasks.datasets import DatasetFiles, ensure_dir, resolve_cache_dir
-from tasks.prepare import PreparedData, PrepareParams, Splits, load_prepared, prepare
+from tasks.cache import code_version, hash_key, unless_stale
+from tasks.data.datasets import DatasetFiles, ensure_dir, resolve_cache_dir
+from tasks.data.prepare import PreparedData, PrepareParams, Splits, load_prepared, prepare
 
 __all__ = ["PreparedData", "Splits", "prepared_dir", "preprocess", "preprocess_cache_key"]
 

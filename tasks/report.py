@@ -6,7 +6,7 @@ them and ``report.md`` into the run directory (atomically), and publishes the
 markdown artifact ``mnist-report`` in which every plot is embedded as a small
 ``data:image/png;base64`` image, so a person sees everything in the UI.
 
-Figures come from :mod:`tasks.plots`, built with matplotlib's object API on an Agg
+Figures come from :mod:`tasks.outputs.plots`, built with matplotlib's object API on an Agg
 canvas: they never enter pyplot's figure registry, so there is nothing to
 ``plt.close`` and no memory growth across runs (the tests check the registry stays empty).
 """
@@ -28,8 +28,8 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 
-from tasks import plots
-from tasks.atomic import write_bytes_atomic
+from tasks.outputs import plots
+from tasks.outputs.atomic import write_bytes_atomic
 
 REPORT_ARTIFACT_KEY = "mnist-report"
 REPORT_FILENAME = "report.md"
@@ -221,7 +221,7 @@ def render_report(
     Parameters
     ----------
     metrics:
-        :func:`tasks.evaluation.evaluation_metrics` output, possibly with extra entries:
+        :func:`tasks.scoring.metrics.evaluation_metrics` output, possibly with extra entries:
         scalars (model path, seed, ...) and dicts with a ``name`` (the dataset) are listed
         under "Run details"; ``params["train"]``, the final model's hyperparameters, share
         the parameter table with ``best_params``; ``history``, ``best_epoch`` and

@@ -1,6 +1,6 @@
 """Prefect task ``random_search``: the hyperparameter search of the pipeline.
 
-A thin wrapper over :func:`tasks.search_runner.run_search`. The trials run in joblib
+A thin wrapper over :func:`tasks.tuning.runner.run_search`. The trials run in joblib
 workers, which have no Prefect run context, so they only return results; this task logs
 each one as it arrives, publishes the trial table as the ``mnist-trials`` artifact and
 returns the best parameters to the flow.
@@ -15,15 +15,15 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tasks.codeversion import code_version
-from tasks.datasets import resolve_cache_dir
-from tasks.prepare import PreparedData
-from tasks.search_runner import OnTrial, SearchResult, run_search
-from tasks.search_space import PARAMETERS, Value
+from tasks.cache import code_version
+from tasks.data.datasets import resolve_cache_dir
+from tasks.data.prepare import PreparedData
 from tasks.settings import SEARCH
-from tasks.space_overrides import build_space
-from tasks.trial_extras import augment_extras
-from tasks.trials import ExtrasHandler, TrialResult
+from tasks.tuning.extras import augment_extras
+from tasks.tuning.overrides import build_space
+from tasks.tuning.runner import OnTrial, SearchResult, run_search
+from tasks.tuning.space import PARAMETERS, Value
+from tasks.tuning.trials import ExtrasHandler, TrialResult
 
 __all__ = ["ARTIFACT_KEY", "format_trial", "random_search", "trial_table"]
 
@@ -105,10 +105,10 @@ def random_search(
     ``search`` holds the search settings (:data:`tasks.settings.SEARCH`: ``trials``,
     ``trial_epochs``, ``n_jobs``, ``backend``, ``dask_address``, ``halving``); those left
     out take their declared defaults. ``space_overrides`` take the syntax of
-    :mod:`tasks.space_overrides`; finished trials are kept in ``<cache_dir>/trials``
+    :mod:`tasks.tuning.overrides`; finished trials are kept in ``<cache_dir>/trials``
     (default cache if None), so a rerun only trains the rest. Extra parameters
     (``augment``) go to ``extras_handler``, by default
-    :func:`tasks.trial_extras.augment_extras`.
+    :func:`tasks.tuning.extras.augment_extras`.
     """
     logger = get_run_logger()
     settings = {name: setting.default for name, setting in SEARCH.items()}

@@ -262,7 +262,7 @@ def test_tiny_train_run_then_evaluate_models_and_predict(tmp_path, fashion_dir, 
 
     from PIL import Image
 
-    from tasks.idx import read_idx
+    from tasks.data.idx import read_idx
 
     images = read_idx(fashion_dir / "t10k-images-idx3-ubyte.gz")[:2]
     for i, image in enumerate(images):

@@ -83,7 +83,7 @@ def test_every_subcommand_with_only_the_required_options(
 
     from PIL import Image
 
-    from tasks.idx import read_idx
+    from tasks.data.idx import read_idx
 
     folder = fashion_dir if name == "fashion-mnist" else folders[name]
     image = read_idx(folder / "t10k-images-idx3-ubyte.gz")[0]

@@ -5,7 +5,7 @@ One :class:`~nn.config.Setting` per setting: the training ones are
 here add the model, the data, the search and the run. Each group is an ordered
 ``name -> Setting`` mapping; the flows' parameter models (:mod:`flows.params`), the
 command-line options (:mod:`flows.cli`) and the search space's bounds
-(:mod:`tasks.search_space`) are built from them.
+(:mod:`tasks.tuning.space`) are built from them.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 
 from nn.config import TRAINING, Setting
 from nn.errors import ConfigError
-from tasks.augment import KINDS
-from tasks.datasets import DATASETS
+from tasks.data.datasets import DATASETS
+from tasks.fitting.augment import KINDS
 
 __all__ = [
     "DATA",

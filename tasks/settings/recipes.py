@@ -6,9 +6,9 @@ He initialisation):
 - ``tuned`` (the default of ``mnist-flow train`` and of the pipeline's final model):
   Nesterov momentum 0.9, learning rate 0.05 with a linear warm-up then cosine decay,
   weight decay, standardised pixels and augmentation of every training minibatch
-  (:func:`tasks.augment.default_augment`). Digits: elastic distortions, weight decay
+  (:func:`tasks.fitting.augment.default_augment`). Digits: elastic distortions, weight decay
   5e-4, 2 warm-up epochs, 60 epochs. Each dataset's ``recipe`` entry
-  (:data:`tasks.datasets.DATASETS`) says what differs for it (Fashion-MNIST: 80 epochs,
+  (:data:`tasks.data.datasets.DATASETS`) says what differs for it (Fashion-MNIST: 80 epochs,
   weight decay 2e-4, 1 warm-up epoch, gentle affine maps with flips).
 - ``plain``: minibatch SGD without momentum, constant learning rate 0.1, no weight
   decay, no augmentation, pixels in [0, 1], 30 epochs: the original project's training.
@@ -25,7 +25,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from nn.config import TRAINING, TrainConfig
-from tasks.datasets import DATASETS, get_dataset
+from tasks.data.datasets import DATASETS, get_dataset
 from tasks.settings.declared import MODEL, RECIPE, check_values
 
 __all__ = [

@@ -16,10 +16,10 @@ from nn.errors import ModelFileError
 from nn.io import load_model
 from nn.model import MLP
 from nn.train import TrainConfig, train
-from tasks.prepare import PrepareParams, prepare
+from tasks.data.prepare import PrepareParams, prepare
+from tasks.data.sources import fetch_files
 from tasks.settings import train_params
-from tasks.sources import fetch_files
-from tasks.train_final import BLAS_THREADS
+from tasks.train import BLAS_THREADS
 
 SEED = 3
 

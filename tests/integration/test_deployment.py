@@ -23,7 +23,7 @@ from uuid import UUID
 import pytest
 import yaml
 
-from tasks.registry import Registry
+from tasks.registry.store import Registry
 
 from .conftest import REPO_ROOT, CommandResult, PrefectServer
 

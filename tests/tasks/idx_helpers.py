@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.idx import read_idx
+from tasks.data.idx import read_idx
 
 ROLE_FILES = {
     "train_images": "train-images-idx3-ubyte.gz",

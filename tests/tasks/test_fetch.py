@@ -12,8 +12,8 @@ from uuid import UUID
 import pytest
 
 from nn.errors import ConfigError
-from tasks.datasets import ROLES, fetch_files, get_dataset
-from tasks.download import DownloadFailed, download
+from tasks.data.datasets import ROLES, fetch_files, get_dataset
+from tasks.data.download import DownloadFailed, download
 from tasks.errors import CacheError, FetchError, IDXFormatError
 from tests.tasks.idx_helpers import ROLE_FILES, idx_folder_from_mnist_test, serve
 

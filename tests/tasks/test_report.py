@@ -13,9 +13,8 @@ import pytest
 from prefect import flow
 
 from tasks import report
-from tasks.evaluation import class_names, evaluation_metrics, select_misclassified
-from tasks.idx import read_idx
-from tasks.plots import plot_confusion
+from tasks.data.idx import read_idx
+from tasks.outputs.plots import plot_confusion
 from tasks.report import (
     MAX_EMBED_CHARS,
     PLOTS,
@@ -25,6 +24,7 @@ from tasks.report import (
     render_report,
     write_report,
 )
+from tasks.scoring.metrics import class_names, evaluation_metrics, select_misclassified
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -1,0 +1,429 @@
+"""Turn verified IDX files into training-ready arrays stored as ``.npy`` files.
+
+Notation: images are uint8 ``(n, rows, cols)``; the prepared features are
+``X = (images / 255 - mean) / std`` as float32 ``(n, rows * cols)`` when
+standardising (``mean``/``std`` are global scalars computed on the training split
+only), else ``X = images / 255``; labels ``y`` are int64 ``(n,)``.
+
+The training file is split, stratified by label, into training and validation
+parts (``val_size`` examples; 0 means no validation split), then the training
+part is optionally subsampled, stratified, to ``train_size`` examples. Both use
+random streams derived from ``seed``. Arrays are written to a directory that
+appears atomically, with a ``prepared.json`` describing them, so big arrays stay
+out of Prefect's result store and can be memory-mapped.
+
+This module is pure: no Prefect.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from nn.errors import ConfigError
+from tasks.data.datasets import ROLES, DatasetFiles, fingerprint
+from tasks.data.idx import check_pair, load_idx
+from tasks.errors import ChecksumError, DataError
+from tasks.settings.declared import default_val_size
+
+FORMAT_VERSION = 1
+META_NAME = "prepared.json"
+ARRAY_NAMES: tuple[str, ...] = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
+_STATS_CHUNK = 1 << 22
+
+
+@dataclass(frozen=True)
+class PrepareParams:
+    """Settings of the preparation step.
+
+    Attributes
+    ----------
+    val_size:
+        Validation examples taken from the training file (>= 0; 0: no validation split;
+        None: :func:`tasks.settings.default_val_size` of the file's size).
+    train_size:
+        Training examples kept after the split (>= 1), or None for all of them.
+    standardize:
+        Whether to standardise with the training split's global mean and std.
+    seed:
+        Seed of the split and subsampling streams (>= 0).
+    """
+
+    val_size: int | None = None
+    train_size: int | None = None
+    standardize: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.val_size is not None:
+            if isinstance(self.val_size, bool) or not isinstance(self.val_size, int | np.integer):
+                raise ConfigError(f"val_size={self.val_size!r} must be an integer >= 0")
+            if self.val_size < 0:
+                raise ConfigError(f"val_size={self.val_size} must be >= 0")
+        if self.train_size is not None and (
+            isinstance(self.train_size, bool)
+            or not isinstance(self.train_size, int | np.integer)
+            or self.train_size < 1
+        ):
+            raise ConfigError(
+                f"train_size must be None or an integer >= 1, got {self.train_size!r}"
+            )
+        if not isinstance(self.standardize, bool):
+            raise ConfigError(f"standardize must be True or False, got {self.standardize!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int | np.integer):
+            raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+
+
+@dataclass
+class Splits:
+    """The prepared arrays.
+
+    ``X_*`` are float32 ``(n, rows * cols)``, scaled (and standardised if requested);
+    ``y_*`` are int64 ``(n,)``. ``X_val`` and ``y_val`` are None without a validation split.
+    """
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray | None
+    y_val: np.ndarray | None
+    X_test: np.ndarray
+    y_test: np.ndarray
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """A small, picklable handle on prepared arrays stored as ``.npy`` files.
+
+    Attributes
+    ----------
+    name:
+        Dataset name.
+    checksums:
+        Role -> SHA-256 of the source IDX files' decompressed content.
+    n_classes:
+        Number of classes.
+    image_shape:
+        ``(rows, cols)`` of one image; features are ``rows * cols``.
+    preprocessing:
+        ``{"standardize": bool, "mean": float, "std": float}``: apply with
+        :func:`prepare_images` to new images (store it with the model).
+    paths:
+        Array name (:data:`ARRAY_NAMES`) -> ``.npy`` path; without ``X_val``/``y_val``
+        when ``n_val == 0``.
+    n_train, n_val, n_test:
+        Example counts.
+    params:
+        The :class:`PrepareParams` used, as a dict.
+    """
+
+    name: str
+    checksums: dict[str, str] = field(hash=False)
+    n_classes: int
+    image_shape: tuple[int, int]
+    preprocessing: dict[str, Any] = field(hash=False)
+    paths: dict[str, Path] = field(hash=False)
+    n_train: int
+    n_val: int
+    n_test: int
+    params: dict[str, Any] = field(hash=False)
+
+    @property
+    def directory(self) -> Path:
+        """The directory holding the arrays."""
+        return Path(self.paths["X_train"]).parent
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 identifying the source dataset's content."""
+        return fingerprint(self.checksums)
+
+    def missing(self) -> list[Path]:
+        """Return the array files that no longer exist."""
+        return [Path(p) for p in self.paths.values() if not Path(p).is_file()]
+
+    def load(self, mmap: bool = True) -> Splits:
+        """Load the arrays, memory-mapped read-only when ``mmap`` (the default).
+
+        Raises
+        ------
+        DataError
+            An array file is missing or unreadable.
+        """
+        arrays: dict[str, np.ndarray | None] = {"X_val": None, "y_val": None}
+        for name, path in self.paths.items():
+            try:
+                arrays[name] = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise DataError(
+                    f"{path}: cannot load prepared array {name} ({exc}); delete {self.directory} "
+                    "and run the preprocessing again"
+                ) from None
+        return Splits(**arrays)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return a JSON-able description (paths relative to :attr:`directory`)."""
+        data = asdict(self)
+        data["paths"] = {k: Path(p).name for k, p in self.paths.items()}
+        data["image_shape"] = list(self.image_shape)
+        return {"format_version": FORMAT_VERSION, **data}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], directory: Path) -> PreparedData:
+        """Rebuild from :meth:`to_json` output, with arrays in ``directory``."""
+        if data.get("format_version") != FORMAT_VERSION:
+            raise DataError(f"{directory / META_NAME}: unsupported format_version")
+        fields = {k: v for k, v in data.items() if k != "format_version"}
+        fields["paths"] = {k: Path(directory) / name for k, name in fields["paths"].items()}
+        fields["image_shape"] = tuple(fields["image_shape"])
+        return cls(**fields)
+
+
+def check_preprocessing(preprocessing: dict[str, Any]) -> tuple[bool, float, float]:
+    """Validate a preprocessing dict; return ``(standardize, mean, std)``.
+
+    Raises
+    ------
+    DataError
+        A key is missing or a value is out of range (std must be finite and > 0).
+    """
+    try:
+        standardize = preprocessing["standardize"]
+        mean = float(preprocessing["mean"])
+        std = float(preprocessing["std"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(
+            f"preprocessing must have 'standardize' (bool), 'mean' and 'std' (floats): "
+            f"{preprocessing!r} ({exc!r})"
+        ) from None
+    if not isinstance(standardize, bool):
+        raise DataError(f"preprocessing['standardize'] must be a bool, got {standardize!r}")
+    if not math.isfinite(mean) or not (math.isfinite(std) and std > 0):
+        raise DataError(f"preprocessing mean/std must be finite with std > 0, got {mean}, {std}")
+    return standardize, mean, std
+
+
+def prepare_images(images_uint8: np.ndarray, preprocessing: dict[str, Any]) -> np.ndarray:
+    """Scale (and standardise) images exactly as the training data was.
+
+    Parameters
+    ----------
+    images_uint8:
+        uint8 ``(n, rows, cols)`` or ``(n, rows * cols)``, pixel values 0..255.
+    preprocessing:
+        ``{"standardize": bool, "mean": float, "std": float}`` (from :class:`PreparedData`
+        or a model's metadata).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(n, rows * cols)``.
+    """
+    standardize, mean, std = check_preprocessing(preprocessing)
+    images = np.asarray(images_uint8)
+    if images.dtype != np.uint8 or images.ndim not in (2, 3):
+        raise DataError(
+            "images must be uint8 of shape (n, rows, cols) or (n, rows * cols), "
+            f"got {images.dtype} {images.shape}"
+        )
+    X = images.reshape(images.shape[0], -1).astype(np.float32)
+    X /= np.float32(255.0)
+    if standardize:
+        X -= np.float32(mean)
+        X /= np.float32(std)
+    return X
+
+
+def pixel_stats(images_uint8: np.ndarray) -> tuple[float, float]:
+    """Return the global mean and std of ``images / 255`` (from a histogram: no big temporaries)."""
+    flat = np.asarray(images_uint8).reshape(-1)
+    counts = np.zeros(256, dtype=np.float64)
+    for start in range(0, flat.size, _STATS_CHUNK):  # bincount casts to intp: bound the copy
+        counts += np.bincount(flat[start : start + _STATS_CHUNK], minlength=256)
+    values = np.arange(256, dtype=np.float64) / 255.0
+    n = counts.sum()
+    mean = float(counts @ values / n)
+    std = float(np.sqrt(counts @ (values - mean) ** 2 / n))
+    return mean, std
+
+
+def _stream_seed(seed: int, stream: int) -> int:
+    """An independent integer seed for sklearn, derived from ``seed``."""
+    return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
+
+
+def split_indices(labels: np.ndarray, params: PrepareParams) -> tuple[np.ndarray, np.ndarray]:
+    """Return sorted ``(train_idx, val_idx)`` into ``labels``, stratified by label.
+
+    Raises
+    ------
+    ConfigError
+        ``val_size`` or ``train_size`` too large, or too small to hold every class.
+    """
+    n = labels.shape[0]
+    index = np.arange(n)
+    val_size = params.val_size
+    if val_size is None:
+        val_size = default_val_size(n, int(np.unique(labels).size))
+    elif val_size >= n:
+        raise ConfigError(
+            f"val_size={val_size} must be < {n}, the number of images in the training file"
+        )
+    val_idx = index[:0]
+    train_idx = index
+    if val_size:
+        try:
+            train_idx, val_idx = train_test_split(
+                index,
+                test_size=val_size,
+                stratify=labels,
+                random_state=_stream_seed(params.seed, 1),
+            )
+        except ValueError as exc:
+            raise ConfigError(f"val_size={val_size}: cannot split stratified ({exc})") from None
+    if params.train_size is not None and params.train_size < train_idx.shape[0]:
+        try:
+            train_idx, _ = train_test_split(
+                train_idx,
+                train_size=params.train_size,
+                stratify=labels[train_idx],
+                random_state=_stream_seed(params.seed, 2),
+            )
+        except ValueError as exc:
+            raise ConfigError(
+                f"train_size={params.train_size}: cannot subsample stratified ({exc})"
+            ) from None
+    elif params.train_size is not None and params.train_size > train_idx.shape[0]:
+        raise ConfigError(
+            f"train_size={params.train_size} must be <= {train_idx.shape[0]}, the training "
+            f"images left after the validation split of {val_idx.shape[0]}"
+        )
+    return np.sort(train_idx), np.sort(val_idx)
+
+
+def read_verified(files: DatasetFiles) -> dict[str, np.ndarray]:
+    """Read the four files, checking them against the checksums recorded at fetch time.
+
+    Raises
+    ------
+    ChecksumError
+        A file changed since it was fetched.
+    IDXFormatError
+        A file is malformed or images and labels disagree.
+    """
+    arrays = {}
+    for role in ROLES:
+        info = load_idx(files.path(role), kind="images" if "images" in role else "labels")
+        if info.sha256 != files.checksums[role]:
+            raise ChecksumError(
+                f"{info.path}: content changed since it was fetched (SHA-256 {info.sha256}, "
+                f"expected {files.checksums[role]}); fetch the dataset again"
+            )
+        arrays[role] = info.array
+    for split in ("train", "test"):
+        check_pair(
+            arrays[f"{split}_images"],
+            arrays[f"{split}_labels"],
+            n_classes=files.n_classes,
+            images_name=str(files.path(f"{split}_images")),
+            labels_name=str(files.path(f"{split}_labels")),
+        )
+    return arrays
+
+
+def prepare(
+    files: DatasetFiles,
+    params: PrepareParams,
+    out_dir: Path,
+    *,
+    logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+) -> PreparedData:
+    """Read, split, scale and store a dataset; return the handle on the stored arrays.
+
+    Parameters
+    ----------
+    files:
+        The verified files from the fetch step.
+    params:
+        Split and scaling settings.
+    out_dir:
+        Directory to create (atomically) with the ``.npy`` files and ``prepared.json``.
+        If it already holds a complete result (a concurrent run), that result is returned.
+    logger:
+        Where to log progress (defaults to this module's logger).
+    """
+    log = logger or logging.getLogger(__name__)
+    raw = read_verified(files)
+    train_idx, val_idx = split_indices(raw["train_labels"], params)
+    train_images = raw["train_images"][train_idx]
+    mean, std = pixel_stats(train_images) if params.standardize else (0.0, 1.0)
+    if params.standardize and std == 0.0:
+        raise DataError(f"{files.train_images}: every training pixel has the same value; std is 0")
+    preprocessing = {"standardize": params.standardize, "mean": mean, "std": std}
+    arrays: dict[str, np.ndarray] = {
+        "X_train": prepare_images(train_images, preprocessing),
+        "y_train": raw["train_labels"][train_idx].astype(np.int64),
+    }
+    if val_idx.size:
+        arrays["X_val"] = prepare_images(raw["train_images"][val_idx], preprocessing)
+        arrays["y_val"] = raw["train_labels"][val_idx].astype(np.int64)
+    arrays["X_test"] = prepare_images(raw["test_images"], preprocessing)
+    arrays["y_test"] = raw["test_labels"].astype(np.int64)
+    rows, cols = raw["train_images"].shape[1:]
+    prepared = PreparedData(
+        name=files.name,
+        checksums=dict(files.checksums),
+        n_classes=files.n_classes,
+        image_shape=(int(rows), int(cols)),
+        preprocessing=preprocessing,
+        paths={name: out_dir / f"{name}.npy" for name in arrays},
+        n_train=int(train_idx.size),
+        n_val=int(val_idx.size),
+        n_test=int(raw["test_labels"].shape[0]),
+        params=asdict(params),
+    )
+    _write_atomically(out_dir, arrays, prepared)
+    log.info(
+        "prepared %s: %d train, %d validation, %d test examples (mean %.4f, std %.4f) in %s",
+        files.name, prepared.n_train, prepared.n_val, prepared.n_test, mean, std, out_dir,
+    )  # fmt: skip
+    return prepared
+
+
+def _write_atomically(out_dir: Path, arrays: dict[str, np.ndarray], prepared: PreparedData) -> None:
+    """Write the arrays and metadata into a temporary directory, then rename it to ``out_dir``."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
+    try:
+        for name, array in arrays.items():
+            np.save(tmp / f"{name}.npy", array, allow_pickle=False)
+        (tmp / META_NAME).write_text(json.dumps(prepared.to_json(), indent=2))
+        try:
+            os.rename(tmp, out_dir)
+        except OSError:
+            if load_prepared(out_dir) is None:  # not a complete concurrent result: replace it
+                shutil.rmtree(out_dir)
+                os.rename(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_prepared(out_dir: Path) -> PreparedData | None:
+    """Return the complete result stored in ``out_dir``, or None if absent or incomplete."""
+    try:
+        data = json.loads((Path(out_dir) / META_NAME).read_text())
+        prepared = PreparedData.from_json(data, Path(out_dir))
+    except (OSError, ValueError, TypeError, KeyError, DataError):
+        return None
+    return None if prepared.missing() else prepared

@@ -1,0 +1,90 @@
+"""Verify a dataset file against what is published about it.
+
+Policy, per file (the strongest known check wins):
+
+1. The file is parsed as IDX (structure, lengths) and the SHA-256 of its
+   decompressed content is computed.
+2. If that SHA-256 is known, the decompressed length (when known) and the SHA-256
+   must match: this accepts the mirrors' ``.gz``, recompressed files (Debian's
+   Fashion-MNIST, a ``gzip -9`` copy) and uncompressed copies alike.
+3. Otherwise, if the MD5 of the published ``.gz`` is known, the file must be
+   that ``.gz`` byte for byte. An uncompressed or recompressed copy cannot be
+   verified and is rejected (use the original ``.gz``, or ``--dataset idx``).
+4. Without any published checksum (``idx`` dataset), the structural checks only.
+
+This module is pure: no Prefect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import TYPE_CHECKING
+
+from tasks.data.idx import IDXFile, load_idx
+from tasks.errors import ChecksumError
+
+if TYPE_CHECKING:
+    from tasks.data.datasets import FileSpec
+
+
+def md5sum(path: str | os.PathLike[str]) -> str:
+    """Return the hex MD5 of a file's bytes (as published for the MNIST downloads)."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_file(path: str | os.PathLike[str], spec: FileSpec) -> IDXFile:
+    """Parse ``path`` and check it against ``spec``'s published checksums.
+
+    Parameters
+    ----------
+    path:
+        The candidate file (gzip-compressed or not).
+    spec:
+        The file's registry entry (role, SHA-256 of the decompressed content, MD5 of the ``.gz``).
+
+    Returns
+    -------
+    IDXFile
+        The parsed file, with the SHA-256 of its decompressed content.
+
+    Raises
+    ------
+    IDXFormatError
+        The file is not a valid IDX file of the expected kind.
+    ChecksumError
+        A known checksum does not match, or the file cannot be verified (see the module doc).
+    """
+    info = load_idx(path, kind="images" if spec.kind == "images" else "labels")
+    if spec.size is not None and info.content_size != spec.size:
+        raise ChecksumError(
+            f"{path}: decompressed content is {info.content_size} bytes (shape "
+            f"{info.array.shape}), expected {spec.size} for {spec.filename}"
+        )
+    if spec.sha256 is not None:
+        if info.sha256 != spec.sha256:
+            raise ChecksumError(
+                f"{path}: SHA-256 of the decompressed content is {info.sha256}, "
+                f"expected {spec.sha256} for {spec.filename}"
+            )
+        return info
+    if spec.md5 is None:
+        return info
+    if not info.compressed:
+        raise ChecksumError(
+            f"{path}: an uncompressed copy of {spec.filename} cannot be verified (only the MD5 "
+            "of the published .gz is known); provide the original .gz, or use --dataset idx "
+            "to skip checksum verification"
+        )
+    got = md5sum(path)
+    if got != spec.md5:
+        raise ChecksumError(
+            f"{path}: MD5 is {got}, expected {spec.md5} for the published {spec.filename} "
+            "(no SHA-256 of its content is known to verify a recompressed copy; use the "
+            "original .gz, or --dataset idx to skip checksum verification)"
+        )
+    return info

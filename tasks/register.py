@@ -1,0 +1,75 @@
+"""Register a run's model in the registry and promote it if it beats the champion (task).
+
+The decision, with both accuracies, is published as the markdown artifact
+``mnist-promotion`` (one key, a new version per run) so the outcome of a scheduled
+retraining can be read in the UI without opening the whole report.
+"""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from tasks.registry.promotion import PromotionDecision
+from tasks.registry.store import Registry
+
+PROMOTION_ARTIFACT_KEY = "mnist-promotion"
+
+
+def decision_summary(decision: PromotionDecision) -> str:
+    """One line: the verdict and both accuracies (the artifact's description)."""
+    champion = (
+        f"champion {decision.champion_version} {decision.champion_accuracy:.4f}"
+        if decision.champion_version is not None
+        else "no champion before"
+    )
+    return (
+        f"{decision.dataset}: {decision.challenger_version} {decision.verdict}; test accuracy "
+        f"{decision.challenger_accuracy:.4f}, {champion}, margin {decision.margin:.4f}"
+    )
+
+
+@task(name="register-model", task_run_name="register-{dataset}", cache_policy=NO_CACHE)
+def register_model(
+    model_path: str,
+    metrics: dict,
+    *,
+    dataset: str,
+    registry_dir: str | None = None,
+    margin: float = 0.0,
+) -> PromotionDecision:
+    """Register the model, promote it when ``test_accuracy`` gains ``margin``, publish the decision.
+
+    The decision's markdown goes to the artifact ``mnist-promotion``.
+
+    Parameters
+    ----------
+    model_path:
+        The run's ``model.npz`` (its ``.json`` metadata beside it).
+    metrics:
+        Test metrics holding ``test_accuracy`` in [0, 1].
+    dataset:
+        Dataset whose test set produced the metrics (one champion per dataset).
+    registry_dir:
+        Registry root; ``None`` means ``$MNIST_FLOW_REGISTRY`` or the user data folder.
+    margin:
+        Accuracy gain over the champion needed for promotion, in [0, 1).
+    """
+    registry = Registry(registry_dir)
+    version, decision = registry.register_and_promote(
+        model_path, metrics, dataset=dataset, margin=margin
+    )
+    get_run_logger().info(
+        "registered %s in %s: %s (%s)",
+        version.version,
+        registry.root,
+        decision.verdict,
+        decision.reason,
+    )
+    create_markdown_artifact(
+        markdown=decision.to_markdown(),
+        key=PROMOTION_ARTIFACT_KEY,
+        description=decision_summary(decision),
+    )
+    return decision

@@ -1,0 +1,204 @@
+"""Registry records and the promotion rule: versions, decisions and the models table (pure).
+
+A challenger is promoted when ``challenger - champion >= margin`` and ``challenger > champion``:
+a tie never replaces the champion, and a tolerance of 1e-9 absorbs floating-point rounding of
+the difference (0.91 - 0.90 is 0.0100000000000000089). The first model of a dataset becomes
+its champion. See :mod:`tasks.registry.store` for the storage.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from numbers import Real
+from pathlib import Path
+from typing import Any
+
+from nn.errors import ConfigError
+from tasks.errors import RegistryError
+
+VERSION_RE = re.compile(r"^v(\d{4,})$")
+_DATASET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_EPS = 1e-9
+
+
+def check_margin(margin: float) -> float:
+    """Return ``margin`` as a float; raise ConfigError unless 0 <= margin < 1."""
+    if isinstance(margin, bool) or not isinstance(margin, Real) or not 0 <= margin < 1:
+        raise ConfigError(f"margin must be a number >= 0 and < 1, got {margin!r}")
+    return float(margin)
+
+
+def check_dataset(dataset: str) -> str:
+    """Return ``dataset``; raise ConfigError unless it is a safe file-name component."""
+    if not isinstance(dataset, str) or not _DATASET_RE.match(dataset):
+        raise ConfigError(
+            f"dataset must be a name of letters, digits, '.', '_' or '-' (at most 64), "
+            f"got {dataset!r}"
+        )
+    return dataset
+
+
+def check_accuracy(value: Any, where: str) -> float:
+    """Return ``value`` as a float; raise RegistryError naming ``where`` unless in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not 0 <= value <= 1:
+        raise RegistryError(f"{where} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def version_name(version: ModelVersion | str | int) -> str:
+    """Return the canonical name (``"v0003"``) of ``version`` (``3``, ``"3"``, ``"v3"``, ...)."""
+    if isinstance(version, ModelVersion):
+        return version.version
+    if isinstance(version, int) and not isinstance(version, bool) and version >= 1:
+        return f"v{version:04d}"
+    if isinstance(version, str):
+        match = re.fullmatch(r"v?(\d+)", version)
+        if match and int(match.group(1)) >= 1:
+            return f"v{int(match.group(1)):04d}"
+    raise RegistryError(f"version must look like 'v0001' or be a positive int, got {version!r}")
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered model.
+
+    Attributes
+    ----------
+    version:
+        ``"v0001"``, ``"v0002"``, ... in registration order.
+    created_at:
+        Registration time, ISO 8601 in UTC.
+    dataset:
+        Name of the dataset whose test set gave ``test_accuracy``.
+    test_accuracy:
+        Accuracy on that fixed test set, in [0, 1].
+    path:
+        The registered ``model.npz`` (its metadata is ``path.with_suffix(".json")``).
+    is_champion:
+        Whether this version is the champion of its dataset.
+    """
+
+    version: str
+    created_at: str
+    dataset: str
+    test_accuracy: float
+    path: Path
+    is_champion: bool = False
+
+    def __post_init__(self) -> None:
+        if not VERSION_RE.match(self.version):
+            raise RegistryError(f"version must look like 'v0001', got {self.version!r}")
+        check_accuracy(self.test_accuracy, "test_accuracy")
+
+    @property
+    def number(self) -> int:
+        """The version number (``v0007`` -> 7)."""
+        return int(self.version[1:])
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    """What a retraining run did with its model, with both accuracies.
+
+    ``champion_version``/``champion_accuracy`` describe the champion *before* the decision
+    (``None`` when the dataset had none).
+    """
+
+    promoted: bool
+    reason: str
+    dataset: str
+    challenger_version: str
+    challenger_accuracy: float
+    champion_version: str | None
+    champion_accuracy: float | None
+    margin: float
+
+    def __post_init__(self) -> None:
+        check_margin(self.margin)
+        check_accuracy(self.challenger_accuracy, "challenger_accuracy")
+        if (self.champion_version is None) != (self.champion_accuracy is None):
+            raise RegistryError("champion_version and champion_accuracy must both be set or None")
+
+    @property
+    def verdict(self) -> str:
+        """``"promoted to champion"`` or ``"not promoted"``."""
+        return "promoted to champion" if self.promoted else "not promoted"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the decision as a JSON-serialisable dict."""
+        return asdict(self)
+
+    def to_markdown(self) -> str:
+        """Return a Markdown summary for the run report and the Prefect artifact."""
+        champ = (
+            f"| champion before | {self.champion_version} | {self.champion_accuracy:.4f} |"
+            if self.champion_version is not None
+            else "| champion before | (none) | - |"
+        )
+        return "\n".join(
+            [
+                f"### Model {self.challenger_version} ({self.dataset}): {self.verdict}",
+                "",
+                "| role | version | test accuracy |",
+                "|---|---|---|",
+                f"| challenger | {self.challenger_version} | {self.challenger_accuracy:.4f} |",
+                champ,
+                "",
+                f"Required margin: {self.margin:.4f}. {self.reason[0].upper()}{self.reason[1:]}.",
+                "",
+            ]
+        )
+
+
+def decide(
+    challenger: ModelVersion, champion: ModelVersion | None, margin: float
+) -> PromotionDecision:
+    """Apply the promotion rule; pure."""
+    common: dict[str, Any] = dict(
+        dataset=challenger.dataset,
+        challenger_version=challenger.version,
+        challenger_accuracy=challenger.test_accuracy,
+        champion_version=champion.version if champion else None,
+        champion_accuracy=champion.test_accuracy if champion else None,
+        margin=margin,
+    )
+    if champion is None:
+        reason = f"first model for dataset '{challenger.dataset}', so it becomes the champion"
+        return PromotionDecision(promoted=True, reason=reason, **common)
+    if champion.version == challenger.version:
+        return PromotionDecision(
+            promoted=False, reason=f"{challenger.version} is already the champion", **common
+        )
+    diff = challenger.test_accuracy - champion.test_accuracy
+    promoted = diff > 0 and diff >= margin - _EPS
+    verb = "beats" if promoted else "does not beat"
+    reason = (
+        f"test accuracy {challenger.test_accuracy:.4f} {verb} champion {champion.version} "
+        f"({champion.test_accuracy:.4f}) by at least the margin {margin:.4f} "
+        f"(difference {diff:+.4f})"
+    )
+    return PromotionDecision(promoted=promoted, reason=reason, **common)
+
+
+def format_models_table(versions: Sequence[ModelVersion]) -> str:
+    """Return ``versions`` as an aligned plain-text table for ``mnist-flow models``."""
+    if not versions:
+        return "no models registered yet; train one with `mnist-flow run`"
+    header = ("VERSION", "CREATED (UTC)", "DATASET", "TEST ACC", "CHAMPION")
+    rows = [
+        (
+            v.version,
+            v.created_at[:19].replace("T", " "),
+            v.dataset,
+            f"{v.test_accuracy:.4f}",
+            "*" if v.is_champion else "",
+        )
+        for v in versions
+    ]
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in (header, *rows)
+    ]
+    return "\n".join(line.rstrip() for line in lines)

@@ -1,0 +1,407 @@
+"""Champion/challenger model registry: a worse model never replaces a better one (pure, no Prefect).
+
+Layout of a registry directory ``root``::
+
+    root/.lock                        exclusive fcntl lock taken by every write
+    root/models/v0001/model.npz       weights, copied from nn.io.save_model's output and
+                                      checked with nn.io.load_model before the rename
+    root/models/v0001/model.json      its metadata, copied beside it
+    root/models/v0001/metrics.json    the metrics given at registration
+    root/models/v0001/version.json    {"version", "created_at", "dataset", "test_accuracy",
+                                       "source"}
+    root/champion-<dataset>.json      {"version", "test_accuracy", "dataset", "promoted_at"}
+
+Accuracies are only comparable on the same test set, so there is one champion per dataset
+(``champion-mnist.json``, ``champion-fashion-mnist.json``, ...): a challenger is compared
+with the champion of its own dataset only, and the first model of a dataset becomes its
+champion. A challenger is promoted when ``challenger - champion >= margin`` and
+``challenger > champion`` (a tie never replaces the champion; see :mod:`tasks.registry.promotion`).
+When no dataset is named, "the champion" is the most recently promoted one over all
+datasets (that is what ``mnist-flow evaluate`` and ``mnist-flow predict`` use by default).
+
+Atomicity: a version is assembled in a hidden temporary directory under ``root/models`` and
+renamed into place, and pointers are written to a temporary file and ``os.replace``-d, so
+readers never see a half-written version or pointer and need no lock. Every write holds
+``root/.lock`` (``fcntl.flock``: Linux and macOS only), and :meth:`Registry.register_and_promote`
+registers and promotes under one lock, so two concurrent retraining runs get distinct
+version numbers and cannot both become champion.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from nn.errors import MnistFlowError, ModelFileError
+from nn.io import load_model, metadata_path
+from tasks.outputs.atomic import write_json_atomic
+from tasks.registry.filelock import LockError, exclusive_lock
+from tasks.registry.promotion import (
+    VERSION_RE,
+    ModelVersion,
+    PromotionDecision,
+    RegistryError,
+    check_accuracy,
+    check_dataset,
+    check_margin,
+    decide,
+    format_models_table,
+    version_name,
+)
+
+__all__ = [
+    "ModelVersion",
+    "PromotionDecision",
+    "Registry",
+    "RegistryError",
+    "default_registry_root",
+    "format_models_table",
+]
+
+ENV_VAR = "MNIST_FLOW_REGISTRY"
+MODEL_FILE = "model.npz"
+METADATA_FILE = "model.json"
+METRICS_FILE = "metrics.json"
+VERSION_FILE = "version.json"
+_TMP_PREFIX = ".tmp-"
+
+
+def default_registry_root() -> Path:
+    """Return the default registry directory.
+
+    ``$MNIST_FLOW_REGISTRY`` if set and non-empty, else
+    ``<$XDG_DATA_HOME or ~/.local/share>/mnist-flow/registry``.
+    """
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR]).expanduser()
+    data_home = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data_home) / "mnist-flow" / "registry"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _copy_file(src: Path, dst: Path) -> None:
+    """Copy ``src`` to ``dst`` and flush it to disk."""
+    shutil.copyfile(src, dst)
+    with open(dst, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RegistryError(f"{what} {path} is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RegistryError(f"{what} {path} is unreadable or not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise RegistryError(f"{what} {path} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def metadata_dataset(metadata: dict[str, Any]) -> str | None:
+    """The dataset name recorded in nn.io model metadata, if any."""
+    value = metadata.get("dataset")
+    if isinstance(value, dict):
+        value = value.get("name")
+    return value if isinstance(value, str) else None
+
+
+class Registry:
+    """A directory of trained models with one champion per dataset (see the module docstring).
+
+    Parameters
+    ----------
+    root:
+        The registry directory (created on first write); ``None`` means
+        :func:`default_registry_root`.
+    lock_timeout:
+        Seconds a write waits for another process holding the lock before raising
+        :class:`RegistryError`.
+    """
+
+    def __init__(self, root: Path | str | None = None, *, lock_timeout: float = 60.0) -> None:
+        self.root = Path(root).expanduser() if root is not None else default_registry_root()
+        self.models_dir = self.root / "models"
+        self.lock_path = self.root / ".lock"
+        self.lock_timeout = lock_timeout
+
+    def __repr__(self) -> str:
+        return f"Registry({str(self.root)!r})"
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def register(self, model_path: Path | str, metrics: dict, *, dataset: str) -> ModelVersion:
+        """Copy a saved model into the next version directory, atomically, under the lock.
+
+        Parameters
+        ----------
+        model_path:
+            The ``.npz`` written by ``nn.io.save_model``; its ``.json`` metadata must be beside it.
+        metrics:
+            JSON-serialisable metrics of the model; must hold ``"test_accuracy"`` in [0, 1].
+        dataset:
+            Name of the dataset whose test set gave ``metrics["test_accuracy"]``.
+
+        Raises
+        ------
+        RegistryError
+            Missing model files, a copy that ``nn.io.load_model`` rejects (truncated,
+            corrupted, inconsistent), metadata naming another dataset, bad metrics, lock
+            timeout, or a failed copy; nothing is then left in the registry.
+        """
+        prepared = self._prepare(model_path, metrics, dataset)
+        with self._locked():
+            version = self._register_locked(*prepared)
+        return version
+
+    def promote_if_better(
+        self, version: ModelVersion | str | int, *, margin: float = 0.0
+    ) -> PromotionDecision:
+        """Make ``version`` the champion of its dataset if it beats the current one by ``margin``.
+
+        Raises
+        ------
+        ConfigError
+            If ``margin`` is not in [0, 1).
+        RegistryError
+            Unknown version, corrupted champion pointer, or lock timeout.
+        """
+        margin = check_margin(margin)
+        with self._locked():
+            return self._promote_locked(self.get(version), margin)
+
+    def register_and_promote(
+        self, model_path: Path | str, metrics: dict, *, dataset: str, margin: float = 0.0
+    ) -> tuple[ModelVersion, PromotionDecision]:
+        """Register a model and promote it if it is better, both under one lock.
+
+        Two concurrent retraining runs therefore get distinct versions and at most one of
+        them can take over from a given champion. If promotion fails after registration,
+        the model stays registered and the champion is unchanged.
+
+        Returns
+        -------
+        (ModelVersion, PromotionDecision)
+            The registered version (``is_champion`` reflects the decision) and the decision.
+        """
+        margin = check_margin(margin)
+        prepared = self._prepare(model_path, metrics, dataset)
+        with self._locked():
+            registered = self._register_locked(*prepared)
+            decision = self._promote_locked(registered, margin)
+        if decision.promoted:
+            registered = replace(registered, is_champion=True)
+        return registered, decision
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get(self, version: ModelVersion | str | int) -> ModelVersion:
+        """Return the registered ``version`` (``"v0003"``, ``"3"`` or ``3``)."""
+        name = version_name(version)
+        directory = self.models_dir / name
+        if not directory.is_dir():
+            raise RegistryError(f"registry {self.root} has no model version {name}")
+        entry = self._read_entry(directory)
+        pointer = self.pointer_path(entry.dataset)
+        is_champion = pointer.exists() and self._read_pointer(pointer)["version"] == name
+        return replace(entry, is_champion=is_champion)
+
+    def list(self, dataset: str | None = None) -> list[ModelVersion]:
+        """Return every registered version (of ``dataset`` if given), oldest first."""
+        if not self.models_dir.is_dir():
+            return []
+        champions = {self._read_pointer(p)["version"] for p in self._pointer_paths()}
+        entries = []
+        for directory in self.models_dir.iterdir():
+            if directory.is_dir() and VERSION_RE.match(directory.name):
+                entry = self._read_entry(directory)
+                if dataset is None or entry.dataset == dataset:
+                    is_champion = entry.version in champions
+                    entries.append(replace(entry, is_champion=is_champion))
+        return sorted(entries, key=lambda v: v.number)
+
+    def champion(self, dataset: str | None = None) -> ModelVersion | None:
+        """Return the champion of ``dataset`` (or the most recently promoted one), else None."""
+        if dataset is not None:
+            paths = [self.pointer_path(dataset)]
+        else:
+            paths = self._pointer_paths()
+        pointers = [self._read_pointer(p) for p in paths if p.exists()]
+        if not pointers:
+            return None
+        latest = max(pointers, key=lambda p: (p["promoted_at"], p["version"]))
+        entry = self._read_entry(self.models_dir / latest["version"])
+        return replace(entry, is_champion=True)
+
+    def model_path(
+        self, version: ModelVersion | str | int | None = None, *, dataset: str | None = None
+    ) -> Path:
+        """Return the ``model.npz`` of ``version``, or of the champion when ``version`` is None.
+
+        The champion is that of ``dataset`` if given, else the most recently promoted one.
+
+        Raises
+        ------
+        RegistryError
+            Unknown version, or no champion yet.
+        """
+        if version is not None:
+            return self.get(version).path
+        champion = self.champion(dataset)
+        if champion is None:
+            scope = f" for dataset '{dataset}'" if dataset is not None else ""
+            raise RegistryError(
+                f"registry {self.root} has no champion{scope} yet; train one with `mnist-flow run`"
+            )
+        return champion.path
+
+    def pointer_path(self, dataset: str) -> Path:
+        """Return the champion pointer file of ``dataset``."""
+        return self.root / f"champion-{check_dataset(dataset)}.json"
+
+    # -- internals ------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        try:
+            self.models_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RegistryError(f"cannot create registry {self.root}: {exc}") from exc
+        try:
+            with exclusive_lock(self.lock_path, timeout=self.lock_timeout):
+                yield
+        except LockError as exc:
+            raise RegistryError(f"registry {self.root}: {exc}") from exc
+
+    def _prepare(
+        self, model_path: Path | str, metrics: dict, dataset: str
+    ) -> tuple[Path, Path, str, float, str]:
+        """Validate the inputs of a registration before taking the lock."""
+        check_dataset(dataset)
+        model_path = Path(model_path)
+        meta_path = metadata_path(model_path)
+        for path, what in ((model_path, "model file"), (meta_path, "model metadata")):
+            if not path.is_file():
+                raise RegistryError(f"cannot register {model_path}: {what} {path} does not exist")
+        recorded = metadata_dataset(_read_json(meta_path, "model metadata"))
+        if recorded is not None and recorded != dataset:
+            raise RegistryError(
+                f"cannot register {model_path} for dataset '{dataset}': "
+                f"its metadata {meta_path} says dataset '{recorded}'"
+            )
+        if not isinstance(metrics, dict) or "test_accuracy" not in metrics:
+            raise RegistryError(f"metrics for {model_path} must be a dict with 'test_accuracy'")
+        accuracy = check_accuracy(metrics["test_accuracy"], "metrics['test_accuracy']")
+        try:
+            metrics_json = json.dumps(metrics, indent=2, sort_keys=True, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise RegistryError(
+                f"metrics for {model_path} are not JSON-serialisable: {exc}"
+            ) from exc
+        return model_path, meta_path, dataset, accuracy, metrics_json + "\n"
+
+    def _register_locked(
+        self, model_path: Path, meta_path: Path, dataset: str, accuracy: float, metrics: str
+    ) -> ModelVersion:
+        for stale in self.models_dir.glob(f"{_TMP_PREFIX}*"):  # only crashed writers leave these
+            shutil.rmtree(stale, ignore_errors=True)
+        numbers = [int(d.name[1:]) for d in self.models_dir.iterdir() if VERSION_RE.match(d.name)]
+        name = f"v{max(numbers, default=0) + 1:04d}"
+        final = self.models_dir / name
+        tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=self.models_dir))
+        entry = {
+            "version": name,
+            "created_at": _now(),
+            "dataset": dataset,
+            "test_accuracy": accuracy,
+            "source": str(model_path.resolve()),
+        }
+        try:
+            _copy_file(model_path, tmp / MODEL_FILE)
+            _copy_file(meta_path, tmp / METADATA_FILE)
+            load_model(tmp / MODEL_FILE)  # the copy is complete, consistent and loadable
+            (tmp / METRICS_FILE).write_text(metrics, encoding="utf-8")
+            write_json_atomic(tmp / VERSION_FILE, entry)
+            os.rename(tmp, final)
+        except (OSError, ModelFileError) as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise RegistryError(
+                f"could not register {model_path} as {final}: {exc}; the registry is unchanged"
+            ) from exc
+        return self._read_entry(final)
+
+    def _promote_locked(self, challenger: ModelVersion, margin: float) -> PromotionDecision:
+        decision = decide(challenger, self.champion(challenger.dataset), margin)
+        if decision.promoted:
+            pointer = {
+                "version": challenger.version,
+                "test_accuracy": challenger.test_accuracy,
+                "dataset": challenger.dataset,
+                "promoted_at": _now(),
+            }
+            path = self.pointer_path(challenger.dataset)
+            try:
+                write_json_atomic(path, pointer)
+            except OSError as exc:
+                raise RegistryError(
+                    f"could not write champion pointer {path}: {exc}; the champion is unchanged"
+                ) from exc
+        return decision
+
+    def _pointer_paths(self) -> list[Path]:
+        return sorted(self.root.glob("champion-*.json")) if self.root.is_dir() else []
+
+    def _read_entry(self, directory: Path) -> ModelVersion:
+        path = directory / VERSION_FILE
+        data = _read_json(path, "version record")
+        try:
+            if data["version"] != directory.name:
+                raise ValueError(f"it names version {data['version']!r}")
+            entry = ModelVersion(
+                version=data["version"],
+                created_at=str(data["created_at"]),
+                dataset=check_dataset(data["dataset"]),
+                test_accuracy=data["test_accuracy"],
+                path=directory / MODEL_FILE,
+            )
+        except (KeyError, ValueError, MnistFlowError) as exc:
+            raise RegistryError(f"version record {path} is corrupted: {exc}") from exc
+        if not entry.path.is_file():
+            raise RegistryError(f"registered model {entry.path} is missing")
+        return entry
+
+    def _read_pointer(self, path: Path) -> dict[str, Any]:
+        data = _read_json(path, "champion pointer")
+        expected = path.name.removeprefix("champion-").removesuffix(".json")
+        try:
+            ok = (
+                isinstance(data.get("version"), str)
+                and VERSION_RE.match(data["version"])
+                and data.get("dataset") == expected
+                and isinstance(data.get("promoted_at"), str)
+                and check_accuracy(data.get("test_accuracy"), "test_accuracy") >= 0
+            )
+        except RegistryError:
+            ok = False
+        if not ok:
+            raise RegistryError(
+                f"champion pointer {path} is corrupted: expected version 'vNNNN', dataset "
+                f"'{expected}', test_accuracy in [0, 1] and promoted_at; got {data!r}"
+            )
+        if not (self.models_dir / data["version"]).is_dir():
+            raise RegistryError(
+                f"champion pointer {path} names {data['version']}, "
+                f"which is not in {self.models_dir}"
+            )
+        return data

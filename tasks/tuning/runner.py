@@ -1,0 +1,311 @@
+"""Random search: sample trials, run them in parallel, resume from the trial store.
+
+Trials run through :class:`joblib.Parallel` with ``return_as="generator_unordered"``, so the
+caller sees each result (``on_trial``) and the store persists it as soon as it finishes.
+
+- ``backend="loky"``: worker processes on this machine; each limits its BLAS to
+  ``cores // n_jobs`` threads and memory-maps the prepared ``.npy`` files (no copies).
+- ``backend="dask"``: a Dask cluster through joblib's Dask backend (an existing one at
+  ``dask_address``, else a temporary local one with ``n_jobs`` processes). Workers may
+  not see this machine's files, so the splits are read here once and scattered (broadcast)
+  to every worker; each trial then uses the worker's copy. BLAS gets one thread per trial.
+
+With ``halving`` (successive halving, as in scikit-learn's ``HalvingRandomSearchCV``), all
+trials first train for a few epochs, the best ``1/factor`` train again for ``factor`` times
+more, and so on up to ``trial_epochs`` (each round retrains from scratch with the trial's
+own seed); the best parameters come from the last round.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+
+from nn.errors import ConfigError
+from tasks.errors import CacheError, SearchError
+from tasks.settings import SEARCH
+from tasks.tuning.space import SearchSpace, Value
+from tasks.tuning.trials import (
+    ExtrasHandler,
+    TrialArrays,
+    TrialData,
+    TrialResult,
+    TrialSpec,
+    TrialStore,
+    run_trial,
+)
+
+__all__ = ["BACKENDS", "SearchResult", "data_fingerprint", "halving_rungs", "run_search"]
+
+BACKENDS = SEARCH["backend"].choices
+DASK_CONNECT_TIMEOUT = "15s"
+"""How long to try to reach the Dask scheduler before giving up."""
+
+OnTrial = Callable[[TrialResult, int, int], None]
+"""``on_trial(result, done, total)``: called in the parent as each trial finishes."""
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The outcome of a search.
+
+    ``trials`` holds one :meth:`TrialResult.to_dict` per trial run (per round with halving),
+    ordered by round then trial index; ``best_*`` describe the best trial of the last round.
+    """
+
+    trials: list[dict[str, Any]]
+    best_params: dict[str, Value]
+    best_val_accuracy: float
+    best_trial: int
+    seconds: float
+    n_trained: int
+    n_cached: int
+
+
+def halving_rungs(n_trials: int, trial_epochs: int, factor: int = 3) -> list[tuple[int, int]]:
+    """The rounds of successive halving as ``(trials, epochs)`` pairs.
+
+    Round ``k`` of ``R`` trains ``ceil(n_trials / factor**k)`` trials for
+    ``trial_epochs // factor**(R-1-k)`` epochs; ``R`` is as large as possible while the
+    first round trains at least one epoch and every round keeps fewer trials.
+
+    >>> halving_rungs(12, 9)
+    [(12, 1), (4, 3), (2, 9)]
+    """
+    rounds = 1
+    while factor**rounds <= trial_epochs and math.ceil(n_trials / factor ** (rounds - 1)) > 1:
+        rounds += 1
+    return [
+        (math.ceil(n_trials / factor**k), trial_epochs // factor ** (rounds - 1 - k))
+        for k in range(rounds)
+    ]
+
+
+def data_fingerprint(data: TrialData) -> str:
+    """SHA-256 naming the training and validation data a trial sees.
+
+    For ``PreparedData`` it covers the source checksums, the preparation settings and the
+    preprocessing statistics; for arrays held in memory, their content.
+
+    """
+    digest = hashlib.sha256()
+    checksums = getattr(data, "checksums", None)
+    if checksums is not None:
+        fields = ("name", "checksums", "params", "preprocessing", "n_train", "n_val")
+        what = {name: getattr(data, name, None) for name in fields}
+        digest.update(json.dumps(what, sort_keys=True, default=str).encode())
+        return digest.hexdigest()
+    splits = data.load(mmap=True)
+    for name in ("X_train", "y_train", "X_val", "y_val"):
+        array = np.ascontiguousarray(getattr(splits, name))
+        digest.update(f"{name}{array.dtype.str}{array.shape}".encode())
+        digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()
+
+
+def _check_args(
+    n_trials: int, trial_epochs: int, seed: int, n_jobs: int, backend: str,
+    dask_address: str | None, factor: int,
+) -> None:  # fmt: skip
+    for name, value, low in (("n_trials", n_trials, 1), ("trial_epochs", trial_epochs, 1),
+                             ("seed", seed, 0), ("halving_factor", factor, 2)):  # fmt: skip
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"{name}={value!r} must be an integer >= {low}")
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
+        raise ConfigError(f"n_jobs={n_jobs!r} must be a non-zero integer (-1: all cores)")
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend={backend!r} is not one of {', '.join(BACKENDS)}")
+    if dask_address is not None and backend != "dask":
+        raise ConfigError(f"dask_address={dask_address!r} needs backend='dask'")
+
+
+@contextlib.contextmanager
+def _workers(
+    backend: str, n_jobs: int, dask_address: str | None, data: TrialData
+) -> Iterator[tuple[TrialData, int]]:
+    """Configure joblib for ``backend``; yields (data to send to workers, BLAS threads)."""
+    if backend == "loky":
+        jobs = joblib.effective_n_jobs(n_jobs)
+        with joblib.parallel_config(backend="loky", n_jobs=n_jobs):
+            yield data, max(1, joblib.cpu_count() // jobs)
+        return
+    from distributed import Client, LocalCluster
+
+    cluster = None
+    if dask_address is None:  # no cluster given: a local one, one process per job
+        workers = joblib.effective_n_jobs(n_jobs)
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, dashboard_address=None, host="127.0.0.1"
+        )
+        dask_address = cluster.scheduler_address
+    try:
+        client = Client(dask_address, timeout=DASK_CONNECT_TIMEOUT, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        if cluster is not None:
+            cluster.close()
+        raise SearchError(f"cannot reach the Dask scheduler at {dask_address}: {exc}") from exc
+    try:
+        arrays = TrialArrays.from_data(data)
+        with joblib.parallel_config(backend="dask", client=client, scatter=[arrays]):
+            yield arrays, 1
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _run_round(
+    specs: Sequence[TrialSpec],
+    data: TrialData,
+    store: TrialStore | None,
+    *,
+    blas_threads: int,
+    extras_handler: ExtrasHandler | None,
+) -> Iterator[TrialResult]:
+    """Yield stored results first, then the others as they finish (persisting each)."""
+    pending = []
+    for spec in specs:
+        cached = store.get(spec) if store is not None else None
+        if cached is not None:
+            yield cached
+        else:
+            pending.append(spec)
+    if not pending:
+        return
+    by_key = {(s.index, s.epochs): s for s in pending}
+    parallel = joblib.Parallel(return_as="generator_unordered", batch_size=1)
+    jobs = (
+        joblib.delayed(run_trial)(
+            spec, data, blas_threads=blas_threads, extras_handler=extras_handler
+        )
+        for spec in pending
+    )
+    for result in parallel(jobs):
+        if store is not None and result.status != "failed":
+            spec = by_key[(result.trial, result.epochs)]
+            try:
+                store.put(spec, result)
+            except OSError as exc:
+                raise CacheError(
+                    f"cannot store trial {result.trial} in {store.directory}: {exc}"
+                ) from exc
+        yield result
+
+
+def _rank(result: TrialResult) -> tuple[float, int]:
+    score = result.best_val_accuracy if result.status == "ok" else None
+    return (-math.inf if score is None else score, -result.trial)
+
+
+def run_search(
+    data: TrialData,
+    space: SearchSpace,
+    *,
+    n_trials: int = SEARCH["trials"].default,
+    trial_epochs: int = SEARCH["trial_epochs"].default,
+    seed: int = 0,
+    n_jobs: int = SEARCH["n_jobs"].default,
+    backend: str = SEARCH["backend"].default,
+    dask_address: str | None = None,
+    halving: bool = False,
+    halving_factor: int = 3,
+    cache_dir: str | Path | None = None,
+    code_version: str = "",
+    on_trial: OnTrial | None = None,
+    extras_handler: ExtrasHandler | None = None,
+) -> SearchResult:
+    """Run a random search over ``space`` and return every trial and the best parameters.
+
+    Parameters
+    ----------
+    data:
+        ``PreparedData`` (or :class:`TrialArrays`): training and validation splits.
+    space:
+        The search space; trial ``i`` uses ``space.sample(seed, i)``.
+    n_trials, trial_epochs, seed:
+        Number of configurations, epochs per trial (last round with halving), run seed.
+    n_jobs:
+        Trials at once with loky (-1: all cores); a Dask cluster uses all its threads.
+    backend, dask_address:
+        ``"loky"`` or ``"dask"``: the scheduler address ``tcp://host:port`` of an existing
+        cluster, or None for a local cluster of ``n_jobs`` single-threaded processes.
+    halving, halving_factor:
+        Successive halving with this reduction factor (see :func:`halving_rungs`).
+    cache_dir:
+        Finished trials are stored in ``<cache_dir>/trials`` and reused (None: no store).
+    code_version:
+        Part of every stored trial's key, so a code change retrains.
+    on_trial:
+        ``on_trial(result, done, total)`` in this process as each trial finishes.
+    extras_handler:
+        Needed when the space has extra parameters (see :data:`tasks.tuning.trials.ExtrasHandler`).
+
+    Raises
+    ------
+    nn.errors.ConfigError
+        For an argument out of range, or data without a validation split.
+    SearchError
+        If the Dask scheduler is unreachable or no trial of the last round succeeded.
+    tasks.errors.CacheError
+        If a finished trial cannot be written to the store.
+    """
+    _check_args(n_trials, trial_epochs, seed, n_jobs, backend, dask_address, halving_factor)
+    if space.extras and extras_handler is None:
+        raise ConfigError(
+            f"search parameters {list(space.extras)} are not known to the trainer; "
+            "pass an extras_handler that turns them into training options"
+        )
+    splits = data.load(mmap=True)
+    if splits.X_val is None or len(splits.X_val) == 0:
+        raise ConfigError("the random search needs a validation split (val_size > 0)")
+    start = time.perf_counter()
+    rounds = (
+        halving_rungs(n_trials, trial_epochs, halving_factor)
+        if halving
+        else [(n_trials, trial_epochs)]
+    )
+    total = sum(count for count, _ in rounds)
+    store = None
+    if cache_dir is not None:
+        identity = {"data": data_fingerprint(data), "code": code_version}
+        store = TrialStore(Path(cache_dir) / "trials", identity)
+    params = {i: space.sample(seed, i) for i in range(n_trials)}
+    results: list[TrialResult] = []
+    survivors = list(range(n_trials))
+    with _workers(backend, n_jobs, dask_address, data) as (payload, blas):
+        for rung, (count, epochs) in enumerate(rounds):
+            if rung:
+                previous = [r for r in results if r.rung == rung - 1 and r.status == "ok"]
+                survivors = [r.trial for r in sorted(previous, key=_rank, reverse=True)[:count]]
+            specs = [TrialSpec(i, seed, params[i], epochs, rung) for i in sorted(survivors)]
+            for result in _run_round(
+                specs, payload, store, blas_threads=blas, extras_handler=extras_handler
+            ):
+                results.append(result)
+                if on_trial is not None:
+                    on_trial(result, len(results), total)
+    results.sort(key=lambda r: (r.rung, r.trial))
+    final = [r for r in results if r.rung == len(rounds) - 1 and r.status == "ok"]
+    if not final:
+        errors = "; ".join(f"trial {r.trial}: {r.status} ({r.error})" for r in results[-3:])
+        raise SearchError(f"no trial of the search finished successfully; last: {errors}")
+    best = max(final, key=_rank)
+    return SearchResult(
+        trials=[r.to_dict() for r in results],
+        best_params=dict(best.params),
+        best_val_accuracy=float(best.best_val_accuracy),
+        best_trial=best.trial,
+        seconds=time.perf_counter() - start,
+        n_trained=sum(not r.cached for r in results),
+        n_cached=sum(r.cached for r in results),
+    )

@@ -1,0 +1,266 @@
+"""Tests of tasks.fitting.augment on real digits and clothes."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.ndimage import gaussian_filter
+
+from nn.errors import ConfigError
+from tasks.fitting.augment import (
+    KINDS,
+    AugmentConfig,
+    Augmenter,
+    default_augment,
+    elastic_field,
+    make_augmenter,
+    noise_stride,
+    warp,
+)
+
+
+def _read_images(path: Path, count: int) -> np.ndarray:
+    """The first ``count`` images of an IDX image file, (count, 28, 28) float32 in [0, 1]."""
+    with gzip.open(path, "rb") as handle:
+        raw = handle.read(16 + count * 784)
+    return np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(count, 28, 28) / np.float32(255)
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_dir: Path) -> np.ndarray:
+    """64 real MNIST digits, (64, 28, 28) float32 in [0, 1]."""
+    return _read_images(mnist_dir / "t10k-images-idx3-ubyte.gz", 64).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def clothes(fashion_dir: Path) -> np.ndarray:
+    """64 real Fashion-MNIST images, (64, 28, 28) float32 in [0, 1]."""
+    return _read_images(fashion_dir / "t10k-images-idx3-ubyte.gz", 64).astype(np.float32)
+
+
+def _standardize(images: np.ndarray) -> np.ndarray:
+    """(n, 28, 28) in [0, 1] -> (n, 784) standardised with MNIST-like statistics."""
+    return ((images.reshape(len(images), -1) - 0.1307) / 0.3081).astype(np.float32)
+
+
+def _centre_of_mass(images: np.ndarray) -> np.ndarray:
+    """(n, H, W) non-negative images -> (n, 2) centre of mass (row, column)."""
+    rows, cols = np.indices(images.shape[1:])
+    mass = images.sum(axis=(1, 2))
+    return np.stack(
+        [(images * rows).sum(axis=(1, 2)) / mass, (images * cols).sum(axis=(1, 2)) / mass], 1
+    )
+
+
+@pytest.mark.parametrize("kind", ["shift", "affine", "elastic"])
+def test_output_shape_dtype_and_determinism(digits: np.ndarray, kind: str) -> None:
+    X = _standardize(digits)
+    augment = make_augmenter(default_augment("mnist", kind))
+    assert augment is not None
+    first = augment(X, np.random.default_rng(7))
+    second = augment(X, np.random.default_rng(7))
+    other = augment(X, np.random.default_rng(8))
+    assert first.shape == X.shape and first.dtype == np.float32
+    np.testing.assert_array_equal(first, second)
+    assert not np.allclose(first, other)
+    assert not np.allclose(first, X)
+    assert np.all(np.isfinite(first))
+
+
+def test_none_gives_no_augmenter() -> None:
+    assert make_augmenter(AugmentConfig()) is None
+    assert make_augmenter(default_augment("fashion-mnist", "none")) is None
+
+
+@pytest.mark.parametrize("kind", ["shift", "affine", "elastic"])
+def test_zero_strength_is_identity(clothes: np.ndarray, kind: str) -> None:
+    X = _standardize(clothes)
+    config = AugmentConfig(
+        kind=kind, max_shift=0.0, max_rotation=0.0, scale=(1.0, 1.0), elastic_alpha=0.0
+    )
+    augment = make_augmenter(config)
+    assert augment is not None
+    np.testing.assert_array_equal(augment(X, np.random.default_rng(0)), X)
+
+
+@pytest.mark.parametrize("shift", [(1.0, -2.0), (0.5, 1.5), (-2.0, 0.0)])
+def test_pure_shift_moves_centre_of_mass(digits: np.ndarray, shift: tuple[float, float]) -> None:
+    # Digits with a margin of at least 3 empty pixels: nothing leaves the frame.
+    digits = digits[(digits[:, :3].sum((1, 2)) + digits[:, -3:].sum((1, 2))) == 0]
+    digits = digits[(digits[:, :, :3].sum((1, 2)) + digits[:, :, -3:].sum((1, 2))) == 0]
+    n = len(digits)
+    assert n > 40
+    matrices = np.broadcast_to(np.eye(2), (n, 2, 2))
+    shifts = np.broadcast_to(np.asarray(shift), (n, 2))
+    moved = warp(digits, matrices, shifts, fill=0.0)
+    np.testing.assert_allclose(moved.sum(axis=(1, 2)), digits.sum(axis=(1, 2)), rtol=1e-5)
+    delta = _centre_of_mass(moved) - _centre_of_mass(digits)
+    np.testing.assert_allclose(delta, np.broadcast_to(shift, (n, 2)), atol=1e-4)
+
+
+def test_random_shifts_stay_within_max_shift(digits: np.ndarray) -> None:
+    augment = make_augmenter(AugmentConfig(kind="shift", max_shift=2.0))
+    assert augment is not None
+    moved = augment(digits.reshape(len(digits), -1), np.random.default_rng(3))
+    delta = _centre_of_mass(moved.reshape(digits.shape)) - _centre_of_mass(digits)
+    assert np.abs(delta).max() <= 2.0 + 1e-3
+    assert np.abs(delta).mean() > 0.5  # uniform in [-2, 2]: mean |shift| is 1
+
+
+def test_rotation_by_quarter_turn_matches_rot90(digits: np.ndarray) -> None:
+    n = len(digits)
+    quarter = np.array([[0.0, -1.0], [1.0, 0.0]])
+    turned = warp(digits, np.broadcast_to(quarter, (n, 2, 2)), np.zeros((n, 2)), fill=0.0)
+    # source = c + A (p - c) with this A reads (r, c) from (-c, r): a clockwise quarter turn.
+    np.testing.assert_allclose(turned, np.rot90(digits, k=-1, axes=(1, 2)), atol=1e-6)
+
+
+def test_fill_is_the_background_of_standardised_images(digits: np.ndarray) -> None:
+    X = _standardize(digits)
+    background = np.float32((0.0 - 0.1307) / 0.3081)
+    n = len(X)
+    shifts = np.tile([0.0, 6.0], (n, 1))  # content moves 6 pixels right: left columns are fill
+    moved = warp(X.reshape(n, 28, 28), np.broadcast_to(np.eye(2), (n, 2, 2)), shifts)
+    np.testing.assert_allclose(moved[:, :, :6], background, atol=1e-6)
+    explicit = warp(X.reshape(n, 28, 28), np.broadcast_to(np.eye(2), (n, 2, 2)), shifts, fill=5.0)
+    np.testing.assert_array_equal(explicit[:, :, :6], 5.0)
+
+
+def test_elastic_output_stays_in_input_range(digits: np.ndarray) -> None:
+    X = _standardize(digits)
+    config = AugmentConfig(kind="elastic", max_rotation=15.0, elastic_alpha=34.0, elastic_sigma=4.0)
+    out = Augmenter(config)(X, np.random.default_rng(1))
+    assert np.all(out.min(axis=1) >= X.min(axis=1) - 1e-5)
+    assert np.all(out.max(axis=1) <= X.max(axis=1) + 1e-5)
+    assert np.abs(out - X).mean() > 0.1
+
+
+@pytest.mark.parametrize("sigma", [1.5, 4.0])
+def test_elastic_field_is_smoothed_uniform_noise(sigma: float) -> None:
+    n, alpha = 5, 34.0
+    field = elastic_field(n, (28, 28), alpha, sigma, np.random.default_rng(2))
+    stride = noise_stride(sigma)
+    samples = np.random.default_rng(2).random((n, 2, 28 // stride, 28 // stride), dtype=np.float32)
+    noise = np.zeros((n, 2, 28, 28))
+    noise[:, :, ::stride, ::stride] = 2.0 * samples - 1.0
+    expected = stride * alpha * gaussian_filter(noise, sigma=(0, 0, sigma, sigma), mode="reflect")
+    assert field.shape == (n, 2, 28, 28) and field.dtype == np.float32
+    np.testing.assert_allclose(field, expected, atol=1e-4)
+
+
+def test_sparse_noise_keeps_the_amplitude_of_dense_noise() -> None:
+    rng = np.random.default_rng(3)
+    dense = gaussian_filter(rng.uniform(-1, 1, (400, 28, 28)), sigma=(0, 4, 4), mode="reflect")
+    sparse = elastic_field(200, (28, 28), 1.0, 4.0, rng)
+    assert noise_stride(4.0) == 2
+    np.testing.assert_allclose(sparse.std(), dense.std(), rtol=0.1)
+
+
+def test_no_hflip_for_digits_but_for_clothes(clothes: np.ndarray) -> None:
+    for kind in KINDS:
+        assert default_augment("mnist", kind).hflip is False
+        assert default_augment("mnist10k", kind).hflip is False
+        assert default_augment("fashion-mnist", kind).hflip is True
+    config = AugmentConfig(kind="shift", max_shift=0.0, hflip=True)
+    X = clothes.reshape(len(clothes), -1)
+    out = Augmenter(config)(X, np.random.default_rng(4)).reshape(clothes.shape)
+    same = np.all(out == clothes, axis=(1, 2))
+    mirrored = np.all(np.abs(out - clothes[:, :, ::-1]) < 1e-6, axis=(1, 2))
+    assert np.all(same | mirrored)
+    assert 10 < mirrored.sum() < 54  # about half of 64
+
+
+def test_random_erasing_sets_one_rectangle_to_the_fill(clothes: np.ndarray) -> None:
+    X = _standardize(clothes)
+    config = AugmentConfig(kind="shift", max_shift=0.0, erase=1.0, fill=-5.0)
+    out = Augmenter(config)(X, np.random.default_rng(5))
+    erased = (out == -5.0).reshape(-1, 28, 28)
+    np.testing.assert_array_equal(out[~erased.reshape(len(X), -1)], X[~erased.reshape(len(X), -1)])
+    for mask in erased:
+        rows, cols = np.nonzero(mask)
+        box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+        assert box == mask.sum()  # a full rectangle
+        assert 0.01 * 784 <= box <= 0.22 * 784
+    half = Augmenter(AugmentConfig(kind="shift", max_shift=0.0, erase=0.5, fill=-5.0))
+    touched = (half(X, np.random.default_rng(6)) == -5.0).any(axis=1)
+    assert 16 < touched.sum() < 48
+
+
+def test_large_batches_are_processed_in_chunks() -> None:
+    rng = np.random.default_rng(5)
+    X = rng.random((5000, 784), dtype=np.float32)
+    out = Augmenter(AugmentConfig(kind="affine"))(X, np.random.default_rng(6))
+    matrices_rng = np.random.default_rng(6)
+    from tasks.fitting.augment import random_affine
+
+    matrices, shifts = random_affine(AugmentConfig(kind="affine"), 5000, matrices_rng)
+    tail = warp(X[4500:].reshape(-1, 28, 28), matrices[4500:], shifts[4500:])
+    np.testing.assert_allclose(out[4500:], tail.reshape(500, 784), atol=1e-6)
+
+
+def test_pickled_augmenter_gives_the_same_output(digits: np.ndarray) -> None:
+    augment = Augmenter(default_augment("mnist", "elastic"))
+    X = digits.reshape(len(digits), -1)
+    copy = pickle.loads(pickle.dumps(augment))
+    np.testing.assert_array_equal(
+        augment(X, np.random.default_rng(9)), copy(X, np.random.default_rng(9))
+    )
+
+
+def test_config_round_trips_through_dict() -> None:
+    config = default_augment("fashion-mnist", "elastic")
+    assert AugmentConfig.from_dict(config.to_dict()) == config
+
+
+def test_wrong_batch_shape_is_an_error() -> None:
+    augment = Augmenter(AugmentConfig(kind="shift"))
+    with pytest.raises(ConfigError, match=r"\(batch, 784\)"):
+        augment(np.zeros((4, 100), dtype=np.float32), np.random.default_rng(0))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("kind", "flip"),
+        ("max_shift", -1.0),
+        ("max_shift", float("nan")),
+        ("max_rotation", 270.0),
+        ("scale", (1.2, 0.8)),
+        ("scale", (0.0, 1.0)),
+        ("scale", (1.0,)),
+        ("elastic_alpha", -3.0),
+        ("elastic_sigma", 0.0),
+        ("hflip", "yes"),
+        ("fill", float("inf")),
+        ("erase", 1.5),
+        ("image_shape", (28,)),
+        ("max_rotation", "10"),
+    ],
+)
+def test_invalid_settings_name_the_field(field: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=field.split("[")[0]):
+        AugmentConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_strength_scales_every_magnitude() -> None:
+    base = default_augment("mnist", "elastic")
+    strong = default_augment("mnist", "elastic", strength=1.5)
+    assert strong.max_shift == pytest.approx(1.5 * base.max_shift)
+    assert strong.max_rotation == pytest.approx(1.5 * base.max_rotation)
+    assert strong.elastic_alpha == pytest.approx(1.5 * base.elastic_alpha)
+    assert strong.scale[1] - 1 == pytest.approx(1.5 * (base.scale[1] - 1))
+    off = make_augmenter(default_augment("fashion-mnist", "elastic", strength=0.0))
+    assert off is not None and off.config.hflip  # flips stay: they have no magnitude
+    with pytest.raises(ConfigError, match="strength"):
+        default_augment("mnist", "shift", strength=-1.0)
+
+
+def test_unknown_dataset_and_keys_are_errors() -> None:
+    with pytest.raises(ConfigError, match="cifar"):
+        default_augment("cifar", "shift")
+    with pytest.raises(ConfigError, match="strength"):
+        AugmentConfig.from_dict({"kind": "shift", "strength": 2})

@@ -1,0 +1,261 @@
+"""Plots: each returns a Figure with the expected axes and labels and renders a valid PNG."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from tasks.data.idx import read_idx
+from tasks.outputs.plots import (
+    PlotError,
+    figure_to_png,
+    latest_per_trial,
+    plot_confusion,
+    plot_curves,
+    plot_misclassified,
+    plot_search,
+    plot_trial_curves,
+)
+from tasks.scoring.metrics import FASHION_MNIST_CLASSES
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+DIGITS = [str(i) for i in range(10)]
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk, after checking the signature."""
+    assert data[:8] == PNG_SIGNATURE
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def assert_png(fig: Figure, dpi: int = 50) -> None:
+    width, height = png_size(figure_to_png(fig, dpi))
+    w_in, h_in = fig.get_size_inches()
+    assert (width, height) == (round(w_in * dpi), round(h_in * dpi))
+
+
+@pytest.fixture(scope="module")
+def fashion_test(fashion_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The first 200 real Fashion-MNIST test images in [0, 1] and their labels."""
+    images = read_idx(fashion_dir / "t10k-images-idx3-ubyte.gz")[:200]
+    labels = read_idx(fashion_dir / "t10k-labels-idx1-ubyte.gz")[:200]
+    return images.astype(np.float32) / 255, labels.astype(np.int64)
+
+
+def history(epochs: int, with_val: bool = True) -> list[dict]:
+    records = []
+    for e in range(1, epochs + 1):
+        val = (0.6 / e, 0.8 + 0.01 * e) if with_val else (None, None)
+        records.append(
+            {
+                "epoch": e,
+                "train_loss": 0.5 / e,
+                "train_accuracy": 0.82 + 0.01 * e,
+                "val_loss": val[0],
+                "val_accuracy": val[1],
+                "lr": 0.1,
+                "seconds": 1.0,
+            }
+        )
+    return records
+
+
+def trial(i: int, lr: float, batch: int, status: str = "ok", epochs: int = 5) -> dict:
+    acc = list(np.linspace(0.85, 0.9 + 0.005 * i, epochs)) if status != "failed" else []
+    loss = list(np.linspace(0.5, 0.3, epochs)) if status != "failed" else []
+    if status == "diverged":
+        acc, loss = acc[:2], [*loss[:1], float("nan")]
+    return {
+        "trial": i,
+        "params": {
+            "lr": lr,
+            "batch_size": batch,
+            "momentum": 0.9,
+            "nesterov": False,
+            "weight_decay": 1e-4,
+            "schedule": "cosine",
+            "decay": 0.0,
+            "hidden": [300],
+        },
+        "seed": i,
+        "status": status,
+        "error": None if status == "ok" else "loss became NaN",
+        "val_accuracy": acc,
+        "val_loss": loss,
+        "best_val_accuracy": max(acc) if status == "ok" else None,
+        "epochs": len(acc),
+        "seconds": 2.5,
+        "cached": False,
+    }
+
+
+@pytest.fixture(scope="module")
+def trials() -> list[dict]:
+    return [
+        trial(0, 0.01, 64),
+        trial(1, 0.1, 128),
+        trial(2, 3.0, 64, status="diverged"),
+        trial(3, 0.003, 32),
+        trial(4, 0.05, 128, status="failed"),
+        trial(5, 0.2, 32),
+    ]
+
+
+def test_curves_train_and_validation() -> None:
+    fig = plot_curves(history(6))
+    loss, acc = fig.axes
+    assert loss.get_xlabel() == "epoch" and "loss" in loss.get_ylabel()
+    assert "accuracy" in acc.get_ylabel()
+    assert [line.get_label() for line in loss.lines] == ["train", "validation"]
+    np.testing.assert_allclose(acc.lines[1].get_ydata(), [81, 82, 83, 84, 85, 86])
+    assert_png(fig)
+
+
+def test_curves_without_validation() -> None:
+    fig = plot_curves(history(3, with_val=False))
+    assert [[line.get_label() for line in ax.lines] for ax in fig.axes] == [["train"], ["train"]]
+    assert_png(fig)
+
+
+def test_curves_reject_empty_history() -> None:
+    with pytest.raises(PlotError, match="history is empty"):
+        plot_curves([])
+
+
+def test_confusion_has_class_names_and_counts() -> None:
+    cm = np.diag(np.full(10, 90)) + 1
+    fig = plot_confusion(cm, FASHION_MNIST_CLASSES)
+    (ax,) = [a for a in fig.axes if a.get_label() != "<colorbar>"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == FASHION_MNIST_CLASSES
+    assert [t.get_text() for t in ax.get_yticklabels()] == FASHION_MNIST_CLASSES
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("predicted class", "true class")
+    cells = [t.get_text() for t in ax.texts]
+    assert len(cells) == 100 and cells[0] == "91" and cells[1] == "1"
+    assert "910/1000 correct, 91.00%" in ax.get_title()
+    assert_png(fig)
+
+
+def test_confusion_any_number_of_classes() -> None:
+    fig = plot_confusion([[3, 1, 0], [0, 2, 2], [0, 0, 0]], ["cat", "dog", "owl"])
+    assert_png(fig)
+    with pytest.raises(PlotError, match=r"shape \(2, 2\)"):
+        plot_confusion(np.ones((3, 3)), ["a", "b"])
+
+
+def test_misclassified_grid_on_real_images(fashion_test) -> None:
+    images, labels = fashion_test
+    y_pred = labels.copy()
+    y_pred[::4] = (labels[::4] + 1) % 10  # 50 wrong predictions
+    fig = plot_misclassified(images, labels, y_pred, FASHION_MNIST_CLASSES, max_images=20)
+    shown = [ax for ax in fig.axes if ax.images]
+    assert len(shown) == 20  # capped at max_images
+    assert len(fig.axes) == 20  # 5 x 4 grid, no empty cells
+    first = shown[0].get_title()
+    assert (
+        first == f"true {FASHION_MNIST_CLASSES[labels[0]]}\npred {FASHION_MNIST_CLASSES[y_pred[0]]}"
+    )
+    np.testing.assert_allclose(shown[1].images[0].get_array(), images[4])
+    assert_png(fig)
+
+
+def test_misclassified_flat_images_and_partial_grid(fashion_test) -> None:
+    images, labels = fashion_test
+    y_pred = labels.copy()
+    y_pred[:7] = (labels[:7] + 3) % 10
+    fig = plot_misclassified(images.reshape(200, 784), labels, y_pred, FASHION_MNIST_CLASSES)
+    assert sum(1 for ax in fig.axes if ax.images) == 7  # 3 x 3 grid, two empty cells
+    assert len(fig.axes) == 9
+
+
+def test_misclassified_none_wrong(fashion_test) -> None:
+    images, labels = fashion_test
+    fig = plot_misclassified(images, labels, labels, FASHION_MNIST_CLASSES)
+    assert not any(ax.images for ax in fig.axes)
+    assert fig.axes[0].texts[0].get_text() == "no misclassified images"
+    assert_png(fig)
+
+
+def test_misclassified_rejects_bad_input(fashion_test) -> None:
+    images, labels = fashion_test
+    with pytest.raises(PlotError, match="same length"):
+        plot_misclassified(images, labels[:5], labels, DIGITS)
+    with pytest.raises(PlotError, match="not square"):
+        plot_misclassified(np.zeros((2, 10)), [0, 1], [1, 0], DIGITS)
+    with pytest.raises(PlotError, match=r"y_pred must lie in \[0, 9\]"):
+        plot_misclassified(images[:2], [0, 1], [1, 10], DIGITS)
+
+
+def test_search_log_axis_coloured_by_batch(trials) -> None:
+    fig = plot_search(trials)
+    (ax,) = fig.axes
+    assert ax.get_xscale() == "log"
+    assert "learning rate" in ax.get_xlabel() and "validation accuracy" in ax.get_ylabel()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["batch 32", "batch 64", "batch 128", "best", "diverged/failed"]
+    batch32 = ax.collections[0].get_offsets()
+    np.testing.assert_allclose(sorted(batch32[:, 0]), [0.003, 0.2])
+    failed = ax.collections[-1].get_offsets()
+    np.testing.assert_allclose(sorted(failed[:, 0]), [0.05, 3.0])
+    lo, hi = ax.get_xlim()
+    assert lo < 0.003 and hi > 3.0  # failed trials inside the view
+    assert "4 of 6 trials finished" in ax.get_title()
+    assert_png(fig)
+
+
+def test_search_all_failed_and_bad_lr(trials) -> None:
+    fig = plot_search([trials[2], trials[4]])
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["diverged/failed"]
+    assert_png(fig)
+    bad = {**trials[0], "params": {**trials[0]["params"], "lr": 0.0}}
+    with pytest.raises(PlotError, match="lr"):
+        plot_search([bad])
+    with pytest.raises(PlotError, match="trials is empty"):
+        plot_search([])
+
+
+def test_trial_curves(trials) -> None:
+    fig = plot_trial_curves(trials)
+    acc, loss = fig.axes[:2]
+    assert acc.get_ylabel() == "validation accuracy (%)" and loss.get_yscale() == "log"
+    # failed trial has no values: five lines per axes
+    assert len(acc.lines) == 5 and len(loss.lines) == 5
+    widths = [line.get_linewidth() for line in acc.lines]
+    assert widths.count(2.5) == 1  # the best trial (5) is highlighted
+    dashed = [line for line in acc.lines if line.get_linestyle() == "--"]
+    assert len(dashed) == 1 and len(dashed[0].get_xdata()) == 2  # the diverged trial
+    assert [t.get_text() for t in loss.get_legend().get_texts()] == ["best: trial 5"]
+    assert_png(fig)
+
+
+def test_plots_stay_out_of_pyplot(trials) -> None:
+    before = plt.get_fignums()
+    for _ in range(3):
+        plot_search(trials)
+        plot_curves(history(2))
+    assert plt.get_fignums() == before
+
+
+def test_halving_rounds_show_each_trial_once(trials) -> None:
+    first = {
+        **trials[0],
+        "rung": 0,
+        "val_accuracy": [0.8],
+        "val_loss": [0.5],
+        "epochs": 1,
+        "best_val_accuracy": 0.8,
+    }
+    second = {**trials[0], "rung": 1}
+    rounds = [first, {**trials[1], "rung": 0}, second]
+    assert [t["rung"] for t in latest_per_trial(rounds)] == [1, 0]
+    fig = plot_search(rounds)
+    offsets = np.concatenate([c.get_offsets() for c in fig.axes[0].collections[:2]])
+    assert len(offsets) == 2  # two trials, not three runs
+    assert 100 * second["best_val_accuracy"] in offsets[:, 1]
+    curves = plot_trial_curves(rounds)
+    assert [len(line.get_xdata()) for line in curves.axes[0].lines] == [5, 5]

@@ -1,0 +1,115 @@
+"""Kill a search in the middle and run the same command again: only unfinished trials train."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tasks.cache import code_version
+from tasks.data.prepare import PreparedData
+from tasks.tuning.overrides import build_space
+from tasks.tuning.runner import run_search
+from tests.tasks.search_data import small_fashion
+
+REPO = Path(__file__).resolve().parents[3]
+N_TRIALS = 6
+OVERRIDES = {"hidden": 32, "batch_size": "64,128"}
+
+# The child prints a line per finished trial and pauses a little, so the parent can kill
+# it after two trials have finished and while the third is still running.
+CHILD = """
+import pickle, sys, time
+from tasks.tuning.runner import run_search
+from tasks.tuning.overrides import build_space
+
+data, cache_dir, version, overrides, n_trials = pickle.loads(open(sys.argv[1], "rb").read())
+
+def pause(result, done, total):
+    print(f"finished trial {result.trial}", flush=True)
+    time.sleep(1.0)
+
+run_search(data, build_space(overrides), n_trials=n_trials, trial_epochs=1, seed=2, n_jobs=1,
+           cache_dir=cache_dir, code_version=version, on_trial=pause)
+print("search complete", flush=True)
+"""
+
+
+def run_child_until(args: Path, finished: int, timeout: float = 60.0) -> list[str]:
+    """Start the search in a new process group; SIGKILL it after ``finished`` trials."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(args)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while sum(line.startswith("finished") for line in lines) < finished:
+            line = proc.stdout.readline()
+            if not line or time.monotonic() > deadline:
+                raise AssertionError(f"the search process ended or stalled early: {lines}")
+            lines.append(line.strip())
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        proc.stdout.close()
+    return lines
+
+
+def test_killed_search_resumes_with_only_unfinished_trials(
+    fashion_dir: Path, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    data: PreparedData = small_fashion(fashion_dir, tmp_path_factory)
+    version = code_version()  # fixed for this test: others may edit files meanwhile
+    args = tmp_path / "args.pickle"
+    args.write_bytes(pickle.dumps((data, tmp_path / "cache", version, OVERRIDES, N_TRIALS)))
+
+    lines = run_child_until(args, finished=2)
+    assert "search complete" not in lines
+    stored = {
+        json.loads(p.read_text())["result"]["trial"]
+        for p in (tmp_path / "cache" / "trials").glob("*.json")
+    }
+    reported = {int(line.split()[-1]) for line in lines if line.startswith("finished")}
+    assert reported <= stored  # a trial is stored before it is reported
+    assert 2 <= len(stored) < N_TRIALS
+    assert not list((tmp_path / "cache" / "trials").glob(".trial-*"))  # no half-written files
+
+    trained: list[int] = []
+    cached: list[int] = []
+
+    def record(result, done, total):
+        (cached if result.cached else trained).append(result.trial)
+
+    space = build_space(OVERRIDES)
+    store = {"cache_dir": tmp_path / "cache", "code_version": version}
+    resumed = run_search(data, space, n_trials=N_TRIALS, trial_epochs=1, seed=2, n_jobs=1,
+                         on_trial=record, **store)  # fmt: skip
+    assert sorted(cached) == sorted(stored)
+    assert sorted(trained) == sorted(set(range(N_TRIALS)) - stored)
+    assert (resumed.n_trained, resumed.n_cached) == (N_TRIALS - len(stored), len(stored))
+
+    # the resumed search equals one that was never interrupted
+    fresh = run_search(data, space, n_trials=N_TRIALS, trial_epochs=1, seed=2, n_jobs=1)
+    strip = ("seconds", "cached")
+    assert [{k: v for k, v in t.items() if k not in strip} for t in resumed.trials] == [
+        {k: v for k, v in t.items() if k not in strip} for t in fresh.trials
+    ]
+    assert resumed.best_params == fresh.best_params
+
+    # a third run trains nothing; a new code version retrains everything
+    again = run_search(data, space, n_trials=N_TRIALS, trial_epochs=1, seed=2, n_jobs=1, **store)
+    assert (again.n_trained, again.n_cached) == (0, N_TRIALS)
+    changed = run_search(data, space, n_trials=2, trial_epochs=1, seed=2, n_jobs=1,
+                         cache_dir=tmp_path / "cache", code_version=version + "x")  # fmt: skip
+    assert changed.n_trained == 2
