@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tasks.data.idx import read_idx
 from tasks.outputs import plots
-from tasks.report import FILE_DPI, MAX_EMBED_CHARS, _build_plots, compact_png
+from tasks.outputs.report import FILE_DPI, MAX_EMBED_CHARS, _build_plots, compact_png
 from tasks.scoring.metrics import class_names, evaluation_metrics, select_misclassified
 
 DATA = Path(

@@ -18,7 +18,8 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from tasks.predict import CSV_NAME, predict_folder, run_predict
+from tasks.images.classify import CSV_NAME, run_predict
+from tasks.predict import predict_folder
 
 __all__ = ["mnist_predict", "run_predict"]
 

@@ -12,18 +12,11 @@ import numpy as np
 import pytest
 from prefect import flow
 
-from tasks import report
 from tasks.data.idx import read_idx
+from tasks.outputs import report
 from tasks.outputs.plots import plot_confusion
-from tasks.report import (
-    MAX_EMBED_CHARS,
-    PLOTS,
-    REPORT_ARTIFACT_KEY,
-    best_trial,
-    compact_png,
-    render_report,
-    write_report,
-)
+from tasks.outputs.report import MAX_EMBED_CHARS, PLOTS, best_trial, compact_png, render_report
+from tasks.report import REPORT_ARTIFACT_KEY, write_report
 from tasks.scoring.metrics import class_names, evaluation_metrics, select_misclassified
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

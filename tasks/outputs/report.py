@@ -1,0 +1,443 @@
+"""The run report: ``report.md`` with its PNG plots on disk, and its markdown for the UI.
+
+:func:`render_report` turns metrics, search trials and image references into
+markdown. :func:`write_report_files` draws the plots, writes them and ``report.md``
+into the run directory (atomically), and returns the same report with every plot
+embedded as a small ``data:image/png;base64`` image, which the Prefect task
+:func:`tasks.report.write_report` publishes as the artifact ``mnist-report``.
+
+Figures come from :mod:`tasks.outputs.plots`, built with matplotlib's object API on an Agg
+canvas: they never enter pyplot's figure registry, so there is nothing to
+``plt.close`` and no memory growth across runs (the tests check the registry stays empty).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from PIL import Image
+
+from tasks.outputs import plots
+from tasks.outputs.atomic import write_bytes_atomic
+
+REPORT_FILENAME = "report.md"
+#: Resolution of the PNG files written beside ``report.md``.
+FILE_DPI = 100
+#: Largest base64 text of one image embedded in the artifact.
+MAX_EMBED_CHARS = 60_000
+#: Resolution of embedded images, lowered (not below the minimum) until one fits.
+EMBED_DPI, MIN_EMBED_DPI = 72, 36
+
+#: Plot name -> (file name, caption), in report order.
+PLOTS = {
+    "curves": ("curves.png", "Loss and accuracy per epoch (final training)"),
+    "confusion": ("confusion_matrix.png", "Confusion matrix on the test set"),
+    "misclassified": ("misclassified.png", "Misclassified test images"),
+    "search": ("search.png", "Search: validation accuracy against learning rate"),
+    "trial_curves": ("trial_curves.png", "Search: per-trial learning curves"),
+}
+_HEADLINE = ("test_accuracy", "test_loss", "macro_f1", "n_test")
+_NOT_DETAILS = {*_HEADLINE, "per_class", "confusion_matrix", "class_names"}
+
+
+def _cell(value: object) -> str:
+    """A markdown table cell: one line, pipes escaped."""
+    text = " ".join(str(value).split())
+    return text.replace("|", "\\|")
+
+
+def _num(value: object, spec: str) -> str:
+    if value is None or isinstance(value, bool):
+        return "—" if value is None else str(value)
+    try:
+        number = float(value)  # type: ignore[arg-type]  # checked by the except
+    except (TypeError, ValueError):
+        return _cell(value)
+    return format(number, spec) if math.isfinite(number) else str(number)
+
+
+def _value(value: object) -> str:
+    """A parameter value as a table cell: floats to 4 significant figures, lists item by item."""
+    if isinstance(value, list | tuple):
+        return _cell("[" + ", ".join(_value(v) for v in value) + "]")
+    if isinstance(value, float):
+        return _num(value, ".4g")
+    return "—" if value is None else _cell(value)
+
+
+def _same(a: object, b: object) -> bool:
+    """Whether two parameter values agree; a one-item list equals its item (256, [256])."""
+
+    def norm(v: object) -> object:
+        return v[0] if isinstance(v, list | tuple) and len(v) == 1 else v
+
+    return norm(a) == norm(b)
+
+
+def params_table(best: Mapping | None, final: Mapping | None) -> list[str]:
+    """Markdown lines of the parameter table: the best trial's and the final model's values.
+
+    With both, one row per parameter of either, in the best trial's order then the
+    final model's; the final-model cell says "same" where the values agree and "—" marks
+    a parameter one side does not have (rows unset on both sides are left out). With one
+    of them, a two-column table.
+    """
+    if not best or not final:
+        only = best or final or {}
+        return _table(["parameter", "value"], [[_cell(k), _value(v)] for k, v in only.items()])
+    rows = []
+    for key in [*best, *(k for k in final if k not in best)]:
+        mine, theirs = best.get(key), final.get(key)
+        if mine is None and theirs is None:
+            continue  # unset on both sides (e.g. step_size without a step schedule)
+        if key not in final:
+            rows.append([_cell(key), _value(mine), "—"])
+        elif key in best and _same(mine, theirs):
+            rows.append([_cell(key), _value(mine), "same"])
+        else:
+            rows.append([_cell(key), _value(mine) if key in best else "—", _value(theirs)])
+    return _table(["parameter", "best trial", "final model"], rows)
+
+
+def _training_summary(metrics: Mapping, final: Mapping | None) -> str | None:
+    """One sentence on the final training: epochs run, early stop, best epoch."""
+    history = metrics.get("history")
+    if not isinstance(history, Sequence) or not history:
+        return None
+    ran = len(history)
+    planned = (final or {}).get("epochs")
+    text = f"Ran {ran} of {planned} epochs" if planned else f"Ran {ran} epochs"
+    if metrics.get("stopped_early"):
+        text += f" (stopped early, patience {(final or {}).get('patience', '—')})"
+    best = metrics.get("best_epoch")
+    if best is not None:
+        text += f"; lowest validation loss at epoch {best}"
+        if (final or {}).get("patience") is not None and best != ran:
+            text += ", whose weights the model keeps"
+    return text + "."
+
+
+def percent(fraction: float | None) -> str:
+    return "—" if fraction is None else f"{_num(100 * float(fraction), '.2f')}%"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def best_trial(trials: Sequence[Mapping]) -> Mapping | None:
+    """The finished (``status == "ok"``) trial with the highest best validation accuracy."""
+    finished = [
+        t
+        for t in trials
+        if t.get("status") == "ok"
+        and t.get("best_val_accuracy") is not None
+        and math.isfinite(float(t["best_val_accuracy"]))
+    ]
+    return max(finished, key=lambda t: float(t["best_val_accuracy"]), default=None)
+
+
+def trial_table(trials: Sequence[Mapping]) -> list[str]:
+    """Markdown lines of the trial table, best in bold.
+
+    One row per trial run in trial order; with successive halving (a ``rung`` above 0)
+    a trial has one row per round and a ``round`` column (1-based) appears.
+    """
+    best = best_trial(trials)
+    halving = any(int(t.get("rung", 0)) > 0 for t in trials)
+    rows = []
+    order = sorted(trials, key=lambda t: (int(t.get("trial", 0)), int(t.get("rung", 0))))
+    for t in order:
+        p = t.get("params", {})
+        schedule = str(p.get("schedule", "—"))
+        if schedule not in ("constant", "—") and p.get("decay") is not None:
+            schedule += f" ({_num(p['decay'], '.3g')})"
+        status = str(t.get("status", "—"))
+        if t.get("cached"):
+            status += " (cached)"
+        if t.get("error"):
+            error = " ".join(str(t["error"]).split())
+            status += ": " + (error if len(error) <= 80 else error[:77] + "...")
+        trial = str(t.get("trial", "—"))
+        rows.append(
+            [
+                f"**{trial}** (best)" if t is best else trial,
+                *([str(int(t.get("rung", 0)) + 1)] if halving else []),
+                _num(p.get("lr"), ".3g"),
+                _cell(p.get("batch_size", "—")),
+                _num(p.get("momentum"), ".3g"),
+                _cell(p.get("nesterov", "—")),
+                _num(p.get("weight_decay"), ".2g"),
+                _cell(schedule),
+                _cell(status),
+                percent(t.get("best_val_accuracy")),
+                _cell(t.get("epochs", "—")),
+                _num(t.get("seconds"), ".1f"),
+            ]
+        )
+    header = ["trial", *(["round"] if halving else []), "lr", "batch", "momentum", "nesterov"]
+    header += ["weight decay", "schedule"]
+    return _table([*header, "status", "best val acc", "epochs", "seconds"], rows)
+
+
+def _run_details(metrics: Mapping, skip: frozenset[str] = frozenset()) -> dict[str, object]:
+    """Scalar entries of ``metrics`` beyond the headline and ``skip``, plus the dataset's name."""
+    details: dict[str, object] = {}
+    for key, value in metrics.items():
+        if key in _NOT_DETAILS or key in skip:
+            continue
+        if value is None or isinstance(value, str | int | float | bool):
+            details[key] = value
+        elif isinstance(value, Mapping) and isinstance(value.get("name"), str):
+            details[key] = value["name"]  # e.g. "dataset": {"name": ..., "checksums": ...}
+    return details
+
+
+def render_report(
+    metrics: Mapping,
+    *,
+    run_dir: str,
+    images: Mapping[str, str | None],
+    trials: Sequence[Mapping] | None = None,
+    best_params: Mapping | None = None,
+    decision_markdown: str | None = None,
+) -> str:
+    """The report as markdown.
+
+    Parameters
+    ----------
+    metrics:
+        :func:`tasks.scoring.metrics.evaluation_metrics` output, possibly with extra entries:
+        scalars (model path, seed, ...) and dicts with a ``name`` (the dataset) are listed
+        under "Run details"; ``params["train"]``, the final model's hyperparameters, share
+        the parameter table with ``best_params``; ``history``, ``best_epoch`` and
+        ``stopped_early`` give the one-line summary of the final training.
+    run_dir:
+        The run directory, shown so a person can find the files.
+    images:
+        Plot name (a key of :data:`PLOTS`) -> image reference: a file name relative
+        to ``report.md`` or a ``data:image/png;base64,...`` URI; ``None`` for a plot that
+        exists only as a file in ``run_dir`` (a note names it). Missing plots are left out.
+    trials:
+        ``TrialResult.to_dict()`` dicts of the search, or ``None`` without a search.
+    best_params:
+        The chosen parameters; by default those of :func:`best_trial`.
+    decision_markdown:
+        The promotion decision, inserted as given.
+    """
+
+    def plot(name: str) -> list[str]:
+        if name not in images:
+            return []
+        filename, caption = PLOTS[name]
+        if images[name] is None:
+            note = f"_Too large to show here: `{Path(run_dir) / filename}`._"
+            return ["", f"### {caption}", "", note]
+        return ["", f"### {caption}", "", f"![{caption}]({images[name]})"]
+
+    lines = ["# mnist-flow report", "", f"Run directory: `{run_dir}`", "", "## Headline metrics"]
+    lines += [
+        "",
+        *_table(
+            ["metric", "value"],
+            [
+                ["test accuracy", percent(metrics.get("test_accuracy"))],
+                ["test loss (cross-entropy)", _num(metrics.get("test_loss"), ".4f")],
+                ["macro F1", _num(metrics.get("macro_f1"), ".4f")],
+                ["test images", _cell(metrics.get("n_test", "—"))],
+            ],
+        ),
+    ]
+    if decision_markdown:
+        lines += ["", "## Promotion decision", "", decision_markdown.strip()]
+
+    best = best_trial(trials) if trials else None
+    if best_params is None and best is not None:
+        best_params = best.get("params")
+    if best_params and best is not None and "epochs" not in best_params:
+        best_params = {**best_params, "epochs": best.get("epochs")}  # epochs the trial ran
+    train_params = (metrics.get("params") or {}).get("train")
+    if not isinstance(train_params, Mapping):
+        train_params = None
+    if best_params or train_params:
+        lines += ["", "## Parameters", ""]
+        if best_params and best is not None:
+            accuracy = percent(best.get("best_val_accuracy"))
+            lines += [f"Trial {best.get('trial')} reached {accuracy} validation accuracy.", ""]
+        lines += params_table(best_params, train_params)
+
+    summary = _training_summary(metrics, train_params)
+    if summary or "curves" in images:
+        lines += ["", "## Final training"]
+        lines += ["", summary] if summary else []
+        lines += plot("curves")
+
+    lines += ["", "## Test set", *plot("confusion"), *plot("misclassified")]
+    if metrics.get("per_class"):
+        rows = [
+            [
+                _cell(c["class"]),
+                _num(c["precision"], ".4f"),
+                _num(c["recall"], ".4f"),
+                _num(c["f1"], ".4f"),
+                _cell(c["support"]),
+            ]
+            for c in metrics["per_class"]
+        ]
+        lines += ["", "### Per-class metrics", ""]
+        lines += _table(["class", "precision", "recall", "F1", "support"], rows)
+
+    if trials:
+        n_ok = sum(t.get("status") == "ok" for t in trials)
+        lines += ["", "## Search", "", f"{n_ok} of {len(trials)} trials finished."]
+        lines += [*plot("search"), *plot("trial_curves"), "", "### Trials", ""]
+        lines += trial_table(trials)
+
+    shown = frozenset({"best_epoch", "stopped_early"} if summary else ())  # in the summary
+    details = [[_cell(k), _value(v)] for k, v in _run_details(metrics, shown).items()]
+    if details:
+        lines += ["", "## Run details", "", *_table(["item", "value"], details)]
+    return "\n".join(lines) + "\n"
+
+
+def _palette_png(fig: Figure, dpi: float, colours: int) -> bytes:
+    image = Image.open(io.BytesIO(plots.figure_to_png(fig, dpi))).convert("RGB")
+    buffer = io.BytesIO()
+    image.quantize(colors=colours).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def compact_png(fig: Figure, max_chars: int | None = None) -> bytes | None:
+    """A small palette PNG of ``fig`` whose base64 text fits in ``max_chars``, else ``None``.
+
+    ``max_chars`` defaults to :data:`MAX_EMBED_CHARS`.
+
+    Tries :data:`EMBED_DPI` with 64 colours; if too large, the resolution the size
+    suggests (bytes grow with dpi squared), then 16 colours, then :data:`MIN_EMBED_DPI`.
+    """
+
+    def b64_len(data: bytes) -> int:
+        return 4 * math.ceil(len(data) / 3)
+
+    if max_chars is None:
+        max_chars = MAX_EMBED_CHARS
+    data = _palette_png(fig, EMBED_DPI, 64)
+    if b64_len(data) <= max_chars:
+        return data
+    guess = max(MIN_EMBED_DPI, int(EMBED_DPI * math.sqrt(max_chars / b64_len(data)) * 0.9))
+    for dpi, colours in ((guess, 64), (guess, 16), (MIN_EMBED_DPI, 16)):
+        data = _palette_png(fig, dpi, colours)
+        if b64_len(data) <= max_chars:
+            return data
+    return None
+
+
+def _build_plots(
+    metrics: Mapping,
+    names: list[str],
+    history: Sequence[Mapping] | None,
+    errors: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+    trials: Sequence[Mapping] | None,
+) -> dict[str, Callable[[], Figure]]:
+    builders: dict[str, Callable[[], Figure]] = {}
+    if history:
+        builders["curves"] = lambda: plots.plot_curves(history)
+    if metrics.get("confusion_matrix") is not None:
+        builders["confusion"] = lambda: plots.plot_confusion(metrics["confusion_matrix"], names)
+    if errors is not None:
+        builders["misclassified"] = lambda: plots.plot_misclassified(*errors, names)
+    if trials:
+        builders["search"] = lambda: plots.plot_search(trials)
+        builders["trial_curves"] = lambda: plots.plot_trial_curves(trials)
+    return builders
+
+
+@dataclass(frozen=True)
+class WrittenReport:
+    """What :func:`write_report_files` wrote.
+
+    Attributes
+    ----------
+    path:
+        ``report.md``.
+    ui_markdown:
+        The same report with the plots embedded, and the list of files.
+    plots:
+        The PNG files written, in report order.
+    not_embedded:
+        Names of the plots too large to embed in ``ui_markdown``.
+    """
+
+    path: Path
+    ui_markdown: str
+    plots: list[str] = field(default_factory=list)
+    not_embedded: list[str] = field(default_factory=list)
+
+
+def write_report_files(
+    run_dir: str,
+    metrics: Mapping,
+    *,
+    images_for_errors: np.ndarray | None = None,
+    y_true: np.ndarray | None = None,
+    y_pred: np.ndarray | None = None,
+    class_names: list[str] | None = None,
+    trials: list[dict] | None = None,
+    decision_markdown: str | None = None,
+    history: list[dict] | None = None,
+    best_params: dict | None = None,
+) -> WrittenReport:
+    """Write the plots and ``report.md`` into ``run_dir``; return them with the UI's markdown.
+
+    ``images_for_errors`` ``(n, 28, 28)`` in [0, 1] with ``y_true``/``y_pred`` ``(n,)``
+    feed the misclassified grid (only mismatches are drawn); ``history``
+    (``EpochRecord.to_dict()`` list) the learning curves (left out when ``None``);
+    ``class_names`` default to ``metrics["class_names"]``; ``best_params`` to the
+    parameters of the best finished trial.
+    """
+    out = Path(run_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    names = list(class_names or metrics.get("class_names") or [])
+    if not names and metrics.get("confusion_matrix") is not None:
+        names = [str(i) for i in range(len(metrics["confusion_matrix"]))]
+    errors = None
+    if images_for_errors is not None:
+        if y_true is None or y_pred is None:
+            raise plots.PlotError("images_for_errors needs y_true and y_pred as well")
+        errors = (np.asarray(images_for_errors), np.asarray(y_true), np.asarray(y_pred))
+
+    files: dict[str, str] = {}
+    embedded: dict[str, str | None] = {}
+    for name, build in _build_plots(metrics, names, history, errors, trials).items():
+        filename = PLOTS[name][0]
+        fig = build()  # object-API figure, outside pyplot's registry: freed when dropped
+        write_bytes_atomic(out / filename, plots.figure_to_png(fig, FILE_DPI))
+        small = compact_png(fig)
+        del fig
+        files[name] = filename
+        embedded[name] = None
+        if small is not None:
+            embedded[name] = "data:image/png;base64," + base64.b64encode(small).decode("ascii")
+
+    common = {"trials": trials, "best_params": best_params, "decision_markdown": decision_markdown}
+    report_path = out / REPORT_FILENAME
+    markdown = render_report(metrics, run_dir=str(out), images=files, **common)
+    write_bytes_atomic(report_path, markdown.encode("utf-8"))
+    ui_markdown = render_report(metrics, run_dir=str(out), images=embedded, **common)
+    listing = ", ".join(f"`{out / f}`" for f in [REPORT_FILENAME, *files.values()])
+    ui_markdown += f"\nFiles: {listing}\n"
+    return WrittenReport(
+        report_path,
+        ui_markdown,
+        list(files.values()),
+        [name for name, data in embedded.items() if data is None],
+    )
