@@ -1,4 +1,4 @@
-"""Train the final model: a cached Prefect task around :func:`nn.train.train`.
+"""Train the final model: a cached Prefect task around :func:`tasks.fitting.fit.fit`.
 
 The task logs one line per epoch, keeps a progress artifact up to date, and saves
 the model with :func:`nn.io.save_model` into ``<cache_dir>/models/<key>.npz``,
@@ -31,10 +31,10 @@ from threadpoolctl import threadpool_limits
 
 from nn.config import TRAINING
 from nn.io import save_model
-from nn.model import MLP
-from nn.train import EpochRecord, TrainConfig, train
+from nn.train import EpochRecord, TrainConfig
 from tasks.cache import code_version, unless_stale
 from tasks.fitting.augment import default_augment, make_augmenter
+from tasks.fitting.fit import fit
 from tasks.settings import resolve
 
 PROGRESS_KEY = "mnist-train-progress"
@@ -148,9 +148,6 @@ def train_final(data: Any, params: dict[str, Any], *, seed: int, cache_dir: str)
     hyper = resolve(params, explicit=params)  # checked as given, nothing repaired
     config = TrainConfig(**{key: hyper[key] for key in TRAINING})
     splits = data.load()
-    n_features = int(splits.X_train.shape[1])
-    rng = np.random.default_rng(seed)
-    model = MLP.create((n_features, *hyper["hidden"], int(data.n_classes)), rng=rng)
     augment_config = default_augment(data.name, hyper["augment"], hyper["augment_strength"])
     progress = create_progress_artifact(
         0.0, key=PROGRESS_KEY, description=f"Final training: 0/{config.epochs} epochs"
@@ -180,14 +177,12 @@ def train_final(data: Any, params: dict[str, Any], *, seed: int, cache_dir: str)
 
     start = time.perf_counter()
     with threadpool_limits(BLAS_THREADS, user_api="blas"):
-        history = train(
-            model,
-            splits.X_train,
-            splits.y_train,
+        model, history = fit(
+            splits,
+            hyper["hidden"],
+            data.n_classes,
             config,
-            rng=rng,
-            X_val=splits.X_val,
-            y_val=splits.y_val,
+            rng=np.random.default_rng(seed),
             callback=on_epoch,
             augment=make_augmenter(augment_config),
         )

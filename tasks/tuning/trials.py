@@ -30,8 +30,8 @@ from threadpoolctl import threadpool_limits
 
 from nn.config import TRAINING
 from nn.errors import NonFiniteError
-from nn.model import MLP
-from nn.train import EpochRecord, TrainConfig, train
+from nn.train import EpochRecord, TrainConfig
+from tasks.fitting.fit import fit
 from tasks.outputs.atomic import write_json_atomic
 from tasks.settings import resolve
 from tasks.tuning.space import PARAMETERS, Value, trial_seeds
@@ -195,16 +195,12 @@ def run_trial(
             splits = data.load(mmap=True)
             options = dict(extras_handler(extras, data)) if extras_handler and extras else {}
             rng = np.random.default_rng(trial_seeds(spec.seed, spec.index)[1])
-            sizes = (splits.X_train.shape[1], hidden, int(data.n_classes))
-            model = MLP.create(sizes, rng=rng)
-            train(
-                model,
-                splits.X_train,
-                splits.y_train,
+            fit(
+                splits,
+                [hidden],
+                data.n_classes,
                 config,
                 rng=rng,
-                X_val=splits.X_val,
-                y_val=splits.y_val,
                 callback=records.append,
                 **options,
             )
