@@ -84,9 +84,7 @@ def recommended(dataset: str, epochs: int | None = None) -> Recipe:
         warmup_epochs=2 if mnist else 1,
     )
     augment = (
-        default_augment("mnist10k", "elastic")
-        if mnist
-        else default_augment("fashion-mnist", "affine")
+        default_augment("mnist", "elastic") if mnist else default_augment("fashion-mnist", "affine")
     )
     return Recipe("recipe", config, augment, True)
 
@@ -178,7 +176,9 @@ def _override(recipe: Recipe, dataset: str, args: argparse.Namespace) -> Recipe:
         recipe = dataclasses.replace(
             recipe,
             name=f"{recipe.name} strength={args.strength}",
-            augment=default_augment(dataset, kind, args.strength),
+            augment=default_augment(
+                "mnist" if dataset == "mnist10k" else dataset, kind, args.strength
+            ),
         )
     train_keys = ("lr", "weight_decay", "schedule", "batch_size", "warmup_epochs", "momentum")
     changes = {k: getattr(args, k) for k in train_keys if getattr(args, k) is not None}

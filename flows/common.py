@@ -10,15 +10,17 @@ them back to back. Every cached task stores its Prefect result under
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from prefect import get_run_logger
+from prefect.runtime import flow_run
 
 from flows.params import DataParams, RunOptions, TrainParams
 from tasks.data.datasets import ensure_dir, resolve_cache_dir
 from tasks.evaluate import evaluate_model
 from tasks.fetch import fetch
-from tasks.outputs.rundir import Timings, copy_model, make_run_dir, versions, write_json
+from tasks.outputs.rundir import Timings, copy_model, make_run_dir, write_json
+from tasks.outputs.summary import run_metrics, run_summary
 from tasks.preprocess import preprocess
 from tasks.register import register_model
 from tasks.report import write_report
@@ -68,8 +70,16 @@ def fetch_files(data: DataParams, cache_dir: Path) -> Any:
     )
 
 
-def prepare_data(data: DataParams, seed: int, timings: Timings) -> tuple[Any, Any, Path]:
-    """Fetch and preprocess the dataset; return ``(DatasetFiles, PreparedData, cache_dir)``."""
+class DataSteps(NamedTuple):
+    """What fetch and preprocess give the later steps."""
+
+    files: Any  # tasks.data.datasets.DatasetFiles
+    prepared: Any  # tasks.data.prepare.PreparedData
+    cache_dir: Path
+
+
+def prepare_data(data: DataParams, seed: int, timings: Timings) -> DataSteps:
+    """Fetch and preprocess the dataset."""
     cache_dir = cache_root(data)
     with timings.step("fetch"):
         files = fetch_files(data, cache_dir)
@@ -85,7 +95,7 @@ def prepare_data(data: DataParams, seed: int, timings: Timings) -> tuple[Any, An
             seed=seed,
             cache_dir=str(cache_dir),
         )
-    return files, prepared, cache_dir
+    return DataSteps(files, prepared, cache_dir)
 
 
 def report_and_save(
@@ -118,9 +128,7 @@ def report_and_save(
 def train_and_report(
     kind: str,
     data: DataParams,
-    files: Any,
-    prepared: Any,
-    cache_dir: Path,
+    steps: DataSteps,
     hyper: TrainParams,
     options: RunOptions,
     timings: Timings,
@@ -137,12 +145,13 @@ def train_and_report(
         (one line, or None).
     """
     logger = get_run_logger()
+    files, prepared, cache_dir = steps
     params = hyper.model_dump()
     with timings.step("train"):
         final = with_cache(train_final, cache_dir)(
             prepared, params, seed=options.seed, cache_dir=str(cache_dir)
         )
-    run_dir = make_run_dir(options.out_dir)
+    run_dir = make_run_dir(options.out_dir, flow_run.name)
     model_path = copy_model(final.model_path, run_dir)
     with timings.step("evaluate"):
         evaluator = evaluate_model.with_options(task_run_name=f"evaluate-{data.dataset}")
@@ -156,29 +165,20 @@ def train_and_report(
             registry_dir=options.registry_dir,
             margin=options.margin,
         )
-    metrics: dict[str, Any] = {
-        "kind": kind,
-        **test_metrics,
-        "history": final.history,
-        "best_epoch": final.best_epoch,
-        "stopped_early": final.stopped_early,
-        "params": {
-            "data": data.model_dump(),
-            "train": params,
-            "options": options.model_dump(),
-            **({"search": search_params} if search_params is not None else {}),
-        },
-        "dataset": {
-            "name": files.name,
-            "checksums": dict(files.checksums),
-            "preprocessing": dict(prepared.preprocessing),
-        },
-        "seed": options.seed,
-        "versions": versions(),
-        "registry": decision.to_dict(),
-    }
-    if search is not None:
-        metrics["search"] = search
+    groups = {"data": data.model_dump(), "train": params, "options": options.model_dump()}
+    if search_params is not None:
+        groups["search"] = search_params
+    metrics = run_metrics(
+        kind,
+        test_metrics,
+        final,
+        params=groups,
+        files=files,
+        prepared=prepared,
+        seed=options.seed,
+        decision=decision,
+        search=search,
+    )
     report_and_save(
         run_dir,
         metrics,
@@ -196,10 +196,4 @@ def train_and_report(
         test_metrics["test_accuracy"],
         decision.verdict,
     )
-    return {
-        "run_dir": str(run_dir),
-        "model_path": str(model_path),
-        "test_accuracy": float(test_metrics["test_accuracy"]),
-        "test_loss": float(test_metrics["test_loss"]),
-        "decision": f"{decision.challenger_version} {decision.verdict} ({decision.reason})",
-    }
+    return run_summary(run_dir, model_path, test_metrics, decision)

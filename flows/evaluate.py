@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger, tags
+from prefect.runtime import flow_run
 
 from flows.common import cache_root, fetch_files, report_and_save, tag_flow_run
 from flows.params import DataParams
@@ -37,7 +38,7 @@ def mnist_evaluate(
         cache_dir = cache_root(data)
         with timings.step("fetch"):
             files = fetch_files(data, cache_dir)
-        run_dir = make_run_dir(out_dir)
+        run_dir = make_run_dir(out_dir, flow_run.name)
         with timings.step("evaluate"):
             evaluator = evaluate_model.with_options(task_run_name=f"evaluate-{data.dataset}")
             evaluation = evaluator(model_path, files)

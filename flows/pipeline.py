@@ -65,18 +65,18 @@ def mnist_pipeline(
     timings = Timings()
     tag_flow_run(data.dataset, "pipeline")
     with tags(data.dataset, "pipeline"):
-        files, prepared, cache_dir = prepare_data(data, options.seed, timings)
+        steps = prepare_data(data, options.seed, timings)
         space = dict(search.space)
         if options.augment is not None:
             space["augment"] = options.augment
         with timings.step("search"):
             name = f"search-{search.trials}x{search.trial_epochs}ep"
             result = random_search.with_options(task_run_name=name)(
-                prepared,
+                steps.prepared,
                 search.model_dump(exclude={"space"}),
                 seed=options.seed,
                 space_overrides=space,
-                cache_dir=str(cache_dir),
+                cache_dir=str(steps.cache_dir),
                 extras_handler=augment_extras,
             )
         logger.info(
@@ -99,9 +99,7 @@ def mnist_pipeline(
         return train_and_report(
             "pipeline",
             data,
-            files,
-            prepared,
-            cache_dir,
+            steps,
             hyper,
             options,
             timings,

@@ -45,8 +45,8 @@ def mnist_train(
     timings = Timings()
     tag_flow_run(data.dataset, "train")
     with tags(data.dataset, "train"):
-        files, prepared, cache_dir = prepare_data(data, options.seed, timings)
-        return train_and_report("train", data, files, prepared, cache_dir, hyper, options, timings)
+        steps = prepare_data(data, options.seed, timings)
+        return train_and_report("train", data, steps, hyper, options, timings)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Errors of the pipeline steps, all subclasses of :class:`nn.errors.MnistFlowError`.
 
-Each package adds its own small block of classes at the end of this file.
+Each area adds its own small block of classes (data, search, predict, registry, outputs).
 Messages name the file, parameter or value at fault and what is allowed.
 """
 
@@ -70,3 +70,14 @@ class NoInkError(ImageError):
 
 class RegistryError(MnistFlowError):
     """The model registry is corrupted, locked, or asked for a model it does not hold."""
+
+
+# --- outputs: run directory, plots, report --------------------------------------------------
+
+
+class OutputError(MnistFlowError):
+    """The run directory or one of its files cannot be written."""
+
+
+class PlotError(MnistFlowError, ValueError):
+    """The data given to a plot is empty or malformed; the message names the argument."""

@@ -11,7 +11,8 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 
 from tasks.cache import code_version, hash_key, unless_stale
-from tasks.data.datasets import DATASETS, STEMS, DatasetFiles, fetch_files, resolve_cache_dir
+from tasks.data.datasets import DATASETS, STEMS, DatasetFiles, resolve_cache_dir
+from tasks.data.sources import fetch_files
 from tasks.errors import FetchError
 
 __all__ = ["DatasetFiles", "fetch", "fetch_cache_key", "folder_signature"]

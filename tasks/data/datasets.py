@@ -115,11 +115,6 @@ class DatasetSpec:
         """Return the spec of the file playing ``role``."""
         return next(f for f in self.files if f.role == role)
 
-    @property
-    def verified(self) -> bool:
-        """Whether checksums are known for this dataset's files."""
-        return any(f.sha256 or f.md5 for f in self.files)
-
     def names_of_classes(self, n_classes: int) -> list[str]:
         """Display names of ``n_classes`` classes: the known names, else ``"0"``, ``"1"``, ..."""
         return list(self.class_names) or [str(i) for i in range(n_classes)]
@@ -341,17 +336,6 @@ def ensure_dir(path: Path) -> Path:
     return path
 
 
-def fetch_files(dataset: str = "mnist", **kwargs: Any) -> DatasetFiles:
-    """Find, download if needed, and verify the four files of ``dataset``.
-
-    See :func:`tasks.data.sources.fetch_files` (which needs this registry, hence the indirection)
-    for the keyword arguments and errors.
-    """
-    from tasks.data.sources import fetch_files as fetch_impl
-
-    return fetch_impl(dataset, **kwargs)
-
-
 __all__ = [
     "DATASETS",
     "ROLES",
@@ -360,7 +344,6 @@ __all__ = [
     "FileSpec",
     "default_cache_dir",
     "ensure_dir",
-    "fetch_files",
     "fingerprint",
     "get_dataset",
     "resolve_cache_dir",

@@ -19,14 +19,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from nn.errors import MnistFlowError
+from tasks.errors import PlotError
 
 #: Markers of trials that ended without an accuracy.
 _FAILED_STYLE = {"marker": "x", "color": "tab:red", "s": 40, "linewidths": 1.5}
-
-
-class PlotError(MnistFlowError, ValueError):
-    """The data given to a plot is empty or malformed; the message names the argument."""
 
 
 def _figure(width: float, height: float, layout: str | None = "constrained") -> Figure:

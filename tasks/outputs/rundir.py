@@ -15,15 +15,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from nn.errors import MnistFlowError
+from tasks.errors import OutputError
 from tasks.outputs.atomic import copy_atomic, write_json_atomic
 
 
-class OutputError(MnistFlowError):
-    """The run directory or one of its files cannot be written."""
-
-
-def make_run_dir(out_dir: str | None) -> Path:
+def make_run_dir(out_dir: str | None, run_name: str | None = None) -> Path:
     """Create and return the run directory.
 
     ``out_dir`` if given (created if missing; files in it are replaced), else
@@ -37,11 +33,8 @@ def make_run_dir(out_dir: str | None) -> Path:
     if out_dir:
         path = Path(out_dir).expanduser()
     else:
-        from prefect.runtime import flow_run
-
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        name = flow_run.name or "local"
-        path = Path("runs") / f"{stamp}-{name}"
+        path = Path("runs") / f"{stamp}-{run_name or 'local'}"
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -84,7 +77,6 @@ def write_json(path: Path, data: Any) -> None:
 def versions() -> dict[str, str]:
     """Versions of python, numpy, prefect and this package."""
     import numpy
-    import prefect
 
     try:
         package = metadata.version("mnist-flow")
@@ -93,7 +85,7 @@ def versions() -> dict[str, str]:
     return {
         "python": platform.python_version(),
         "numpy": numpy.__version__,
-        "prefect": prefect.__version__,
+        "prefect": metadata.version("prefect"),
         "package": package,
     }
 

@@ -21,8 +21,8 @@ KNOWN_EXTRAS = ("augment", "augment_strength")
 
 
 def dataset_name(data: Any) -> str:
-    """The dataset name of a ``PreparedData`` (``name``) or ``TrialArrays`` (``dataset``)."""
-    name = getattr(data, "name", None) or getattr(data, "dataset", None)
+    """The dataset name of a ``PreparedData`` or ``TrialArrays`` (both have ``name``)."""
+    name = getattr(data, "name", None)
     if not isinstance(name, str):
         raise ConfigError(f"cannot tell the dataset of {type(data).__name__}")
     return name

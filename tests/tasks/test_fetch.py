@@ -12,8 +12,9 @@ from uuid import UUID
 import pytest
 
 from nn.errors import ConfigError
-from tasks.data.datasets import ROLES, fetch_files, get_dataset
+from tasks.data.datasets import ROLES, get_dataset
 from tasks.data.download import DownloadFailed, download
+from tasks.data.sources import fetch_files
 from tasks.errors import CacheError, FetchError, IDXFormatError
 from tests.tasks.idx_helpers import ROLE_FILES, idx_folder_from_mnist_test, serve
 

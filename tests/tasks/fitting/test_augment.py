@@ -11,16 +11,8 @@ import pytest
 from scipy.ndimage import gaussian_filter
 
 from nn.errors import ConfigError
-from tasks.fitting.augment import (
-    KINDS,
-    AugmentConfig,
-    Augmenter,
-    default_augment,
-    elastic_field,
-    make_augmenter,
-    noise_stride,
-    warp,
-)
+from tasks.fitting.augment import KINDS, AugmentConfig, Augmenter, default_augment, make_augmenter
+from tasks.fitting.warp import elastic_field, noise_stride, warp
 
 
 def _read_images(path: Path, count: int) -> np.ndarray:
@@ -163,7 +155,7 @@ def test_sparse_noise_keeps_the_amplitude_of_dense_noise() -> None:
 def test_no_hflip_for_digits_but_for_clothes(clothes: np.ndarray) -> None:
     for kind in KINDS:
         assert default_augment("mnist", kind).hflip is False
-        assert default_augment("mnist10k", kind).hflip is False
+        assert default_augment("idx", kind).hflip is False
         assert default_augment("fashion-mnist", kind).hflip is True
     config = AugmentConfig(kind="shift", max_shift=0.0, hflip=True)
     X = clothes.reshape(len(clothes), -1)

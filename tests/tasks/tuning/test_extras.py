@@ -26,8 +26,8 @@ def test_augment_shift_uses_the_dataset_defaults():
     assert out.shape == (4, 784) and out.dtype == np.float32
 
 
-def test_trial_arrays_name_their_dataset_differently():
-    assert dataset_name(SimpleNamespace(dataset="mnist")) == "mnist"
+def test_the_dataset_is_named_by_the_data():
+    assert dataset_name(SimpleNamespace(name="fashion-mnist")) == "fashion-mnist"
     with pytest.raises(ConfigError, match="cannot tell the dataset"):
         dataset_name(SimpleNamespace())
 

@@ -1,0 +1,78 @@
+"""What a run records: the content of ``metrics.json`` and the summary a flow returns."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tasks.outputs.rundir import versions
+
+__all__ = ["run_metrics", "run_summary"]
+
+
+def run_metrics(
+    kind: str,
+    test_metrics: Mapping[str, Any],
+    final: Any,
+    *,
+    params: Mapping[str, Any],
+    files: Any,
+    prepared: Any,
+    seed: int,
+    decision: Any,
+    search: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The content of ``metrics.json`` (the step timings are added once the report is written).
+
+    Parameters
+    ----------
+    kind:
+        ``"train"`` or ``"pipeline"``.
+    test_metrics:
+        The evaluation's metrics (accuracy, loss, per-class scores, confusion matrix).
+    final:
+        The trained model (:class:`tasks.train.FinalModel`): history, best epoch.
+    params:
+        Every parameter of the run, by group (``data``, ``train``, ``options``, ``search``).
+    files, prepared:
+        The fetched dataset (name, checksums) and its preparation (preprocessing).
+    seed:
+        The run's seed.
+    decision:
+        The registry's decision (:class:`tasks.registry.promotion.PromotionDecision`).
+    search:
+        The search's trials and best trial, for a pipeline.
+    """
+    metrics: dict[str, Any] = {
+        "kind": kind,
+        **test_metrics,
+        "history": final.history,
+        "best_epoch": final.best_epoch,
+        "stopped_early": final.stopped_early,
+        "params": dict(params),
+        "dataset": {
+            "name": files.name,
+            "checksums": dict(files.checksums),
+            "preprocessing": dict(prepared.preprocessing),
+        },
+        "seed": seed,
+        "versions": versions(),
+        "registry": decision.to_dict(),
+    }
+    if search is not None:
+        metrics["search"] = dict(search)
+    return metrics
+
+
+def run_summary(
+    run_dir: Path, model_path: Path, test_metrics: Mapping[str, Any], decision: Any
+) -> dict[str, Any]:
+    """What a flow returns: run directory, model, test accuracy and loss, the registry's line."""
+    return {
+        "run_dir": str(run_dir),
+        "model_path": str(model_path),
+        "test_accuracy": float(test_metrics["test_accuracy"]),
+        "test_loss": float(test_metrics["test_loss"]),
+        "decision": f"{decision.challenger_version} {decision.verdict} ({decision.reason})",
+    }
