@@ -5,9 +5,9 @@ matplotlib, joblib or scikit-learn.
 
 Modules:
 
-- ``model``: :class:`~nn.model.MLP` (parameters, inference, loss and gradients of a batch);
-- ``backprop``: the vectorised forward and backward passes over preallocated buffers;
-- ``step``: the fused training step (forward, loss, backward, update) used by ``train``;
+- ``model``: :class:`~nn.model.MLP` (parameters and batched inference);
+- ``backprop``: the one forward pass and backward pass, over preallocated buffers;
+- ``step``: the training step (forward, loss, backward, update) used by ``train``;
 - ``activations``, ``losses``, ``init``: the pieces of the network, each beside its gradient;
 - ``optim``: SGD (momentum, Nesterov) and Adam, holding their state; the subnormal flush;
 - ``schedules``: learning-rate schedules as pure functions of the epoch;
