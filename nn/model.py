@@ -180,6 +180,12 @@ class MLP:
         Yields ``(slice of X, logits (m, k), buffers)`` per batch; the logits and the
         buffers are views of one workspace, overwritten by the next batch.
         """
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, int | np.integer)
+            or batch_size < 1
+        ):
+            raise InputError(f"batch_size={batch_size!r} must be a positive integer")
         n = X.shape[0]
         ws = Workspace(self.layer_sizes, min(n, batch_size), self.dtype, backward=False)
         act = get_activation(self.activation)
