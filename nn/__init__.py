@@ -5,14 +5,13 @@ matplotlib, joblib or scikit-learn.
 
 Modules:
 
-- ``model``: :class:`~nn.model.MLP` (parameters, inference, loss and gradients of a batch);
-- ``backprop``: the vectorised forward and backward passes over preallocated buffers;
-- ``step``: the fused training step (forward, loss, backward, update) used by ``train``;
+- ``model``: :class:`~nn.model.MLP` (parameters and batched inference);
+- ``backprop``: the one forward pass and backward pass, over preallocated buffers;
+- ``step``: the training step (forward, loss, backward, update) used by ``train``;
 - ``activations``, ``losses``, ``init``: the pieces of the network, each beside its gradient;
 - ``optim``: SGD (momentum, Nesterov) and Adam, holding their state; the subnormal flush;
 - ``schedules``: learning-rate schedules as pure functions of the epoch;
 - ``config``, ``train``: :class:`~nn.train.TrainConfig` and :func:`~nn.train.train`;
 - ``io``: ``.npz`` + JSON model files, written atomically and validated on loading;
-- ``metrics``: accuracy and confusion matrix;
 - ``errors``: the project's exception classes.
 """

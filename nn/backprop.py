@@ -1,6 +1,9 @@
-"""Vectorised forward pass and backpropagation over preallocated buffers.
+"""The network's forward pass and backpropagation, over buffers allocated once.
 
-Notation (layer ``i = 0 .. L-1``): ``a_{-1} = X`` (batch, d), ``z_i = a_{i-1} W_i + b_i``,
+This is the one implementation of both passes: training (:mod:`nn.step`) and
+inference (:meth:`nn.model.MLP.logits` and the methods built on it) call it.
+
+Notation (layer ``i = 0 .. L-1``): ``a_{-1} = X`` (m, d), ``z_i = a_{i-1} W_i + b_i``,
 ``a_i = f(z_i)`` for hidden layers and ``z_{L-1}`` are the logits. Backward,
 with ``delta_i = dLoss/dz_i``::
 
@@ -10,61 +13,92 @@ with ``delta_i = dLoss/dz_i``::
 The gradient with respect to the input ``X`` is never formed (it is not needed
 and would be the largest matrix product of the backward pass).
 
-A :class:`Workspace` holds every intermediate array for up to ``capacity``
-rows, so a training step allocates nothing of size proportional to the batch;
-smaller batches use leading row views of the same buffers.
+A :class:`Workspace` holds every intermediate array for batches of up to
+``capacity`` rows; :meth:`Workspace.rows` hands out row views for a batch of
+``m`` rows, made once per ``m``, so a training step allocates and slices nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from nn.activations import Activation
 
 
-@dataclass
-class Workspace:
-    """Buffers for one network shape, batch size and dtype.
+class Rows(NamedTuple):
+    """Row views of a :class:`Workspace` for one batch of ``m`` rows.
 
     Attributes
     ----------
-    capacity:
-        Largest number of rows a batch may have.
     outputs:
-        Per layer, (capacity, n_out): hidden activations ``a_l``, then the logits.
+        Per layer, (m, n_out): hidden activations ``a_i``, then the logits.
     deltas:
-        Per layer, (capacity, n_out): gradients with respect to ``z_l``.
+        Per layer, (m, n_out): gradients with respect to ``z_i``; the last one is
+        where the loss writes its gradient. Empty without backward buffers.
     scratch:
-        Per hidden layer, (capacity, n_out): room for the activation derivative.
-    grads_w, grads_b:
-        Per layer, gradients of the weights (n_in, n_out) and biases (n_out,).
+        Per hidden layer, (m, n_out): room for the activation derivative. Empty
+        without backward buffers.
+    rowmax, sums:
+        (m, 1): row maxima of the logits and row sums of ``exp(z - rowmax)``.
+    rowloss:
+        (m,): the cross-entropy of each row.
     """
 
-    capacity: int
     outputs: list[np.ndarray]
     deltas: list[np.ndarray]
     scratch: list[np.ndarray]
-    grads_w: list[np.ndarray]
-    grads_b: list[np.ndarray]
+    rowmax: np.ndarray
+    sums: np.ndarray
+    rowloss: np.ndarray
 
-    @classmethod
-    def create(cls, layer_sizes: Sequence[int], capacity: int, dtype=np.float32) -> Workspace:
-        """Allocate buffers for ``layer_sizes`` and batches of up to ``capacity`` rows."""
+
+class Workspace:
+    """Buffers for one network shape, batch capacity and dtype.
+
+    Parameters
+    ----------
+    layer_sizes:
+        (n_inputs, hidden..., n_classes).
+    capacity:
+        Largest number of rows a batch may have.
+    dtype:
+        The network's float dtype.
+    backward:
+        Also allocate the buffers of the backward pass (not needed for inference).
+    """
+
+    def __init__(
+        self, layer_sizes: Sequence[int], capacity: int, dtype: np.dtype, *, backward: bool = True
+    ) -> None:
         outs = list(layer_sizes[1:])
-        return cls(
-            capacity=capacity,
+        self.capacity = capacity
+        self._full = Rows(
             outputs=[np.empty((capacity, n), dtype=dtype) for n in outs],
-            deltas=[np.empty((capacity, n), dtype=dtype) for n in outs],
-            scratch=[np.empty((capacity, n), dtype=dtype) for n in outs[:-1]],
-            grads_w=[
-                np.empty((n_in, n_out), dtype=dtype)
-                for n_in, n_out in zip(layer_sizes[:-1], outs, strict=True)
-            ],
-            grads_b=[np.empty(n, dtype=dtype) for n in outs],
+            deltas=[np.empty((capacity, n), dtype=dtype) for n in outs] if backward else [],
+            scratch=[np.empty((capacity, n), dtype=dtype) for n in outs[:-1]] if backward else [],
+            rowmax=np.empty((capacity, 1), dtype=dtype),
+            sums=np.empty((capacity, 1), dtype=dtype),
+            rowloss=np.empty(capacity, dtype=dtype),
         )
+        self._views: dict[int, Rows] = {capacity: self._full}
+
+    def rows(self, m: int) -> Rows:
+        """The leading ``m`` rows (``m <= capacity``) of every buffer, made once per ``m``."""
+        v = self._views.get(m)
+        if v is None:
+            f = self._full
+            v = self._views[m] = Rows(
+                [o[:m] for o in f.outputs],
+                [d[:m] for d in f.deltas],
+                [s[:m] for s in f.scratch],
+                f.rowmax[:m],
+                f.sums[:m],
+                f.rowloss[:m],
+            )
+        return v
 
 
 def forward(
@@ -72,19 +106,21 @@ def forward(
     biases: Sequence[np.ndarray],
     activation: Activation,
     X: np.ndarray,
-    ws: Workspace,
+    rows: Rows,
 ) -> np.ndarray:
-    """Run the network on ``X`` (m, d) with m <= capacity; returns the logits view (m, k).
+    """Run the network on ``X`` (m, d); returns the logits, a view (m, k) of ``rows.outputs[-1]``.
 
-    The hidden activations are left in ``ws.outputs`` for :func:`backward`.
+    ``X`` has the weights' dtype and is not modified; ``rows`` comes from
+    :meth:`Workspace.rows` with the same ``m``. The hidden activations stay in
+    ``rows.outputs`` for :func:`backward`.
     """
-    m = X.shape[0]
-    a = X
+    outputs = rows.outputs
     last = len(weights) - 1
-    for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
-        z = ws.outputs[i][:m]
-        np.matmul(a, w, out=z)
-        np.add(z, b, out=z)
+    a = X
+    for i in range(last + 1):  # z_i = a_{i-1} W_i + b_i, a_i = f(z_i) in place
+        z = outputs[i]
+        np.matmul(a, weights[i], out=z)
+        np.add(z, biases[i], out=z)
         if i < last:
             activation.forward(z)
         a = z
@@ -95,23 +131,25 @@ def backward(
     weights: Sequence[np.ndarray],
     activation: Activation,
     X: np.ndarray,
-    dlogits: np.ndarray,
-    ws: Workspace,
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Backpropagate ``dlogits`` (m, k) through the network last run by :func:`forward` on ``X``.
+    rows: Rows,
+    grads_w: Sequence[np.ndarray],
+    grads_b: Sequence[np.ndarray],
+) -> None:
+    """Backpropagate ``rows.deltas[-1]`` (m, k) through the network :func:`forward` last ran.
 
-    ``dlogits`` may be ``ws.deltas[-1][:m]``. Returns ``(ws.grads_w, ws.grads_b)``,
-    filled with the gradients of the loss with respect to every weight and bias.
+    ``X`` (m, d) is the input of that forward pass. Fills ``grads_w`` (per layer
+    (n_in, n_out)) and ``grads_b`` (per layer (n_out,)) with the gradients of the loss
+    whose gradient with respect to the logits is ``rows.deltas[-1]``; overwrites the
+    other deltas.
     """
-    m = X.shape[0]
-    delta = dlogits
-    for i in range(len(weights) - 1, -1, -1):
-        a_prev = X if i == 0 else ws.outputs[i - 1][:m]
-        np.matmul(a_prev.T, delta, out=ws.grads_w[i])
-        np.sum(delta, axis=0, out=ws.grads_b[i])
+    outputs, deltas, scratch = rows.outputs, rows.deltas, rows.scratch
+    delta = deltas[-1]
+    for i in range(len(weights) - 1, -1, -1):  # dW_i = a_{i-1}^T delta_i, db_i = sum(delta_i)
+        a_prev = X if i == 0 else outputs[i - 1]
+        np.matmul(a_prev.T, delta, out=grads_w[i])
+        np.sum(delta, axis=0, out=grads_b[i])
         if i > 0:
-            d_prev = ws.deltas[i - 1][:m]
+            d_prev = deltas[i - 1]
             np.matmul(delta, weights[i].T, out=d_prev)
-            activation.backward(d_prev, a_prev, ws.scratch[i - 1][:m])
+            activation.backward(d_prev, a_prev, scratch[i - 1])
             delta = d_prev
-    return ws.grads_w, ws.grads_b

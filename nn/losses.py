@@ -1,9 +1,20 @@
-"""Softmax cross-entropy as one numerically stable function, and the L2 penalty.
+"""Softmax and softmax cross-entropy, numerically stable, into caller-given buffers.
 
-Notation: ``z`` are the logits (batch, k), ``y`` the integer labels (batch,),
-``p = softmax(z)``. The mean loss is ``L = mean_i(logsumexp(z_i) - z_i[y_i])``,
-computed with the row maximum subtracted first, and its gradient is
-``dL/dz = (p - onehot(y)) / batch``.
+Notation: ``z`` are the logits (m, k), ``y`` the integer labels (m,),
+``p = softmax(z)``. With the row maximum ``c_i = max_j z_ij`` subtracted first,
+``p_ij = exp(z_ij - c_i) / s_i`` where ``s_i = sum_j exp(z_ij - c_i)`` lies in
+``[1, k]`` (no overflow, no ``log(0)``), and the cross-entropy of row ``i`` is::
+
+    l_i = log(s_i) - (z_{i, y_i} - c_i)
+
+The gradient of the summed loss ``sum_i l_i`` with respect to ``z`` is
+``p - onehot(y)``: :func:`softmax_cross_entropy` leaves ``p`` in its ``out``
+buffer, and the training step (:mod:`nn.step`) subtracts the one-hot labels
+there. The labels arrive as flat indices ``i * k + y_i`` into the (m, k) logits,
+which the training step builds once per epoch.
+
+Every buffer argument is optional (allocated when omitted); the training step
+passes preallocated ones so a minibatch allocates nothing.
 """
 
 from __future__ import annotations
@@ -11,60 +22,84 @@ from __future__ import annotations
 import numpy as np
 
 
-def softmax_cross_entropy(
-    logits: np.ndarray, y: np.ndarray, grad_out: np.ndarray | None = None
-) -> tuple[float, np.ndarray]:
-    """Mean softmax cross-entropy of ``logits`` against ``y`` and its gradient.
+def softmax(
+    logits: np.ndarray,
+    out: np.ndarray | None = None,
+    *,
+    rowmax: np.ndarray | None = None,
+    sums: np.ndarray | None = None,
+) -> np.ndarray:
+    """Row-wise softmax of ``logits`` (m, k); rows sum to one, same dtype.
 
     Parameters
     ----------
     logits:
-        (batch, k) float array; not modified.
-    y:
-        (batch,) integer labels in ``[0, k)``.
-    grad_out:
-        Optional (batch, k) buffer of ``logits``' dtype that receives the gradient.
+        (m, k) float array; not modified (unless it is ``out``).
+    out:
+        (m, k) buffer for the probabilities.
+    rowmax, sums:
+        (m, 1) buffers that receive the row maxima ``c`` and the sums ``s``.
 
     Returns
     -------
-    loss:
-        The mean cross-entropy in nats, as a Python float (accumulated in float64).
-    grad:
-        (batch, k) gradient of the mean loss with respect to ``logits``
-        (``grad_out`` when given).
+    numpy.ndarray
+        ``out``: the probabilities (m, k).
     """
-    n = logits.shape[0]
-    g = np.empty_like(logits) if grad_out is None else grad_out
-    rows = np.arange(n)
-    np.subtract(logits, logits.max(axis=1, keepdims=True), out=g)  # shifted logits, max 0
-    picked = g[rows, y]  # shifted logit of the true class (a copy)
-    np.exp(g, out=g)
-    sums = g.sum(axis=1, keepdims=True)  # in [1, k]: no overflow, no log(0)
-    loss = float(np.mean(np.log(sums[:, 0]) - picked, dtype=np.float64))
-    np.divide(g, sums, out=g)  # softmax
-    g[rows, y] -= 1
-    np.multiply(g, g.dtype.type(1.0 / n), out=g)
-    return loss, g
+    m = logits.shape[0]
+    out = np.empty_like(logits) if out is None else out
+    rowmax = np.empty((m, 1), dtype=logits.dtype) if rowmax is None else rowmax
+    sums = np.empty((m, 1), dtype=logits.dtype) if sums is None else sums
+    np.max(logits, axis=1, keepdims=True, out=rowmax)
+    np.subtract(logits, rowmax, out=out)  # shifted logits, row max 0
+    np.exp(out, out=out)
+    np.sum(out, axis=1, keepdims=True, out=sums)  # in [1, k]
+    np.divide(out, sums, out=out)
+    return out
 
 
-def cross_entropy_sum(logits: np.ndarray, y: np.ndarray) -> float:
-    """Summed (not mean) softmax cross-entropy of (batch, k) ``logits``; float64 accumulation."""
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    lse = np.log(np.exp(shifted).sum(axis=1))
-    return float(np.sum(lse - shifted[np.arange(logits.shape[0]), y], dtype=np.float64))
+def softmax_cross_entropy(
+    logits: np.ndarray,
+    flat: np.ndarray,
+    out: np.ndarray | None = None,
+    *,
+    rowmax: np.ndarray | None = None,
+    sums: np.ndarray | None = None,
+    rowloss: np.ndarray | None = None,
+) -> float:
+    """Summed cross-entropy of ``logits`` (m, k) against the true classes; ``out`` gets softmax.
+
+    Parameters
+    ----------
+    logits:
+        (m, k) float array; not modified unless it is ``out``.
+    flat:
+        (m,) integer flat indices ``i * k + y_i`` of the true classes, all within
+        ``[0, m * k)`` (see :func:`flat_labels`).
+    out:
+        (m, k) buffer that receives ``softmax(logits)``, possibly ``logits`` itself;
+        ``out - onehot(y)`` is the gradient of the returned sum with respect to ``logits``.
+    rowmax, sums:
+        (m, 1) buffers, as for :func:`softmax`; ``sums`` holds ``log(s)`` on return.
+    rowloss:
+        (m,) buffer that receives the loss of each row.
+
+    Returns
+    -------
+    float
+        ``sum_i l_i`` in nats: computed per row in the logits' dtype, summed in float64.
+    """
+    m = logits.shape[0]
+    rowmax = np.empty((m, 1), dtype=logits.dtype) if rowmax is None else rowmax
+    sums = np.empty((m, 1), dtype=logits.dtype) if sums is None else sums
+    rowloss = np.empty(m, dtype=logits.dtype) if rowloss is None else rowloss
+    np.take(logits.reshape(-1), flat, out=rowloss, mode="clip")  # z_{i, y_i}; valid indices
+    softmax(logits, out, rowmax=rowmax, sums=sums)
+    np.subtract(rowloss, rowmax[:, 0], out=rowloss)  # z_{i, y_i} - c_i
+    np.log(sums, out=sums)  # s is spent once out holds p
+    np.subtract(sums[:, 0], rowloss, out=rowloss)  # l_i
+    return float(np.sum(rowloss, dtype=np.float64))
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of (batch, k) ``logits``; rows sum to one, same dtype."""
-    p = logits - logits.max(axis=1, keepdims=True)
-    np.exp(p, out=p)
-    p /= p.sum(axis=1, keepdims=True)
-    return p
-
-
-def l2_penalty(weights: list[np.ndarray], weight_decay: float) -> float:
-    """``weight_decay / 2 * sum ||W||^2`` over the weight matrices (biases are not decayed)."""
-    if weight_decay == 0.0:
-        return 0.0
-    total = sum(float(np.vdot(w, w)) for w in weights)
-    return 0.5 * weight_decay * total
+def flat_labels(y: np.ndarray, k: int) -> np.ndarray:
+    """Flat indices (m,) ``i * k + y_i`` of the labels ``y`` (m,) in ``[0, k)`` into (m, k)."""
+    return np.arange(y.shape[0], dtype=np.intp) * k + y.astype(np.intp, copy=False)

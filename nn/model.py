@@ -2,23 +2,23 @@
 
 The model is a list of weight matrices ``W_l`` (n_in, n_out) and bias vectors
 ``b_l`` (n_out,), all of one float dtype (float32 normally; float64 for gradient
-checks), plus the name of the hidden activation. Training lives in
-:mod:`nn.train`; this module holds the parameters, inference and the
-loss/gradient of one batch.
+checks), plus the name of the hidden activation. This module holds the
+parameters and inference; inference runs the forward pass of :mod:`nn.backprop`
+that training (:mod:`nn.step`, :mod:`nn.train`) runs too.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
 from nn.activations import get_activation
-from nn.backprop import Workspace, backward, forward
+from nn.backprop import Rows, Workspace, forward
 from nn.errors import ConfigError, InputError
 from nn.init import get_initializer
-from nn.losses import cross_entropy_sum, l2_penalty, softmax, softmax_cross_entropy
+from nn.losses import flat_labels, softmax, softmax_cross_entropy
 
 DEFAULT_LAYER_SIZES: tuple[int, ...] = (784, 300, 10)
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -172,38 +172,51 @@ class MLP:
             raise InputError(f"{name} holds labels outside [0, {k}): min {y.min()}, max {y.max()}")
         return y
 
-    def logits(self, X: np.ndarray) -> np.ndarray:
-        """Raw output scores (n, k) for inputs ``X`` (n, d), computed in the model's dtype."""
-        X = np.asarray(X, dtype=self.dtype)
-        act = get_activation(self.activation)
-        a = X
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            z = a @ w
-            z += b
-            if i < last:
-                act.forward(z)
-            a = z
-        return a
+    def _forward_batches(
+        self, X: np.ndarray, batch_size: int
+    ) -> Iterator[tuple[slice, np.ndarray, Rows]]:
+        """Run the network on checked inputs ``X`` (n, d), ``batch_size`` rows at a time.
 
-    def _batches(self, n: int, batch_size: int):
+        Yields ``(slice of X, logits (m, k), buffers)`` per batch; the logits and the
+        buffers are views of one workspace, overwritten by the next batch.
+        """
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, int | np.integer)
+            or batch_size < 1
+        ):
+            raise InputError(f"batch_size={batch_size!r} must be a positive integer")
+        n = X.shape[0]
+        ws = Workspace(self.layer_sizes, min(n, batch_size), self.dtype, backward=False)
+        act = get_activation(self.activation)
         for start in range(0, n, batch_size):
-            yield slice(start, min(start + batch_size, n))
+            s = slice(start, min(start + batch_size, n))
+            xb = np.asarray(X[s], dtype=self.dtype)
+            rows = ws.rows(xb.shape[0])
+            yield s, forward(self.weights, self.biases, act, xb, rows), rows
+
+    def logits(self, X: np.ndarray, *, batch_size: int = INFERENCE_BATCH) -> np.ndarray:
+        """Raw output scores (n, k) in the model's dtype for ``X`` (n, d); batched."""
+        X = self.check_inputs(X)
+        out = np.empty((X.shape[0], self.layer_sizes[-1]), dtype=self.dtype)
+        for s, z, _ in self._forward_batches(X, batch_size):
+            out[s] = z
+        return out
 
     def predict_proba(self, X: np.ndarray, *, batch_size: int = INFERENCE_BATCH) -> np.ndarray:
         """Class probabilities (n, k) in the model's dtype for ``X`` (n, d); batched."""
         X = self.check_inputs(X)
         out = np.empty((X.shape[0], self.layer_sizes[-1]), dtype=self.dtype)
-        for s in self._batches(X.shape[0], batch_size):
-            out[s] = softmax(self.logits(X[s]))
+        for s, z, rows in self._forward_batches(X, batch_size):
+            softmax(z, out[s], rowmax=rows.rowmax, sums=rows.sums)
         return out
 
     def predict(self, X: np.ndarray, *, batch_size: int = INFERENCE_BATCH) -> np.ndarray:
         """Predicted labels (n,) int64 for ``X`` (n, d); batched."""
         X = self.check_inputs(X)
         out = np.empty(X.shape[0], dtype=np.int64)
-        for s in self._batches(X.shape[0], batch_size):
-            out[s] = self.logits(X[s]).argmax(axis=1)
+        for s, z, _ in self._forward_batches(X, batch_size):
+            np.argmax(z, axis=1, out=out[s])
         return out
 
     def evaluate(
@@ -214,58 +227,15 @@ class MLP:
         y = self.check_labels(y, X.shape[0])
         if X.shape[0] == 0:
             raise InputError("X is empty: cannot evaluate on zero samples")
+        k = self.layer_sizes[-1]
         loss_sum, correct = 0.0, 0
-        for s in self._batches(X.shape[0], batch_size):
-            z = self.logits(X[s])
-            loss_sum += cross_entropy_sum(z, y[s])
+        for s, z, rows in self._forward_batches(X, batch_size):
             correct += int(np.count_nonzero(z.argmax(axis=1) == y[s]))
+            loss_sum += softmax_cross_entropy(
+                z, flat_labels(y[s], k), z, rowmax=rows.rowmax, sums=rows.sums, rowloss=rows.rowloss
+            )
         n = X.shape[0]
         return loss_sum / n, correct / n
-
-    # ------------------------------------------------------------------ training maths
-    def workspace(self, capacity: int) -> Workspace:
-        """Preallocated buffers for batches of up to ``capacity`` rows."""
-        return Workspace.create(self.layer_sizes, capacity, self.dtype)
-
-    def loss_and_gradients(
-        self,
-        X: np.ndarray,
-        y: np.ndarray,
-        *,
-        weight_decay: float = 0.0,
-        workspace: Workspace | None = None,
-    ) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
-        """Objective on one batch and its gradient with respect to every parameter.
-
-        Parameters
-        ----------
-        X:
-            (m, d) inputs in the model's dtype.
-        y:
-            (m,) integer labels.
-        weight_decay:
-            L2 coefficient ``lambda``; the objective is
-            ``mean cross-entropy + lambda / 2 * sum ||W_l||^2`` (biases not decayed).
-        workspace:
-            Buffers from :meth:`workspace` with capacity >= m; allocated when omitted.
-
-        Returns
-        -------
-        loss, grads_w, grads_b:
-            The objective (float) and gradients shaped like ``weights`` and ``biases``
-            (views into the workspace: copy them before the next call).
-        """
-        X = np.asarray(X, dtype=self.dtype)
-        y = np.asarray(y)
-        ws = workspace if workspace is not None else self.workspace(X.shape[0])
-        act = get_activation(self.activation)
-        z = forward(self.weights, self.biases, act, X, ws)
-        loss, dz = softmax_cross_entropy(z, y, grad_out=ws.deltas[-1][: X.shape[0]])
-        gw, gb = backward(self.weights, act, X, dz, ws)
-        if weight_decay:
-            for g, w in zip(gw, self.weights, strict=True):
-                g += self.dtype.type(weight_decay) * w
-        return loss + l2_penalty(self.weights, weight_decay), gw, gb
 
     def __repr__(self) -> str:
         sizes, act = self.layer_sizes, self.activation

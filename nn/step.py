@@ -1,16 +1,18 @@
 """One training step (forward, loss, backward, update) over buffers allocated once.
 
 At batch 128 the two large matrix products of the 784-300-10 network
-(``X W_0`` forward, ``X^T delta_0`` backward) take about 1.2 ms on one core;
+(``X W_0`` forward, ``X^T delta_0`` backward) take most of a step's time;
 everything else is some forty small numpy calls and the Python around them,
 which :class:`TrainStep` keeps short:
 
 - every intermediate array (activations, deltas, gradients, loss scratch) is
-  allocated once, and the row views for a full batch and for the last, shorter
-  batch of an epoch are made in advance, so a step slices nothing;
-- softmax, cross-entropy and their gradient are one in-place pass over the
-  output delta buffer; the labels arrive as an epoch-wide one-hot matrix and
-  flat indices (:meth:`TrainStep.epoch_labels`), built once per epoch;
+  allocated once in a :class:`nn.backprop.Workspace`, whose row views for a full
+  batch and for the last, shorter batch of an epoch are made once, so a step
+  slices nothing;
+- :func:`nn.losses.softmax_cross_entropy` writes the softmax into the output
+  delta buffer, and the gradient ``p - onehot(y)`` is formed there in place; the
+  labels arrive as an epoch-wide one-hot matrix and flat indices
+  (:meth:`TrainStep.epoch_labels`), built once per epoch;
 - with SGD the factor ``lr / batch`` is folded into the (batch, k) output delta
   before backpropagation: every gradient then comes out of its matrix product
   already multiplied by ``lr`` and the update (:meth:`nn.optim.SGD.step_scaled`)
@@ -20,30 +22,20 @@ which :class:`TrainStep` keeps short:
 - the predicted class of each row is written into an epoch-wide array and
   compared with the labels once per epoch.
 
-Notation as in :mod:`nn.backprop`: ``z_i = a_{i-1} W_i + b_i``, ``a_{-1} = X``.
+The forward and backward passes are :func:`nn.backprop.forward` and
+:func:`nn.backprop.backward`, the ones inference uses too. Notation as in
+:mod:`nn.backprop`: ``z_i = a_{i-1} W_i + b_i``, ``a_{-1} = X``.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
 from nn.activations import get_activation
+from nn.backprop import Workspace, backward, forward
+from nn.losses import softmax_cross_entropy
 from nn.model import MLP
 from nn.optim import SGD, Optimizer
-
-
-class _Views(NamedTuple):
-    """Row views of the step's buffers for one batch length ``m``."""
-
-    outputs: list[np.ndarray]  # per layer (m, n_out): a_i, then the logits
-    deltas: list[np.ndarray]  # per layer (m, n_out)
-    scratch: list[np.ndarray]  # per hidden layer (m, n_out)
-    rowmax: np.ndarray  # (m, 1) row maxima of the logits
-    sums: np.ndarray  # (m, 1) row sums of exp(shifted logits)
-    picked: np.ndarray  # (m,) shifted logit of the true class, then the row's loss
-    logsum: np.ndarray  # (m,) log of ``sums``
 
 
 class TrainStep:
@@ -59,51 +51,33 @@ class TrainStep:
         The optimizer; :class:`nn.optim.SGD` takes the scaled fast path.
     weight_decay:
         L2 coefficient added to the weight gradients (not the biases).
+
+    Attributes
+    ----------
+    grads_w, grads_b:
+        Per layer, (n_in, n_out) and (n_out,): after a step, the gradients of the
+        mean cross-entropy plus ``weight_decay / 2 * sum ||W||^2`` that the update
+        used, multiplied by ``lr`` with SGD.
     """
 
     def __init__(
         self, model: MLP, batch_size: int, optimizer: Optimizer, weight_decay: float = 0.0
     ) -> None:
-        dt = model.dtype
-        sizes = model.layer_sizes
-        outs = sizes[1:]
         self.model = model
         self.batch_size = batch_size
         self.optimizer = optimizer
         self.scaled = isinstance(optimizer, SGD)
         self.weight_decay = float(weight_decay)
-        act = get_activation(model.activation)
-        self._act_forward, self._act_backward = act.forward, act.backward
-        self._outputs = [np.empty((batch_size, n), dtype=dt) for n in outs]
-        self._deltas = [np.empty((batch_size, n), dtype=dt) for n in outs]
-        self._scratch = [np.empty((batch_size, n), dtype=dt) for n in outs[:-1]]
-        self._rowmax = np.empty((batch_size, 1), dtype=dt)
-        self._sums = np.empty((batch_size, 1), dtype=dt)
-        self._picked = np.empty(batch_size, dtype=dt)
-        self._logsum = np.empty(batch_size, dtype=dt)
+        self._activation = get_activation(model.activation)
+        self._workspace = Workspace(model.layer_sizes, batch_size, model.dtype)
         self.grads_w = [np.empty_like(w) for w in model.weights]
         self.grads_b = [np.empty_like(b) for b in model.biases]
         self._grads = [g for pair in zip(self.grads_w, self.grads_b, strict=True) for g in pair]
         self._params = model.parameters()
         self._decay_tmp = [np.empty_like(w) for w in model.weights] if weight_decay else []
-        self._views: dict[int, _Views] = {}
-        self._n_classes = outs[-1]
-        self._onehot = np.empty((0, outs[-1]), dtype=dt)
+        self._n_classes = model.layer_sizes[-1]
+        self._onehot = np.empty((0, self._n_classes), dtype=model.dtype)
         self._flat = np.empty(0, dtype=np.intp)
-
-    def _views_for(self, m: int) -> _Views:
-        v = self._views.get(m)
-        if v is None:
-            v = self._views[m] = _Views(
-                [o[:m] for o in self._outputs],
-                [d[:m] for d in self._deltas],
-                [s[:m] for s in self._scratch],
-                self._rowmax[:m],
-                self._sums[:m],
-                self._picked[:m],
-                self._logsum[:m],
-            )
-        return v
 
     def epoch_labels(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One-hot labels (n, k) and flat indices (n,) for an epoch's shuffled labels ``y`` (n,).
@@ -147,61 +121,29 @@ class TrainStep:
             Learning rate of this step.
         """
         m = X.shape[0]
-        v = self._views_for(m)
-        model = self.model
-        weights, biases = model.weights, model.biases
-        outputs, deltas, scratch = v.outputs, v.deltas, v.scratch
-        last = len(weights) - 1
-        act_forward = self._act_forward
-
-        # forward: z_i = a_{i-1} W_i + b_i, a_i = f(z_i) in place
-        a = X
-        for i in range(last + 1):
-            z = outputs[i]
-            np.matmul(a, weights[i], out=z)
-            np.add(z, biases[i], out=z)
-            if i < last:
-                act_forward(z)
-            a = z
-        logits = a
+        rows = self._workspace.rows(m)
+        weights, act = self.model.weights, self._activation
+        logits = forward(weights, self.model.biases, act, X, rows)
         np.argmax(logits, axis=1, out=pred)
+        g = rows.deltas[-1]
+        loss = softmax_cross_entropy(
+            logits, flat, g, rowmax=rows.rowmax, sums=rows.sums, rowloss=rows.rowloss
+        )
+        np.subtract(g, onehot, out=g)  # gradient of the summed loss
+        np.multiply(g, lr / m if self.scaled else 1.0 / m, out=g)  # of the mean (times lr)
+        backward(weights, act, X, rows, self.grads_w, self.grads_b)
+        self._update(lr)
+        return loss
 
-        # softmax cross-entropy and its gradient, in place in the output delta
-        g = deltas[last]
-        np.max(logits, axis=1, keepdims=True, out=v.rowmax)
-        np.subtract(logits, v.rowmax, out=g)  # shifted logits, row max 0
-        np.take(g.reshape(-1), flat, out=v.picked, mode="clip")
-        np.exp(g, out=g)
-        np.sum(g, axis=1, keepdims=True, out=v.sums)  # in [1, k]: no overflow, no log(0)
-        np.log(v.sums[:, 0], out=v.logsum)
-        np.subtract(v.logsum, v.picked, out=v.picked)  # per-row loss
-        loss = float(np.sum(v.picked, dtype=np.float64))
-        np.divide(g, v.sums, out=g)  # softmax
-        np.subtract(g, onehot, out=g)
-        scale = lr / m if self.scaled else 1.0 / m
-        np.multiply(g, scale, out=g)
-
-        # backward: dW_i = a_{i-1}^T delta_i, db_i = sum_rows(delta_i)
-        gw, gb = self.grads_w, self.grads_b
-        delta = g
-        for i in range(last, -1, -1):
-            a_prev = X if i == 0 else outputs[i - 1]
-            np.matmul(a_prev.T, delta, out=gw[i])
-            np.sum(delta, axis=0, out=gb[i])
-            if i > 0:
-                d_prev = deltas[i - 1]
-                np.matmul(delta, weights[i].T, out=d_prev)
-                self._act_backward(d_prev, a_prev, scratch[i - 1])
-                delta = d_prev
-
+    def _update(self, lr: float) -> None:
+        """Add the weight decay to the weight gradients, then let the optimizer step."""
         wd = self.weight_decay
         if wd:
             coef = lr * wd if self.scaled else wd
-            for gwi, w, tmp in zip(gw, weights, self._decay_tmp, strict=True):
+            for gwi, w, tmp in zip(self.grads_w, self.model.weights, self._decay_tmp, strict=True):
                 np.multiply(w, coef, out=tmp)
                 np.add(gwi, tmp, out=gwi)
         if self.scaled:
             self.optimizer.step_scaled(self._params, self._grads)
         else:
             self.optimizer.step(self._params, self._grads, lr)
-        return loss

@@ -1,18 +1,40 @@
-"""Backpropagation against central finite differences, in float64."""
+"""Gradients: the reference against finite differences, the fused step against the reference.
+
+Both in float64 on a small network with two hidden layers, for every activation,
+with and without weight decay; plus the loss function of ``nn.losses`` on its own.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from nn.losses import softmax_cross_entropy
+from nn.losses import flat_labels, softmax, softmax_cross_entropy
 from nn.model import MLP
+from nn.optim import SGD
+from nn.step import TrainStep
+from tests.nn import reference
 
 SIZES = (7, 6, 5, 4)  # two hidden layers
 EPS = 1e-6
+NAMES = [f"{k}{i}" for i in range(len(SIZES) - 1) for k in ("W", "b")]
+
+
+def _problem(activation: str) -> tuple[MLP, np.ndarray, np.ndarray]:
+    """A float64 network with non-zero biases (so their gradients are exercised) and a batch."""
+    rng = np.random.default_rng(3)
+    model = MLP.create(SIZES, activation=activation, init="xavier", rng=rng, dtype=np.float64)
+    for b in model.biases:
+        b[:] = rng.normal(0.0, 0.1, size=b.shape)
+    X = rng.normal(size=(9, SIZES[0]))
+    y = rng.integers(0, SIZES[-1], size=9)
+    return model, X, y
 
 
 def _numerical_gradient(model: MLP, X, y, weight_decay: float) -> list[np.ndarray]:
+    def objective() -> float:
+        return reference.loss_and_gradients(model, X, y, weight_decay=weight_decay)[0]
+
     grads = []
     for p in model.parameters():
         g = np.empty_like(p)
@@ -20,45 +42,73 @@ def _numerical_gradient(model: MLP, X, y, weight_decay: float) -> list[np.ndarra
         for i in range(flat.size):
             old = flat[i]
             flat[i] = old + EPS
-            up = model.loss_and_gradients(X, y, weight_decay=weight_decay)[0]
+            up = objective()
             flat[i] = old - EPS
-            down = model.loss_and_gradients(X, y, weight_decay=weight_decay)[0]
+            down = objective()
             flat[i] = old
             gflat[i] = (up - down) / (2 * EPS)
         grads.append(g)
     return grads
 
 
+def fused_loss_and_gradients(
+    model: MLP, X: np.ndarray, y: np.ndarray, weight_decay: float = 0.0
+) -> tuple[float, list[np.ndarray]]:
+    """The objective and gradients ``[dW_0, db_0, ...]`` as the training step computes them.
+
+    One :class:`TrainStep` with plain SGD at rate 1 on a copy of ``model``: the step's
+    gradient buffers then hold exactly the gradient of the objective (the rate folded
+    into them is 1), and its return value is the summed cross-entropy.
+    """
+    m = X.shape[0]
+    step = TrainStep(model.copy(), m, SGD(momentum=0.0), weight_decay)
+    onehot, flat = step.epoch_labels(y)
+    loss_sum = step(X, onehot, flat, np.empty(m, dtype=np.intp), 1.0)
+    penalty = 0.5 * weight_decay * sum(float(np.vdot(w, w)) for w in model.weights)
+    grads = [g.copy() for pair in zip(step.grads_w, step.grads_b, strict=True) for g in pair]
+    return loss_sum / m + penalty, grads
+
+
 @pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])
-def test_backprop_matches_finite_differences_for_every_parameter(activation, weight_decay):
-    rng = np.random.default_rng(3)
-    model = MLP.create(SIZES, activation=activation, init="xavier", rng=rng, dtype=np.float64)
-    for b in model.biases:  # non-zero biases so their gradients are exercised
-        b[:] = rng.normal(0.0, 0.1, size=b.shape)
-    X = rng.normal(size=(9, SIZES[0]))
-    y = rng.integers(0, SIZES[-1], size=9)
-    assert model.dtype == np.float64
-
-    _, gw, gb = model.loss_and_gradients(X, y, weight_decay=weight_decay)
-    analytic = [g.copy() for pair in zip(gw, gb, strict=True) for g in pair]
+def test_reference_backprop_matches_finite_differences(activation, weight_decay):
+    model, X, y = _problem(activation)
+    _, gw, gb = reference.loss_and_gradients(model, X, y, weight_decay=weight_decay)
+    analytic = [g for pair in zip(gw, gb, strict=True) for g in pair]
     numeric = _numerical_gradient(model, X, y, weight_decay)
-
-    names = [f"{k}{i}" for i in range(len(SIZES) - 1) for k in ("W", "b")]
-    for name, a, n in zip(names, analytic, numeric, strict=True):
+    for name, a, n in zip(NAMES, analytic, numeric, strict=True):
         assert a.dtype == np.float64 and a.shape == n.shape
         assert np.linalg.norm(a) > 1e-4, f"{name}: gradient unexpectedly ~0"
         rel = np.linalg.norm(a - n) / (np.linalg.norm(a) + np.linalg.norm(n))
         assert rel < 1e-6, f"{name}: relative error {rel:.2e}"
 
 
-def test_float32_model_computes_in_float32():
-    rng = np.random.default_rng(0)
-    model = MLP.create(SIZES, rng=rng)
-    X = rng.normal(size=(5, SIZES[0])).astype(np.float32)
-    loss, gw, gb = model.loss_and_gradients(X, np.array([0, 1, 2, 3, 0]))
-    assert np.isfinite(loss)
-    assert all(g.dtype == np.float32 for g in [*gw, *gb])
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_fused_step_gradients_equal_the_reference(activation, weight_decay):
+    """Same maths, other summation orders: equal to float64 rounding, far below the 1e-6
+    that a wrong term (a missing factor, a transposed product) would exceed."""
+    model, X, y = _problem(activation)
+    loss, fused = fused_loss_and_gradients(model, X, y, weight_decay)
+    ref_loss, gw, gb = reference.loss_and_gradients(model, X, y, weight_decay=weight_decay)
+    assert loss == pytest.approx(ref_loss, rel=1e-12)
+    ref = [g for pair in zip(gw, gb, strict=True) for g in pair]
+    for name, got, want in zip(NAMES, fused, ref, strict=True):
+        assert got.dtype == np.float64 and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-14, err_msg=name)
+
+
+def test_float32_model_computes_in_float32(mnist_sample):
+    X, y = mnist_sample
+    X, y = X[:32], y[:32]
+    model = MLP.create((784, 20, 10), rng=np.random.default_rng(0))
+    loss, fused = fused_loss_and_gradients(model, X, y, weight_decay=0.01)
+    assert all(g.dtype == np.float32 for g in fused)
+    ref_loss, gw, gb = reference.loss_and_gradients(model, X, y, weight_decay=0.01)
+    assert loss == pytest.approx(ref_loss, rel=1e-5)
+    ref = [g for pair in zip(gw, gb, strict=True) for g in pair]
+    for got, want in zip(fused, ref, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
     assert model.predict_proba(X).dtype == np.float32
 
 
@@ -67,14 +117,19 @@ def test_softmax_cross_entropy_is_stable_and_matches_float64_reference():
     logits = rng.normal(scale=3.0, size=(6, 5))
     y = np.array([0, 4, 2, 2, 1, 3])
     p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    expected = -np.mean(np.log(p[np.arange(6), y]))
-    loss, grad = softmax_cross_entropy(logits, y)
+    expected = -np.sum(np.log(p[np.arange(6), y]))
+    out = np.empty_like(logits)
+    loss = softmax_cross_entropy(logits, flat_labels(y, 5), out)
     assert loss == pytest.approx(expected, rel=1e-12)
-    onehot = np.eye(5)[y]
-    np.testing.assert_allclose(grad, (p - onehot) / 6, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(out, p, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(softmax(logits), p, rtol=1e-12, atol=1e-15)
+    in_place = logits.copy()  # the probabilities may overwrite the logits
+    assert softmax_cross_entropy(in_place, flat_labels(y, 5), in_place) == loss
+    np.testing.assert_array_equal(in_place, out)
 
     huge = np.array([[1e4, 0.0, -1e4], [-1e4, 1e4, 1e4]], dtype=np.float32)
-    loss, grad = softmax_cross_entropy(huge, np.array([0, 1]))
-    assert np.isfinite(loss) and np.isfinite(grad).all()
-    assert loss == pytest.approx(np.log(2.0) / 2, rel=1e-6)
-    np.testing.assert_allclose(grad.sum(axis=1), 0.0, atol=1e-7)
+    out = np.empty_like(huge)
+    loss = softmax_cross_entropy(huge, flat_labels(np.array([0, 1]), 3), out)
+    assert np.isfinite(loss) and np.isfinite(out).all() and out.dtype == np.float32
+    assert loss == pytest.approx(np.log(2.0), rel=1e-6)
+    np.testing.assert_allclose(out, [[1, 0, 0], [0, 0.5, 0.5]], atol=1e-7)

@@ -146,3 +146,8 @@ def test_inference_rejects_bad_inputs():
         model.evaluate(np.zeros((2, 6), np.float32), np.array([0, 3]))
     with pytest.raises(InputError, match="empty"):
         model.evaluate(np.zeros((0, 6), np.float32), np.zeros(0, np.int64))
+    for bad in (0, -1, 2.5):
+        with pytest.raises(InputError, match=rf"^batch_size={bad}"):
+            model.predict(np.zeros((2, 6), np.float32), batch_size=bad)
+    assert model.predict(np.zeros((0, 6), np.float32)).shape == (0,)
+    assert model.logits(np.zeros((0, 6), np.float32)).shape == (0, 3)

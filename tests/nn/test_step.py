@@ -1,14 +1,14 @@
-"""The fused training step against the reference forward/backward of ``MLP.loss_and_gradients``."""
+"""The training step's updates against the reference gradients (``reference.py``) and optimizers."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from nn.losses import cross_entropy_sum
 from nn.model import MLP
 from nn.optim import SGD, Adam
 from nn.step import TrainStep
+from tests.nn.reference import cross_entropy, loss_and_gradients
 
 
 def _one_step(X, y, optimizer, *, lr=0.05, weight_decay=0.0, batch_size=None):
@@ -31,7 +31,7 @@ def test_sgd_step_matches_reference_gradients(mnist_sample, weight_decay, nester
     before, model, loss, pred = _one_step(
         X, y, SGD(momentum=mu, nesterov=nesterov), lr=lr, weight_decay=weight_decay
     )
-    _, gw, gb = before.loss_and_gradients(X, y, weight_decay=weight_decay)
+    _, gw, gb = loss_and_gradients(before, X, y, weight_decay=weight_decay)
     reference = SGD(momentum=mu, nesterov=nesterov)
     expected = before.copy().parameters()
     reference.step(expected, [gw[0], gb[0], gw[1], gb[1], gw[2], gb[2]], lr)
@@ -40,7 +40,7 @@ def test_sgd_step_matches_reference_gradients(mnist_sample, weight_decay, nester
         assert got.dtype == np.float32
     assert not np.array_equal(model.weights[0], before.weights[0])
     # summed cross-entropy, without the L2 penalty; predictions before the update
-    assert loss == pytest.approx(cross_entropy_sum(before.logits(X), y), rel=1e-5)
+    assert loss == pytest.approx(cross_entropy(before.logits(X), y)[0] * len(y), rel=1e-5)
     np.testing.assert_array_equal(pred, before.predict(X))
 
 
@@ -48,7 +48,7 @@ def test_adam_step_receives_the_plain_gradient(mnist_sample):
     X, y = mnist_sample
     X, y = X[:25], y[:25]
     before, model, _, _ = _one_step(X, y, Adam(), lr=1e-3)
-    _, gw, gb = before.loss_and_gradients(X, y)
+    _, gw, gb = loss_and_gradients(before, X, y)
     expected = before.copy().parameters()
     Adam().step(expected, [gw[0], gb[0], gw[1], gb[1], gw[2], gb[2]], 1e-3)
     for got, want in zip(model.parameters(), expected, strict=True):
@@ -70,7 +70,7 @@ def test_short_last_batch_uses_its_own_rows(mnist_sample):
     pred = np.empty(100, dtype=np.intp)
     for s in (slice(0, 64), slice(64, 100)):
         step(X[s], onehot[s], flat[s], pred[s], 0.1)
-        _, gw, gb = reference.loss_and_gradients(X[s], y[s])
+        _, gw, gb = loss_and_gradients(reference, X[s], y[s])
         SGD(momentum=0.0).step(reference.parameters(), [gw[0], gb[0], gw[1], gb[1]], 0.1)
     for got, want in zip(model.parameters(), reference.parameters(), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
