@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: run test bench lint constraints clean server deploy worker
+.PHONY: run test test-fast bench lint constraints clean server deploy worker
 
 # The local Prefect server that `make deploy` and `make worker` talk to.
 PREFECT_PORT ?= 4200
@@ -23,6 +23,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(ARGS)
+
+# Everything but the tests marked slow (flow runs, subprocesses, servers): under a minute.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -44,8 +44,8 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tasks.data.datasets import fetch_files  # noqa: E402
 from tasks.data.prepare import PrepareParams, prepare  # noqa: E402
+from tasks.data.sources import fetch_files  # noqa: E402
 
 SHARED = Path(os.environ.get("MNIST_FLOW_SHARED_DATA", REPO.parent / "shared" / "data"))
 

@@ -29,7 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tasks.data.idx import read_idx
 from tasks.outputs import plots
-from tasks.outputs.report import FILE_DPI, MAX_EMBED_CHARS, _build_plots, compact_png
+from tasks.outputs.embed import MAX_EMBED_CHARS, compact_png
+from tasks.outputs.plots import build_plots
+from tasks.outputs.report import FILE_DPI
 from tasks.scoring.metrics import class_names, evaluation_metrics, select_misclassified
 
 DATA = Path(
@@ -105,7 +107,7 @@ def main() -> None:
         }
         for e in range(1, 16)
     ]
-    builders = _build_plots(
+    builders = build_plots(
         metrics,
         names,
         history,

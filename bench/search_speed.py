@@ -37,8 +37,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tasks.data.datasets import fetch_files  # noqa: E402
 from tasks.data.prepare import PreparedData, PrepareParams, prepare  # noqa: E402
+from tasks.data.sources import fetch_files  # noqa: E402
 from tasks.tuning.overrides import build_space  # noqa: E402
 from tasks.tuning.runner import SearchResult, run_search  # noqa: E402
 

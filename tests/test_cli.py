@@ -269,4 +269,10 @@ def test_tiny_train_run_then_evaluate_models_and_predict(tmp_path, fashion_dir, 
         Image.fromarray(image).save(tmp_path / f"img{i}.png")
     predicted = run_cli(["predict", "--json", str(tmp_path / "img0.png")], tmp_path, timeout=60)
     assert predicted.returncode == 0, predicted.stderr
-    assert json.loads(predicted.stdout)
+    (shown,) = json.loads(predicted.stdout)  # the champion is the model trained above
+    from tasks.images.classify import load_predictor, predict_files
+
+    (expected,) = predict_files(load_predictor(out / "model.npz"), [tmp_path / "img0.png"])
+    assert shown["file"].endswith("img0.png") and shown["error"] is None
+    assert shown["label"] == expected.label and 0.1 < shown["probability"] <= 1.0
+    assert shown["probability"] == pytest.approx(expected.probability, abs=1e-6)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from matplotlib import colormaps
@@ -372,3 +372,27 @@ def plot_trial_curves(trials: Sequence[dict]) -> Figure:
     if best is not None:
         ax_loss.legend(fontsize=8)
     return fig
+
+
+def build_plots(
+    metrics: Mapping,
+    names: list[str],
+    history: Sequence[Mapping] | None,
+    errors: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+    trials: Sequence[Mapping] | None,
+) -> dict[str, Callable[[], Figure]]:
+    """The report's plots that ``metrics``, ``history``, ``errors`` and ``trials`` allow.
+
+    Returns name -> a function drawing it (so each figure exists only while written).
+    """
+    builders: dict[str, Callable[[], Figure]] = {}
+    if history:
+        builders["curves"] = lambda: plot_curves(history)
+    if metrics.get("confusion_matrix") is not None:
+        builders["confusion"] = lambda: plot_confusion(metrics["confusion_matrix"], names)
+    if errors is not None:
+        builders["misclassified"] = lambda: plot_misclassified(*errors, names)
+    if trials:
+        builders["search"] = lambda: plot_search(trials)
+        builders["trial_curves"] = lambda: plot_trial_curves(trials)
+    return builders

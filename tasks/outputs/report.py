@@ -14,26 +14,20 @@ canvas: they never enter pyplot's figure registry, so there is nothing to
 from __future__ import annotations
 
 import base64
-import io
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure
-from PIL import Image
 
 from tasks.outputs import plots
 from tasks.outputs.atomic import write_bytes_atomic
+from tasks.outputs.embed import compact_png
 
 REPORT_FILENAME = "report.md"
 #: Resolution of the PNG files written beside ``report.md``.
 FILE_DPI = 100
-#: Largest base64 text of one image embedded in the artifact.
-MAX_EMBED_CHARS = 60_000
-#: Resolution of embedded images, lowered (not below the minimum) until one fits.
-EMBED_DPI, MIN_EMBED_DPI = 72, 36
 
 #: Plot name -> (file name, caption), in report order.
 PLOTS = {
@@ -309,58 +303,6 @@ def render_report(
     return "\n".join(lines) + "\n"
 
 
-def _palette_png(fig: Figure, dpi: float, colours: int) -> bytes:
-    image = Image.open(io.BytesIO(plots.figure_to_png(fig, dpi))).convert("RGB")
-    buffer = io.BytesIO()
-    image.quantize(colors=colours).save(buffer, format="PNG", optimize=True)
-    return buffer.getvalue()
-
-
-def compact_png(fig: Figure, max_chars: int | None = None) -> bytes | None:
-    """A small palette PNG of ``fig`` whose base64 text fits in ``max_chars``, else ``None``.
-
-    ``max_chars`` defaults to :data:`MAX_EMBED_CHARS`.
-
-    Tries :data:`EMBED_DPI` with 64 colours; if too large, the resolution the size
-    suggests (bytes grow with dpi squared), then 16 colours, then :data:`MIN_EMBED_DPI`.
-    """
-
-    def b64_len(data: bytes) -> int:
-        return 4 * math.ceil(len(data) / 3)
-
-    if max_chars is None:
-        max_chars = MAX_EMBED_CHARS
-    data = _palette_png(fig, EMBED_DPI, 64)
-    if b64_len(data) <= max_chars:
-        return data
-    guess = max(MIN_EMBED_DPI, int(EMBED_DPI * math.sqrt(max_chars / b64_len(data)) * 0.9))
-    for dpi, colours in ((guess, 64), (guess, 16), (MIN_EMBED_DPI, 16)):
-        data = _palette_png(fig, dpi, colours)
-        if b64_len(data) <= max_chars:
-            return data
-    return None
-
-
-def _build_plots(
-    metrics: Mapping,
-    names: list[str],
-    history: Sequence[Mapping] | None,
-    errors: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
-    trials: Sequence[Mapping] | None,
-) -> dict[str, Callable[[], Figure]]:
-    builders: dict[str, Callable[[], Figure]] = {}
-    if history:
-        builders["curves"] = lambda: plots.plot_curves(history)
-    if metrics.get("confusion_matrix") is not None:
-        builders["confusion"] = lambda: plots.plot_confusion(metrics["confusion_matrix"], names)
-    if errors is not None:
-        builders["misclassified"] = lambda: plots.plot_misclassified(*errors, names)
-    if trials:
-        builders["search"] = lambda: plots.plot_search(trials)
-        builders["trial_curves"] = lambda: plots.plot_trial_curves(trials)
-    return builders
-
-
 @dataclass(frozen=True)
 class WrittenReport:
     """What :func:`write_report_files` wrote.
@@ -417,7 +359,7 @@ def write_report_files(
 
     files: dict[str, str] = {}
     embedded: dict[str, str | None] = {}
-    for name, build in _build_plots(metrics, names, history, errors, trials).items():
+    for name, build in plots.build_plots(metrics, names, history, errors, trials).items():
         filename = PLOTS[name][0]
         fig = build()  # object-API figure, outside pyplot's registry: freed when dropped
         write_bytes_atomic(out / filename, plots.figure_to_png(fig, FILE_DPI))

@@ -161,11 +161,15 @@ def test_saved_model_reproduces_the_reported_accuracy(small_run, fashion_dir):
 
 
 def test_artifacts_are_published_with_stable_keys(small_run):
-    flow_run_id, _ = small_run["first"]
+    flow_run_id, summary = small_run["first"]
     found = artifacts(flow_run_id)
     assert {"mnist-report", "mnist-trials", "mnist-train-progress"} <= set(found), set(found)
     assert found["mnist-report"].type == "markdown"
-    assert "Test accuracy" in found["mnist-report"].description or found["mnist-report"].data
+    from tasks.outputs.report import percent
+
+    accuracy = percent(summary["test_accuracy"])  # the run's own figure, shown in the UI
+    assert found["mnist-report"].description.startswith(f"Test accuracy {accuracy};")
+    assert found["mnist-report"].data.count("data:image/png;base64,") == 5  # every plot inline
     assert found["mnist-trials"].type == "table"
     assert found["mnist-train-progress"].type == "progress"
     assert float(found["mnist-train-progress"].data) == pytest.approx(100.0)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.data.datasets import fetch_files
 from tasks.data.prepare import PreparedData, PrepareParams, load_prepared, prepare
+from tasks.data.sources import fetch_files
 
 
 def small_fashion(fashion_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> PreparedData:

@@ -13,9 +13,9 @@ from nn.errors import ModelFileError
 from nn.io import load_model, save_model
 from nn.model import MLP
 from nn.train import train
-from tasks.data.datasets import fetch_files
 from tasks.data.idx import read_idx
 from tasks.data.prepare import PreparedData, prepare_images
+from tasks.data.sources import fetch_files
 from tasks.evaluate import Evaluation, evaluate, evaluate_model, load_test_split
 from tasks.scoring.metrics import FASHION_MNIST_CLASSES, EvaluationError
 from tests.tasks.search_data import small_fashion

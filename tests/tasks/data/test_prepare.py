@@ -13,7 +13,7 @@ from prefect.states import Failed
 
 import tasks.cache
 from nn.errors import ConfigError
-from tasks.data.datasets import DATASETS, DatasetFiles, fetch_files
+from tasks.data.datasets import DATASETS, DatasetFiles
 from tasks.data.idx import read_idx
 from tasks.data.prepare import (
     PrepareParams,
@@ -23,6 +23,7 @@ from tasks.data.prepare import (
     prepare_images,
     split_indices,
 )
+from tasks.data.sources import fetch_files
 from tasks.errors import ChecksumError, DataError, FetchError
 from tasks.fetch import _retry_on_network_error, fetch
 from tasks.preprocess import preprocess

@@ -13,9 +13,10 @@ import pytest
 from prefect import flow
 
 from tasks.data.idx import read_idx
-from tasks.outputs import report
+from tasks.outputs import embed
+from tasks.outputs.embed import MAX_EMBED_CHARS, compact_png
 from tasks.outputs.plots import plot_confusion
-from tasks.outputs.report import MAX_EMBED_CHARS, PLOTS, best_trial, compact_png, render_report
+from tasks.outputs.report import PLOTS, best_trial, render_report
 from tasks.report import REPORT_ARTIFACT_KEY, write_report
 from tasks.scoring.metrics import class_names, evaluation_metrics, select_misclassified
 
@@ -275,7 +276,7 @@ def test_compact_png_fits_the_budget(evaluated) -> None:
 def test_write_report_minimal_keeps_key(
     prefect_harness, evaluated, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(report, "MAX_EMBED_CHARS", 500)  # nothing fits: a note instead
+    monkeypatch.setattr(embed, "MAX_EMBED_CHARS", 500)  # nothing fits: a note instead
     before = len(read_report_artifacts())
     path = flow(lambda: write_report(str(tmp_path), evaluated["metrics"]), name="minimal")()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["confusion_matrix.png", "report.md"]
