@@ -2,7 +2,7 @@
 
 Layout of a registry directory ``root``::
 
-    root/.lock                        exclusive fcntl lock taken by every write
+    root/.lock                        exclusive lock (filelock) taken by every write
     root/models/v0001/model.npz       weights, copied from nn.io.save_model's output and
                                       checked with nn.io.load_model before the rename
     root/models/v0001/model.json      its metadata, copied beside it
@@ -22,9 +22,10 @@ datasets (that is what ``mnist-flow evaluate`` and ``mnist-flow predict`` use by
 Atomicity: a version is assembled in a hidden temporary directory under ``root/models`` and
 renamed into place, and pointers are written to a temporary file and ``os.replace``-d, so
 readers never see a half-written version or pointer and need no lock. Every write holds
-``root/.lock`` (``fcntl.flock``: Linux and macOS only), and :meth:`Registry.register_and_promote`
-registers and promotes under one lock, so two concurrent retraining runs get distinct
-version numbers and cannot both become champion.
+``root/.lock`` (a :class:`filelock.FileLock`: ``flock`` on Linux and macOS, ``msvcrt`` locking
+on Windows, released by the kernel if its holder dies), and
+:meth:`Registry.register_and_promote` registers and promotes under one lock, so two
+concurrent retraining runs get distinct version numbers and cannot both become champion.
 """
 
 from __future__ import annotations
@@ -40,10 +41,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
 from nn.errors import MnistFlowError, ModelFileError
 from nn.io import load_model, metadata_path
 from tasks.outputs.atomic import write_json_atomic
-from tasks.registry.filelock import LockError, exclusive_lock
 from tasks.registry.promotion import (
     VERSION_RE,
     ModelVersion,
@@ -278,11 +280,22 @@ class Registry:
             self.models_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise RegistryError(f"cannot create registry {self.root}: {exc}") from exc
+        lock = FileLock(self.lock_path, timeout=self.lock_timeout)
         try:
-            with exclusive_lock(self.lock_path, timeout=self.lock_timeout):
-                yield
-        except LockError as exc:
-            raise RegistryError(f"registry {self.root}: {exc}") from exc
+            lock.acquire()
+        except Timeout:  # a TimeoutError, hence an OSError: caught first
+            raise RegistryError(
+                f"registry {self.root}: timed out after {self.lock_timeout:g} s waiting for lock "
+                f"{self.lock_path}; another process holds it"
+            ) from None
+        except OSError as exc:
+            raise RegistryError(
+                f"registry {self.root}: cannot take lock {self.lock_path}: {exc}"
+            ) from exc
+        try:
+            yield
+        finally:
+            lock.release()
 
     def _prepare(
         self, model_path: Path | str, metrics: dict, dataset: str

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from filelock import FileLock
 
 import tasks.registry.store as registry_mod
 from nn.errors import ConfigError
 from nn.io import load_model, save_model
 from nn.model import MLP
-from tasks.registry.filelock import exclusive_lock
 from tasks.registry.store import (
     PromotionDecision,
     Registry,
@@ -299,12 +299,21 @@ def test_corrupt_version_record_names_the_file(reg, model):
 def test_lock_timeout_is_a_registry_error(reg, model):
     reg.models_dir.mkdir(parents=True)
     fast = Registry(reg.root, lock_timeout=0.1)
-    with exclusive_lock(reg.lock_path):  # another holder (flock is per open file)
+    with FileLock(reg.lock_path):  # another holder (flock is per open file)
         start = time.monotonic()
-        with pytest.raises(RegistryError, match=r"timed out after 0\.1 s waiting for lock"):
+        with pytest.raises(RegistryError) as info:
             fast.register(model, {"test_accuracy": 0.5}, dataset="mnist")
         assert time.monotonic() - start < 3
+        assert fast.list() == []  # nothing was registered while the lock was held
+    assert f"timed out after 0.1 s waiting for lock {reg.lock_path}" in str(info.value)
     assert fast.register(model, {"test_accuracy": 0.5}, dataset="mnist").version == "v0001"
+
+
+def test_unusable_lock_file_is_a_registry_error_naming_it(reg, model):
+    reg.lock_path.mkdir(parents=True)  # a folder where the lock file belongs
+    with pytest.raises(RegistryError, match=re.escape(f"cannot take lock {reg.lock_path}")):
+        reg.register(model, {"test_accuracy": 0.5}, dataset="mnist")
+    assert reg.list() == []
 
 
 def test_default_root(monkeypatch, tmp_path):
