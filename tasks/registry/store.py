@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
+from platformdirs import user_data_path
 
 from nn.errors import MnistFlowError, ModelFileError
 from nn.io import load_model, metadata_path
@@ -79,13 +80,14 @@ _TMP_PREFIX = ".tmp-"
 def default_registry_root() -> Path:
     """Return the default registry directory.
 
-    ``$MNIST_FLOW_REGISTRY`` if set and non-empty, else
-    ``<$XDG_DATA_HOME or ~/.local/share>/mnist-flow/registry``.
+    ``$MNIST_FLOW_REGISTRY`` if set and non-empty, else ``registry`` in the user data folder,
+    ``platformdirs.user_data_path("mnist-flow")``: ``$XDG_DATA_HOME/mnist-flow`` or
+    ``~/.local/share/mnist-flow`` on Linux, ``~/Library/Application Support/mnist-flow`` on
+    macOS, ``%LOCALAPPDATA%\\mnist-flow`` on Windows.
     """
     if os.environ.get(ENV_VAR):
         return Path(os.environ[ENV_VAR]).expanduser()
-    data_home = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(data_home) / "mnist-flow" / "registry"
+    return user_data_path("mnist-flow", appauthor=False) / "registry"
 
 
 def _now() -> str:

@@ -6,12 +6,14 @@ import json
 import multiprocessing
 import os
 import re
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from filelock import FileLock
+from platformdirs import user_data_path
 
 import tasks.registry.store as registry_mod
 from nn.errors import ConfigError
@@ -317,9 +319,20 @@ def test_unusable_lock_file_is_a_registry_error_naming_it(reg, model):
 
 
 def test_default_root(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     monkeypatch.setenv("MNIST_FLOW_REGISTRY", str(tmp_path / "r"))
     assert default_registry_root() == tmp_path / "r" == Registry().root
-    monkeypatch.setenv("MNIST_FLOW_REGISTRY", "")
+    user_registry = user_data_path("mnist-flow", appauthor=False) / "registry"
+    monkeypatch.setenv("MNIST_FLOW_REGISTRY", "")  # empty counts as unset
+    assert default_registry_root() == user_registry == Registry().root
+    monkeypatch.delenv("MNIST_FLOW_REGISTRY")
+    assert default_registry_root() == user_registry
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="XDG folders are Linux's")
+def test_default_root_follows_xdg_then_home_on_linux(monkeypatch, tmp_path):
+    monkeypatch.delenv("MNIST_FLOW_REGISTRY", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     assert default_registry_root() == tmp_path / "xdg" / "mnist-flow" / "registry"
     monkeypatch.delenv("XDG_DATA_HOME")
