@@ -13,6 +13,7 @@ Modules:
 - ``schedules``: learning-rate schedules as pure functions of the epoch;
 - ``config``, ``train``: :class:`~nn.train.TrainConfig` and :func:`~nn.train.train`;
 - ``io``: ``.npz`` + JSON model files, written atomically and validated on loading;
+- ``atomic``: atomic writes of files and directories, for ``io`` and the pipeline;
 - ``metrics``: accuracy and confusion matrix;
 - ``errors``: the project's exception classes.
 """

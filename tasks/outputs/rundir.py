@@ -15,8 +15,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from nn.atomic import copy_atomic, write_json_atomic
 from nn.errors import MnistFlowError
-from tasks.outputs.atomic import copy_atomic, write_json_atomic
 
 
 class OutputError(MnistFlowError):

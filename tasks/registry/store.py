@@ -44,9 +44,9 @@ from typing import Any
 from filelock import FileLock, Timeout
 from platformdirs import user_data_path
 
+from nn.atomic import write_json_atomic
 from nn.errors import MnistFlowError, ModelFileError
 from nn.io import load_model, metadata_path
-from tasks.outputs.atomic import write_json_atomic
 from tasks.registry.promotion import (
     VERSION_RE,
     ModelVersion,
