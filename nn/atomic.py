@@ -1,12 +1,13 @@
-"""Atomic file writes: the one implementation, for model files, run outputs and the registry.
+"""Atomic writes: the one implementation, for model files, run outputs, the registry and data.
 
 A file is written to a temporary file in the target's folder and moved into place with
-:func:`os.replace`. A reader sees either the previous content or the complete new one, never a
+:func:`os.replace`; a directory is filled under a temporary name beside the target and
+renamed to it. A reader sees either the previous content or the complete new one, never a
 partial write, and a failed write leaves no temporary behind.
 
 Files get the mode ``open()`` would give them (``0o666`` less the umask) rather than
 ``mkstemp``'s private ``0o600``: model files, run outputs and registry entries are meant
-to be read.
+to be read. Directories keep ``mkdtemp``'s ``0o700``.
 
 It lives in ``nn`` because ``nn.io`` needs it and ``nn`` imports only numpy and the
 standard library; ``tasks`` imports it from here. Standard library only.
@@ -19,7 +20,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +116,49 @@ def copy_atomic(src: PathLike, dst: PathLike) -> None:
         shutil.copyfile(src, tmp)
 
     _replace_from_temp(Path(dst), fill)
+
+
+@contextlib.contextmanager
+def write_directory_atomic(
+    target: PathLike,
+    *,
+    prefix: str | None = None,
+    replace_existing: Callable[[Path], bool] | None = None,
+) -> Iterator[Path]:
+    """Yield a new empty directory beside ``target``; rename it to ``target`` when the block ends.
+
+    Parameters
+    ----------
+    target:
+        The directory to create; its parent must exist.
+    prefix:
+        Name prefix of the temporary directory (default ``".<target name>."``); a caller
+        that cleans up after crashed writers globs for it.
+    replace_existing:
+        What to do when a non-empty ``target`` already exists (another writer got there
+        first): ``None`` raises the rename's :class:`OSError`; otherwise
+        ``replace_existing(target)`` is asked, and True removes ``target`` and puts the new
+        directory in its place, False keeps ``target`` and discards the new directory.
+
+    Raises
+    ------
+    OSError
+        If the temporary directory cannot be created or renamed (see ``replace_existing``).
+        Whatever the ``with`` block raises propagates, with ``target`` untouched. The
+        temporary directory never outlives the call.
+    """
+    target = Path(target)
+    name = prefix if prefix is not None else f".{target.name}."
+    tmp = Path(tempfile.mkdtemp(prefix=name, suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if replace_existing is None or not target.exists():
+                raise
+            if replace_existing(target):
+                shutil.rmtree(target)
+                os.rename(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

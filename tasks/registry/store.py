@@ -34,7 +34,6 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -44,7 +43,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 from platformdirs import user_data_path
 
-from nn.atomic import write_json_atomic
+from nn.atomic import write_directory_atomic, write_json_atomic
 from nn.errors import MnistFlowError, ModelFileError
 from nn.io import load_model, metadata_path
 from tasks.registry.promotion import (
@@ -334,7 +333,6 @@ class Registry:
         numbers = [int(d.name[1:]) for d in self.models_dir.iterdir() if VERSION_RE.match(d.name)]
         name = f"v{max(numbers, default=0) + 1:04d}"
         final = self.models_dir / name
-        tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=self.models_dir))
         entry = {
             "version": name,
             "created_at": _now(),
@@ -343,14 +341,15 @@ class Registry:
             "source": str(model_path.resolve()),
         }
         try:
-            _copy_file(model_path, tmp / MODEL_FILE)
-            _copy_file(meta_path, tmp / METADATA_FILE)
-            load_model(tmp / MODEL_FILE)  # the copy is complete, consistent and loadable
-            (tmp / METRICS_FILE).write_text(metrics, encoding="utf-8")
-            write_json_atomic(tmp / VERSION_FILE, entry)
-            os.rename(tmp, final)
+            # No replace_existing: the number is new under the lock, and a registered version
+            # is never overwritten, so a directory already there is an error.
+            with write_directory_atomic(final, prefix=_TMP_PREFIX) as tmp:
+                _copy_file(model_path, tmp / MODEL_FILE)
+                _copy_file(meta_path, tmp / METADATA_FILE)
+                load_model(tmp / MODEL_FILE)  # the copy is complete, consistent and loadable
+                (tmp / METRICS_FILE).write_text(metrics, encoding="utf-8")
+                write_json_atomic(tmp / VERSION_FILE, entry)
         except (OSError, ModelFileError) as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
             raise RegistryError(
                 f"could not register {model_path} as {final}: {exc}; the registry is unchanged"
             ) from exc

@@ -59,3 +59,39 @@ def test_copy_and_missing_source(tmp_path):
         atomic.copy_atomic(tmp_path / "missing.bin", dst)
     assert dst.read_bytes() == b"\x00\x01payload"
     assert list(dst.parent.iterdir()) == [dst]
+
+
+def test_a_directory_appears_complete_or_not_at_all(tmp_path):
+    target = tmp_path / "v0001"
+    with atomic.write_directory_atomic(target, prefix=".tmp-") as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(".tmp-")
+        (tmp / "a.txt").write_text("a")
+        assert not target.exists()  # a reader cannot see it half written
+    assert [p.name for p in target.iterdir()] == ["a.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v0001"]
+
+    with pytest.raises(RuntimeError, match="crash"):
+        with atomic.write_directory_atomic(tmp_path / "v0002") as tmp:
+            (tmp / "half.npy").write_bytes(b"\x93NUMPY")
+            raise RuntimeError("crash while filling")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v0001"]
+
+
+def test_an_existing_directory_is_an_error_unless_the_caller_decides(tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+
+    def fill(replace_existing):
+        with atomic.write_directory_atomic(target, replace_existing=replace_existing) as tmp:
+            (tmp / "new.txt").write_text("new")
+
+    with pytest.raises(OSError):
+        fill(None)  # never overwritten silently
+    assert [p.name for p in target.iterdir()] == ["old.txt"]
+    asked = []
+    fill(lambda existing: asked.append(existing) or False)  # keep what is there
+    assert asked == [target] and [p.name for p in target.iterdir()] == ["old.txt"]
+    fill(lambda existing: True)  # replace it
+    assert [p.name for p in target.iterdir()] == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
