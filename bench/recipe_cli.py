@@ -45,11 +45,13 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from accuracy import mnist10k_split, shared_data_dir  # noqa: E402
 
+from nn.atomic import write_bytes_atomic  # noqa: E402
+
 DATASETS = ("mnist10k", "fashion-mnist")
 
 
 def write_idx_gz(path: Path, array: np.ndarray) -> None:
-    """Write a uint8 array as a gzipped IDX file (atomically: temp file then ``os.replace``).
+    """Write a uint8 array as a gzipped IDX file, atomically (:func:`nn.atomic.write_bytes_atomic`).
 
     Parameters
     ----------
@@ -61,10 +63,7 @@ def write_idx_gz(path: Path, array: np.ndarray) -> None:
     data = np.ascontiguousarray(array, dtype=np.uint8)
     header = struct.pack(">BBBB", 0, 0, 0x08, data.ndim)
     header += struct.pack(f">{data.ndim}I", *data.shape)
-    tmp = path.with_name(path.name + ".tmp")
-    with gzip.open(tmp, "wb") as f:
-        f.write(header + data.tobytes())
-    os.replace(tmp, path)
+    write_bytes_atomic(path, gzip.compress(header + data.tobytes()), fsync=False)
 
 
 def write_mnist10k(folder: Path) -> None:

@@ -13,5 +13,6 @@ Modules:
 - ``schedules``: learning-rate schedules as pure functions of the epoch;
 - ``config``, ``train``: :class:`~nn.train.TrainConfig` and :func:`~nn.train.train`;
 - ``io``: ``.npz`` + JSON model files, written atomically and validated on loading;
+- ``atomic``: atomic writes of files and directories, for ``io`` and the pipeline;
 - ``errors``: the project's exception classes.
 """

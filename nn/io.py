@@ -7,10 +7,10 @@
   "weights_sha256", **metadata}``; callers add ``"training"`` (TrainConfig.to_dict()),
   ``"preprocessing"`` ({"standardize", "mean", "std"}), ``"dataset"`` and so on.
 
-Each file is written to a temporary file in the same folder and moved into
-place with :func:`os.replace`, so a reader sees either the old or the new file,
-never half of one. The npz is written first; the JSON records its SHA-256, so a
-pair left inconsistent (or a corrupted npz) is detected on loading.
+Each file is written atomically with :mod:`nn.atomic` (a temporary file in the
+same folder moved into place with :func:`os.replace`), so a reader sees either the
+old or the new file, never half of one. The npz is written first; the JSON records
+its SHA-256, so a pair left inconsistent (or a corrupted npz) is detected on loading.
 
 :func:`load_model` checks the JSON, the checksum, the array names, every shape
 and dtype and that every value is finite, loads with ``allow_pickle=False``, and
@@ -23,8 +23,6 @@ import hashlib
 import io
 import itertools
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from nn.activations import ACTIVATIONS
+from nn.atomic import write_bytes_atomic, write_text_atomic
 from nn.errors import ConfigError, ModelFileError
 from nn.model import MLP
 
@@ -43,19 +42,6 @@ DTYPES = ("float32", "float64")
 def metadata_path(path: str | Path) -> Path:
     """The JSON metadata file that belongs to the weights file ``path``."""
     return Path(path).with_suffix(".json")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _json_default(value: Any) -> Any:
@@ -108,8 +94,8 @@ def save_model(path: str | Path, model: MLP, metadata: dict[str, Any]) -> None:
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"metadata for {path} is not JSON serialisable: {exc}") from exc
     try:
-        _atomic_write(path, npz_bytes)
-        _atomic_write(metadata_path(path), text.encode("utf-8"))
+        write_bytes_atomic(path, npz_bytes)
+        write_text_atomic(metadata_path(path), text)
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot write the model files: {exc}") from exc
 

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from platformdirs import user_cache_path
+
 from nn.errors import ConfigError
 from tasks.errors import CacheError, DataError
 
@@ -295,12 +297,15 @@ def fingerprint(checksums: dict[str, str]) -> str:
 
 
 def default_cache_dir() -> Path:
-    """Return ``$MNIST_FLOW_CACHE``, else ``$XDG_CACHE_HOME/mnist-flow``, else ``~/.cache/...``."""
+    """Return ``$MNIST_FLOW_CACHE`` if set and non-empty, else the user cache folder.
+
+    The user cache folder is ``platformdirs.user_cache_path("mnist-flow")``:
+    ``$XDG_CACHE_HOME/mnist-flow`` or ``~/.cache/mnist-flow`` on Linux,
+    ``~/Library/Caches/mnist-flow`` on macOS, ``%LOCALAPPDATA%\\mnist-flow\\Cache`` on Windows.
+    """
     if env := os.environ.get(CACHE_ENV):
         return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "mnist-flow"
+    return user_cache_path("mnist-flow", appauthor=False)
 
 
 def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None) -> Path:

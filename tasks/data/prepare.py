@@ -20,9 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +27,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from nn.atomic import write_directory_atomic
 from nn.errors import ConfigError
 from tasks.data.datasets import ROLES, DatasetFiles, fingerprint
 from tasks.data.idx import check_pair, load_idx
@@ -402,21 +400,18 @@ def prepare(
 
 
 def _write_atomically(out_dir: Path, arrays: dict[str, np.ndarray], prepared: PreparedData) -> None:
-    """Write the arrays and metadata into a temporary directory, then rename it to ``out_dir``."""
+    """Write the arrays and metadata into a temporary directory, then rename it to ``out_dir``.
+
+    A complete result already in ``out_dir`` came from a concurrent run with the same inputs
+    and is kept; an incomplete one is replaced.
+    """
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
-    try:
+    with write_directory_atomic(
+        out_dir, replace_existing=lambda existing: load_prepared(existing) is None
+    ) as tmp:
         for name, array in arrays.items():
             np.save(tmp / f"{name}.npy", array, allow_pickle=False)
         (tmp / META_NAME).write_text(json.dumps(prepared.to_json(), indent=2))
-        try:
-            os.rename(tmp, out_dir)
-        except OSError:
-            if load_prepared(out_dir) is None:  # not a complete concurrent result: replace it
-                shutil.rmtree(out_dir)
-                os.rename(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_prepared(out_dir: Path) -> PreparedData | None:

@@ -1,109 +1,22 @@
-"""Atomic file writes: a temporary file in the target's folder, then ``os.replace``.
+"""Atomic file writes, re-exported from :mod:`nn.atomic`, the one implementation.
 
-A reader sees either the previous file or the complete new one, never a partial
-write, and a failed write leaves no temporary file behind. Files get the mode
-``open()`` would give them (``0o666`` less the umask) rather than ``mkstemp``'s
-private ``0o600``: run outputs and registry entries are meant to be read.
-Standard library only.
+``nn`` may import only numpy and the standard library, so the writer lives there and the
+pipeline's modules that already import it from here keep working; new code imports
+:mod:`nn.atomic` directly.
 """
 
-from __future__ import annotations
+from nn.atomic import (
+    copy_atomic,
+    file_mode,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 
-import contextlib
-import json
-import os
-import shutil
-import tempfile
-from pathlib import Path
-from typing import Any
-
-
-def file_mode() -> int:
-    """``0o666`` less the process umask: the mode ``open()`` would give a new file."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _replace_from_temp(path: Path, fill: Any) -> None:
-    """Create a temp file beside ``path``, let ``fill(tmp_path, fd)`` write it, then rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        fill(tmp, fd)
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *, fsync: bool = True) -> None:
-    """Write ``data`` to ``path`` atomically.
-
-    Parameters
-    ----------
-    path:
-        The destination; its folder must exist.
-    data:
-        The whole content.
-    fsync:
-        Flush the content to disk before the rename (survives a power cut).
-
-    Raises
-    ------
-    OSError
-        If the file cannot be written; nothing is left behind.
-    """
-
-    def fill(_tmp: str, fd: int) -> None:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            if fsync:
-                fh.flush()
-                os.fsync(fh.fileno())
-
-    _replace_from_temp(Path(path), fill)
-
-
-def write_text_atomic(path: str | os.PathLike[str], text: str, *, fsync: bool = True) -> None:
-    """Write ``text`` as UTF-8 to ``path`` atomically (see :func:`write_bytes_atomic`)."""
-    write_bytes_atomic(path, text.encode("utf-8"), fsync=fsync)
-
-
-def write_json_atomic(
-    path: str | os.PathLike[str],
-    data: Any,
-    *,
-    indent: int = 2,
-    sort_keys: bool = True,
-    allow_nan: bool = False,
-) -> None:
-    """Write ``data`` as JSON to ``path`` atomically.
-
-    Raises
-    ------
-    ValueError
-        If ``data`` holds a NaN or an infinity (not valid JSON) and ``allow_nan`` is
-        false; nothing is written.
-    OSError
-        If the file cannot be written; nothing is left behind.
-    """
-    text = json.dumps(data, indent=indent, sort_keys=sort_keys, allow_nan=allow_nan) + "\n"
-    write_text_atomic(path, text)
-
-
-def copy_atomic(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
-    """Copy the file ``src`` to ``dst`` atomically.
-
-    Raises
-    ------
-    OSError
-        If ``src`` cannot be read or ``dst`` written; nothing is left behind.
-    """
-
-    def fill(tmp: str, fd: int) -> None:
-        os.close(fd)
-        shutil.copyfile(src, tmp)
-
-    _replace_from_temp(Path(dst), fill)
+__all__ = [
+    "copy_atomic",
+    "file_mode",
+    "write_bytes_atomic",
+    "write_json_atomic",
+    "write_text_atomic",
+]

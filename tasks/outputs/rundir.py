@@ -15,8 +15,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from nn.atomic import copy_atomic, write_json_atomic
 from tasks.errors import OutputError
-from tasks.outputs.atomic import copy_atomic, write_json_atomic
 
 
 def make_run_dir(out_dir: str | None, run_name: str | None = None) -> Path:

@@ -2,7 +2,7 @@
 
 Layout of a registry directory ``root``::
 
-    root/.lock                        exclusive fcntl lock taken by every write
+    root/.lock                        exclusive lock (filelock) taken by every write
     root/models/v0001/model.npz       weights, copied from nn.io.save_model's output and
                                       checked with nn.io.load_model before the rename
     root/models/v0001/model.json      its metadata, copied beside it
@@ -22,9 +22,10 @@ datasets (that is what ``mnist-flow evaluate`` and ``mnist-flow predict`` use by
 Atomicity: a version is assembled in a hidden temporary directory under ``root/models`` and
 renamed into place, and pointers are written to a temporary file and ``os.replace``-d, so
 readers never see a half-written version or pointer and need no lock. Every write holds
-``root/.lock`` (``fcntl.flock``: Linux and macOS only), and :meth:`Registry.register_and_promote`
-registers and promotes under one lock, so two concurrent retraining runs get distinct
-version numbers and cannot both become champion.
+``root/.lock`` (a :class:`filelock.FileLock`: ``flock`` on Linux and macOS, ``msvcrt`` locking
+on Windows, released by the kernel if its holder dies), and
+:meth:`Registry.register_and_promote` registers and promotes under one lock, so two
+concurrent retraining runs get distinct version numbers and cannot both become champion.
 """
 
 from __future__ import annotations
@@ -33,17 +34,18 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+from platformdirs import user_data_path
+
+from nn.atomic import write_directory_atomic, write_json_atomic
 from nn.errors import MnistFlowError, ModelFileError
 from nn.io import load_model, metadata_path
-from tasks.outputs.atomic import write_json_atomic
-from tasks.registry.filelock import LockError, exclusive_lock
 from tasks.registry.promotion import (
     VERSION_RE,
     ModelVersion,
@@ -77,13 +79,14 @@ _TMP_PREFIX = ".tmp-"
 def default_registry_root() -> Path:
     """Return the default registry directory.
 
-    ``$MNIST_FLOW_REGISTRY`` if set and non-empty, else
-    ``<$XDG_DATA_HOME or ~/.local/share>/mnist-flow/registry``.
+    ``$MNIST_FLOW_REGISTRY`` if set and non-empty, else ``registry`` in the user data folder,
+    ``platformdirs.user_data_path("mnist-flow")``: ``$XDG_DATA_HOME/mnist-flow`` or
+    ``~/.local/share/mnist-flow`` on Linux, ``~/Library/Application Support/mnist-flow`` on
+    macOS, ``%LOCALAPPDATA%\\mnist-flow`` on Windows.
     """
     if os.environ.get(ENV_VAR):
         return Path(os.environ[ENV_VAR]).expanduser()
-    data_home = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(data_home) / "mnist-flow" / "registry"
+    return user_data_path("mnist-flow", appauthor=False) / "registry"
 
 
 def _now() -> str:
@@ -278,11 +281,22 @@ class Registry:
             self.models_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise RegistryError(f"cannot create registry {self.root}: {exc}") from exc
+        lock = FileLock(self.lock_path, timeout=self.lock_timeout)
         try:
-            with exclusive_lock(self.lock_path, timeout=self.lock_timeout):
-                yield
-        except LockError as exc:
-            raise RegistryError(f"registry {self.root}: {exc}") from exc
+            lock.acquire()
+        except Timeout:  # a TimeoutError, hence an OSError: caught first
+            raise RegistryError(
+                f"registry {self.root}: timed out after {self.lock_timeout:g} s waiting for lock "
+                f"{self.lock_path}; another process holds it"
+            ) from None
+        except OSError as exc:
+            raise RegistryError(
+                f"registry {self.root}: cannot take lock {self.lock_path}: {exc}"
+            ) from exc
+        try:
+            yield
+        finally:
+            lock.release()
 
     def _prepare(
         self, model_path: Path | str, metrics: dict, dataset: str
@@ -319,7 +333,6 @@ class Registry:
         numbers = [int(d.name[1:]) for d in self.models_dir.iterdir() if VERSION_RE.match(d.name)]
         name = f"v{max(numbers, default=0) + 1:04d}"
         final = self.models_dir / name
-        tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=self.models_dir))
         entry = {
             "version": name,
             "created_at": _now(),
@@ -328,14 +341,15 @@ class Registry:
             "source": str(model_path.resolve()),
         }
         try:
-            _copy_file(model_path, tmp / MODEL_FILE)
-            _copy_file(meta_path, tmp / METADATA_FILE)
-            load_model(tmp / MODEL_FILE)  # the copy is complete, consistent and loadable
-            (tmp / METRICS_FILE).write_text(metrics, encoding="utf-8")
-            write_json_atomic(tmp / VERSION_FILE, entry)
-            os.rename(tmp, final)
+            # No replace_existing: the number is new under the lock, and a registered version
+            # is never overwritten, so a directory already there is an error.
+            with write_directory_atomic(final, prefix=_TMP_PREFIX) as tmp:
+                _copy_file(model_path, tmp / MODEL_FILE)
+                _copy_file(meta_path, tmp / METADATA_FILE)
+                load_model(tmp / MODEL_FILE)  # the copy is complete, consistent and loadable
+                (tmp / METRICS_FILE).write_text(metrics, encoding="utf-8")
+                write_json_atomic(tmp / VERSION_FILE, entry)
         except (OSError, ModelFileError) as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
             raise RegistryError(
                 f"could not register {model_path} as {final}: {exc}; the registry is unchanged"
             ) from exc

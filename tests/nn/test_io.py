@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,38 @@ def test_saving_again_replaces_both_files(saved):
     np.testing.assert_array_equal(loaded.weights[0], model.weights[0])
     assert meta["note"] == "second" and "training" not in meta
     assert sorted(p.name for p in path.parent.iterdir()) == ["model.json", "model.npz"]
+
+
+def test_model_files_are_readable_as_open_would_make_them(tmp_path):
+    model = MLP.create((4, 3, 2), rng=np.random.default_rng(0))
+    old_mask = os.umask(0o027)
+    try:
+        save_model(tmp_path / "m.npz", model, {})
+    finally:
+        os.umask(old_mask)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes == {"m.npz": 0o640, "m.json": 0o640}  # not mkstemp's private 0o600
+
+
+def test_a_failed_metadata_write_is_detected_on_loading_and_leaves_no_temporary(saved, monkeypatch):
+    path, model = saved
+    before = {p.name: p.read_bytes() for p in path.parent.iterdir()}
+    real_replace = os.replace
+
+    def fail_on_json(src, dst):
+        if str(dst).endswith(".json"):
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", fail_on_json)
+    model.weights[0] += 1
+    with pytest.raises(ModelFileError, match="No space left"):
+        save_model(path, model, {"note": "second"})
+    monkeypatch.undo()
+    assert sorted(p.name for p in path.parent.iterdir()) == ["model.json", "model.npz"]
+    assert (path.parent / "model.json").read_bytes() == before["model.json"]
+    with pytest.raises(ModelFileError, match="SHA-256 does not match"):
+        load_model(path)  # the new weights with the old metadata: detected, not loaded
 
 
 def test_reserved_or_unserialisable_metadata_is_refused(tmp_path):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from platformdirs import user_cache_path
 
 from nn.errors import ConfigError
 from tasks.data.datasets import (
@@ -95,15 +97,28 @@ def test_verify_names_a_wrong_length(mnist_dir: Path, tmp_path: Path) -> None:
 
 
 def test_cache_dir_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    user_cache = user_cache_path("mnist-flow", appauthor=False)
+    monkeypatch.delenv("MNIST_FLOW_CACHE", raising=False)
+    assert default_cache_dir() == user_cache
+    monkeypatch.setenv("MNIST_FLOW_CACHE", "")  # empty counts as unset
+    assert default_cache_dir() == user_cache
+    monkeypatch.setenv("MNIST_FLOW_CACHE", str(tmp_path / "env"))
+    assert default_cache_dir() == resolve_cache_dir(None) == tmp_path / "env"
+    assert resolve_cache_dir(tmp_path / "flag") == tmp_path / "flag"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="XDG folders are Linux's")
+def test_cache_dir_follows_xdg_then_home_on_linux(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.delenv("MNIST_FLOW_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert default_cache_dir() == tmp_path / "xdg" / "mnist-flow"
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert default_cache_dir() == tmp_path / "home" / ".cache" / "mnist-flow"
-    monkeypatch.setenv("MNIST_FLOW_CACHE", str(tmp_path / "env"))
-    assert resolve_cache_dir(None) == tmp_path / "env"
-    assert resolve_cache_dir(tmp_path / "flag") == tmp_path / "flag"
 
 
 def test_unusable_cache_dir(tmp_path: Path) -> None:

@@ -174,6 +174,22 @@ def test_missing_array_is_reported(digits: DatasetFiles, tmp_path: Path) -> None
         prepared.load()
 
 
+def test_an_incomplete_result_is_replaced_and_a_complete_one_kept(
+    digits: DatasetFiles, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    first = prepare(digits, PrepareParams(val_size=100, train_size=500), out)
+    first.paths["y_test"].unlink()  # a crashed or tampered result: incomplete
+    second = prepare(digits, PrepareParams(val_size=100, train_size=500), out)
+    assert load_prepared(out) == second
+    x_train = np.load(out / "X_train.npy")
+    # A complete result already there (a concurrent run with the same inputs) is kept.
+    prepare(digits, PrepareParams(val_size=100, train_size=400), out)
+    np.testing.assert_array_equal(np.load(out / "X_train.npy"), x_train)
+    assert load_prepared(out).n_train == 500
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary left
+
+
 def test_retry_only_on_network_errors() -> None:
     def retried(exc: Exception) -> bool:
         return _retry_on_network_error(None, None, Failed(data=exc))  # type: ignore[arg-type]

@@ -6,17 +6,19 @@ import json
 import multiprocessing
 import os
 import re
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from filelock import FileLock
+from platformdirs import user_data_path
 
 import tasks.registry.store as registry_mod
 from nn.errors import ConfigError
 from nn.io import load_model, save_model
 from nn.model import MLP
-from tasks.registry.filelock import exclusive_lock
 from tasks.registry.store import (
     PromotionDecision,
     Registry,
@@ -299,18 +301,38 @@ def test_corrupt_version_record_names_the_file(reg, model):
 def test_lock_timeout_is_a_registry_error(reg, model):
     reg.models_dir.mkdir(parents=True)
     fast = Registry(reg.root, lock_timeout=0.1)
-    with exclusive_lock(reg.lock_path):  # another holder (flock is per open file)
+    with FileLock(reg.lock_path):  # another holder (flock is per open file)
         start = time.monotonic()
-        with pytest.raises(RegistryError, match=r"timed out after 0\.1 s waiting for lock"):
+        with pytest.raises(RegistryError) as info:
             fast.register(model, {"test_accuracy": 0.5}, dataset="mnist")
         assert time.monotonic() - start < 3
+        assert fast.list() == []  # nothing was registered while the lock was held
+    assert f"timed out after 0.1 s waiting for lock {reg.lock_path}" in str(info.value)
     assert fast.register(model, {"test_accuracy": 0.5}, dataset="mnist").version == "v0001"
 
 
+def test_unusable_lock_file_is_a_registry_error_naming_it(reg, model):
+    reg.lock_path.mkdir(parents=True)  # a folder where the lock file belongs
+    with pytest.raises(RegistryError, match=re.escape(f"cannot take lock {reg.lock_path}")):
+        reg.register(model, {"test_accuracy": 0.5}, dataset="mnist")
+    assert reg.list() == []
+
+
 def test_default_root(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     monkeypatch.setenv("MNIST_FLOW_REGISTRY", str(tmp_path / "r"))
     assert default_registry_root() == tmp_path / "r" == Registry().root
-    monkeypatch.setenv("MNIST_FLOW_REGISTRY", "")
+    user_registry = user_data_path("mnist-flow", appauthor=False) / "registry"
+    monkeypatch.setenv("MNIST_FLOW_REGISTRY", "")  # empty counts as unset
+    assert default_registry_root() == user_registry == Registry().root
+    monkeypatch.delenv("MNIST_FLOW_REGISTRY")
+    assert default_registry_root() == user_registry
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="XDG folders are Linux's")
+def test_default_root_follows_xdg_then_home_on_linux(monkeypatch, tmp_path):
+    monkeypatch.delenv("MNIST_FLOW_REGISTRY", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     assert default_registry_root() == tmp_path / "xdg" / "mnist-flow" / "registry"
     monkeypatch.delenv("XDG_DATA_HOME")

@@ -1,0 +1,164 @@
+"""Atomic writes: the one implementation, for model files, run outputs, the registry and data.
+
+A file is written to a temporary file in the target's folder and moved into place with
+:func:`os.replace`; a directory is filled under a temporary name beside the target and
+renamed to it. A reader sees either the previous content or the complete new one, never a
+partial write, and a failed write leaves no temporary behind.
+
+Files get the mode ``open()`` would give them (``0o666`` less the umask) rather than
+``mkstemp``'s private ``0o600``: model files, run outputs and registry entries are meant
+to be read. Directories keep ``mkdtemp``'s ``0o700``.
+
+It lives in ``nn`` because ``nn.io`` needs it and ``nn`` imports only numpy and the
+standard library; ``tasks`` imports it from here. Standard library only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+PathLike = str | os.PathLike[str]
+
+
+def file_mode() -> int:
+    """``0o666`` less the process umask: the mode ``open()`` would give a new file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _replace_from_temp(path: Path, fill: Callable[[str, int], None]) -> None:
+    """Create a temp file beside ``path``, let ``fill(tmp_path, fd)`` write it, then rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fill(tmp, fd)
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_bytes_atomic(path: PathLike, data: bytes, *, fsync: bool = True) -> None:
+    """Write ``data`` to ``path`` atomically.
+
+    Parameters
+    ----------
+    path:
+        The destination; its folder must exist.
+    data:
+        The whole content.
+    fsync:
+        Flush the content to disk before the rename (survives a power cut).
+
+    Raises
+    ------
+    OSError
+        If the file cannot be written; nothing is left behind.
+    """
+
+    def fill(_tmp: str, fd: int) -> None:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+
+    _replace_from_temp(Path(path), fill)
+
+
+def write_text_atomic(path: PathLike, text: str, *, fsync: bool = True) -> None:
+    """Write ``text`` as UTF-8 to ``path`` atomically (see :func:`write_bytes_atomic`)."""
+    write_bytes_atomic(path, text.encode("utf-8"), fsync=fsync)
+
+
+def write_json_atomic(
+    path: PathLike,
+    data: Any,
+    *,
+    indent: int = 2,
+    sort_keys: bool = True,
+    allow_nan: bool = False,
+) -> None:
+    """Write ``data`` as JSON to ``path`` atomically.
+
+    Raises
+    ------
+    ValueError
+        If ``data`` holds a NaN or an infinity (not valid JSON) and ``allow_nan`` is
+        false; nothing is written.
+    OSError
+        If the file cannot be written; nothing is left behind.
+    """
+    text = json.dumps(data, indent=indent, sort_keys=sort_keys, allow_nan=allow_nan) + "\n"
+    write_text_atomic(path, text)
+
+
+def copy_atomic(src: PathLike, dst: PathLike) -> None:
+    """Copy the file ``src`` to ``dst`` atomically.
+
+    Raises
+    ------
+    OSError
+        If ``src`` cannot be read or ``dst`` written; nothing is left behind.
+    """
+
+    def fill(tmp: str, fd: int) -> None:
+        os.close(fd)
+        shutil.copyfile(src, tmp)
+
+    _replace_from_temp(Path(dst), fill)
+
+
+@contextlib.contextmanager
+def write_directory_atomic(
+    target: PathLike,
+    *,
+    prefix: str | None = None,
+    replace_existing: Callable[[Path], bool] | None = None,
+) -> Iterator[Path]:
+    """Yield a new empty directory beside ``target``; rename it to ``target`` when the block ends.
+
+    Parameters
+    ----------
+    target:
+        The directory to create; its parent must exist.
+    prefix:
+        Name prefix of the temporary directory (default ``".<target name>."``); a caller
+        that cleans up after crashed writers globs for it.
+    replace_existing:
+        What to do when a non-empty ``target`` already exists (another writer got there
+        first): ``None`` raises the rename's :class:`OSError`; otherwise
+        ``replace_existing(target)`` is asked, and True removes ``target`` and puts the new
+        directory in its place, False keeps ``target`` and discards the new directory.
+
+    Raises
+    ------
+    OSError
+        If the temporary directory cannot be created or renamed (see ``replace_existing``).
+        Whatever the ``with`` block raises propagates, with ``target`` untouched. The
+        temporary directory never outlives the call.
+    """
+    target = Path(target)
+    name = prefix if prefix is not None else f".{target.name}."
+    tmp = Path(tempfile.mkdtemp(prefix=name, suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if replace_existing is None or not target.exists():
+                raise
+            if replace_existing(target):
+                shutil.rmtree(target)
+                os.rename(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
