@@ -289,7 +289,7 @@ def test_changing_a_helper_invalidates_the_cache(
     cache = tmp_path / "cache"
     assert _run(digits_dir, cache)[1].name == "Completed"
     assert _run(digits_dir, cache)[1].name == "Cached"
-    with open(source / "tasks" / "prepare.py", "a") as f:
+    with open(source / "tasks" / "data" / "prepare.py", "a") as f:
         f.write("\n# a change in a helper of the task\n")
     fetched, prepared = _run(digits_dir, cache)
     assert fetched.name == "Completed" and prepared.name == "Completed"
