@@ -11,6 +11,7 @@ files exist (otherwise the task runs again and recreates them).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -38,7 +39,10 @@ def code_version(root: Path | None = None, packages: Sequence[str] = PACKAGES) -
     Parameters
     ----------
     root:
-        Folder holding the packages; default :data:`SOURCE_ROOT`.
+        Folder holding the packages. By default :data:`SOURCE_ROOT`, hashed once per
+        process (the code a process runs is the code it imported;
+        :func:`forget_code_version` makes the next call hash the files again). A
+        given ``root`` is hashed at every call.
     packages:
         Package folder names to hash (missing ones are skipped).
 
@@ -47,7 +51,17 @@ def code_version(root: Path | None = None, packages: Sequence[str] = PACKAGES) -
     str
         24 hex characters; changes whenever a file is added, removed, renamed or edited.
     """
-    root = SOURCE_ROOT if root is None else Path(root)
+    if root is None:
+        return _hash_once(SOURCE_ROOT, tuple(packages))
+    return _hash_sources(Path(root), tuple(packages))
+
+
+def forget_code_version() -> None:
+    """Forget the default :func:`code_version`, for tests that edit the sources it hashes."""
+    _hash_once.cache_clear()
+
+
+def _hash_sources(root: Path, packages: tuple[str, ...]) -> str:
     digest = hashlib.sha256()
     for package in packages:
         for path in sorted((root / package).rglob("*.py")):
@@ -56,6 +70,9 @@ def code_version(root: Path | None = None, packages: Sequence[str] = PACKAGES) -
             digest.update(path.relative_to(root).as_posix().encode() + b"\0")
             digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()[:24]
+
+
+_hash_once = functools.cache(_hash_sources)
 
 
 def hash_key(**parts: Any) -> str:

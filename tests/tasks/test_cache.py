@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-from tasks.cache import PACKAGES, InputsAndCode, code_version
+import pytest
+
+import tasks.cache
+from tasks.cache import PACKAGES, InputsAndCode, code_version, forget_code_version
 
 
 def _tree(root: Path) -> Path:
@@ -37,6 +40,19 @@ def test_changes_with_any_source_file(tmp_path: Path) -> None:
 def test_the_packages_beside_this_module_have_a_version(tmp_path: Path) -> None:
     version = code_version()
     assert len(version) == 24 and version != code_version(tmp_path)
+
+
+def test_the_default_version_is_hashed_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _tree(tmp_path)
+    monkeypatch.setattr(tasks.cache, "SOURCE_ROOT", root)
+    first = code_version()
+    assert first == code_version(root)
+    (root / "tasks" / "helper.py").write_text("def helper():\n    return 2\n")
+    assert code_version() == first != code_version(root)  # given a root: hashed again
+    forget_code_version()
+    assert code_version() == code_version(root) != first
 
 
 class _Store:
