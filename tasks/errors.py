@@ -1,6 +1,6 @@
 """Errors of the pipeline steps, all subclasses of :class:`nn.errors.MnistFlowError`.
 
-Each area adds its own small block of classes (data, search, predict, registry, outputs).
+Each area adds its own small block of classes (data, search, predict, registry, outputs, scoring).
 Messages name the file, parameter or value at fault and what is allowed.
 """
 
@@ -81,3 +81,10 @@ class OutputError(MnistFlowError):
 
 class PlotError(MnistFlowError, ValueError):
     """The data given to a plot is empty or malformed; the message names the argument."""
+
+
+# --- scoring: test-set metrics -------------------------------------------------------------
+
+
+class EvaluationError(MnistFlowError, ValueError):
+    """Predictions, labels or class names are inconsistent; the message names the argument."""

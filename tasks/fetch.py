@@ -10,16 +10,16 @@ from prefect import Task, get_run_logger, task
 from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 
-from tasks.cache import code_version, hash_key, unless_stale
+from tasks.cache import InputsAndCode
 from tasks.data.datasets import DATASETS, STEMS, DatasetFiles, resolve_cache_dir
 from tasks.data.sources import fetch_files
 from tasks.errors import FetchError
 
-__all__ = ["DatasetFiles", "fetch", "fetch_cache_key", "folder_signature"]
+__all__ = ["DatasetFiles", "fetch", "folder_signature"]
 
 
-def fetch_cache_key(context: Any, parameters: dict[str, Any]) -> str | None:
-    """Key on the code version, the dataset, its published checksums and the sources.
+def _cache_inputs(parameters: dict[str, Any]) -> dict[str, Any] | None:
+    """The dataset, its published checksums and the sources (the cache key's inputs).
 
     The checksums of an ``idx`` folder are unknown before reading it: the key holds the
     folder's path and the size and modification time of its IDX files (so replacing a
@@ -29,9 +29,7 @@ def fetch_cache_key(context: Any, parameters: dict[str, Any]) -> str | None:
     if spec is None:
         return None  # the task itself reports the unknown name
     data_dir = parameters.get("data_dir")
-    key = hash_key(
-        task="fetch",
-        code=code_version(),
+    return dict(
         dataset=spec.name,
         checksums=[(f.filename, f.sha256, f.md5) for f in spec.files],
         data_dir=None if data_dir is None else Path(data_dir).expanduser().absolute(),
@@ -39,7 +37,6 @@ def fetch_cache_key(context: Any, parameters: dict[str, Any]) -> str | None:
         mirror=parameters.get("mirror"),
         cache_dir=resolve_cache_dir(parameters.get("cache_dir")),
     )
-    return unless_stale(context, key, _files_exist)
 
 
 def folder_signature(folder: Path) -> list[tuple[str, int, int]] | str:
@@ -76,7 +73,7 @@ def _retry_on_network_error(task: Task[..., Any], task_run: TaskRun, state: Stat
     retries=2,
     retry_delay_seconds=[5, 20],
     retry_condition_fn=_retry_on_network_error,
-    cache_key_fn=fetch_cache_key,
+    cache_policy=InputsAndCode(inputs=_cache_inputs, files_exist=_files_exist),
 )
 def fetch(
     dataset: str = "mnist",

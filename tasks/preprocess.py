@@ -10,11 +10,11 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from nn.errors import ConfigError
-from tasks.cache import code_version, hash_key, unless_stale
+from tasks.cache import InputsAndCode, code_version, hash_key
 from tasks.data.datasets import DatasetFiles, ensure_dir, resolve_cache_dir
 from tasks.data.prepare import PreparedData, PrepareParams, Splits, load_prepared, prepare
 
-__all__ = ["PreparedData", "Splits", "prepared_dir", "preprocess", "preprocess_cache_key"]
+__all__ = ["PreparedData", "Splits", "prepared_dir", "preprocess"]
 
 
 def prepared_dir(files: DatasetFiles, params: PrepareParams, cache_dir: str | None) -> Path:
@@ -41,8 +41,8 @@ def _params(parameters: dict[str, Any]) -> PrepareParams:
     )
 
 
-def preprocess_cache_key(context: Any, parameters: dict[str, Any]) -> str | None:
-    """Key on the output folder (input checksums, settings, code version, cache root)."""
+def _cache_inputs(parameters: dict[str, Any]) -> dict[str, Any] | None:
+    """The output folder (input checksums, settings, code version, cache root)."""
     files = parameters.get("files")
     if not isinstance(files, DatasetFiles):
         return None
@@ -50,11 +50,17 @@ def preprocess_cache_key(context: Any, parameters: dict[str, Any]) -> str | None
         out_dir = prepared_dir(files, _params(parameters), parameters.get("cache_dir"))
     except ConfigError:
         return None  # the task itself reports the bad setting
-    key = hash_key(task="preprocess", out_dir=out_dir)
-    return unless_stale(context, key, lambda prepared: not prepared.missing())
+    return {"out_dir": out_dir}
 
 
-@task(name="preprocess", cache_key_fn=preprocess_cache_key)
+def _files_exist(prepared: PreparedData) -> bool:
+    return not prepared.missing()
+
+
+@task(
+    name="preprocess",
+    cache_policy=InputsAndCode(inputs=_cache_inputs, files_exist=_files_exist),
+)
 def preprocess(
     files: DatasetFiles,
     *,

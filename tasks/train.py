@@ -26,13 +26,12 @@ from typing import Any
 import numpy as np
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.context import TaskRunContext
 from threadpoolctl import threadpool_limits
 
 from nn.config import TRAINING
 from nn.io import save_model
 from nn.train import EpochRecord, TrainConfig
-from tasks.cache import code_version, unless_stale
+from tasks.cache import InputsAndCode, code_version
 from tasks.fitting.augment import default_augment, make_augmenter
 from tasks.fitting.fit import fit
 from tasks.settings import resolve
@@ -100,10 +99,9 @@ def final_key(data: Any, params: dict[str, Any], seed: int) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
-def _cache_key(context: TaskRunContext, inputs: dict[str, Any]) -> str | None:
-    """The cache key; None (train again) when the cached model file has been deleted."""
-    key = final_key(inputs["data"], inputs["params"], inputs["seed"])
-    return unless_stale(context, f"train-final-{key}", _model_exists)
+def _cache_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
+    """What the cache key hashes besides the code version: the key naming the model file."""
+    return {"model": final_key(inputs["data"], inputs["params"], inputs["seed"])}
 
 
 def _model_exists(result: FinalModel) -> bool:
@@ -122,7 +120,7 @@ def _run_name() -> str:
 @task(
     name="train-final",
     task_run_name=_run_name,
-    cache_key_fn=_cache_key,
+    cache_policy=InputsAndCode(inputs=_cache_inputs, files_exist=_model_exists),
     persist_result=True,
 )
 def train_final(data: Any, params: dict[str, Any], *, seed: int, cache_dir: str) -> FinalModel:

@@ -25,13 +25,13 @@ from typing import Any
 
 import numpy as np
 
+from nn.atomic import write_text_atomic
 from nn.errors import ConfigError, ModelFileError
 from nn.io import load_model, metadata_path
 from nn.model import MLP
 from tasks.data.prepare import check_preprocessing, prepare_images
 from tasks.errors import DataError, ImageError
 from tasks.images.prepare import MnistStyle, image_extensions, preprocess_file
-from tasks.outputs.atomic import write_text_atomic
 
 CSV_NAME = "predictions.csv"
 """File name of the CSV written inside a scored folder when no other path is given."""

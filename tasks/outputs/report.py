@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nn.atomic import write_bytes_atomic
 from tasks.outputs import plots
-from tasks.outputs.atomic import write_bytes_atomic
 from tasks.outputs.embed import compact_png
 
 REPORT_FILENAME = "report.md"

@@ -6,8 +6,10 @@ Notation: ``n`` test samples, ``k`` classes, ``y`` integer labels in ``[0, k)``,
 ``P`` the ``(n, k)`` matrix of predicted class probabilities. The confusion
 matrix ``C`` has true classes in rows and predicted classes in columns, so for
 class ``j``: precision ``C[j, j] / sum_i C[i, j]``, recall ``C[j, j] / sum_i C[j, i]``
-and F1 their harmonic mean (0 where undefined, as scikit-learn's
-``zero_division=0``).
+and F1 their harmonic mean (0 where undefined). The counts and scores come from
+:mod:`sklearn.metrics` (``confusion_matrix``, ``precision_recall_fscore_support``
+with ``labels=range(k)`` and ``zero_division=0``); this module checks the inputs
+and shapes the result as plain JSON types.
 """
 
 from __future__ import annotations
@@ -17,19 +19,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from nn.errors import MnistFlowError
 from tasks.data.datasets import DATASETS
+from tasks.errors import EvaluationError
 
 #: Probabilities are clipped below at this value before the logarithm, so a
 #: confidently wrong prediction costs at most ``-log(1e-12) ~ 27.6`` nats.
 PROBA_FLOOR = 1e-12
 
 FASHION_MNIST_CLASSES = list(DATASETS["fashion-mnist"].class_names)
-
-
-class EvaluationError(MnistFlowError, ValueError):
-    """Predictions, labels or class names are inconsistent; the message names the argument."""
 
 
 def class_names(dataset: str, n_classes: int) -> list[str]:
@@ -84,8 +83,7 @@ def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
         raise EvaluationError(
             f"y_true and y_pred must have the same length, got {y_true.size} and {y_pred.size}"
         )
-    flat = np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes)
-    return flat.reshape(n_classes, n_classes).astype(np.int64)
+    return confusion_matrix(y_true, y_pred, labels=np.arange(n_classes)).astype(np.int64)
 
 
 def per_class_scores(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -104,14 +102,13 @@ def per_class_scores(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
         ``(k,)`` int64, number of true samples of each class.
     """
     cm = np.asarray(cm, dtype=np.int64)
-    tp = np.diag(cm).astype(np.float64)
-    predicted = cm.sum(axis=0).astype(np.float64)
-    support = cm.sum(axis=1)
-    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
-    total = precision + recall
-    f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(tp), where=total > 0)
-    return precision, recall, f1, support
+    k = cm.shape[0]
+    # One sample per cell (true row, predicted column), weighted by its count.
+    true, predicted = np.divmod(np.arange(k * k), k)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        true, predicted, labels=np.arange(k), sample_weight=cm.ravel(), zero_division=0
+    )
+    return precision, recall, f1, np.rint(support).astype(np.int64)
 
 
 def evaluation_metrics(

@@ -28,11 +28,11 @@ from typing import Any, Protocol
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from nn.atomic import write_json_atomic
 from nn.config import TRAINING
 from nn.errors import NonFiniteError
 from nn.train import EpochRecord, TrainConfig
 from tasks.fitting.fit import fit
-from tasks.outputs.atomic import write_json_atomic
 from tasks.settings import resolve
 from tasks.tuning.space import PARAMETERS, Value, trial_seeds
 

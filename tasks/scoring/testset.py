@@ -1,0 +1,135 @@
+"""Score a saved model on a dataset's test split: metrics plus the mistakes the report shows.
+
+The raw test images are read from the fetched IDX files
+(:class:`~tasks.data.datasets.DatasetFiles`) and prepared with the *model's*
+preprocessing (from its metadata), so any saved model can be scored on a dataset.
+Plain code: no Prefect; logs go to the logger it is given.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nn.io import load_model
+from tasks.data.datasets import DatasetFiles
+from tasks.data.idx import check_pair, read_idx
+from tasks.data.prepare import prepare_images
+from tasks.registry.store import metadata_dataset
+from tasks.scoring.metrics import (
+    EvaluationError,
+    class_names,
+    evaluation_metrics,
+    select_misclassified,
+)
+
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Test metrics of one model and the sample of mistakes the report shows.
+
+    Attributes
+    ----------
+    metrics:
+        :func:`tasks.scoring.metrics.evaluation_metrics` output (plain JSON types).
+    images:
+        ``(m, rows, cols)`` float32 in ``[0, 1]``: the ``m`` most confident mistakes.
+    y_true, y_pred:
+        ``(m,)`` int64 labels of those images.
+    indices:
+        ``(m,)`` int64 positions in the test split.
+    confidence:
+        ``(m,)`` float32 probability given to each wrong prediction.
+    """
+
+    metrics: dict[str, Any]
+    images: np.ndarray
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    indices: np.ndarray
+    confidence: np.ndarray
+
+
+def load_test_split(data: DatasetFiles) -> tuple[np.ndarray, np.ndarray]:
+    """The raw test split: uint8 ``(n, rows, cols)`` images and int64 ``(n,)`` labels."""
+    images = read_idx(data.test_images, kind="images")
+    labels = read_idx(data.test_labels, kind="labels")
+    check_pair(
+        images,
+        labels,
+        n_classes=data.n_classes,
+        images_name=str(data.test_images),
+        labels_name=str(data.test_labels),
+    )
+    return images, labels.astype(np.int64)
+
+
+def score_model(
+    model_path: str | Path,
+    data: DatasetFiles,
+    max_errors: int = 36,
+    *,
+    logger: Logger | None = None,
+) -> Evaluation:
+    """Score the model at ``model_path`` on the test split of ``data``.
+
+    Parameters
+    ----------
+    model_path:
+        A model saved by :func:`nn.io.save_model` whose metadata holds ``preprocessing``.
+    data:
+        The fetched dataset; its test split is read and prepared as the model expects.
+    max_errors:
+        How many of the most confident mistakes to keep, >= 0.
+    logger:
+        Where to log (default: this module's logger).
+
+    Raises
+    ------
+    EvaluationError
+        If the metadata has no preprocessing or the model does not fit the dataset.
+    nn.errors.ModelFileError
+        If the model file is missing or invalid.
+    """
+    log = logger or logging.getLogger(__name__)
+    model, meta = load_model(model_path)
+    if "preprocessing" not in meta:
+        raise EvaluationError(
+            f"{model_path}: metadata has no 'preprocessing'; cannot prepare images"
+        )
+    images, labels = load_test_split(data)
+    n_in, n_out = model.layer_sizes[0], model.layer_sizes[-1]
+    if n_in != int(np.prod(images.shape[1:])) or n_out != data.n_classes:
+        raise EvaluationError(
+            f"{model_path}: model maps {n_in} inputs to {n_out} classes, but dataset "
+            f"{data.name!r} has {images.shape[1]}x{images.shape[2]} images and "
+            f"{data.n_classes} classes"
+        )
+    trained_on = metadata_dataset(meta)
+    if trained_on is not None and trained_on != data.name:
+        log.warning(
+            "model %s was trained on %r, evaluated on %r", model_path, trained_on, data.name
+        )
+    X = prepare_images(images, meta["preprocessing"])
+    proba = model.predict_proba(X)
+    loss, _ = model.evaluate(X, labels)  # exact cross-entropy from the logits
+    names = class_names(data.name, data.n_classes)
+    metrics = evaluation_metrics(labels, proba, names, test_loss=loss)
+    sample = select_misclassified(images.astype(np.float32) / 255, labels, proba, max_errors)
+    log.info(
+        "%s on %s test set (%d images): accuracy %.4f, loss %.4f",
+        Path(model_path).name,
+        data.name,
+        len(labels),
+        metrics["test_accuracy"],
+        metrics["test_loss"],
+    )
+    return Evaluation(
+        metrics, sample.images, sample.y_true, sample.y_pred, sample.indices, sample.confidence
+    )
