@@ -70,6 +70,7 @@ def test_main_without_command_prints_help(capsys):
     assert "mnist-flow" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_console_script_help_runs_as_a_process():
     proc = subprocess.run(
         [sys.executable, "-m", "flows.cli", "--help"], capture_output=True, text=True, check=False
@@ -80,6 +81,7 @@ def test_console_script_help_runs_as_a_process():
         assert name in proc.stdout
 
 
+@pytest.mark.slow
 def test_help_imports_neither_prefect_nor_matplotlib():
     """Building the parser (every ``--help``) stays quick: the flows are imported on dispatch."""
     code = (
@@ -97,6 +99,7 @@ def test_help_imports_neither_prefect_nor_matplotlib():
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)
+@pytest.mark.slow
 def test_every_subcommand_has_help_with_defaults(command, tmp_path):
     from flows.params import describe
     from tasks.settings import DATA, PIPELINE, RUN, SEARCH
@@ -180,21 +183,25 @@ def test_bad_options_are_one_line_usage_errors(argv, needle, capsys):
     assert needle in err[0]
 
 
+@pytest.mark.slow
 def test_bad_lr_in_a_subprocess_is_one_readable_line(tmp_path):
     proc = run_cli(["train", "--lr", "-0.5"], tmp_path, timeout=60)
     assert_one_line_error(proc, 2, "--lr")
 
 
+@pytest.mark.slow
 def test_unparsable_option_is_one_line(tmp_path):
     proc = run_cli(["train", "--epochs", "many"], tmp_path, timeout=60)
     assert_one_line_error(proc, 2, "--epochs")
 
 
+@pytest.mark.slow
 def test_missing_data_dir_exits_non_zero(tmp_path):
     proc = run_cli(["train", "--data-dir", str(tmp_path / "nowhere")], tmp_path, timeout=60)
     assert_one_line_error(proc, 2, "nowhere")
 
 
+@pytest.mark.slow
 def test_unreachable_mirror_is_a_runtime_error(tmp_path, api_url):
     # Port 9 (discard) on localhost refuses connections at once: no network needed. The
     # "idx" dataset has no built-in mirrors, so only this one is tried.
@@ -214,6 +221,7 @@ def test_unreachable_mirror_is_a_runtime_error(tmp_path, api_url):
     assert_one_line_error(proc, 1, "127.0.0.1:9")
 
 
+@pytest.mark.slow
 def test_tiny_train_run_then_evaluate_models_and_predict(tmp_path, fashion_dir, api_url):
     out = tmp_path / "run"
     data = ["--dataset", "fashion-mnist", "--data-dir", str(fashion_dir)]

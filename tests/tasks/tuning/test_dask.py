@@ -14,6 +14,8 @@ from tasks.tuning.runner import run_search
 from tasks.tuning.trials import TrialArrays
 from tests.tasks.search_data import small_fashion
 
+pytestmark = pytest.mark.slow  # worker processes: left out of `make test-fast`
+
 OVERRIDES = {"hidden": 32, "lr": "0.01:0.1:log"}
 
 

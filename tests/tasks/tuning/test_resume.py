@@ -30,6 +30,8 @@ import pickle, sys, time
 from tasks.tuning.runner import run_search
 from tasks.tuning.overrides import build_space
 
+pytestmark = pytest.mark.slow  # worker processes: left out of `make test-fast`
+
 data, cache_dir, version, overrides, n_trials = pickle.loads(open(sys.argv[1], "rb").read())
 
 def pause(result, done, total):
