@@ -19,6 +19,8 @@ from tasks.tuning.overrides import build_space
 from tasks.tuning.runner import run_search
 from tests.tasks.search_data import small_fashion
 
+pytestmark = pytest.mark.slow  # worker processes: left out of `make test-fast`
+
 REPO = Path(__file__).resolve().parents[3]
 N_TRIALS = 6
 OVERRIDES = {"hidden": 32, "batch_size": "64,128"}
@@ -29,8 +31,6 @@ CHILD = """
 import pickle, sys, time
 from tasks.tuning.runner import run_search
 from tasks.tuning.overrides import build_space
-
-pytestmark = pytest.mark.slow  # worker processes: left out of `make test-fast`
 
 data, cache_dir, version, overrides, n_trials = pickle.loads(open(sys.argv[1], "rb").read())
 
