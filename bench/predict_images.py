@@ -34,7 +34,7 @@ from threadpoolctl import threadpool_limits
 from nn.io import save_model
 from nn.model import MLP
 from nn.train import TrainConfig, train
-from tasks.data.prepare import pixel_stats, prepare_images
+from tasks.data.scaling import pixel_stats, prepare_images
 from tasks.images.classify import load_predictor, predict_files, score_images
 from tasks.images.prepare import mnist_style, preprocess_file
 

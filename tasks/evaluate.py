@@ -7,27 +7,17 @@ path is always evaluated afresh.
 
 from __future__ import annotations
 
-import logging
-
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.exceptions import MissingContextError
 
 from tasks.data.datasets import DatasetFiles
+from tasks.logs import run_logger
 from tasks.scoring.testset import Evaluation, score_model
 
 __all__ = ["Evaluation", "evaluate_model"]
 
 
-def _logger() -> logging.Logger | logging.LoggerAdapter:
-    """The run logger inside a Prefect run, this module's logger under ``task.fn()``."""
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger(__name__)
-
-
 @task(name="evaluate", cache_policy=NO_CACHE)
 def evaluate_model(model_path: str, data: DatasetFiles, max_errors: int = 36) -> Evaluation:
     """Evaluate the model at ``model_path`` on the test split; keep ``max_errors`` mistakes."""
-    return score_model(model_path, data, max_errors, logger=_logger())
+    return score_model(model_path, data, max_errors, logger=run_logger(__name__))

@@ -7,25 +7,16 @@ everything in the Prefect UI.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.exceptions import MissingContextError
 
+from tasks.logs import run_logger
 from tasks.outputs.report import PLOTS, percent, write_report_files
 
 REPORT_ARTIFACT_KEY = "mnist-report"
-
-
-def _logger() -> logging.Logger | logging.LoggerAdapter:
-    """The run logger inside a Prefect run, this module's logger under ``task.fn()``."""
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger(__name__)
 
 
 @task(name="write-report", cache_policy=NO_CACHE)
@@ -34,7 +25,7 @@ def write_report(run_dir: str, metrics: dict, **extras: Any) -> str:
 
     ``extras`` are those of :func:`tasks.outputs.report.write_report_files`.
     """
-    logger = _logger()
+    logger = run_logger(__name__)
     written = write_report_files(run_dir, metrics, **extras)
     for name in written.not_embedded:
         logger.warning(

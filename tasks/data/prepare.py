@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,13 +30,13 @@ from nn.atomic import write_directory_atomic
 from nn.errors import ConfigError
 from tasks.data.datasets import ROLES, DatasetFiles, fingerprint
 from tasks.data.idx import check_pair, load_idx
+from tasks.data.scaling import pixel_stats, prepare_images
 from tasks.errors import ChecksumError, DataError
 from tasks.settings.declared import default_val_size
 
 FORMAT_VERSION = 1
 META_NAME = "prepared.json"
 ARRAY_NAMES: tuple[str, ...] = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
-_STATS_CHUNK = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -186,74 +185,6 @@ class PreparedData:
         fields["paths"] = {k: Path(directory) / name for k, name in fields["paths"].items()}
         fields["image_shape"] = tuple(fields["image_shape"])
         return cls(**fields)
-
-
-def check_preprocessing(preprocessing: dict[str, Any]) -> tuple[bool, float, float]:
-    """Validate a preprocessing dict; return ``(standardize, mean, std)``.
-
-    Raises
-    ------
-    DataError
-        A key is missing or a value is out of range (std must be finite and > 0).
-    """
-    try:
-        standardize = preprocessing["standardize"]
-        mean = float(preprocessing["mean"])
-        std = float(preprocessing["std"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(
-            f"preprocessing must have 'standardize' (bool), 'mean' and 'std' (floats): "
-            f"{preprocessing!r} ({exc!r})"
-        ) from None
-    if not isinstance(standardize, bool):
-        raise DataError(f"preprocessing['standardize'] must be a bool, got {standardize!r}")
-    if not math.isfinite(mean) or not (math.isfinite(std) and std > 0):
-        raise DataError(f"preprocessing mean/std must be finite with std > 0, got {mean}, {std}")
-    return standardize, mean, std
-
-
-def prepare_images(images_uint8: np.ndarray, preprocessing: dict[str, Any]) -> np.ndarray:
-    """Scale (and standardise) images exactly as the training data was.
-
-    Parameters
-    ----------
-    images_uint8:
-        uint8 ``(n, rows, cols)`` or ``(n, rows * cols)``, pixel values 0..255.
-    preprocessing:
-        ``{"standardize": bool, "mean": float, "std": float}`` (from :class:`PreparedData`
-        or a model's metadata).
-
-    Returns
-    -------
-    numpy.ndarray
-        float32 ``(n, rows * cols)``.
-    """
-    standardize, mean, std = check_preprocessing(preprocessing)
-    images = np.asarray(images_uint8)
-    if images.dtype != np.uint8 or images.ndim not in (2, 3):
-        raise DataError(
-            "images must be uint8 of shape (n, rows, cols) or (n, rows * cols), "
-            f"got {images.dtype} {images.shape}"
-        )
-    X = images.reshape(images.shape[0], -1).astype(np.float32)
-    X /= np.float32(255.0)
-    if standardize:
-        X -= np.float32(mean)
-        X /= np.float32(std)
-    return X
-
-
-def pixel_stats(images_uint8: np.ndarray) -> tuple[float, float]:
-    """Return the global mean and std of ``images / 255`` (from a histogram: no big temporaries)."""
-    flat = np.asarray(images_uint8).reshape(-1)
-    counts = np.zeros(256, dtype=np.float64)
-    for start in range(0, flat.size, _STATS_CHUNK):  # bincount casts to intp: bound the copy
-        counts += np.bincount(flat[start : start + _STATS_CHUNK], minlength=256)
-    values = np.arange(256, dtype=np.float64) / 255.0
-    n = counts.sum()
-    mean = float(counts @ values / n)
-    std = float(np.sqrt(counts @ (values - mean) ** 2 / n))
-    return mean, std
 
 
 def _stream_seed(seed: int, stream: int) -> int:

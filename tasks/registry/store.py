@@ -32,20 +32,24 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
-from platformdirs import user_data_path
 
 from nn.atomic import write_directory_atomic, write_json_atomic
 from nn.errors import MnistFlowError, ModelFileError
 from nn.io import load_model, metadata_path
+from tasks.registry.files import (
+    copy_file,
+    default_registry_root,
+    metadata_dataset,
+    now,
+    read_json,
+)
 from tasks.registry.promotion import (
     VERSION_RE,
     ModelVersion,
@@ -68,56 +72,11 @@ __all__ = [
     "format_models_table",
 ]
 
-ENV_VAR = "MNIST_FLOW_REGISTRY"
 MODEL_FILE = "model.npz"
 METADATA_FILE = "model.json"
 METRICS_FILE = "metrics.json"
 VERSION_FILE = "version.json"
 _TMP_PREFIX = ".tmp-"
-
-
-def default_registry_root() -> Path:
-    """Return the default registry directory.
-
-    ``$MNIST_FLOW_REGISTRY`` if set and non-empty, else ``registry`` in the user data folder,
-    ``platformdirs.user_data_path("mnist-flow")``: ``$XDG_DATA_HOME/mnist-flow`` or
-    ``~/.local/share/mnist-flow`` on Linux, ``~/Library/Application Support/mnist-flow`` on
-    macOS, ``%LOCALAPPDATA%\\mnist-flow`` on Windows.
-    """
-    if os.environ.get(ENV_VAR):
-        return Path(os.environ[ENV_VAR]).expanduser()
-    return user_data_path("mnist-flow", appauthor=False) / "registry"
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-def _copy_file(src: Path, dst: Path) -> None:
-    """Copy ``src`` to ``dst`` and flush it to disk."""
-    shutil.copyfile(src, dst)
-    with open(dst, "rb") as fh:
-        os.fsync(fh.fileno())
-
-
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RegistryError(f"{what} {path} is missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RegistryError(f"{what} {path} is unreadable or not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise RegistryError(f"{what} {path} must hold a JSON object, got {type(data).__name__}")
-    return data
-
-
-def metadata_dataset(metadata: dict[str, Any]) -> str | None:
-    """The dataset name recorded in nn.io model metadata, if any."""
-    value = metadata.get("dataset")
-    if isinstance(value, dict):
-        value = value.get("name")
-    return value if isinstance(value, str) else None
 
 
 class Registry:
@@ -308,7 +267,7 @@ class Registry:
         for path, what in ((model_path, "model file"), (meta_path, "model metadata")):
             if not path.is_file():
                 raise RegistryError(f"cannot register {model_path}: {what} {path} does not exist")
-        recorded = metadata_dataset(_read_json(meta_path, "model metadata"))
+        recorded = metadata_dataset(read_json(meta_path, "model metadata"))
         if recorded is not None and recorded != dataset:
             raise RegistryError(
                 f"cannot register {model_path} for dataset '{dataset}': "
@@ -335,7 +294,7 @@ class Registry:
         final = self.models_dir / name
         entry = {
             "version": name,
-            "created_at": _now(),
+            "created_at": now(),
             "dataset": dataset,
             "test_accuracy": accuracy,
             "source": str(model_path.resolve()),
@@ -344,8 +303,8 @@ class Registry:
             # No replace_existing: the number is new under the lock, and a registered version
             # is never overwritten, so a directory already there is an error.
             with write_directory_atomic(final, prefix=_TMP_PREFIX) as tmp:
-                _copy_file(model_path, tmp / MODEL_FILE)
-                _copy_file(meta_path, tmp / METADATA_FILE)
+                copy_file(model_path, tmp / MODEL_FILE)
+                copy_file(meta_path, tmp / METADATA_FILE)
                 load_model(tmp / MODEL_FILE)  # the copy is complete, consistent and loadable
                 (tmp / METRICS_FILE).write_text(metrics, encoding="utf-8")
                 write_json_atomic(tmp / VERSION_FILE, entry)
@@ -362,7 +321,7 @@ class Registry:
                 "version": challenger.version,
                 "test_accuracy": challenger.test_accuracy,
                 "dataset": challenger.dataset,
-                "promoted_at": _now(),
+                "promoted_at": now(),
             }
             path = self.pointer_path(challenger.dataset)
             try:
@@ -378,7 +337,7 @@ class Registry:
 
     def _read_entry(self, directory: Path) -> ModelVersion:
         path = directory / VERSION_FILE
-        data = _read_json(path, "version record")
+        data = read_json(path, "version record")
         try:
             if data["version"] != directory.name:
                 raise ValueError(f"it names version {data['version']!r}")
@@ -396,7 +355,7 @@ class Registry:
         return entry
 
     def _read_pointer(self, path: Path) -> dict[str, Any]:
-        data = _read_json(path, "champion pointer")
+        data = read_json(path, "champion pointer")
         expected = path.name.removeprefix("champion-").removesuffix(".json")
         try:
             ok = (

@@ -18,7 +18,7 @@ import numpy as np
 from nn.io import load_model
 from tasks.data.datasets import DatasetFiles
 from tasks.data.idx import check_pair, read_idx
-from tasks.data.prepare import prepare_images
+from tasks.data.scaling import prepare_images
 from tasks.registry.store import metadata_dataset
 from tasks.scoring.metrics import (
     EvaluationError,

@@ -148,7 +148,7 @@ def test_metrics_json_has_every_key_with_sane_values(small_run):
 
 def test_saved_model_reproduces_the_reported_accuracy(small_run, fashion_dir):
     from tasks.data.idx import read_idx
-    from tasks.data.prepare import prepare_images
+    from tasks.data.scaling import prepare_images
 
     _, summary = small_run["first"]
     model, meta = load_model(Path(summary["run_dir"]) / "model.npz")

@@ -13,7 +13,7 @@ from nn.io import save_model
 from nn.model import MLP
 from nn.train import TrainConfig, train
 from tasks.data.idx import read_idx
-from tasks.data.prepare import pixel_stats, prepare_images
+from tasks.data.scaling import pixel_stats, prepare_images
 
 
 def mnist10k(mnist_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

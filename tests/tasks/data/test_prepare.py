@@ -15,14 +15,8 @@ import tasks.cache
 from nn.errors import ConfigError
 from tasks.data.datasets import DATASETS, DatasetFiles
 from tasks.data.idx import read_idx
-from tasks.data.prepare import (
-    PrepareParams,
-    load_prepared,
-    pixel_stats,
-    prepare,
-    prepare_images,
-    split_indices,
-)
+from tasks.data.prepare import PrepareParams, load_prepared, prepare, split_indices
+from tasks.data.scaling import pixel_stats, prepare_images
 from tasks.data.sources import fetch_files
 from tasks.errors import ChecksumError, DataError, FetchError
 from tasks.fetch import _retry_on_network_error, fetch

@@ -221,7 +221,7 @@ def test_register_rejects_bad_inputs(reg, tmp_path, model):
 
 def test_failing_copy_leaves_no_trace(reg, tmp_path, monkeypatch):
     champion, _ = add(reg, fake_model(tmp_path / "a"), 0.5)
-    real_copy = registry_mod._copy_file
+    real_copy = registry_mod.copy_file
     calls = []
 
     def copy_then_fail(src: Path, dst: Path) -> None:
@@ -230,7 +230,7 @@ def test_failing_copy_leaves_no_trace(reg, tmp_path, monkeypatch):
         if len(calls) == 2:  # the weights are in the temp dir, the metadata too: now fail
             raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(registry_mod, "_copy_file", copy_then_fail)
+    monkeypatch.setattr(registry_mod, "copy_file", copy_then_fail)
     with pytest.raises(RegistryError, match=r"No space left.*registry is unchanged"):
         add(reg, fake_model(tmp_path / "b"), 0.99)
     assert len(calls) == 2 and calls[0].parent.name.startswith(".tmp-")
@@ -370,7 +370,7 @@ def _race_worker(roots, model: str, accuracy: float, barrier, results) -> None:
     The copy and the decision are slowed down so that, without the lock, both processes
     would read the same champion and both promote.
     """
-    real_copy, real_decide = registry_mod._copy_file, registry_mod.decide
+    real_copy, real_decide = registry_mod.copy_file, registry_mod.decide
 
     def slow_copy(src, dst):
         time.sleep(0.05)
@@ -381,7 +381,7 @@ def _race_worker(roots, model: str, accuracy: float, barrier, results) -> None:
         time.sleep(0.1)
         return decision
 
-    registry_mod._copy_file, registry_mod.decide = slow_copy, slow_decide
+    registry_mod.copy_file, registry_mod.decide = slow_copy, slow_decide
     for root in roots:
         barrier.wait(timeout=60)
         try:

@@ -13,7 +13,8 @@ from nn.io import load_model, save_model
 from nn.model import MLP
 from nn.train import train
 from tasks.data.idx import read_idx
-from tasks.data.prepare import PreparedData, prepare_images
+from tasks.data.prepare import PreparedData
+from tasks.data.scaling import prepare_images
 from tasks.data.sources import fetch_files
 from tasks.scoring.metrics import FASHION_MNIST_CLASSES, EvaluationError
 from tasks.scoring.testset import Evaluation, load_test_split, score_model

@@ -83,6 +83,7 @@ def test_config_from_params_splits_and_repairs() -> None:
     assert config.lr == 0.05 and config.schedule == "cosine"
 
 
+@pytest.mark.slow  # worker processes
 def test_search_survives_diverging_and_raising_trials(data: PreparedData) -> None:
     space = build_space(
         {"lr": Choice((0.05, 10.0)), "mode": "ok,raise", "hidden": 32, "batch_size": 32,
