@@ -15,28 +15,44 @@ Prefect server, flow and task-run bookkeeping. A warm-up flow first creates the
 Prefect database of the temporary home, a one-time cost of a new installation
 that is reported separately. Extra arguments go to ``mnist-flow run``.
 
+``--serve FOLDER`` (taken by this script, not passed on) serves FOLDER over HTTP on
+127.0.0.1 for the duration of the benchmark and gives ``mnist-flow run`` its URL with
+``--mirror``: the first run then downloads, verifies and caches the four files as it
+does from the public mirrors, without the internet (the built-in mirrors are only
+tried when that one fails).
+
 Usage::
 
+    python bench/pipeline_speed.py                   # MNIST, the true default command
+    python bench/pipeline_speed.py --serve ../shared/data/mnist
     python bench/pipeline_speed.py --dataset fashion-mnist --data-dir ../shared/data/fashion-mnist
 
-Without arguments it uses exactly these when ``../shared/data/fashion-mnist`` exists beside
-the checkout (else the defaults of ``mnist-flow run``: MNIST, downloaded).
+Without arguments it uses ``--serve ../shared/data/mnist`` when that folder exists beside
+the checkout (``$MNIST_FLOW_SHARED_DATA/mnist`` if set): the default ``mnist-flow run`` on
+the full MNIST (60,000 / 10,000), download included. Otherwise the defaults of
+``mnist-flow run`` download MNIST from the public mirrors.
 
 Timings depend on the machine's load: repeat on a quiet machine before comparing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-SHARED_FASHION = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "fashion-mnist"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("MNIST_FLOW_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 STEPS = ("fetch", "preprocess", "search", "train", "evaluate", "register", "report")
 
 
@@ -64,13 +80,66 @@ def _timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     return wall, peak, proc.stdout
 
 
+class _QuietHandler(SimpleHTTPRequestHandler):
+    """Serves the folder; records each requested path on the server, logs nothing."""
+
+    def do_GET(self) -> None:
+        self.server.requests.append(self.path)  # type: ignore[attr-defined]
+        super().do_GET()
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Keep the benchmark's output to its figures."""
+
+
+@contextlib.contextmanager
+def loopback_mirror(folder: Path) -> Iterator[tuple[str, list[str]]]:
+    """Serve ``folder`` on 127.0.0.1 (free port) in a thread; yield its URL and the paths asked."""
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.requests = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/", server.requests  # type: ignore[attr-defined]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def _take_serve(argv: list[str]) -> tuple[Path | None, list[str]]:
+    """Split ``--serve FOLDER`` off ``argv`` (default: ``../shared/data/mnist`` when no argv)."""
+    if not argv:
+        folder = SHARED_DATA / "mnist"
+        return (folder if folder.is_dir() else None), []
+    if "--serve" not in argv:
+        return None, argv
+    i = argv.index("--serve")
+    if i + 1 >= len(argv):
+        raise SystemExit("--serve needs a folder")
+    return Path(argv[i + 1]), argv[:i] + argv[i + 2 :]
+
+
 def main(argv: list[str]) -> None:
     """Benchmark ``mnist-flow run ARGV`` (first run, then an identical re-run)."""
     if {"-h", "--help"} & set(argv):
         print(__doc__)
         return
-    if not argv and SHARED_FASHION.is_dir():
-        argv = ["--dataset", "fashion-mnist", "--data-dir", str(SHARED_FASHION)]
+    serve, argv = _take_serve(argv)
+    with contextlib.ExitStack() as stack:
+        if serve is not None:
+            url, requests = stack.enter_context(loopback_mirror(serve))
+            print(f"serving {serve} at {url} (loopback mirror)")
+            argv = ["--mirror", url, *argv]
+        else:
+            requests = []
+        run_twice(argv)
+        if serve is not None:
+            print(f"mirror requests: {len(requests)} ({', '.join(sorted(requests))})")
+
+
+def run_twice(argv: list[str]) -> None:
+    """Run ``mnist-flow run ARGV`` then an identical re-run; print the table and details."""
     print(f"mnist-flow run {' '.join(argv)}")
     with tempfile.TemporaryDirectory(prefix="mnist-flow-bench-") as tmp:
         home = Path(tmp)

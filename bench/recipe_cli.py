@@ -116,6 +116,7 @@ def run_train(dataset: str, seed: int, val_size: int, extra: list[str]) -> dict[
         "command": "mnist-flow train " + shlex.join(args),
         "test_accuracy": float(metrics["test_accuracy"]),
         "epochs": len(metrics["history"]),
+        "last_epoch": metrics["history"][-1],
         "train_params": metrics["params"]["train"],
         "seconds": wall,
     }
@@ -138,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{result['dataset']} seed {seed}: test accuracy {100 * result['test_accuracy']:.2f} %"
             f" after {result['epochs']} epochs, {result['seconds']:.0f} s wall",
             flush=True,
+        )
+        last = result["last_epoch"]
+        print(
+            f"  last epoch: train loss {last['train_loss']:.4f}, train accuracy"
+            f" {100 * last['train_accuracy']:.2f} % (on the augmented minibatches)"
         )
         print(f"  train params: {json.dumps(result['train_params'], sort_keys=True)}")
     if len(accuracies) > 1:
