@@ -117,6 +117,7 @@ def run_train(dataset: str, seed: int, val_size: int, extra: list[str]) -> dict[
         "test_accuracy": float(metrics["test_accuracy"]),
         "epochs": len(metrics["history"]),
         "last_epoch": metrics["history"][-1],
+        "epoch_seconds": float(np.mean([h["seconds"] for h in metrics["history"]])),
         "train_params": metrics["params"]["train"],
         "seconds": wall,
     }
@@ -137,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"$ {result['command']}")
         print(
             f"{result['dataset']} seed {seed}: test accuracy {100 * result['test_accuracy']:.2f} %"
-            f" after {result['epochs']} epochs, {result['seconds']:.0f} s wall",
+            f" after {result['epochs']} epochs, {result['seconds']:.0f} s wall"
+            f" ({result['epoch_seconds']:.2f} s per epoch)",
             flush=True,
         )
         last = result["last_epoch"]
