@@ -30,6 +30,8 @@ from tasks.datasets import DATASETS
 from tasks.idx import read_idx
 from tests.tasks.idx_helpers import ROLE_FILES, serve, write_idx
 
+pytestmark = pytest.mark.slow
+
 #: Small enough for the test budget, large enough that a working pipeline learns digits.
 SMALL = ["--trials", "2", "--trial-epochs", "1", "--final-epochs", "1", "--train-size", "6000"]
 #: One augmented epoch on 6,000 images scored 0.84 on the 10,000 test images when measured
