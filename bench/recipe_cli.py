@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         last = result["last_epoch"]
         print(
             f"  last epoch: train loss {last['train_loss']:.4f}, train accuracy"
-            f" {100 * last['train_accuracy']:.2f} % (on the augmented minibatches)"
+            f" {100 * last['train_accuracy']:.2f} % (on the minibatches as trained)"
         )
         print(f"  train params: {json.dumps(result['train_params'], sort_keys=True)}")
     if len(accuracies) > 1:
