@@ -15,28 +15,49 @@ Prefect server, flow and task-run bookkeeping. A warm-up flow first creates the
 Prefect database of the temporary home, a one-time cost of a new installation
 that is reported separately. Extra arguments go to ``mnist-flow run``.
 
+Two options are this script's own, not passed on:
+
+- ``--serve FOLDER`` serves FOLDER over HTTP on 127.0.0.1 for the duration of the
+  benchmark and gives ``mnist-flow run`` its URL with ``--mirror``: the first run then
+  downloads, verifies and caches the four files as it does from the public mirrors,
+  without the internet (the built-in mirrors are only tried when that one fails).
+  When no option chooses the data (``--dataset``, ``--data-dir``, ``--mirror``), it is
+  ``../shared/data/mnist`` beside the checkout (``$MNIST_FLOW_SHARED_DATA/mnist`` if
+  set): the default ``mnist-flow run`` on the full MNIST (60,000 / 10,000), download
+  included. Without that folder, ``mnist-flow run`` downloads from the public mirrors.
+- ``--seeds N [N ...]``: one benchmark per seed (``--seed N``), each in a fresh
+  temporary folder, then the mean ± standard deviation of the first runs' accuracy.
+
 Usage::
 
+    python bench/pipeline_speed.py                   # MNIST, the true default command
+    python bench/pipeline_speed.py --seeds 0 1 2     # the same for three seeds
     python bench/pipeline_speed.py --dataset fashion-mnist --data-dir ../shared/data/fashion-mnist
-
-Without arguments it uses exactly these when ``../shared/data/fashion-mnist`` exists beside
-the checkout (else the defaults of ``mnist-flow run``: MNIST, downloaded).
 
 Timings depend on the machine's load: repeat on a quiet machine before comparing.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import functools
 import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-SHARED_FASHION = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "fashion-mnist"
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("MNIST_FLOW_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 STEPS = ("fetch", "preprocess", "search", "train", "evaluate", "register", "report")
 
 
@@ -64,13 +85,88 @@ def _timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     return wall, peak, proc.stdout
 
 
+class _QuietHandler(SimpleHTTPRequestHandler):
+    """Serves the folder; records each requested path on the server, logs nothing."""
+
+    def do_GET(self) -> None:
+        self.server.requests.append(self.path)  # type: ignore[attr-defined]
+        super().do_GET()
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Keep the benchmark's output to its figures."""
+
+
+@contextlib.contextmanager
+def loopback_mirror(folder: Path) -> Iterator[tuple[str, list[str]]]:
+    """Serve ``folder`` on 127.0.0.1 (free port) in a thread; yield its URL and the paths asked."""
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.requests = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/", server.requests  # type: ignore[attr-defined]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+#: Options of ``mnist-flow run`` that choose the data: with none of them the benchmark
+#: serves ``../shared/data/mnist`` on its loopback mirror (the default command's data).
+DATA_OPTIONS = ("--dataset", "--data-dir", "--mirror")
+
+
+def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """This script's options (``--serve``, ``--seeds``) and the rest, for ``mnist-flow run``."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--serve", type=Path, default=None)
+    parser.add_argument("--seeds", type=int, nargs="+", default=None)
+    args, rest = parser.parse_known_args(argv)
+    chosen = any(a.split("=")[0] in DATA_OPTIONS for a in rest)
+    if args.serve is None and not chosen and (SHARED_DATA / "mnist").is_dir():
+        args.serve = SHARED_DATA / "mnist"
+    return args, rest
+
+
 def main(argv: list[str]) -> None:
-    """Benchmark ``mnist-flow run ARGV`` (first run, then an identical re-run)."""
+    """Benchmark ``mnist-flow run ARGV`` (first run, then an identical re-run) per seed."""
     if {"-h", "--help"} & set(argv):
         print(__doc__)
         return
-    if not argv and SHARED_FASHION.is_dir():
-        argv = ["--dataset", "fashion-mnist", "--data-dir", str(SHARED_FASHION)]
+    args, argv = parse(argv)
+    seeds = args.seeds or [None]
+    firsts = []
+    with contextlib.ExitStack() as stack:
+        if args.serve is not None:
+            url, requests = stack.enter_context(loopback_mirror(args.serve))
+            print(f"serving {args.serve} at {url} (loopback mirror)")
+            argv = ["--mirror", url, *argv]
+        else:
+            requests = []
+        for seed in seeds:
+            before = len(requests)
+            seed_args = argv if seed is None else [*argv, "--seed", str(seed)]
+            firsts.append(run_twice(seed_args))
+            if args.serve is not None:
+                asked = sorted(requests[before:])
+                print(f"mirror requests: {len(asked)} ({', '.join(asked)})")
+    if len(firsts) > 1:
+        acc = 100 * np.array([f[2] for f in firsts])
+        wall = np.array([f[0] for f in firsts])
+        peak = np.array([f[1] for f in firsts])
+        print(
+            f"first runs over seeds {' '.join(map(str, seeds))}: test accuracy "
+            f"{acc.mean():.2f} ± {acc.std(ddof=1):.2f} % ({', '.join(f'{a:.2f}' for a in acc)}), "
+            f"wall {wall.mean():.0f} s (max {wall.max():.0f}), peak {peak.max():.0f} MB"
+        )
+
+
+def run_twice(argv: list[str]) -> tuple[float, float, float]:
+    """Run ``mnist-flow run ARGV`` then an identical re-run; print the table and details.
+
+    Returns the first run's wall time (s), peak RSS (MB) and test accuracy.
+    """
     print(f"mnist-flow run {' '.join(argv)}")
     with tempfile.TemporaryDirectory(prefix="mnist-flow-bench-") as tmp:
         home = Path(tmp)
@@ -99,6 +195,8 @@ def main(argv: list[str]) -> None:
             timings = metrics["timings"]
             steps = sum(timings.get(s, 0.0) for s in STEPS)
             rows.append((name, timings))
+            if name == "first":
+                first = (wall, peak, float(metrics["test_accuracy"]))
             print(
                 f"{name:<7} {wall:7.1f} {steps:8.1f} {wall - steps:11.1f} {peak:8.0f} "
                 f"{metrics['test_accuracy']:9.4f}"
@@ -115,6 +213,7 @@ def main(argv: list[str]) -> None:
             f"final model: {len(history)} epochs, "
             f"{sum(h['seconds'] for h in history) / len(history):.2f} s per epoch"
         )
+    return first
 
 
 if __name__ == "__main__":
