@@ -34,6 +34,7 @@ def _leftovers(cache: Path) -> list[Path]:
     return [p for p in cache.rglob("*") if p.name.startswith(".") or p.suffix == ".part"]
 
 
+@pytest.mark.slow  # three mirrors over HTTP
 def test_loopback_mirrors_corrupt_then_truncated_then_good(
     fashion_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -64,6 +64,7 @@ def test_registry_checksums_match_the_real_files(mnist_dir: Path, fashion_dir: P
     assert md5sum(fashion_dir / "t10k-labels-idx1-ubyte.gz") != "bb300cfdad3c16e7a12a480ee83cd310"
 
 
+@pytest.mark.slow  # reads the 47 MB training file
 def test_mnist_training_images_are_mnist(mnist_dir: Path) -> None:
     """The complete training set: 60,000 images whose statistics are MNIST's."""
     images = read_idx(mnist_dir / "train-images-idx3-ubyte.gz")

@@ -35,6 +35,7 @@ def digits(digits_dir: Path) -> DatasetFiles:
     return fetch_files("idx", data_dir=str(digits_dir))
 
 
+@pytest.mark.slow  # the whole training file
 def test_full_fashion_mnist(fashion_dir: Path, tmp_path: Path) -> None:
     files = fetch_files("fashion-mnist", data_dir=str(fashion_dir), cache_dir=tmp_path, mirrors=[])
     params = PrepareParams(seed=3)
