@@ -78,11 +78,26 @@ def _add_group(parser: argparse.ArgumentParser, title: str, settings: Any, **kwa
     return group
 
 
-def _add_data_options(parser: argparse.ArgumentParser, *, run: bool = True) -> None:
-    """The data options, then the run's seed and outputs (``run``: also the registry)."""
+TRAIN_DATA_DEFAULTS = {
+    "val_size": "(default: 0, every training image trains, as the recipe says; with "
+    "--patience a sixth of them, at most 10,000)",
+    "standardize": "(default: on; --recipe plain: off)",
+}
+"""The defaults ``mnist-flow train`` shows for its data options that the recipe sets."""
+
+
+def _add_data_options(
+    parser: argparse.ArgumentParser, *, run: bool = True, defaults: dict[str, str] | None = None
+) -> None:
+    """The data options, then the run's seed and outputs (``run``: also the registry).
+
+    ``defaults`` replaces the ``(default: ...)`` text of the options it names.
+    """
     from tasks.settings import DATA, RUN
 
-    _add_group(parser, "data", DATA.values())
+    group = parser.add_argument_group("data")
+    for name, setting in DATA.items():
+        _add(group, setting, default_text=(defaults or {}).get(name))
     names = ("seed", "out_dir", "registry_dir", "margin") if run else ("seed", "out_dir")
     _add_group(parser, "run", [RUN[name] for name in names])
 
@@ -138,7 +153,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "plain minibatch SGD.",
         formatter_class=_Formatter,
     )
-    _add_data_options(p)
+    _add_data_options(p, defaults=TRAIN_DATA_DEFAULTS)
     g = p.add_argument_group("training")
     _add(g, RECIPE)
     for name, setting in HYPER.items():

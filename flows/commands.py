@@ -43,13 +43,15 @@ def _values(args: argparse.Namespace, names: Any) -> dict[str, Any]:
     return {name: getattr(args, name) for name in names if hasattr(args, name)}
 
 
-def data_params(args: argparse.Namespace, recipe: str = "tuned") -> DataParams:
-    """The data options of ``args``; ``standardize`` unset takes ``recipe``'s."""
-    from tasks.settings import DATA, recipe_for
+def data_params(args: argparse.Namespace) -> DataParams:
+    """The data options of ``args``; for ``train``, those unset take the recipe's."""
+    from tasks.settings import DATA, train_data
 
     values = _values(args, DATA)
-    if values.get("standardize") is None:
-        values["standardize"] = recipe_for(args.dataset, recipe)["standardize"]
+    if args.command == "train":
+        values = train_data(args.dataset, args.recipe, values, args.patience)
+    elif values.get("standardize") is None:
+        values["standardize"] = True
     return DataParams(**values)
 
 
@@ -97,13 +99,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     """``mnist-flow train``: one training run, options not given taken from the recipe."""
     from tasks.settings import RUN, train_params
 
-    data = data_params(args, args.recipe)
+    data = data_params(args)
     train = train_options(args)
     train_params(data.dataset, train.recipe, train.model_dump())  # refuse bad options up front
     if train.patience is not None and data.val_size == 0:
         from nn.errors import ConfigError
 
-        raise ConfigError(f"patience={train.patience} needs a validation split (--val-size > 0)")
+        raise ConfigError(f"patience={train.patience} needs a validation split: val_size=0")
     options = RunOptions(**_values(args, RUN))
     _check_data_dir(data)
     from flows.train import mnist_train

@@ -22,7 +22,7 @@ from prefect import flow, tags
 from flows.common import prepare_data, tag_flow_run, train_and_report
 from flows.params import DataParams, RunOptions, TrainOptions, TrainParams
 from tasks.outputs.rundir import Timings
-from tasks.settings import recipe_for, train_params
+from tasks.settings import train_data, train_params
 
 
 @flow(
@@ -37,16 +37,15 @@ def mnist_train(
 ) -> dict[str, Any]:
     """Train one model, evaluate and report; return the run summary (``run_dir``, accuracy, ...)."""
     given = train.model_dump(exclude={"recipe"})
-    hyper = TrainParams(**train_params(data.dataset, train.recipe, given))
-    if data.standardize is None:
-        data = data.model_copy(
-            update={"standardize": recipe_for(data.dataset, train.recipe)["standardize"]}
-        )
+    hyper = train_params(data.dataset, train.recipe, given)
+    data = DataParams(
+        **train_data(data.dataset, train.recipe, data.model_dump(), hyper["patience"])
+    )
     timings = Timings()
     tag_flow_run(data.dataset, "train")
     with tags(data.dataset, "train"):
         steps = prepare_data(data, options.seed, timings)
-        return train_and_report("train", data, steps, hyper, options, timings)
+        return train_and_report("train", data, steps, TrainParams(**hyper), options, timings)
 
 
 if __name__ == "__main__":

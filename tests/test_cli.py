@@ -114,8 +114,11 @@ def test_every_subcommand_has_help_with_defaults(command, tmp_path):
         "train": [*DATA.values(), *RUN.values()],
         "evaluate": [*DATA.values(), RUN["seed"], RUN["out_dir"], RUN["registry_dir"]],
     }.get(command, [RUN["registry_dir"]])
+    from flows.cli import TRAIN_DATA_DEFAULTS
+
     for setting in shown:  # each option with its declared help and default
-        assert f"{setting.flag} " in text and describe(setting) in text, setting.name
+        default = TRAIN_DATA_DEFAULTS.get(setting.name) if command == "train" else None
+        assert f"{setting.flag} " in text and describe(setting, default) in text, setting.name
     if command == "run":
         assert "random configurations to try (default: 8)" in text
     if command == "train":

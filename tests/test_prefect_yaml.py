@@ -110,8 +110,20 @@ def test_ad_hoc_training_trains_what_the_command_line_trains(deployments):
     args = build_parser().parse_args(["train", "--dataset", parameters["data"]["dataset"]])
     cli = train_options(args)
     assert deployed == train_params(args.dataset, cli.recipe, cli.model_dump())
-    assert deployed["augment"] == "elastic" and deployed["epochs"] == 60
-    assert data_params(args).val_size is None  # the automatic split, as the deployment's
+    assert deployed["augment"] == deployed_recipe(parameters)["augment"]
+    assert deployed["epochs"] == deployed_recipe(parameters)["epochs"]
+    # the data: both train on every image, as the recipe says (no validation split)
+    from tasks.settings import train_data
+
+    data = DataParams(**parameters["data"]).model_dump()
+    flow_data = train_data(parameters["data"]["dataset"], form.recipe, data, form.patience)
+    assert flow_data["val_size"] == data_params(args).val_size == 0
+
+
+def deployed_recipe(parameters: dict[str, Any]) -> dict[str, Any]:
+    from tasks.settings import recipe_for
+
+    return recipe_for(parameters["data"]["dataset"], parameters["train"]["recipe"])
 
 
 @pytest.mark.parametrize(

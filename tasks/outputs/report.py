@@ -101,13 +101,19 @@ def params_table(best: Mapping | None, final: Mapping | None) -> list[str]:
 
 
 def _training_summary(metrics: Mapping, final: Mapping | None) -> str | None:
-    """One sentence on the final training: epochs run, early stop, best epoch."""
+    """One sentence on the final training: epochs run, images, early stop, best epoch."""
     history = metrics.get("history")
     if not isinstance(history, Sequence) or not history:
         return None
     ran = len(history)
     planned = (final or {}).get("epochs")
     text = f"Ran {ran} of {planned} epochs" if planned else f"Ran {ran} epochs"
+    data = metrics.get("dataset") or {}
+    n_train, n_val = data.get("n_train"), data.get("n_val")
+    if n_train is not None and n_val == 0:
+        return text + f" on all {n_train:,} training images (no validation split)."
+    if n_train is not None:
+        text += f" on {n_train:,} training images ({n_val:,} held out for validation)"
     if metrics.get("stopped_early"):
         text += f" (stopped early, patience {(final or {}).get('patience', '—')})"
     best = metrics.get("best_epoch")

@@ -55,6 +55,8 @@ def run_metrics(
             "name": files.name,
             "checksums": dict(files.checksums),
             "preprocessing": dict(prepared.preprocessing),
+            "n_train": int(prepared.n_train),
+            "n_val": int(prepared.n_val),
         },
         "seed": seed,
         "versions": versions(),

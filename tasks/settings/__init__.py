@@ -25,6 +25,7 @@ from tasks.settings.recipes import (
     recipe_for,
     recipe_help,
     resolve,
+    train_data,
     train_params,
 )
 
@@ -44,5 +45,6 @@ __all__ = [
     "recipe_for",
     "recipe_help",
     "resolve",
+    "train_data",
     "train_params",
 ]

@@ -65,7 +65,7 @@ DATA = _group(
     Setting("train_size", int, None, "train on only this many of the training images", 10, None,
             none="all"),
     Setting("standardize", bool, None, "standardise pixels to zero mean and unit variance",
-            none="on; off for train --recipe plain"),
+            none="on"),
     Setting("fetch_retries", int, 2, "retries of a download that failed on network errors", 0, 10),
 )  # fmt: skip
 """Where the images come from and how they are split."""

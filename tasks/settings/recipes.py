@@ -37,6 +37,7 @@ __all__ = [
     "recipe_for",
     "recipe_help",
     "resolve",
+    "train_data",
     "train_params",
 ]
 
@@ -46,18 +47,19 @@ HYPER = {**TRAINING, **MODEL}
 """Every hyperparameter of one training run (what the flows' ``TrainParams`` hold)."""
 
 _TUNED: dict[str, Any] = {
-    "epochs": 60,
+    "epochs": 100,
     "batch_size": 128,
     "lr": 0.05,
     "optimizer": "sgd",
     "momentum": 0.9,
     "nesterov": True,
-    "weight_decay": 5e-4,
+    "weight_decay": 1e-4,
     "schedule": "cosine",
     "warmup_epochs": 2,
     "hidden": [300],
     "augment": "elastic",
     "standardize": True,
+    "val_size": 0,
 }
 _PLAIN: dict[str, Any] = {
     **_TUNED,
@@ -73,7 +75,8 @@ _PLAIN: dict[str, Any] = {
 }
 
 RECIPE_KEYS: tuple[str, ...] = tuple(_TUNED)
-"""The settings a recipe fixes: hyperparameters plus ``standardize`` (a data setting)."""
+"""The settings a recipe fixes: hyperparameters plus two data settings, ``standardize`` and
+``val_size`` (0: train on every training image, see :func:`train_data`)."""
 
 TUNED_FROM_SEARCH = ("lr", "batch_size", "optimizer", "momentum", "weight_decay", "hidden")
 """What the pipeline's final model takes from the best trial under ``final_recipe="tuned"``."""
@@ -134,6 +137,24 @@ def resolve(values: Mapping[str, Any], explicit: Collection[str] = ()) -> dict[s
     check_values(MODEL, merged)
     TrainConfig(**{key: merged[key] for key in TRAINING})
     return merged
+
+
+def train_data(
+    dataset: str, recipe: str, data: Mapping[str, Any], patience: int | None
+) -> dict[str, Any]:
+    """The data settings of ``mnist-flow train``: ``data`` with the recipe's where unset.
+
+    ``standardize`` and ``val_size`` left as None take the recipe's: the recipes train
+    on every training image (``val_size=0``), except with early stopping (``patience``),
+    which needs a validation split and so keeps the automatic one (None).
+    """
+    chosen = recipe_for(dataset, recipe)
+    values = dict(data)
+    if values.get("standardize") is None:
+        values["standardize"] = chosen["standardize"]
+    if values.get("val_size") is None and patience is None:
+        values["val_size"] = chosen["val_size"]
+    return values
 
 
 def train_params(dataset: str, recipe: str, given: Mapping[str, Any]) -> dict[str, Any]:

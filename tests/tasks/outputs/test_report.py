@@ -286,3 +286,17 @@ def test_write_report_minimal_keeps_key(
     assert str(tmp_path) in ui and "data:image" not in ui
     assert f"_Too large to show here: `{tmp_path / 'confusion_matrix.png'}`._" in ui
     assert Path(path).read_text().count("![") == 1
+
+
+def test_report_says_how_many_images_trained(evaluated) -> None:
+    """Trained on every image (the recipe's default) or with a validation split: it says so."""
+    history = [{"epoch": e, "train_loss": 0.5, "val_loss": None} for e in (1, 2)]
+    base = {**evaluated["metrics"], "history": history, "best_epoch": 2}
+    base["params"] = {"train": {"epochs": 2}}
+    all_images = {**base, "dataset": {"n_train": 60000, "n_val": 0}}
+    text = render_report(all_images, run_dir="run", images={})
+    assert "Ran 2 of 2 epochs on all 60,000 training images (no validation split)." in text
+    assert "validation loss at epoch" not in text
+    split = {**base, "dataset": {"n_train": 50000, "n_val": 10000}}
+    text = render_report(split, run_dir="run", images={})
+    assert "on 50,000 training images (10,000 held out for validation)" in text

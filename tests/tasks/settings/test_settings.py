@@ -229,6 +229,17 @@ def test_tuned_final_params_add_the_recipe_to_the_searched_ones():
     assert chosen["augment"] == "shift" and chosen["augment_strength"] == 0.5
 
 
+def test_train_data_trains_on_every_image_unless_early_stopping_needs_a_split():
+    from tasks.settings import train_data
+
+    unset = {"val_size": None, "standardize": None}
+    assert train_data("mnist", "tuned", unset, None) == {"val_size": 0, "standardize": True}
+    assert train_data("mnist", "plain", unset, None) == {"val_size": 0, "standardize": False}
+    assert train_data("mnist", "tuned", unset, 3)["val_size"] is None  # the automatic split
+    given = {"val_size": 500, "standardize": False}
+    assert train_data("fashion-mnist", "tuned", given, None) == given
+
+
 @pytest.mark.parametrize(
     ("n_images", "expected"), [(60000, 10000), (8000, 1333), (1000, 166), (30, 10), (12, 2)]
 )
