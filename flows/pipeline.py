@@ -7,10 +7,8 @@ not augmented; they tune the learning rate, batch size, momentum and weight deca
 the final model takes those from the best trial and adds the dataset's training
 recipe (:func:`tasks.settings.recipe_for`): cosine schedule with its warm-up,
 Nesterov momentum and augmentation (elastic distortions for digits, gentle affine
-transformations with flips for Fashion-MNIST), for ``final_epochs`` (default 60,
-about 1.2 s per epoch on Fashion-MNIST: the whole default run took 108 s wall on two
-shared cores, new Prefect database included, for 89.8 % test accuracy; 40 epochs
-gave 89.3 %, the recipe's 80 epochs on all 60,000 images 90.7 % with ``mnist-flow train``).
+transformations with flips for Fashion-MNIST), for ``final_epochs`` epochs (the
+README's results table gives the accuracy and wall time of the default run).
 ``augment`` fixes the augmentation of trials and final model (``"none"`` turns it
 off); a searched ``augment``/``augment_strength`` wins over the recipe's.
 ``final_recipe="search"`` keeps the best trial's parameters unchanged.
