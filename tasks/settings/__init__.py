@@ -7,44 +7,8 @@ parameter models, the command line and the search space are built from these.
 No Prefect here.
 """
 
-from tasks.settings.declared import (
-    DATA,
-    MODEL,
-    PIPELINE,
-    RECIPE,
-    RUN,
-    SEARCH,
-    TRAINING,
-    Setting,
-    check_values,
-    default_val_size,
-)
-from tasks.settings.recipes import (
-    RECIPES,
-    final_params,
-    recipe_for,
-    recipe_help,
-    resolve,
-    train_data,
-    train_params,
-)
+from tasks.settings import declared, recipes
+from tasks.settings.declared import *  # noqa: F403 - the package re-exports both modules
+from tasks.settings.recipes import *  # noqa: F403
 
-__all__ = [
-    "DATA",
-    "MODEL",
-    "PIPELINE",
-    "RECIPE",
-    "RECIPES",
-    "RUN",
-    "SEARCH",
-    "TRAINING",
-    "Setting",
-    "check_values",
-    "default_val_size",
-    "final_params",
-    "recipe_for",
-    "recipe_help",
-    "resolve",
-    "train_data",
-    "train_params",
-]
+__all__ = [*declared.__all__, *recipes.__all__]
