@@ -41,9 +41,9 @@ PROGRESS_KEY = "mnist-train-progress"
 
 BLAS_THREADS = 1
 """BLAS threads during training. Minibatch products are small ((128, 784) @ (784, 300)):
-one thread runs an epoch of 50,000 images in about 0.7 s on the 2-core reference machine,
-while two threads took 8-12 s per epoch when other processes kept the cores busy
-(spinning BLAS threads contend for them). The search trials use one thread each too."""
+on a machine whose cores other processes keep busy, spinning BLAS threads contend for
+them and two threads were several times slower per epoch than one (``bench/nn_speed.py``
+measures both). The search trials use one thread each too."""
 
 
 @dataclass(frozen=True)

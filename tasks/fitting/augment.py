@@ -7,11 +7,9 @@ the minibatch: one random transformation per image is turned into a map of
 source coordinates, and all images are resampled at once by bilinear
 interpolation (four numpy gathers; one for the whole-pixel shifts and flips of
 ``kind="shift"``), so there is no Python loop over images. Buffers are reused
-between minibatches (:class:`Workspace`). On a 128-image batch this costs about
-0.5 ms (shift), 0.8 ms (affine) and 1.2 ms (elastic) of one core, against about
-1.6 ms for a 784-300-10 network's forward and backward pass: an augmented epoch
-costs 1.35x, 1.5x and 1.75x a plain one (``bench/augment_speed.py``), so no
-background worker is needed to stay under 2x.
+between minibatches (:class:`tasks.fitting.warp.Workspace`). What an augmented
+epoch costs against a plain one is measured by ``bench/augment_speed.py`` (the
+README gives the figures).
 
 Notation, for an image of shape ``(H, W)`` with centre ``c = ((H-1)/2, (W-1)/2)``
 and an output pixel ``p = (row, col)``, the value written at ``p`` is read from::
