@@ -50,9 +50,7 @@ def data_params(args: argparse.Namespace) -> DataParams:
     values = _values(args, DATA)
     if args.command == "train":
         values = train_data(args.dataset, args.recipe, values, args.patience)
-    elif values.get("standardize") is None:
-        values["standardize"] = True
-    return DataParams(**values)
+    return DataParams(**values)  # run: mnist_pipeline standardises unless told otherwise
 
 
 def _check_data_dir(data: DataParams) -> None:

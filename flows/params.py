@@ -103,12 +103,6 @@ class _CheckedTrain(_Params):
         given = self.model_dump()
         resolve(given, explicit=given)  # the checks across fields, on the values as given
 
-    def train_config(self) -> dict[str, Any]:
-        """The keyword arguments of ``nn.config.TrainConfig``."""
-        from nn.config import TRAINING
-
-        return {key: getattr(self, key) for key in TRAINING}
-
 
 DataParams = _model(
     "DataParams", "Where the images come from and how they are split.", _fields(DATA)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -218,6 +219,12 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-ready dict."""
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """Settings taken from a larger mapping (all hyperparameters of a run): only the
+        keys of :data:`TRAINING` are read, each one must be there."""
+        return cls(**{name: values[name] for name in TRAINING})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:

@@ -28,7 +28,6 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from threadpoolctl import threadpool_limits
 
-from nn.config import TRAINING
 from nn.io import save_model
 from nn.train import EpochRecord, TrainConfig
 from tasks.cache import InputsAndCode, code_version
@@ -144,7 +143,7 @@ def train_final(data: Any, params: dict[str, Any], *, seed: int, cache_dir: str)
     """
     logger = get_run_logger()
     hyper = resolve(params, explicit=params)  # checked as given, nothing repaired
-    config = TrainConfig(**{key: hyper[key] for key in TRAINING})
+    config = TrainConfig.from_values(hyper)
     splits = data.load()
     augment_config = default_augment(data.name, hyper["augment"], hyper["augment_strength"])
     progress = create_progress_artifact(

@@ -135,7 +135,7 @@ def resolve(values: Mapping[str, Any], explicit: Collection[str] = ()) -> dict[s
     if isinstance(merged["hidden"], int):
         merged["hidden"] = [merged["hidden"]]
     check_values(MODEL, merged)
-    TrainConfig(**{key: merged[key] for key in TRAINING})
+    TrainConfig.from_values(merged)
     return merged
 
 

@@ -29,7 +29,6 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from nn.atomic import write_json_atomic
-from nn.config import TRAINING
 from nn.errors import NonFiniteError
 from nn.train import EpochRecord, TrainConfig
 from tasks.fitting.fit import fit
@@ -161,7 +160,7 @@ def config_from_params(
     """
     known = {k: v for k, v in params.items() if k in PARAMETERS}
     values = resolve({**known, "epochs": epochs})
-    config = TrainConfig(**{key: values[key] for key in TRAINING})
+    config = TrainConfig.from_values(values)
     extras = {k: v for k, v in params.items() if k not in PARAMETERS}
     return config, int(values["hidden"][0]), extras
 

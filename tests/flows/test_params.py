@@ -22,9 +22,9 @@ from tasks.settings.recipes import HYPER
 
 def test_defaults_are_valid_and_build_a_train_config():
     params = TrainParams()
-    config = TrainConfig(**params.train_config())
+    config = TrainConfig.from_values(params.model_dump())
     assert config == TrainConfig()  # the same declared defaults
-    assert "hidden" not in params.train_config() and "augment" not in params.train_config()
+    assert {"hidden", "augment", "augment_strength"} <= set(params.model_dump()) - set(TRAINING)
     DataParams()
     SearchParams()
     PipelineOptions()

@@ -179,7 +179,7 @@ def test_any_options_train_or_fail_naming_one_that_was_given(dataset, recipe, gi
         named = [key for key in given_values if f"{key}=" in str(exc)]
         assert named, (str(exc), given_values)
         return
-    TrainConfig(**{key: values[key] for key in TRAINING})
+    TrainConfig.from_values(values)
     assert {key: values[key] for key in given_values} == given_values
 
 
