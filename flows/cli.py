@@ -238,7 +238,8 @@ def name_options(message: str) -> str:
     """``message`` with each ``name=value`` of a setting written as its option ``--name value``.
 
     ``"warmup_epochs=5 must be in [0, 2] (fewer than epochs=3)"`` becomes
-    ``"--warmup-epochs 5 must be in [0, 2] (fewer than --epochs 3)"``.
+    ``"--warmup-epochs 5 must be in [0, 2] (fewer than --epochs 3)"``; a flow's
+    ``data.data_dir=FOLDER`` (:func:`flows.runs.name_parameters`) becomes ``--data-dir FOLDER``.
     """
     flags = _flags()
 
@@ -250,7 +251,7 @@ def name_options(message: str) -> str:
             return flags[name] if value == "True" else "--no-" + flags[name][2:]
         return f"{flags[name]} {value}"
 
-    return re.sub(r"(?<![\w-])([a-z][a-z0-9_]*)=(True|False|)", option, message)
+    return re.sub(r"(?<![\w.-])(?:[a-z]+\.)?([a-z][a-z0-9_]*)=(True|False|)", option, message)
 
 
 def _validation_message(exc: Any) -> str:
@@ -299,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         return _error(name_options(str(exc)), EXIT_USAGE)
     except MnistFlowError as exc:
-        return _error(str(exc), EXIT_RUNTIME)
+        return _error(name_options(str(exc)), EXIT_RUNTIME)
     except OSError as exc:  # disk full, permissions, ... outside the project's own checks
         where = f"{exc.filename}: " if exc.filename else ""
         return _error(f"{where}{exc.strerror or exc}", EXIT_RUNTIME)

@@ -194,8 +194,17 @@ def hide_user_tracebacks() -> None:
                 handler.setFormatter(_NoUserTracebacks(handler.formatter or logging.Formatter()))
 
 
+RUN_TAGS = ("mnist-flow", "cli")
+"""Tags of the flow runs a command starts: ``mnist-flow`` as on the deployments' runs
+(``prefect.yaml``), ``cli`` to tell them apart (and to name them, :mod:`flows.runs`)."""
+
+
 def dispatch(args: argparse.Namespace) -> int:
     """Run the subcommand named by ``args.command``; return the exit status."""
-    if args.command in ("run", "train", "evaluate"):
-        hide_user_tracebacks()
-    return COMMANDS[args.command](args)
+    if args.command not in ("run", "train", "evaluate"):
+        return COMMANDS[args.command](args)
+    from prefect import tags
+
+    hide_user_tracebacks()
+    with tags(*RUN_TAGS):
+        return COMMANDS[args.command](args)

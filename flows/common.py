@@ -135,8 +135,12 @@ def train_and_report(
     *,
     search: dict[str, Any] | None = None,
     search_params: dict[str, Any] | None = None,
+    parameters_used: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Final training, evaluation, registration, ``metrics.json`` and report.
+
+    ``parameters_used`` (:func:`flows.runs.parameters_used`) goes into ``metrics.json``,
+    the report and the ``mnist-parameters`` artifact.
 
     Returns
     -------
@@ -179,6 +183,8 @@ def train_and_report(
         decision=decision,
         search=search,
     )
+    if parameters_used is not None:
+        metrics["parameters_used"] = parameters_used
     report_and_save(
         run_dir,
         metrics,

@@ -10,6 +10,7 @@ that owns it.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -17,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from nn.errors import ConfigError
 from tasks.settings import DATA, PIPELINE, RECIPE, RUN, SEARCH, Setting, check_values
 from tasks.settings.recipes import HYPER, RECIPE_KEYS, recipe_help
+from tasks.tuning.cluster import check_backend
 
 __all__ = [
     "DataParams",
@@ -28,11 +30,36 @@ __all__ = [
     "ValidationError",
     "describe",
     "parse_hidden",
+    "ui_text",
 ]
 
 
+def ui_text(text: str) -> str:
+    """``text`` as the Prefect UI's forms show it well: no ``<...>`` (taken for HTML and
+    swallowed), no reStructuredText roles or literals, parameter names instead of options.
+
+    ``"run directory (default: runs/<UTC time>-<flow run name>)"`` becomes
+    ``"run directory (default: runs/{UTC time}-{flow run name})"``, ``"--recipe plain"``
+    ``"recipe plain"``, ``":func:`a.b`"`` ``"a.b"``.
+    """
+    names = {s.flag: s.name for g in (DATA, SEARCH, RUN, PIPELINE, HYPER) for s in g.values()}
+    names[RECIPE.flag] = RECIPE.name
+    text = re.sub(r":[a-z:]+:`~?([^`]+)`", r"\1", text).replace("``", "")
+    text = re.sub(r"<([^<>]*)>", r"{\1}", text)
+    flag = r"(?<![\w-])--[a-z][a-z-]*"
+    return re.sub(flag, lambda m: names.get(m.group(0), m.group(0)[2:].replace("-", "_")), text)
+
+
+def _ui_schema(schema: dict[str, Any]) -> None:
+    """Clean the descriptions of a model's JSON schema (the Prefect UI's form) with
+    :func:`ui_text`."""
+    for item in (schema, *schema.get("properties", {}).values()):
+        if isinstance(item.get("description"), str):
+            item["description"] = ui_text(item["description"])
+
+
 class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_ui_schema)
 
 
 def describe(setting: Setting, default_text: str | None = None) -> str:
@@ -94,6 +121,7 @@ class _CheckedSearch(_Params):
             raise ConfigError(
                 f"dask_address={self.dask_address!r} needs backend='dask'"  # type: ignore[attr-defined]
             )
+        check_backend(self.backend, self.dask_address)  # type: ignore[attr-defined]
 
 
 class _CheckedTrain(_Params):

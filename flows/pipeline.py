@@ -37,27 +37,39 @@ from prefect import flow, get_run_logger, tags
 
 from flows.common import prepare_data, tag_flow_run, train_and_report
 from flows.params import DataParams, PipelineOptions, SearchParams, TrainParams
+from flows.runs import effective_parameters, flow_errors, parameters_used, run_name
 from nn.errors import ConfigError
 from tasks.outputs.rundir import Timings
 from tasks.search import random_search
 from tasks.settings import final_params
+from tasks.tuning.cluster import probe_scheduler
 from tasks.tuning.extras import augment_extras
 
+GROUPS = {"data": DataParams, "search": SearchParams, "options": PipelineOptions}
 
-@flow(
-    name="mnist-pipeline",
-    flow_run_name="pipeline-{data.dataset}-seed{options.seed}",
-    validate_parameters=True,
-)
+
+@flow(name="mnist-pipeline", flow_run_name=run_name("pipeline"), validate_parameters=True)
 def mnist_pipeline(
     data: DataParams = DataParams(),  # noqa: B008 - pydantic models are immutable
     search: SearchParams = SearchParams(),  # noqa: B008
     options: PipelineOptions = PipelineOptions(),  # noqa: B008
 ) -> dict[str, Any]:
-    """Tune, train, evaluate and report; return the run summary (``run_dir``, accuracy, ...)."""
+    """Tune, train, evaluate and report; return the run summary (run_dir, accuracy, ...).
+
+    Each parameter a deployment run leaves out takes the deployment's value, then its
+    default (flows/runs.py); the report and the mnist-parameters artifact list them all.
+    """
+    with flow_errors(GROUPS):
+        return _pipeline(**effective_parameters(data=data, search=search, options=options))
+
+
+def _pipeline(data: Any, search: Any, options: Any) -> dict[str, Any]:
     logger = get_run_logger()
+    used = parameters_used({"data": data, "search": search, "options": options})
     if data.val_size == 0:
         raise ConfigError("val_size=0: the search scores its trials on a validation split")
+    if search.backend == "dask" and search.dask_address:
+        probe_scheduler(search.dask_address)  # before any work: a wrong port fails at once
     if data.standardize is None:
         data = data.model_copy(update={"standardize": True})
     timings = Timings()
@@ -104,8 +116,10 @@ def mnist_pipeline(
             search={
                 "trials": result.trials,
                 "best": {"params": result.best_params, "val_accuracy": result.best_val_accuracy},
+                "placement": result.placement,
             },
             search_params=search.model_dump(),
+            parameters_used=used,
         )
 
 

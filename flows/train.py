@@ -21,21 +21,30 @@ from prefect import flow, tags
 
 from flows.common import prepare_data, tag_flow_run, train_and_report
 from flows.params import DataParams, RunOptions, TrainOptions, TrainParams
+from flows.runs import effective_parameters, flow_errors, parameters_used, run_name
 from tasks.outputs.rundir import Timings
 from tasks.settings import train_data, train_params
 
+GROUPS = {"data": DataParams, "train": TrainOptions, "options": RunOptions}
 
-@flow(
-    name="mnist-train",
-    flow_run_name="train-{data.dataset}-seed{options.seed}",
-    validate_parameters=True,
-)
+
+@flow(name="mnist-train", flow_run_name=run_name("train"), validate_parameters=True)
 def mnist_train(
     data: DataParams = DataParams(),  # noqa: B008 - pydantic models are immutable
     train: TrainOptions = TrainOptions(),  # noqa: B008
     options: RunOptions = RunOptions(),  # noqa: B008
 ) -> dict[str, Any]:
-    """Train one model, evaluate and report; return the run summary (``run_dir``, accuracy, ...)."""
+    """Train one model, evaluate and report; return the run summary (run_dir, accuracy, ...).
+
+    Each parameter a deployment run leaves out takes the deployment's value, then its
+    default (flows/runs.py); the report and the mnist-parameters artifact list them all.
+    """
+    with flow_errors(GROUPS):
+        return _train(**effective_parameters(data=data, train=train, options=options))
+
+
+def _train(data: Any, train: Any, options: Any) -> dict[str, Any]:
+    used = parameters_used({"data": data, "train": train, "options": options})
     given = train.model_dump(exclude={"recipe"})
     hyper = train_params(data.dataset, train.recipe, given)
     data = DataParams(
@@ -45,7 +54,9 @@ def mnist_train(
     tag_flow_run(data.dataset, "train")
     with tags(data.dataset, "train"):
         steps = prepare_data(data, options.seed, timings)
-        return train_and_report("train", data, steps, TrainParams(**hyper), options, timings)
+        return train_and_report(
+            "train", data, steps, TrainParams(**hyper), options, timings, parameters_used=used
+        )
 
 
 if __name__ == "__main__":

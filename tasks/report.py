@@ -10,13 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks.logs import run_logger
 from tasks.outputs.report import PLOTS, percent, write_report_files
 
 REPORT_ARTIFACT_KEY = "mnist-report"
+PARAMETERS_ARTIFACT_KEY = "mnist-parameters"
 
 
 @task(name="write-report", cache_policy=NO_CACHE)
@@ -37,6 +38,15 @@ def write_report(run_dir: str, metrics: dict, **extras: Any) -> str:
         key=REPORT_ARTIFACT_KEY,
         description=f"Test accuracy {accuracy}; run directory {written.path.parent}",
     )
+    used = metrics.get("parameters_used")
+    if used:
+        from_deployment = sum(row["source"] == "deployment" for row in used)
+        create_table_artifact(
+            table=[{k: str(v) if isinstance(v, list) else v for k, v in r.items()} for r in used],
+            key=PARAMETERS_ARTIFACT_KEY,
+            description=f"Parameters used by this run: {len(used)} values, "
+            f"{from_deployment} of them from the deployment",
+        )
     logger.info(
         "report written to %s (%d plots, test accuracy %s)",
         written.path,

@@ -18,6 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.cache import code_version
 from tasks.data.datasets import resolve_cache_dir
 from tasks.data.prepare import PreparedData
+from tasks.outputs.tables import tidy_columns
 from tasks.settings import SEARCH
 from tasks.tuning.extras import augment_extras
 from tasks.tuning.overrides import build_space
@@ -25,7 +26,7 @@ from tasks.tuning.runner import OnTrial, SearchResult, run_search
 from tasks.tuning.space import PARAMETERS, Value
 from tasks.tuning.trials import ExtrasHandler, TrialResult
 
-__all__ = ["ARTIFACT_KEY", "format_trial", "random_search", "trial_table"]
+__all__ = ["ARTIFACT_KEY", "format_trial", "random_search", "trial_table", "trials_caption"]
 
 ARTIFACT_KEY = "mnist-trials"
 
@@ -89,6 +90,32 @@ def trial_table(result: SearchResult) -> list[dict[str, Any]]:
     return rows
 
 
+def tidy_trial_table(result: SearchResult) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The trial table as shown: the trial and its tuned parameters first, then the score;
+    the columns that hold one value in every row are left out (and returned apart)."""
+    names = {name for t in result.trials for name in t["params"]}
+    params = [n for n in PARAMETERS if n in names] + sorted(names - PARAMETERS.keys())
+    first = ["trial", "round", *params, "best_val_acc", "last_val_loss"]
+    return tidy_columns(trial_table(result), first=first, keep=("trial", "best_val_acc"))
+
+
+def trials_caption(mode: str, result: SearchResult, dataset: str, same: dict[str, Any]) -> str:
+    """The trial table's description: trials (and trial runs with halving), the best, the
+    values every row shares, where the trials ran."""
+    n_trials = len({t["trial"] for t in result.trials})
+    rounds = {t["rung"] for t in result.trials}
+    count = f"{n_trials} trial{'s' if n_trials != 1 else ''}"
+    if len(rounds) > 1:
+        count += f" in {len(rounds)} rounds ({len(result.trials)} trial runs)"
+    text = f"{mode} on {dataset}: {count}, best #{result.best_trial}"
+    shared = [f"{k}={v}" for k, v in same.items() if v not in ("", None)]
+    if shared:
+        text += "; in every row: " + ", ".join(shared)
+    if result.placement:
+        text += f"; ran on {result.placement['where']}"
+    return text
+
+
 @task(name="random-search", cache_policy=NO_CACHE)
 def random_search(
     data: PreparedData,
@@ -142,14 +169,14 @@ def random_search(
         on_trial=report,
         extras_handler=extras_handler or augment_extras,
     )
+    rows, same = tidy_trial_table(result)
     create_table_artifact(
-        key=ARTIFACT_KEY,
-        table=trial_table(result),
-        description=f"{mode} on {data.name}: {len(result.trials)} runs, best #{result.best_trial}",
+        key=ARTIFACT_KEY, table=rows, description=trials_caption(mode, result, data.name, same)
     )
     logger.info(
         f"best trial #{result.best_trial}: val_acc={result.best_val_accuracy:.4f} "
         f"{format_params(result.best_params)} ({result.n_trained} trained, "
-        f"{result.n_cached} from the store, {result.seconds:.1f} s)"
+        f"{result.n_cached} from the store, {result.seconds:.1f} s) on "
+        f"{result.placement.get('where', backend)}"
     )
     return result

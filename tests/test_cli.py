@@ -222,6 +222,7 @@ def test_unreachable_mirror_is_a_runtime_error(tmp_path, api_url):
         api_url=api_url,
     )
     assert_one_line_error(proc, 1, "127.0.0.1:9")
+    assert "Pass --data-dir FOLDER" in proc.stderr and "--mirror URL" in proc.stderr
 
 
 @pytest.mark.slow

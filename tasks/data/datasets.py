@@ -329,14 +329,14 @@ def ensure_dir(path: Path) -> Path:
     except OSError as exc:
         raise CacheError(
             f"cache directory {path}: cannot be created ({exc.strerror or exc}); "
-            f"choose another with --cache-dir or {CACHE_ENV}"
+            f"choose another with cache_dir= or {CACHE_ENV}"
         ) from None
     if not path.is_dir():
         raise CacheError(f"cache directory {path}: exists and is not a directory")
     if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
         raise CacheError(
             f"cache directory {path}: not readable and writable; "
-            f"choose another with --cache-dir or {CACHE_ENV}"
+            f"choose another with cache_dir= or {CACHE_ENV}"
         )
     return path
 

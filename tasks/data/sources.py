@@ -137,7 +137,7 @@ def fetch_files(
     log = logger or logging.getLogger(__name__)
     if spec.name == "idx" and data_dir is None and mirror is None:
         raise ConfigError(
-            "dataset 'idx' reads a folder of IDX files: give --data-dir (or --mirror)"
+            "dataset 'idx' reads a folder of IDX files: give data_dir=FOLDER (or mirror=URL)"
         )
     folders = [Path(data_dir).expanduser()] if data_dir is not None else []
     folders += [Path(d) for d in (spec.local_dirs if local_dirs is None else local_dirs)]
@@ -272,7 +272,7 @@ def _failure_message(spec: DatasetSpec, failures: dict[str, list[tuple[str, str]
             f"    - {item}{';' if i < len(items) - 1 else '.'}" for i, item in enumerate(items)
         ]
     lines.append(
-        "Pass --data-dir FOLDER holding the four IDX files, or --mirror URL of a reachable copy "
+        "Pass data_dir=FOLDER holding the four IDX files, or mirror=URL of a reachable copy "
         "(http(s):// or file://)."
     )
     return "\n".join(lines)

@@ -77,7 +77,7 @@ def verify_file(path: str | os.PathLike[str], spec: FileSpec) -> IDXFile:
     if not info.compressed:
         raise ChecksumError(
             f"{path}: an uncompressed copy of {spec.filename} cannot be verified (only the MD5 "
-            "of the published .gz is known); provide the original .gz, or use --dataset idx "
+            "of the published .gz is known); provide the original .gz, or use dataset=idx "
             "to skip checksum verification"
         )
     got = md5sum(path)
@@ -85,6 +85,6 @@ def verify_file(path: str | os.PathLike[str], spec: FileSpec) -> IDXFile:
         raise ChecksumError(
             f"{path}: MD5 is {got}, expected {spec.md5} for the published {spec.filename} "
             "(no SHA-256 of its content is known to verify a recompressed copy; use the "
-            "original .gz, or --dataset idx to skip checksum verification)"
+            "original .gz, or dataset=idx to skip checksum verification)"
         )
     return info

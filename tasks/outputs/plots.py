@@ -322,7 +322,7 @@ def plot_trial_curves(trials: Sequence[dict]) -> Figure:
     -------
     Figure
         Two axes: validation accuracy (%) and validation loss against epoch, one line
-        per trial coloured by log learning rate, dashed for trials that did not finish.
+        (a dot per epoch) per trial coloured by log learning rate, dashed if unfinished.
         A trial run in several halving rounds shows its last (longest) round.
     """
     if len(trials) == 0:
@@ -349,10 +349,11 @@ def plot_trial_curves(trials: Sequence[dict]) -> Figure:
             label = (
                 f"best: trial {trial.get('trial', i)}" if i == best and key == "val_loss" else None
             )
-            ax.plot(
+            ax.plot(  # markers: a one-epoch trial is a single point, no line
                 np.arange(1, values.size + 1),
                 values * scale,
-                style,
+                style + "o",
+                markersize=5 if values.size == 1 else 3,
                 color=colour,
                 linewidth=width,
                 alpha=alpha,

@@ -24,6 +24,8 @@ import numpy as np
 from nn.atomic import write_bytes_atomic
 from tasks.outputs import plots
 from tasks.outputs.embed import compact_png
+from tasks.outputs.tables import markdown_table as _table
+from tasks.outputs.tables import parameters_used_lines
 
 REPORT_FILENAME = "report.md"
 #: Resolution of the PNG files written beside ``report.md``.
@@ -38,7 +40,7 @@ PLOTS = {
     "trial_curves": ("trial_curves.png", "Search: per-trial learning curves"),
 }
 _HEADLINE = ("test_accuracy", "test_loss", "macro_f1", "n_test")
-_NOT_DETAILS = {*_HEADLINE, "per_class", "confusion_matrix", "class_names"}
+_NOT_DETAILS = {*_HEADLINE, "per_class", "confusion_matrix", "class_names", "parameters_used"}
 
 
 def _cell(value: object) -> str:
@@ -126,12 +128,6 @@ def _training_summary(metrics: Mapping, final: Mapping | None) -> str | None:
 
 def percent(fraction: float | None) -> str:
     return "—" if fraction is None else f"{_num(100 * float(fraction), '.2f')}%"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
 
 
 def best_trial(trials: Sequence[Mapping]) -> Mapping | None:
@@ -298,10 +294,14 @@ def render_report(
 
     if trials:
         n_ok = sum(t.get("status") == "ok" for t in trials)
-        lines += ["", "## Search", "", f"{n_ok} of {len(trials)} trials finished."]
+        where = ((metrics.get("search") or {}).get("placement") or {}).get("where")
+        ran = f" Trials ran on {where}." if where else ""
+        lines += ["", "## Search", "", f"{n_ok} of {len(trials)} trials finished.{ran}"]
         lines += [*plot("search"), *plot("trial_curves"), "", "### Trials", ""]
         lines += trial_table(trials)
 
+    if metrics.get("parameters_used"):
+        lines += ["", "## Parameters used", "", *parameters_used_lines(metrics["parameters_used"])]
     shown = frozenset({"best_epoch", "stopped_early"} if summary else ())  # in the summary
     details = [[_cell(k), _value(v)] for k, v in _run_details(metrics, shown).items()]
     if details:

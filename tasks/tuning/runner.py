@@ -24,7 +24,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ import numpy as np
 from nn.errors import ConfigError
 from tasks.errors import CacheError, SearchError
 from tasks.settings import SEARCH
+from tasks.tuning.cluster import Placement, check_backend, probe_scheduler
 from tasks.tuning.space import SearchSpace, Value
 from tasks.tuning.trials import (
     ExtrasHandler,
@@ -50,6 +51,8 @@ __all__ = ["BACKENDS", "SearchResult", "data_fingerprint", "halving_rungs", "run
 BACKENDS = SEARCH["backend"].choices
 DASK_CONNECT_TIMEOUT = "15s"
 """How long to try to reach the Dask scheduler before giving up."""
+DASK_WORKERS_TIMEOUT = 60
+"""Seconds to wait for a first worker on a scheduler that has none."""
 
 OnTrial = Callable[[TrialResult, int, int], None]
 """``on_trial(result, done, total)``: called in the parent as each trial finishes."""
@@ -60,7 +63,8 @@ class SearchResult:
     """The outcome of a search.
 
     ``trials`` holds one :meth:`TrialResult.to_dict` per trial run (per round with halving),
-    ordered by round then trial index; ``best_*`` describe the best trial of the last round.
+    ordered by round then trial index; ``best_*`` describe the best trial of the last round;
+    ``placement`` says where the trials ran (:meth:`tasks.tuning.cluster.Placement.to_dict`).
     """
 
     trials: list[dict[str, Any]]
@@ -70,6 +74,7 @@ class SearchResult:
     seconds: float
     n_trained: int
     n_cached: int
+    placement: dict[str, Any] = field(default_factory=dict)
 
 
 def halving_rungs(n_trials: int, trial_epochs: int, factor: int = 3) -> list[tuple[int, int]]:
@@ -127,17 +132,18 @@ def _check_args(
         raise ConfigError(f"backend={backend!r} is not one of {', '.join(BACKENDS)}")
     if dask_address is not None and backend != "dask":
         raise ConfigError(f"dask_address={dask_address!r} needs backend='dask'")
+    check_backend(backend, dask_address)
 
 
 @contextlib.contextmanager
 def _workers(
     backend: str, n_jobs: int, dask_address: str | None, data: TrialData
-) -> Iterator[tuple[TrialData, int]]:
-    """Configure joblib for ``backend``; yields (data to send to workers, BLAS threads)."""
+) -> Iterator[tuple[TrialData, int, Placement]]:
+    """Configure joblib for ``backend``; yields (data for the workers, BLAS threads, placement)."""
     if backend == "loky":
         jobs = joblib.effective_n_jobs(n_jobs)
         with joblib.parallel_config(backend="loky", n_jobs=n_jobs):
-            yield data, max(1, joblib.cpu_count() // jobs)
+            yield data, max(1, joblib.cpu_count() // jobs), Placement("loky", None, jobs, jobs)
         return
     from distributed import Client, LocalCluster
 
@@ -148,6 +154,8 @@ def _workers(
             n_workers=workers, threads_per_worker=1, dashboard_address=None, host="127.0.0.1"
         )
         dask_address = cluster.scheduler_address
+    else:
+        probe_scheduler(dask_address)  # a web port would hang Dask's client
     try:
         client = Client(dask_address, timeout=DASK_CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError) as exc:
@@ -155,9 +163,18 @@ def _workers(
             cluster.close()
         raise SearchError(f"cannot reach the Dask scheduler at {dask_address}: {exc}") from exc
     try:
+        try:
+            client.wait_for_workers(1, timeout=DASK_WORKERS_TIMEOUT)
+        except TimeoutError:
+            raise SearchError(
+                f"the Dask scheduler at {dask_address} has no worker after "
+                f"{DASK_WORKERS_TIMEOUT} s: start some with `dask worker {dask_address}`"
+            ) from None
+        threads = client.nthreads()
+        placement = Placement("dask", dask_address, len(threads), sum(threads.values()))
         arrays = TrialArrays.from_data(data)
         with joblib.parallel_config(backend="dask", client=client, scatter=[arrays]):
-            yield arrays, 1
+            yield arrays, 1, placement
     finally:
         client.close()
         if cluster is not None:
@@ -282,7 +299,7 @@ def run_search(
     params = {i: space.sample(seed, i) for i in range(n_trials)}
     results: list[TrialResult] = []
     survivors = list(range(n_trials))
-    with _workers(backend, n_jobs, dask_address, data) as (payload, blas):
+    with _workers(backend, n_jobs, dask_address, data) as (payload, blas, placement):
         for rung, (count, epochs) in enumerate(rounds):
             if rung:
                 previous = [r for r in results if r.rung == rung - 1 and r.status == "ok"]
@@ -308,4 +325,5 @@ def run_search(
         seconds=time.perf_counter() - start,
         n_trained=sum(not r.cached for r in results),
         n_cached=sum(r.cached for r in results),
+        placement=placement.to_dict(),
     )

@@ -12,6 +12,7 @@ from flows.params import (
     TrainOptions,
     TrainParams,
     parse_hidden,
+    ui_text,
 )
 from nn.config import TRAINING
 from nn.errors import ConfigError
@@ -45,7 +46,38 @@ def test_every_field_is_a_declared_setting_with_its_default_and_help(model, grou
     schema = model.model_json_schema()["properties"]
     for name, field in fields.items():
         assert field.get_default(call_default_factory=True) == group[name].default, name
-        assert schema[name]["description"].startswith(group[name].help), name
+        assert schema[name]["description"].startswith(ui_text(group[name].help)), name
+
+
+def test_ui_text_keeps_what_the_prefect_ui_would_swallow_or_show_raw():
+    assert ui_text("run directory (default: runs/<UTC time>-<flow run name>)") == (
+        "run directory (default: runs/{UTC time}-{flow run name})"
+    )
+    assert ui_text("see :func:`tasks.settings.recipe_for` and ``mnist_train``") == (
+        "see tasks.settings.recipe_for and mnist_train"
+    )
+    assert ui_text("files in --data-dir; --recipe plain: 30; --out DIR") == (
+        "files in data_dir; recipe plain: 30; out_dir DIR"
+    )
+    assert ui_text("momentum > 0, lr in [0, 1)") == "momentum > 0, lr in [0, 1)"
+
+
+def test_flow_parameter_forms_show_plain_text():
+    """The Prefect UI's forms: no HTML-like <...>, no reST markup, no command-line options."""
+    import json
+    import re
+
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.pipeline import mnist_pipeline
+    from flows.train import mnist_train
+
+    for flow in (mnist_pipeline, mnist_train):
+        schema = parameter_schema(flow).model_dump_for_openapi()
+        descriptions = re.findall(r'"description": "((?:[^"\\]|\\.)*)"', json.dumps(schema))
+        assert len(descriptions) > 20
+        for text in descriptions:
+            assert not re.search(r"<[^<>]*>|:[a-z]+:`|``|(?<![\w-])--[a-z]", text), text
 
 
 def test_the_train_form_leaves_every_hyperparameter_to_the_recipe():

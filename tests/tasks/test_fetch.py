@@ -150,7 +150,7 @@ def test_mnist_test_set_as_idx_folder(mnist_dir: Path, tmp_path: Path) -> None:
 
 
 def test_idx_needs_a_folder(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="--data-dir"):
+    with pytest.raises(ConfigError, match="data_dir=FOLDER"):
         _fetch("idx", tmp_path)
 
 
@@ -299,7 +299,7 @@ def test_offline_fails_at_once_with_one_readable_error(tmp_path: Path) -> None:
         "  all 4 files: every source failed:",
         f"    - {mirrors[0]}, {mirrors[1]}: cannot open: Connection refused.",
     ]
-    assert "--data-dir" in message and "--mirror" in message
+    assert "data_dir=FOLDER" in message and "mirror=URL" in message  # named by each front end
     assert "not in the cache" not in message
     assert len(" ".join(message.split())) < 400  # the CLI's one-line limit
 

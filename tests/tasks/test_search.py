@@ -110,7 +110,13 @@ def test_random_search_task_logs_publishes_and_resumes(
     table = artifact.data
     rows = json.loads(table) if isinstance(table, str) else table
     assert [row["trial"] for row in rows] == [0, 1, 2]
-    assert all(row["status"] == "ok" and row["hidden"] == 32 for row in rows)
+    # the tuned parameters come first; the columns equal in every row are in the caption
+    assert list(rows[0])[:2] == ["trial", "lr"]
+    assert "status" not in rows[0] and "hidden" not in rows[0]
+    assert artifact.description.startswith("random search on ")
+    assert "3 trials, best #" in artifact.description
+    assert "status=ok" in artifact.description and "hidden=32" in artifact.description
+    assert artifact.description.endswith("; ran on loky on this machine: 2 worker processes")
 
     again = search_flow()  # same command again: everything comes from the store
     assert (again.n_trained, again.n_cached) == (0, 3)

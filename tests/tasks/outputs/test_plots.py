@@ -259,3 +259,28 @@ def test_halving_rounds_show_each_trial_once(trials) -> None:
     assert 100 * second["best_val_accuracy"] in offsets[:, 1]
     curves = plot_trial_curves(rounds)
     assert [len(line.get_xdata()) for line in curves.axes[0].lines] == [5, 5]
+
+
+def test_one_epoch_trials_are_drawn(trials) -> None:
+    """A trial of one epoch is a single point: it must show as a dot, not vanish."""
+    short = [
+        {**t, "val_accuracy": t["val_accuracy"][:1], "val_loss": t["val_loss"][:1], "epochs": 1}
+        for t in trials
+        if t["val_accuracy"]
+    ]
+    fig = plot_trial_curves(short)
+    acc = fig.axes[0]
+    assert acc.lines and all(len(line.get_xdata()) == 1 for line in acc.lines)
+
+    def pixels() -> np.ndarray:
+        fig.canvas.draw()
+        return np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(int)
+
+    pixels()  # the constrained layout settles on the first drawing
+    drawn = pixels()
+    acc.set_xlim(acc.get_xlim())  # the same axes without the trials' lines
+    acc.set_ylim(acc.get_ylim())
+    for line in acc.lines:
+        line.set_visible(False)
+    changed = np.abs(drawn - pixels()).sum(axis=-1) > 0
+    assert changed.sum() > 10 * len(acc.lines)  # every trial leaves a visible dot

@@ -58,6 +58,7 @@ def test_search_on_a_local_dask_cluster_matches_loky(
     assert sorted(done) == [1, 2, 3, 4] and on_dask.n_trained == 4
     assert holders == [2, 2, 2, 2]
     assert executed >= 4  # the trials ran on the cluster's workers
+    assert on_dask.placement["where"] == f"dask at {address}: 2 workers, 2 threads"
     # the same trials on loky (one BLAS thread each, like the Dask workers): same numbers
     local = run_search(data, space, n_trials=4, trial_epochs=1, seed=4, n_jobs=2)
     for remote, here in zip(on_dask.trials, local.trials, strict=True):
@@ -88,3 +89,4 @@ def test_dask_without_address_starts_a_local_cluster(
     local = run_search(data, space, n_trials=2, trial_epochs=1, seed=4, n_jobs=2)
     assert [t["params"] for t in result.trials] == [t["params"] for t in local.trials]
     assert result.best_val_accuracy == pytest.approx(local.best_val_accuracy, abs=1e-9)
+    assert result.placement["workers"] == 1 and result.placement["address"].startswith("tcp://")

@@ -1,0 +1,167 @@
+"""Where the trials of a search run: checks before any work, and what the trials ran on.
+
+A search on ``backend="dask"`` fails early and in one line rather than after the data
+was fetched or after minutes of silence:
+
+- :func:`check_backend` (no network): the ``distributed`` package is importable and
+  ``dask_address`` is a scheduler address (``tcp://HOST:PORT``), not the dashboard's web
+  address (``http://HOST:8787``);
+- :func:`probe_scheduler`: something answers at the address *as a Dask scheduler*. On a
+  ``tcp://`` connection the scheduler speaks first (its handshake), while a web server,
+  such as the scheduler's own dashboard, waits for a request; Dask's client would then wait
+  for an answer that never comes, beyond its own connect timeout. The probe waits a few
+  seconds for the first bytes instead.
+
+:class:`Placement` records where the trials ran (backend, address, workers, threads); the
+report and ``metrics.json`` show it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from nn.errors import ConfigError
+from tasks.errors import SearchError
+
+__all__ = [
+    "DEFAULT_PORT",
+    "PROBE_SECONDS",
+    "SCHEMES",
+    "Placement",
+    "check_backend",
+    "probe_scheduler",
+    "split_address",
+]
+
+SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
+"""The address schemes of a Dask scheduler (a bare ``HOST:PORT`` is ``tcp``)."""
+DEFAULT_PORT = 8786
+"""The scheduler's port when the address gives none (Dask's default)."""
+PROBE_SECONDS = 10.0
+"""How long :func:`probe_scheduler` waits to connect, then for the scheduler's first bytes."""
+INSTALL_HINT = "pip install -c constraints.txt '.[dask]'"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the trials of a search ran.
+
+    Attributes
+    ----------
+    backend:
+        ``"loky"`` (processes on this machine) or ``"dask"``.
+    address:
+        The scheduler's address (a temporary local cluster's is on loopback); None for loky.
+    workers, threads:
+        Worker processes, and threads over all of them, when the search started.
+    """
+
+    backend: str
+    address: str | None
+    workers: int
+    threads: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values, for ``metrics.json``; ``where`` is :meth:`describe`."""
+        return {**dataclasses.asdict(self), "where": self.describe()}
+
+    def describe(self) -> str:
+        """``"dask at tcp://10.0.0.5:8786: 4 workers, 4 threads"``."""
+        where = f"{self.backend} at {self.address}" if self.address else f"{self.backend}"
+        plural = "es" if self.workers != 1 else ""
+        if self.backend == "loky":
+            return f"{where} on this machine: {self.workers} worker process{plural}"
+        workers = f"{self.workers} worker{'s' if self.workers != 1 else ''}"
+        return f"{where}: {workers}, {self.threads} thread{'s' if self.threads != 1 else ''}"
+
+
+def split_address(address: str) -> tuple[str, str, int]:
+    """``(scheme, host, port)`` of a scheduler address; ``HOST:PORT`` means ``tcp``.
+
+    Raises
+    ------
+    ConfigError
+        ``"dask_address=... ..."`` for a web address (``http(s)://``, the dashboard's), an
+        unknown scheme, a missing host, a bad port or a path after the port.
+    """
+    text = address.strip()
+    scheme, sep, _ = text.partition("://")
+    if not sep:
+        text, scheme = f"tcp://{text}", "tcp"
+    scheme = scheme.lower()
+    given = f"dask_address={address!r}"
+    if scheme in ("http", "https"):
+        raise ConfigError(
+            f"{given} is a web address (the dashboard's?); give the scheduler's, "
+            f"tcp://HOST:{DEFAULT_PORT}"
+        )
+    if scheme not in SCHEMES:
+        schemes = ", ".join(f"{s}://" for s in SCHEMES)
+        raise ConfigError(f"{given} has the unknown scheme {scheme!r}; use {schemes}")
+    try:
+        parts = urlsplit(text)
+        port = parts.port or DEFAULT_PORT
+    except ValueError:
+        raise ConfigError(f"{given} has a bad port; expected {scheme}://HOST:PORT") from None
+    if not parts.hostname or parts.path not in ("", "/") or parts.query:
+        raise ConfigError(f"{given} is not of the form {scheme}://HOST:PORT")
+    return scheme, parts.hostname, port
+
+
+def check_backend(backend: str, dask_address: str | None) -> None:
+    """Refuse, before any work, a Dask search that cannot run here.
+
+    Raises
+    ------
+    ConfigError
+        If ``backend="dask"`` and ``distributed`` cannot be imported, or ``dask_address``
+        is not a scheduler address (see :func:`split_address`).
+    """
+    if backend != "dask":
+        return
+    try:
+        import distributed  # noqa: F401 - only whether it imports
+    except ImportError as exc:
+        raise ConfigError(
+            f"backend='dask' needs the 'distributed' package ({exc}); install the project "
+            f"with its dask extra: {INSTALL_HINT}"
+        ) from None
+    if dask_address is not None:
+        split_address(dask_address)
+
+
+def probe_scheduler(address: str, timeout: float = PROBE_SECONDS) -> None:
+    """Check that a Dask scheduler answers at ``address`` (``tcp://`` only, else no check).
+
+    Raises
+    ------
+    SearchError
+        One line naming ``address``: nothing listens there, or what listens sent no Dask
+        handshake within ``timeout`` seconds (a web server such as the dashboard), or closed
+        the connection.
+    """
+    scheme, host, port = split_address(address)
+    if scheme != "tcp":  # TLS and websockets: the client speaks first; Dask's timeout applies
+        return
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            first = sock.recv(1)
+    except TimeoutError:
+        raise SearchError(
+            f"no Dask scheduler at {address}: the port accepted the connection but sent no "
+            f"Dask handshake within {timeout:.0f} s (is it the dashboard's web port? the "
+            f"scheduler listens on {DEFAULT_PORT} by default)"
+        ) from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise SearchError(f"cannot reach the Dask scheduler at {address}: {reason}") from None
+    if not first:
+        raise SearchError(
+            f"no Dask scheduler at {address}: the connection was closed without a Dask "
+            "handshake (is it the scheduler's port?)"
+        )
