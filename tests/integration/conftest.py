@@ -239,6 +239,18 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
         yield server
 
 
+POOL = "mnist-pool"
+"""The process work pool of ``prefect.yaml``'s deployments."""
+
+
+@pytest.fixture(scope="module")
+def deployed(prefect_server: PrefectServer) -> PrefectServer:
+    """The server with the work pool and every deployment of ``prefect.yaml``."""
+    prefect_server.prefect("work-pool", "create", POOL, "--type", "process")
+    prefect_server.prefect("--no-prompt", "deploy", "--all", timeout=180)
+    return prefect_server
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     """Attach the tail of the server log to the report of a failing test that used it."""

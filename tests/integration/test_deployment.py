@@ -25,11 +25,10 @@ import yaml
 
 from tasks.registry.store import Registry
 
-from .conftest import REPO_ROOT, CommandResult, PrefectServer
+from .conftest import POOL, REPO_ROOT, CommandResult, PrefectServer
 
 pytestmark = pytest.mark.slow
 
-POOL = "mnist-pool"
 FLOW = "mnist-pipeline"
 DEPLOYMENT = "mnist-retrain"
 DATASET = "fashion-mnist"
@@ -115,14 +114,6 @@ def assert_completed(flow_run: Any, run: DeployedRun) -> None:
 def registry(prefect_server: PrefectServer) -> Registry:
     """The registry the flow runs use: ``$MNIST_FLOW_REGISTRY`` of the worker's environment."""
     return Registry(prefect_server.env["MNIST_FLOW_REGISTRY"])
-
-
-@pytest.fixture(scope="module")
-def deployed(prefect_server: PrefectServer) -> PrefectServer:
-    """The server with the work pool and every deployment of ``prefect.yaml``."""
-    prefect_server.prefect("work-pool", "create", POOL, "--type", "process")
-    prefect_server.prefect("--no-prompt", "deploy", "--all", timeout=180)
-    return prefect_server
 
 
 @pytest.fixture(scope="module")
