@@ -64,6 +64,23 @@ def stop_group(process: subprocess.Popen, grace: float = 20.0) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
+def start_logged(
+    command: Sequence[str], cwd: Path, env: dict[str, str], log_path: Path
+) -> subprocess.Popen:
+    """Start ``command`` in its own process group, its output to ``log_path``
+    (stop it with :func:`stop_group`)."""
+    with open(log_path, "w", encoding="utf-8") as log:
+        return subprocess.Popen(
+            [str(part) for part in command],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 @dataclass(frozen=True)
 class CommandResult:
     """What a finished ``prefect`` command printed."""
@@ -210,16 +227,7 @@ def running_server(root: Path, extra_env: dict[str, str] | None = None) -> Itera
         "--port",
         str(port),
     ]
-    with open(log_path, "w", encoding="utf-8") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=root,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = start_logged(command, root, env, log_path)
     try:
         _wait_healthy(process, api_url, log_path)
         yield PrefectServer(api_url=api_url, home=home, log_path=log_path, env=env)

@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import REPO_ROOT, PrefectServer, free_port, stop_group, tail
+from .conftest import REPO_ROOT, PrefectServer, free_port, start_logged, stop_group, tail
 from .test_deployment import assert_completed, read_run, run_deployment
 
 pytestmark = pytest.mark.slow
@@ -66,18 +66,7 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskClust
     processes = []
     try:
         for name, command in commands.items():
-            with open(root / f"{name}.log", "w", encoding="utf-8") as log:
-                processes.append(
-                    subprocess.Popen(
-                        [str(part) for part in command],
-                        cwd=REPO_ROOT,
-                        env=env,
-                        stdin=subprocess.DEVNULL,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
-                )
+            processes.append(start_logged(command, REPO_ROOT, env, root / f"{name}.log"))
             if name == "scheduler":
                 _wait_for_workers(address, 0, root)
         _wait_for_workers(address, 2, root)
