@@ -245,7 +245,7 @@ def _sources(
 
 
 def _failure_message(spec: DatasetSpec, failures: dict[str, list[tuple[str, str]]]) -> str:
-    """What was tried for each missing file, compact enough for one line of the CLI.
+    """What was tried for each missing file, on one line compact enough for the CLI.
 
     Files that failed the same way share one heading ("all 4 files" when every file
     did), and consecutive sources that failed with the same reason share one item.
@@ -267,15 +267,13 @@ def _failure_message(spec: DatasetSpec, failures: dict[str, list[tuple[str, str]
                 merged.append(([source], reason))
         items = [f"{', '.join(names)}: {reason}" for names, reason in merged]
         items = items or ["no source to try"]
-        lines.append(f"  {heading}: every source failed:")
-        lines += [
-            f"    - {item}{';' if i < len(items) - 1 else '.'}" for i, item in enumerate(items)
-        ]
+        lines.append(f"{heading}: every source failed:")
+        lines += [f"- {item}{';' if i < len(items) - 1 else '.'}" for i, item in enumerate(items)]
     lines.append(
         "Pass data_dir=FOLDER holding the four IDX files, or mirror=URL of a reachable copy "
         "(http(s):// or file://)."
     )
-    return "\n".join(lines)
+    return " ".join(lines)  # one line: logs and the Prefect UI show a newline as "\\n"
 
 
 def _assemble(
