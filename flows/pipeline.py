@@ -60,7 +60,8 @@ def mnist_pipeline(
     default (flows/runs.py); the report and the mnist-parameters artifact list them all.
     """
     with flow_errors(GROUPS):
-        return _pipeline(**effective_parameters(data=data, search=search, options=options))
+        used = effective_parameters(record=True, data=data, search=search, options=options)
+        return _pipeline(**used)
 
 
 def _pipeline(data: Any, search: Any, options: Any) -> dict[str, Any]:

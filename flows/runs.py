@@ -63,11 +63,13 @@ def deployment_parameters() -> dict[str, Any]:
     return _DEPLOYMENT_PARAMETERS[key]
 
 
-def effective_parameters(**groups: BaseModel) -> dict[str, BaseModel]:
+def effective_parameters(*, record: bool = False, **groups: BaseModel) -> dict[str, BaseModel]:
     """Each parameter group with the deployment's values for the fields the run left out.
 
     Outside a deployment run the groups come back as they are. The result is validated
     again, so a merged group that does not hold together fails like a bad parameter.
+    With ``record``, a deployment run whose parameters were completed stores the values
+    it uses as its parameters, so the UI's Parameters tab shows them.
     """
     defaults = deployment_parameters()
     merged: dict[str, BaseModel] = {}
@@ -77,6 +79,13 @@ def effective_parameters(**groups: BaseModel) -> dict[str, BaseModel]:
             given = model.model_dump(include=model.model_fields_set)
             model = type(model)(**{**base, **given})
         merged[name] = model
+    flow_run = _flow_run()
+    if record and flow_run is not None and merged != groups:
+        from prefect.client.orchestration import get_client
+
+        values = {name: model.model_dump(mode="json") for name, model in merged.items()}
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(flow_run.id, parameters={**flow_run.parameters, **values})
     return merged
 
 

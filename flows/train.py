@@ -40,7 +40,8 @@ def mnist_train(
     default (flows/runs.py); the report and the mnist-parameters artifact list them all.
     """
     with flow_errors(GROUPS):
-        return _train(**effective_parameters(data=data, train=train, options=options))
+        used = effective_parameters(record=True, data=data, train=train, options=options)
+        return _train(**used)
 
 
 def _train(data: Any, train: Any, options: Any) -> dict[str, Any]:

@@ -114,12 +114,15 @@ def table(artifact: Any) -> list[dict[str, Any]]:
 
 
 def test_the_deployments_defaults_fill_what_a_run_left_out(partial_run) -> None:
-    run, _, artifacts = partial_run
+    run, flow_run, artifacts = partial_run
     metrics = run.metrics()
     options = metrics["params"]["options"]
     assert options["margin"] == 0.001  # the deployment's (the declared default is 0.0)
     assert (options["final_epochs"], options["final_recipe"], options["seed"]) == (1, "tuned", 0)
     assert metrics["params"]["search"]["trials"] == 2 and len(metrics["history"]) == 1
+    # the run's Parameters tab in the UI shows the values used, not only those given
+    assert flow_run.parameters["options"]["margin"] == 0.001
+    assert flow_run.parameters["options"]["final_epochs"] == 1
     # every value used, with where it came from: in metrics.json, the report and the UI
     used = {row["parameter"]: row for row in metrics["parameters_used"]}
     assert used["options.margin"] == {
