@@ -60,11 +60,11 @@ def mnist_pipeline(
     default (flows/runs.py); the report and the mnist-parameters artifact list them all.
     """
     with flow_errors(GROUPS):
-        used = effective_parameters(record=True, data=data, search=search, options=options)
-        return _pipeline(**used)
+        params = effective_parameters(record=True, data=data, search=search, options=options)
+        return _pipeline(**params)
 
 
-def _pipeline(data: Any, search: Any, options: Any) -> dict[str, Any]:
+def _pipeline(data: DataParams, search: SearchParams, options: PipelineOptions) -> dict[str, Any]:
     logger = get_run_logger()
     used = parameters_used({"data": data, "search": search, "options": options})
     if data.val_size == 0:

@@ -40,11 +40,11 @@ def mnist_train(
     default (flows/runs.py); the report and the mnist-parameters artifact list them all.
     """
     with flow_errors(GROUPS):
-        used = effective_parameters(record=True, data=data, train=train, options=options)
-        return _train(**used)
+        params = effective_parameters(record=True, data=data, train=train, options=options)
+        return _train(**params)
 
 
-def _train(data: Any, train: Any, options: Any) -> dict[str, Any]:
+def _train(data: DataParams, train: TrainOptions, options: RunOptions) -> dict[str, Any]:
     used = parameters_used({"data": data, "train": train, "options": options})
     given = train.model_dump(exclude={"recipe"})
     hyper = train_params(data.dataset, train.recipe, given)

@@ -300,3 +300,20 @@ def test_report_says_how_many_images_trained(evaluated) -> None:
     split = {**base, "dataset": {"n_train": 50000, "n_val": 10000}}
     text = render_report(split, run_dir="run", images={})
     assert "on 50,000 training images (10,000 held out for validation)" in text
+
+
+def test_report_lists_the_parameters_used_and_where_trials_ran(evaluated) -> None:
+    used = [
+        {"parameter": "options.margin", "value": 0.001, "source": "deployment"},
+        {"parameter": "search.dask_address", "value": "tcp://10.0.0.5:8786", "source": "given"},
+    ]
+    where = "dask at tcp://10.0.0.5:8786: 4 workers, 4 threads"
+    placement = {"placement": {"where": where}}
+    metrics = {**evaluated["metrics"], "parameters_used": used, "search": placement}
+    trials = [make_trial(0, 0.01, 64, 0.9), make_trial(1, 0.1, 32, 0.8)]
+    md = render_report(metrics, run_dir="/tmp/run", images={}, trials=trials)
+    used_section = md.split("## Parameters used")[1].split("\n## ")[0]
+    assert "| `options.margin` | 0.001 | deployment |" in used_section
+    assert "| `search.dask_address` | tcp://10.0.0.5:8786 | given |" in used_section
+    assert f"2 of 2 trials finished. Trials ran on {where}." in md
+    assert "parameters_used" not in md  # not repeated raw under "Run details"
