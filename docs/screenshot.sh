@@ -59,8 +59,10 @@ for _ in $(seq 1 240); do
 done
 [ -n "$healthy" ] || { echo "screenshot.sh: the server did not start:" >&2; cat "$WORK/server.log" >&2; exit 1; }
 
+# the report lists the data folder: show it under the temporary folder, not this machine's path
+ln -s "$DATA_DIR" "$WORK/fashion-mnist"
 echo "running the default pipeline on all of Fashion-MNIST (8 trials x 2 epochs, final model 60 epochs)"
-"$BIN/mnist-flow" run --dataset fashion-mnist --data-dir "$DATA_DIR" \
+"$BIN/mnist-flow" run --dataset fashion-mnist --data-dir "$WORK/fashion-mnist" \
     --seed 0 --out "$WORK/run" --registry "$WORK/registry" --cache-dir "$WORK/cache"
 
 ARTIFACT_ID="$("$BIN/python" - <<'EOF'

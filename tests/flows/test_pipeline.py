@@ -220,6 +220,8 @@ def test_flow_and_task_runs_are_tagged_with_dataset_and_kind(small_run):
         task_runs = client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
         )
-    assert flow_run.name == "pipeline-fashion-mnist-seed0"
+    # kind, dataset, training images, backend, trigger (called from Python), seed, id
+    name = f"pipeline-fashion-mnist-train3000-loky-local-seed0-{flow_run_id.hex[-6:]}"
+    assert flow_run.name == name
     assert {"fashion-mnist", "pipeline"} <= set(flow_run.tags)
     assert task_runs and all({"fashion-mnist", "pipeline"} <= set(t.tags) for t in task_runs)
