@@ -26,7 +26,14 @@ from tasks.tuning.runner import OnTrial, SearchResult, run_search
 from tasks.tuning.space import PARAMETERS, Value
 from tasks.tuning.trials import ExtrasHandler, TrialResult
 
-__all__ = ["ARTIFACT_KEY", "format_trial", "random_search", "trial_table", "trials_caption"]
+__all__ = [
+    "ARTIFACT_KEY",
+    "format_trial",
+    "random_search",
+    "tidy_trial_table",
+    "trial_table",
+    "trials_caption",
+]
 
 ARTIFACT_KEY = "mnist-trials"
 

@@ -90,3 +90,19 @@ def test_dask_without_address_starts_a_local_cluster(
     assert [t["params"] for t in result.trials] == [t["params"] for t in local.trials]
     assert result.best_val_accuracy == pytest.approx(local.best_val_accuracy, abs=1e-9)
     assert result.placement["workers"] == 1 and result.placement["address"].startswith("tcp://")
+
+
+def test_a_scheduler_without_workers_is_a_search_error(
+    fashion_dir: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from distributed import LocalCluster
+
+    data = small_fashion(fashion_dir, tmp_path_factory)
+    monkeypatch.setattr(search_runner, "DASK_WORKERS_TIMEOUT", 1)
+    with LocalCluster(
+        n_workers=0, processes=False, protocol="tcp", host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        address = cluster.scheduler_address
+        space = build_space(OVERRIDES)
+        with pytest.raises(SearchError, match=f"scheduler at {address} has no worker after 1 s"):
+            run_search(data, space, n_trials=1, backend="dask", dask_address=address)
