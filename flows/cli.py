@@ -2,9 +2,9 @@
 
 Subcommands: ``run`` (the whole pipeline), ``train`` (one training run with given
 hyperparameters), ``evaluate`` (a saved model on a test set), ``models`` (the
-registry) and ``predict`` (classify image files). Option defaults come from the
-flows' parameter models (:mod:`flows.params`), so the command line and the
-Prefect UI agree. User errors print ``mnist-flow: error: <message>`` on stderr
+registry), ``predict`` (classify image files) and ``data`` (add labelled images).
+Option defaults come from the flows' parameter models (:mod:`flows.params`), so the
+command line and the Prefect UI agree. User errors print ``mnist-flow: error: <message>`` on stderr
 and exit with 2 (usage or configuration) or 1 (runtime: data, network, files).
 """
 
@@ -188,6 +188,40 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
     _add_registry_option(p)
 
 
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    from tasks.settings import DATA
+
+    p = sub.add_parser(
+        "data",
+        help="add labelled images to a dataset, list the data versions",
+        description="Add batches of labelled images (each one an immutable data version that "
+        "train and run use) and list them.",
+        formatter_class=_Formatter,
+    )
+    actions = p.add_subparsers(dest="data_command", metavar="ACTION", parser_class=_Parser)
+    actions.required = True
+    add = actions.add_parser(
+        "add",
+        help="add a folder of class subfolders (0/ ... 9/ or class names), or two IDX files",
+        description="Check a batch of labelled images and store it as a new data version. "
+        "Images are prepared as `predict` prepares them. An unknown class folder, an "
+        "unreadable or blank image or a duplicate (within the batch or of an earlier batch) "
+        "refuses the whole batch, unless --skip-bad. Emits the Prefect event "
+        "mnist-flow.data.added.",
+        formatter_class=_Formatter,
+    )
+    listing = actions.add_parser(
+        "list", help="the data versions of a dataset", formatter_class=_Formatter
+    )
+    for parser in (add, listing):
+        _add(parser, DATA["dataset"])
+        _add(parser, DATA["data_store"])
+    add.add_argument(
+        "--skip-bad", action="store_true", help="add the good images, list the others as skipped"
+    )
+    add.add_argument("sources", nargs="+", metavar="FOLDER | IMAGES LABELS", help="what to add")
+
+
 def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
@@ -211,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for add in (_add_run, _add_train, _add_evaluate, _add_models, _add_predict):
+    for add in (_add_run, _add_train, _add_evaluate, _add_models, _add_predict, _add_data):
         add(sub)
     return parser
 

@@ -144,7 +144,37 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    """``mnist-flow data add|list``: add a checked batch as a data version, list the versions."""
+    from tasks.data.datasets import get_dataset
+    from tasks.data.versions import BatchRefused, DataStore, add_batch, format_versions
+
+    spec = get_dataset(args.dataset)
+    store = DataStore(args.data_store)
+    if args.data_command == "list":
+        names = spec.names_of_classes(spec.n_classes or 10)
+        print(format_versions(store.versions(spec.name), names))
+        return 0
+    try:
+        version, skipped = add_batch(store, spec, args.sources, skip_bad=args.skip_bad)
+    except BatchRefused as exc:
+        for problem in exc.problems:
+            print(f"problem: {problem}")
+        raise
+    for problem in skipped:
+        print(f"skipped: {problem}")
+    print(
+        f"added data version {version.id} to {spec.name}: {version.n_images} images "
+        f"({version.n_heldout} held out for evaluation) in {version.directory}"
+    )
+    from tasks.events import emit_data_added
+
+    emit_data_added(version, str(store.root))
+    return 0
+
+
 COMMANDS = {
+    "data": cmd_data,
     "run": cmd_run,
     "train": cmd_train,
     "evaluate": cmd_evaluate,
