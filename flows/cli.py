@@ -180,11 +180,22 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 def _add_models(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "models",
-        help="list the models in the registry",
-        description="List the registered models; '*' marks each dataset's champion.",
+        help="list the models in the registry, promote one, roll back, show the history",
+        description="List the registered models ('*' marks each dataset's champion, DATA "
+        "the data version each trained on); change the champion by hand.",
         formatter_class=_Formatter,
     )
     p.add_argument("--dataset", help="only the models of this dataset")
+    p.add_argument("--history", action="store_true", help="every change of champion, oldest first")
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=("promote", "rollback"),
+        help="promote VERSION: make it its dataset's champion; rollback: back to the champion "
+        "the current one replaced (of --dataset, else of the latest promotion)",
+    )
+    p.add_argument("version", nargs="?", help="the version to promote (v0003 or 3)")
+    p.add_argument("--reason", default="", help="why, recorded in the history")
     _add_registry_option(p)
 
 

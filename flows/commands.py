@@ -58,6 +58,9 @@ def _check_data_dir(data: DataParams) -> None:
 
     if data.data_dir is not None and not Path(data.data_dir).is_dir():
         raise ConfigError(f"--data-dir {data.data_dir}: no such directory")
+    from tasks.data.versions import DataStore
+
+    DataStore(data.data_store).select(data.dataset, data.data_version)  # before any flow run
 
 
 def _summary(result: dict[str, Any]) -> None:
@@ -126,10 +129,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    """``mnist-flow models``: the registry as a table."""
+    """``mnist-flow models``: the registry as a table, its history, promote and rollback."""
+    from nn.errors import ConfigError
+    from tasks.registry import history
     from tasks.registry.store import Registry, format_models_table
 
-    print(format_models_table(Registry(args.registry_dir).list(args.dataset)))
+    registry = Registry(args.registry_dir)
+    if args.action == "promote":
+        if args.version is None:
+            raise ConfigError(
+                "models promote: give the VERSION to promote (see `mnist-flow models`)"
+            )
+        entry = history.promote(registry, args.version, args.reason)
+    elif args.action == "rollback":
+        champion = registry.champion(args.dataset)
+        dataset = args.dataset or (champion.dataset if champion else "mnist")
+        entry = history.rollback(registry, dataset, args.reason)
+    elif args.history:
+        print(history.format_history(history.read_history(registry.root, args.dataset)))
+        return 0
+    else:
+        versions = registry.list(args.dataset)
+        print(format_models_table(versions, history.lineage(registry, versions)))
+        return 0
+    print(f"{entry['dataset']}: champion {entry['version']} (was {entry['previous'] or 'none'})")
     return 0
 
 

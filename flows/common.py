@@ -17,7 +17,8 @@ from prefect.runtime import flow_run
 
 from flows.params import DataParams, RunOptions, TrainParams
 from tasks.data.datasets import ensure_dir, resolve_cache_dir
-from tasks.evaluate import evaluate_model
+from tasks.data.versions import Added, DataStore
+from tasks.evaluate import evaluate_model, score_same_set
 from tasks.fetch import fetch
 from tasks.outputs.rundir import Timings, copy_model, make_run_dir, write_json
 from tasks.outputs.summary import run_metrics, run_summary
@@ -76,11 +77,17 @@ class DataSteps(NamedTuple):
     files: Any  # tasks.data.datasets.DatasetFiles
     prepared: Any  # tasks.data.prepare.PreparedData
     cache_dir: Path
+    added: Added  # the batches added with `mnist-flow data add` that the run uses
 
 
 def prepare_data(data: DataParams, seed: int, timings: Timings) -> DataSteps:
-    """Fetch and preprocess the dataset."""
+    """Fetch and preprocess the dataset, with the added batches of ``data.data_version``."""
     cache_dir = cache_root(data)
+    added = DataStore(data.data_store).added(data.dataset, data.data_version)
+    if added.ids:
+        get_run_logger().info(
+            "data version %s: the base dataset plus %d added batches", added.version, len(added.ids)
+        )
     with timings.step("fetch"):
         files = fetch_files(data, cache_dir)
     with timings.step("preprocess"):
@@ -94,8 +101,9 @@ def prepare_data(data: DataParams, seed: int, timings: Timings) -> DataSteps:
             standardize=data.standardize,
             seed=seed,
             cache_dir=str(cache_dir),
+            added=added if added.ids else None,
         )
-    return DataSteps(files, prepared, cache_dir)
+    return DataSteps(files, prepared, cache_dir, added)
 
 
 def report_and_save(
@@ -145,7 +153,7 @@ def train_and_report(
         (one line, or None).
     """
     logger = get_run_logger()
-    files, prepared, cache_dir = steps
+    files, prepared, cache_dir, added = steps
     params = hyper.model_dump()
     with timings.step("train"):
         final = with_cache(train_final, cache_dir)(
@@ -157,13 +165,18 @@ def train_and_report(
         evaluator = evaluate_model.with_options(task_run_name=f"evaluate-{data.dataset}")
         evaluation = evaluator(str(model_path), files)
     test_metrics = evaluation.metrics
+    lineage = added.lineage() if added.ids else {"version": "base", "n_added": 0}
+    eval_set, scores = None, None
+    if added.ids:  # challenger and champion on the test set plus the held-out added images
+        eval_set, scores = score_same_set(str(model_path), files, added, options.registry_dir)
     with timings.step("register"):
         decision = register_model(
             str(model_path),
-            test_metrics,
+            {**test_metrics, "data_version": lineage["version"], "n_added": lineage["n_added"]},
             dataset=data.dataset,
             registry_dir=options.registry_dir,
             margin=options.margin,
+            scores=scores,
         )
     groups = {"data": data.model_dump(), "train": params, "options": options.model_dump()}
     if search_params is not None:
@@ -178,6 +191,8 @@ def train_and_report(
         seed=options.seed,
         decision=decision,
         search=search,
+        lineage=lineage,
+        eval_set=eval_set,
     )
     report_and_save(
         run_dir,

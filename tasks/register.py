@@ -11,7 +11,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tasks.registry.promotion import PromotionDecision
+from tasks.registry.promotion import PromotionDecision, SameSetScores
 from tasks.registry.store import Registry
 
 PROMOTION_ARTIFACT_KEY = "mnist-promotion"
@@ -38,6 +38,7 @@ def register_model(
     dataset: str,
     registry_dir: str | None = None,
     margin: float = 0.0,
+    scores: SameSetScores | None = None,
 ) -> PromotionDecision:
     """Register the model, promote it when ``test_accuracy`` gains ``margin``, publish the decision.
 
@@ -55,10 +56,13 @@ def register_model(
         Registry root; ``None`` means ``$MNIST_FLOW_REGISTRY`` or the user data folder.
     margin:
         Accuracy gain over the champion needed for promotion, in [0, 1).
+    scores:
+        Challenger and champion on one evaluation set (with added data), compared instead
+        of their test accuracies.
     """
     registry = Registry(registry_dir)
     version, decision = registry.register_and_promote(
-        model_path, metrics, dataset=dataset, margin=margin
+        model_path, metrics, dataset=dataset, margin=margin, scores=scores
     )
     get_run_logger().info(
         "registered %s in %s: %s (%s)",

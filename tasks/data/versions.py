@@ -104,6 +104,60 @@ class DataVersion:
         return images, labels.astype(np.int64)
 
 
+@dataclass(frozen=True)
+class Added:
+    """The added batches a run trains and evaluates on (small and picklable: a task input).
+
+    ``version`` is ``"base"`` (nothing added) or the id of the newest batch included.
+    """
+
+    dataset: str
+    version: str = BASE
+    ids: tuple[str, ...] = ()
+    directories: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, dataset: str, versions: list[DataVersion]) -> Added:
+        """The selection of ``versions`` (oldest first) of ``dataset``."""
+        if not versions:
+            return cls(dataset)
+        return cls(
+            dataset,
+            versions[-1].id,
+            tuple(v.id for v in versions),
+            tuple(str(v.directory) for v in versions),
+        )
+
+    def batches(self) -> list[DataVersion]:
+        """The batches, read again from their folders."""
+        found = []
+        for directory in self.directories:
+            data = json.loads((Path(directory) / "version.json").read_text(encoding="utf-8"))
+            found.append(DataVersion(**data, directory=Path(directory)))
+        return found
+
+    def load(self, heldout: bool) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 ``(n, 28, 28)`` images and int64 ``(n,)`` labels of every batch's held-out
+        part (``heldout``) or training part, batches in order."""
+        images, labels = [np.zeros((0, 28, 28), np.uint8)], [np.zeros(0, np.int64)]
+        for batch in self.batches():
+            batch_images, batch_labels = batch.load()
+            keep = batch.heldout_mask() == heldout
+            images.append(batch_images[keep])
+            labels.append(batch_labels[keep])
+        return np.concatenate(images), np.concatenate(labels)
+
+    def lineage(self) -> dict[str, Any]:
+        """What ``metrics.json`` records: the version, the batches and their image counts."""
+        batches = self.batches()
+        return {
+            "version": self.version,
+            "batches": list(self.ids),
+            "n_added": sum(b.n_images for b in batches),
+            "n_added_heldout": sum(b.n_heldout for b in batches),
+        }
+
+
 def heldout_mask(version_id: str, n: int) -> np.ndarray:
     """bool ``(n,)`` marking :data:`HELDOUT_SHARE` of ``n`` images, chosen from ``version_id``."""
     rng = np.random.default_rng(int(version_id, 16))
@@ -170,6 +224,10 @@ class DataStore:
                 f"(base, latest or one of: {known})"
             )
         return versions[: matches[0] + 1]
+
+    def added(self, dataset: str, version: str | None = LATEST) -> Added:
+        """The :class:`Added` batches of data version ``version`` (see :meth:`select`)."""
+        return Added.of(dataset, self.select(dataset, version))
 
     def known_hashes(self, dataset: str) -> set[str]:
         """SHA-256 of every image added to ``dataset`` so far."""

@@ -1,0 +1,80 @@
+"""Training on the base dataset plus added batches: lineage, held-out evaluation, pinning."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flows.params import DataParams, RunOptions, TrainOptions
+from tasks.data.datasets import get_dataset
+from tasks.data.idx import read_idx
+from tasks.data.versions import DataStore, add_batch
+from tests.flows.test_data_cli import write_idx
+
+
+@pytest.fixture(scope="module")
+def added(mnist_dir, tmp_path_factory) -> tuple[Path, str]:
+    """A store with one batch of 200 real MNIST training digits (from the end of the file)."""
+    tmp = tmp_path_factory.mktemp("added")
+    images = read_idx(mnist_dir / "train-images-idx3-ubyte.gz")[-200:]
+    labels = read_idx(mnist_dir / "train-labels-idx1-ubyte.gz")[-200:]
+    pair = [write_idx(tmp / "i.gz", images, 2051), write_idx(tmp / "l.gz", labels, 2049)]
+    store = DataStore(tmp / "store")
+    version, skipped = add_batch(store, get_dataset("mnist"), [str(p) for p in pair])
+    assert skipped == [] and version.n_heldout == 40
+    return store.root, version.id
+
+
+def run(tmp: Path, mnist_dir: Path, store: Path, data_version: str) -> dict:
+    from flows.train import mnist_train
+
+    data = DataParams(
+        dataset="mnist",
+        data_dir=str(mnist_dir),
+        cache_dir=str(tmp / "cache"),
+        val_size=500,
+        train_size=1000,
+        data_store=str(store),
+        data_version=data_version,
+    )
+    train = TrainOptions(epochs=1, hidden=[32], augment="none", schedule="constant")
+    options = RunOptions(out_dir=str(tmp / f"run-{data_version}"), registry_dir=str(tmp / "reg"))
+    summary = mnist_train(data=data, train=train, options=options)
+    return json.loads((Path(summary["run_dir"]) / "metrics.json").read_text())
+
+
+def test_train_uses_the_added_batches_and_records_the_lineage(
+    prefect_harness, mnist_dir, added, tmp_path
+):
+    store, version_id = added
+    metrics = run(tmp_path, mnist_dir, store, "latest")
+    data = metrics["dataset"]
+    assert data["version"] == version_id and data["n_added"] == 200
+    assert data["n_train"] == 1000 + 160 and data["n_added_heldout"] == 40
+    evaluated = metrics["eval_set"]
+    assert (evaluated["n_test"], evaluated["n_heldout"], evaluated["n"]) == (10000, 40, 10040)
+    assert evaluated["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert 0.5 < evaluated["heldout_accuracy"] <= 1.0  # a trained model, not chance
+    [registered] = (tmp_path / "reg" / "models").iterdir()
+    recorded = json.loads((registered / "metrics.json").read_text())
+    assert recorded["data_version"] == version_id and recorded["n_added"] == 200
+    report = (Path(metrics["params"]["options"]["out_dir"])).glob("**/report.md")
+    assert any(f"{version_id} (200)" in p.read_text() for p in report)
+
+    pinned = run(tmp_path, mnist_dir, store, "base")  # the same run without the added data
+    assert pinned["dataset"]["version"] == "base" and pinned["dataset"]["n_added"] == 0
+    assert pinned["dataset"]["n_train"] == 1000 and "eval_set" not in pinned
+    assert not np.isclose(pinned["test_loss"], metrics["test_loss"])
+
+
+def test_an_unknown_data_version_names_the_option(mnist_dir, added, tmp_path, capsys):
+    from flows.cli import main
+
+    store, _ = added
+    argv = ["train", "--data-dir", str(mnist_dir), "--data-store", str(store)]
+    assert main([*argv, "--data-version", "feedbeef"]) == 2
+    err = capsys.readouterr().err
+    assert "--data-version feedbeef is not a data version of mnist" in err
