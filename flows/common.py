@@ -16,8 +16,10 @@ from prefect import get_run_logger
 from prefect.runtime import flow_run
 
 from flows.params import DataParams, RunOptions, TrainParams
+from tasks.check_data import check_data
 from tasks.data.datasets import ensure_dir, resolve_cache_dir
 from tasks.data.versions import Added, DataStore
+from tasks.errors import DataGateError
 from tasks.evaluate import evaluate_model, score_same_set
 from tasks.fetch import fetch
 from tasks.outputs.rundir import Timings, copy_model, make_run_dir, write_json
@@ -78,10 +80,20 @@ class DataSteps(NamedTuple):
     prepared: Any  # tasks.data.prepare.PreparedData
     cache_dir: Path
     added: Added  # the batches added with `mnist-flow data add` that the run uses
+    check: Any = None  # tasks.data.check.DataCheck of the new batches, None without any
 
 
-def prepare_data(data: DataParams, seed: int, timings: Timings) -> DataSteps:
-    """Fetch and preprocess the dataset, with the added batches of ``data.data_version``."""
+def prepare_data(
+    data: DataParams, seed: int, timings: Timings, registry_dir: str | None = None
+) -> DataSteps:
+    """Fetch, check the added batches of ``data.data_version`` and preprocess the dataset.
+
+    Raises
+    ------
+    DataGateError
+        The data check found the new batches broken (the ``mnist-data-check`` artifact
+        and the message say why): the run stops before any training.
+    """
     cache_dir = cache_root(data)
     added = DataStore(data.data_store).added(data.dataset, data.data_version)
     if added.ids:
@@ -90,6 +102,12 @@ def prepare_data(data: DataParams, seed: int, timings: Timings) -> DataSteps:
         )
     with timings.step("fetch"):
         files = fetch_files(data, cache_dir)
+    check = None
+    if added.ids:
+        with timings.step("check-data"):
+            check = check_data(files, added, registry_dir, data.data_store)
+        if not check.passed:
+            raise DataGateError(f"data check of {data.dataset}: {check.reason}")
     with timings.step("preprocess"):
         subset = f"train{data.train_size}" if data.train_size else "train-all"
         val = "auto" if data.val_size is None else data.val_size
@@ -103,7 +121,7 @@ def prepare_data(data: DataParams, seed: int, timings: Timings) -> DataSteps:
             cache_dir=str(cache_dir),
             added=added if added.ids else None,
         )
-    return DataSteps(files, prepared, cache_dir, added)
+    return DataSteps(files, prepared, cache_dir, added, check)
 
 
 def report_and_save(
@@ -153,7 +171,7 @@ def train_and_report(
         (one line, or None).
     """
     logger = get_run_logger()
-    files, prepared, cache_dir, added = steps
+    files, prepared, cache_dir, added, check = steps
     params = hyper.model_dump()
     with timings.step("train"):
         final = with_cache(train_final, cache_dir)(
@@ -194,6 +212,8 @@ def train_and_report(
         lineage=lineage,
         eval_set=eval_set,
     )
+    if check is not None:
+        metrics["data_check"] = check.to_dict()
     report_and_save(
         run_dir,
         metrics,

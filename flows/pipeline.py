@@ -63,7 +63,7 @@ def mnist_pipeline(
     timings = Timings()
     tag_flow_run(data.dataset, "pipeline")
     with tags(data.dataset, "pipeline"):
-        steps = prepare_data(data, options.seed, timings)
+        steps = prepare_data(data, options.seed, timings, options.registry_dir)
         space = dict(search.space)
         if options.augment is not None:
             space["augment"] = options.augment

@@ -44,7 +44,7 @@ def mnist_train(
     timings = Timings()
     tag_flow_run(data.dataset, "train")
     with tags(data.dataset, "train"):
-        steps = prepare_data(data, options.seed, timings)
+        steps = prepare_data(data, options.seed, timings, options.registry_dir)
         return train_and_report("train", data, steps, TrainParams(**hyper), options, timings)
 
 

@@ -12,6 +12,7 @@ from flows.params import DataParams, RunOptions, TrainOptions
 from tasks.data.datasets import get_dataset
 from tasks.data.idx import read_idx
 from tasks.data.versions import DataStore, add_batch
+from tasks.errors import DataGateError
 from tests.flows.test_data_cli import write_idx
 
 
@@ -58,6 +59,8 @@ def test_train_uses_the_added_batches_and_records_the_lineage(
     assert (evaluated["n_test"], evaluated["n_heldout"], evaluated["n"]) == (10000, 40, 10040)
     assert evaluated["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
     assert 0.5 < evaluated["heldout_accuracy"] <= 1.0  # a trained model, not chance
+    check = metrics["data_check"]
+    assert check["passed"] and check["n_new"] == 200 and check["champion_version"] is None
     [registered] = (tmp_path / "reg" / "models").iterdir()
     recorded = json.loads((registered / "metrics.json").read_text())
     assert recorded["data_version"] == version_id and recorded["n_added"] == 200
@@ -78,3 +81,29 @@ def test_an_unknown_data_version_names_the_option(mnist_dir, added, tmp_path, ca
     assert main([*argv, "--data-version", "feedbeef"]) == 2
     err = capsys.readouterr().err
     assert "--data-version feedbeef is not a data version of mnist" in err
+
+
+def test_the_data_gate_stops_a_retraining_on_shuffled_labels(prefect_harness, mnist_dir, tmp_path):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    store = tmp_path / "store"
+    champion = run(tmp_path, mnist_dir, store, "latest")  # nothing added yet: the base dataset
+    assert champion["dataset"]["version"] == "base" and "data_check" not in champion
+    images = read_idx(mnist_dir / "train-images-idx3-ubyte.gz")[-400:-200]
+    labels = np.random.default_rng(1).permutation(
+        read_idx(mnist_dir / "train-labels-idx1-ubyte.gz")[-400:-200]
+    )
+    pair = [write_idx(tmp_path / "i.gz", images, 2051), write_idx(tmp_path / "l.gz", labels, 2049)]
+    add_batch(DataStore(store), get_dataset("mnist"), [str(p) for p in pair])
+    with pytest.raises(DataGateError, match="shuffled"):
+        run(tmp_path, mnist_dir, store, "latest")
+    assert len(list((tmp_path / "reg" / "models").iterdir())) == 1  # nothing trained after it
+    with get_client(sync_client=True) as client:
+        [artifact] = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["mnist-data-check"])),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=1,
+        )
+    assert "failed" in artifact.data and "shuffled" in artifact.description
