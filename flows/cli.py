@@ -98,7 +98,7 @@ def _add_data_options(
     group = parser.add_argument_group("data")
     for name, setting in DATA.items():
         _add(group, setting, default_text=(defaults or {}).get(name))
-    names = ("seed", "out_dir", "registry_dir", "margin") if run else ("seed", "out_dir")
+    names = ("seed", "out_dir", "registry_dir", "margin", "approve") if run else ("seed", "out_dir")
     _add_group(parser, "run", [RUN[name] for name in names])
 
 

@@ -53,6 +53,19 @@ def data_params(args: argparse.Namespace) -> DataParams:
     return DataParams(**values)  # run: mnist_pipeline standardises unless told otherwise
 
 
+def _check_approve(options: Any) -> None:
+    """``--approve`` waits for a person in the Prefect UI: a temporary server has none."""
+    from prefect.settings import PREFECT_API_URL
+
+    from nn.errors import ConfigError
+
+    if options.approve and not PREFECT_API_URL.value():
+        raise ConfigError(
+            "approve=True waits for a person in the Prefect UI: start a server (`make server`) "
+            "and set PREFECT_API_URL=http://127.0.0.1:4200/api"
+        )
+
+
 def _check_data_dir(data: DataParams) -> None:
     from nn.errors import ConfigError
 
@@ -78,6 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     data = data_params(args)
     search = SearchParams(**_values(args, SEARCH), space=space)
     options = PipelineOptions(**_values(args, {**RUN, **PIPELINE}))
+    _check_approve(options)
     _check_data_dir(data)
     if data.val_size == 0:
         from nn.errors import ConfigError
@@ -108,6 +122,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         raise ConfigError(f"patience={train.patience} needs a validation split: val_size=0")
     options = RunOptions(**_values(args, RUN))
+    _check_approve(options)
     _check_data_dir(data)
     from flows.train import mnist_train
 

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from prefect import get_run_logger
 from prefect.runtime import flow_run
 
+from flows.approval import register_with_approval
 from flows.params import DataParams, RunOptions, TrainParams
 from tasks.check_data import check_data
 from tasks.data.datasets import ensure_dir, resolve_cache_dir
@@ -188,7 +189,8 @@ def train_and_report(
     if added.ids:  # challenger and champion on the test set plus the held-out added images
         eval_set, scores = score_same_set(str(model_path), files, added, options.registry_dir)
     with timings.step("register"):
-        decision = register_model(
+        register = register_with_approval if options.approve else register_model
+        decision = register(
             str(model_path),
             {**test_metrics, "data_version": lineage["version"], "n_added": lineage["n_added"]},
             dataset=data.dataset,

@@ -16,13 +16,14 @@ as a stack (each promotion pushes, each rollback pops). Plain code: no Prefect.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from nn.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
 from tasks.errors import RegistryError
 from tasks.registry.files import now, read_json
-from tasks.registry.promotion import ModelVersion
+from tasks.registry.promotion import ModelVersion, PromotionDecision, SameSetScores, decide
 
 HISTORY_FILE = "history.jsonl"
 ACTIONS = ("auto", "approved", "promote", "rollback")
@@ -125,6 +126,21 @@ def promote(registry: Any, version: str, reason: str = "") -> dict[str, Any]:
             action="promote",
             reason=reason or "promoted by hand",
         )
+
+
+def promote_approved(
+    registry: Any, version: str, margin: float, scores: SameSetScores | None, note: str
+) -> PromotionDecision:
+    """Apply the promotion rule to ``version`` after a person approved it; ``note`` (who
+    approved and why) ends the decision's reason and its history line."""
+    with registry._locked():
+        challenger = registry.get(version)
+        decision = decide(challenger, registry.champion(challenger.dataset), margin, scores)
+        decision = replace(decision, reason=f"{decision.reason}; {note}")
+        if decision.promoted:
+            change_champion(registry, challenger, previous=decision.champion_version,
+                            action="approved", reason=decision.reason)  # fmt: skip
+    return decision
 
 
 def champion_stack(entries: list[dict[str, Any]]) -> list[str]:

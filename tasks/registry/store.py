@@ -136,7 +136,6 @@ class Registry:
         *,
         margin: float = 0.0,
         scores: SameSetScores | None = None,
-        action: str = "auto",
     ) -> PromotionDecision:
         """Make ``version`` the champion of its dataset if it beats the current one by ``margin``.
 
@@ -149,7 +148,7 @@ class Registry:
         """
         margin = check_margin(margin)
         with self._locked():
-            return self._promote_locked(self.get(version), margin, scores, action)
+            return self._promote_locked(self.get(version), margin, scores)
 
     def register_and_promote(
         self,
@@ -333,17 +332,13 @@ class Registry:
         challenger: ModelVersion,
         margin: float,
         scores: SameSetScores | None = None,
-        action: str = "auto",
     ) -> PromotionDecision:
         decision = decide(challenger, self.champion(challenger.dataset), margin, scores)
         if decision.promoted:
             change_champion(
-                self,
-                challenger,
-                previous=decision.champion_version,
-                action=action,
+                self, challenger, previous=decision.champion_version, action="auto",
                 reason=decision.reason,
-            )
+            )  # fmt: skip
         return decision
 
     def _pointer_paths(self) -> list[Path]:

@@ -93,6 +93,8 @@ RUN = _group(
             none="$MNIST_FLOW_REGISTRY or the user data folder", option="--registry"),
     Setting("margin", float, 0.0, "test-accuracy gain needed to replace the dataset's champion",
             0.0, 1.0, high_open=True),
+    Setting("approve", bool, False, "pause before a promotion until a person approves or rejects "
+            "it in the Prefect UI (needs a Prefect server: PREFECT_API_URL)"),
 )  # fmt: skip
 """Seed, outputs and registry of a run."""
 
