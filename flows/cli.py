@@ -2,7 +2,8 @@
 
 Subcommands: ``run`` (the whole pipeline), ``train`` (one training run with given
 hyperparameters), ``evaluate`` (a saved model on a test set), ``models`` (the
-registry), ``predict`` (classify image files) and ``data`` (add labelled images).
+registry), ``predict`` (classify image files), ``data`` (add labelled images) and
+``alerts`` (a webhook called when a retraining fails).
 Option defaults come from the flows' parameter models (:mod:`flows.params`), so the
 command line and the Prefect UI agree. User errors print ``mnist-flow: error: <message>`` on stderr
 and exit with 2 (usage or configuration) or 1 (runtime: data, network, files).
@@ -233,6 +234,17 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     add.add_argument("sources", nargs="+", metavar="FOLDER | IMAGES LABELS", help="what to add")
 
 
+def _add_alerts(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "alerts",
+        help="call a webhook when a retraining run fails or crashes (installs the automation)",
+        description="Install, on the Prefect server of PREFECT_API_URL, the automation that "
+        "POSTs a JSON message to --webhook whenever a run of mnist-retrain fails or crashes.",
+        formatter_class=_Formatter,
+    )
+    p.add_argument("--webhook", required=True, metavar="URL", help="http(s) URL to call")
+
+
 def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
@@ -256,7 +268,16 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for add in (_add_run, _add_train, _add_evaluate, _add_models, _add_predict, _add_data):
+    adders = (
+        _add_run,
+        _add_train,
+        _add_evaluate,
+        _add_models,
+        _add_predict,
+        _add_data,
+        _add_alerts,
+    )
+    for add in adders:
         add(sub)
     return parser
 

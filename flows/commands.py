@@ -211,7 +211,22 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_alerts(args: argparse.Namespace) -> int:
+    """``mnist-flow alerts --webhook URL``: install the failed-retraining automation."""
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.alerts import install_alerts
+    from nn.errors import ConfigError
+
+    if not PREFECT_API_URL.value():
+        raise ConfigError("alerts live on a Prefect server: set PREFECT_API_URL (`make server`)")
+    automation = install_alerts(args.webhook)
+    print(f"automation {automation.name} ({automation.id}) calls {args.webhook}")
+    return 0
+
+
 COMMANDS = {
+    "alerts": cmd_alerts,
     "data": cmd_data,
     "run": cmd_run,
     "train": cmd_train,

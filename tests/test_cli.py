@@ -12,7 +12,7 @@ import pytest
 
 from flows.cli import build_parser, main
 
-SUBCOMMANDS = ["run", "train", "evaluate", "models", "predict"]
+SUBCOMMANDS = ["run", "train", "evaluate", "models", "predict", "data", "alerts"]
 
 
 def run_cli(

@@ -12,9 +12,12 @@ and records the data version in ``metrics.json``; its model becomes the champion
 from __future__ import annotations
 
 import copy
+import http.server
 import json
+import queue
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -47,9 +50,9 @@ def tiny_prefect_yaml(tmp: Path, mnist_dir: Path, out_dir: Path) -> Path:
     return path
 
 
-def data_add(server: PrefectServer, *args: str) -> subprocess.CompletedProcess:
+def mnist_flow(server: PrefectServer, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", "data", "add", *args],
+        [sys.executable, "-m", "flows.cli", *args],
         cwd=REPO_ROOT,
         env=server.env,
         capture_output=True,
@@ -65,29 +68,38 @@ def wait_for_flow_run(server: PrefectServer, timeout: float = 180.0):
         with server.client() as client:
             runs = client.read_flow_runs()
         if runs:
-            return runs[0]
+            [run] = runs
+            return run
         time.sleep(2)
     raise AssertionError(f"no flow run within {timeout:.0f} s of the event")
 
 
-def test_added_data_triggers_a_retraining(
-    prefect_server: PrefectServer, mnist_dir: Path, tmp_path: Path
-) -> None:
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-
-    out_dir = tmp_path / "runs" / "triggered"
-    config = tiny_prefect_yaml(tmp_path, mnist_dir, out_dir)
+@pytest.fixture(scope="module")
+def deployed(prefect_server: PrefectServer, mnist_dir: Path, tmp_path_factory) -> Path:
+    """The server with the small ``mnist-retrain``; returns the folder of its run."""
+    tmp = tmp_path_factory.mktemp("deployed")
+    out_dir = tmp / "runs" / "triggered"
+    config = tiny_prefect_yaml(tmp, mnist_dir, out_dir)
     prefect_server.prefect("work-pool", "create", POOL, "--type", "process")
     prefect_server.prefect("--no-prompt", "deploy", "--all", "--prefect-file", str(config),
                            timeout=180)  # fmt: skip
     time.sleep(10)  # the server's trigger service loads the new automation
+    return out_dir
+
+
+def test_added_data_triggers_a_retraining(
+    prefect_server: PrefectServer, deployed: Path, mnist_dir: Path, tmp_path: Path
+) -> None:
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    out_dir = deployed
 
     images = read_idx(mnist_dir / "train-images-idx3-ubyte.gz")[-200:]
     labels = read_idx(mnist_dir / "train-labels-idx1-ubyte.gz")[-200:]
     pair = [write_idx(tmp_path / "i.gz", images, 2051), write_idx(tmp_path / "l.gz", labels, 2049)]
     store = tmp_path / "store"
-    added = data_add(prefect_server, "--dataset", "mnist", "--data-store", str(store),
-                     *map(str, pair))  # fmt: skip
+    added = mnist_flow(prefect_server, "data", "add", "--dataset", "mnist",
+                       "--data-store", str(store), *map(str, pair))  # fmt: skip
     assert added.returncode == 0, added.stderr
     version_id = added.stdout.split("added data version ")[1].split()[0]
 
@@ -111,3 +123,50 @@ def test_added_data_triggers_a_retraining(
     assert json.loads((champion.path.parent / "metrics.json").read_text())["data_version"] == (
         version_id
     )
+
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    """Records the body of every POST (a loopback stand-in for a chat or paging webhook)."""
+
+    received: queue.Queue = queue.Queue()
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", 0))
+        self.received.put((self.path, self.rfile.read(length).decode("utf-8")))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+
+def test_a_failed_retraining_calls_the_webhook(
+    prefect_server: PrefectServer, deployed: Path, tmp_path: Path
+) -> None:
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
+        installed = mnist_flow(prefect_server, "alerts", "--webhook", url)
+        assert installed.returncode == 0, installed.stderr
+        time.sleep(10)  # the server's trigger service loads the new automation
+        params = {"data": {"dataset": "mnist", "data_dir": str(tmp_path / "missing"),
+                           "data_store": str(tmp_path / "store")}}  # fmt: skip
+        prefect_server.prefect("deployment", "run", "mnist-pipeline/mnist-retrain",
+                               "--params", json.dumps(params))  # fmt: skip
+        worker = prefect_server.prefect("worker", "start", "--pool", POOL, "--run-once",
+                                        timeout=300)  # fmt: skip
+        with prefect_server.client() as client:
+            [failed] = [r for r in client.read_flow_runs() if r.state.is_failed()]
+        try:
+            path, body = Receiver.received.get(timeout=120)
+        except queue.Empty:
+            raise AssertionError(
+                f"no webhook call; the worker said:\n{worker.describe()}"
+            ) from None
+    finally:
+        receiver.shutdown()
+    message = json.loads(body)
+    assert path == "/hook" and message["event"] == "prefect.flow-run.Failed"
+    assert message["flow_run"] == failed.name and message["flow_run_id"].endswith(str(failed.id))
+    assert failed.name in message["text"]
