@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: run test test-fast bench lint constraints clean server deploy worker
+.PHONY: run test test-fast bench lint constraints clean server deploy worker alerts
 
 # The local Prefect server that `make deploy` and `make worker` talk to.
 PREFECT_PORT ?= 4200
@@ -51,6 +51,10 @@ deploy: $(STAMP)
 	PREFECT_API_URL=$(PREFECT_API) $(BIN)/prefect work-pool inspect mnist-pool >/dev/null 2>&1 \
 		|| PREFECT_API_URL=$(PREFECT_API) $(BIN)/prefect work-pool create mnist-pool --type process
 	PREFECT_API_URL=$(PREFECT_API) PWD=$(CURDIR) $(BIN)/prefect --no-prompt deploy --all
+
+# The automation that calls WEBHOOK (a URL) when a run of mnist-retrain fails or crashes.
+alerts: $(STAMP)
+	PREFECT_API_URL=$(PREFECT_API) $(BIN)/mnist-flow alerts --webhook "$(WEBHOOK)"
 
 worker: $(STAMP)
 	PREFECT_API_URL=$(PREFECT_API) $(BIN)/prefect worker start --pool mnist-pool --type process

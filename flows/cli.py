@@ -2,9 +2,10 @@
 
 Subcommands: ``run`` (the whole pipeline), ``train`` (one training run with given
 hyperparameters), ``evaluate`` (a saved model on a test set), ``models`` (the
-registry) and ``predict`` (classify image files). Option defaults come from the
-flows' parameter models (:mod:`flows.params`), so the command line and the
-Prefect UI agree. User errors print ``mnist-flow: error: <message>`` on stderr
+registry), ``predict`` (classify image files), ``data`` (add labelled images) and
+``alerts`` (a webhook called when a retraining fails).
+Option defaults come from the flows' parameter models (:mod:`flows.params`), so the
+command line and the Prefect UI agree. User errors print ``mnist-flow: error: <message>`` on stderr
 and exit with 2 (usage or configuration) or 1 (runtime: data, network, files).
 """
 
@@ -98,7 +99,7 @@ def _add_data_options(
     group = parser.add_argument_group("data")
     for name, setting in DATA.items():
         _add(group, setting, default_text=(defaults or {}).get(name))
-    names = ("seed", "out_dir", "registry_dir", "margin") if run else ("seed", "out_dir")
+    names = ("seed", "out_dir", "registry_dir", "margin", "approve") if run else ("seed", "out_dir")
     _add_group(parser, "run", [RUN[name] for name in names])
 
 
@@ -180,12 +181,68 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 def _add_models(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "models",
-        help="list the models in the registry",
-        description="List the registered models; '*' marks each dataset's champion.",
+        help="list the models in the registry, promote one, roll back, show the history",
+        description="List the registered models ('*' marks each dataset's champion, DATA "
+        "the data version each trained on); change the champion by hand.",
         formatter_class=_Formatter,
     )
     p.add_argument("--dataset", help="only the models of this dataset")
+    p.add_argument("--history", action="store_true", help="every change of champion, oldest first")
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=("promote", "rollback"),
+        help="promote VERSION: make it its dataset's champion; rollback: back to the champion "
+        "the current one replaced (of --dataset, else of the latest promotion)",
+    )
+    p.add_argument("version", nargs="?", help="the version to promote (v0003 or 3)")
+    p.add_argument("--reason", default="", help="why, recorded in the history")
     _add_registry_option(p)
+
+
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    from tasks.settings import DATA
+
+    p = sub.add_parser(
+        "data",
+        help="add labelled images to a dataset, list the data versions",
+        description="Add batches of labelled images (each one an immutable data version that "
+        "train and run use) and list them.",
+        formatter_class=_Formatter,
+    )
+    actions = p.add_subparsers(dest="data_command", metavar="ACTION", parser_class=_Parser)
+    actions.required = True
+    add = actions.add_parser(
+        "add",
+        help="add a folder of class subfolders (0/ ... 9/ or class names), or two IDX files",
+        description="Check a batch of labelled images and store it as a new data version. "
+        "Images are prepared as `predict` prepares them. An unknown class folder, an "
+        "unreadable or blank image or a duplicate (within the batch or of an earlier batch) "
+        "refuses the whole batch, unless --skip-bad. Emits the Prefect event "
+        "mnist-flow.data.added.",
+        formatter_class=_Formatter,
+    )
+    listing = actions.add_parser(
+        "list", help="the data versions of a dataset", formatter_class=_Formatter
+    )
+    for parser in (add, listing):
+        _add(parser, DATA["dataset"])
+        _add(parser, DATA["data_store"])
+    add.add_argument(
+        "--skip-bad", action="store_true", help="add the good images, list the others as skipped"
+    )
+    add.add_argument("sources", nargs="+", metavar="FOLDER | IMAGES LABELS", help="what to add")
+
+
+def _add_alerts(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "alerts",
+        help="call a webhook when a retraining run fails or crashes (installs the automation)",
+        description="Install, on the Prefect server of PREFECT_API_URL, the automation that "
+        "POSTs a JSON message to --webhook whenever a run of mnist-retrain fails or crashes.",
+        formatter_class=_Formatter,
+    )
+    p.add_argument("--webhook", required=True, metavar="URL", help="http(s) URL to call")
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
@@ -211,7 +268,16 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for add in (_add_run, _add_train, _add_evaluate, _add_models, _add_predict):
+    adders = (
+        _add_run,
+        _add_train,
+        _add_evaluate,
+        _add_models,
+        _add_predict,
+        _add_data,
+        _add_alerts,
+    )
+    for add in adders:
         add(sub)
     return parser
 

@@ -53,11 +53,27 @@ def data_params(args: argparse.Namespace) -> DataParams:
     return DataParams(**values)  # run: mnist_pipeline standardises unless told otherwise
 
 
+def _check_approve(options: Any) -> None:
+    """``--approve`` waits for a person in the Prefect UI: a temporary server has none."""
+    from prefect.settings import PREFECT_API_URL
+
+    from nn.errors import ConfigError
+
+    if options.approve and not PREFECT_API_URL.value():
+        raise ConfigError(
+            "approve=True waits for a person in the Prefect UI: start a server (`make server`) "
+            "and set PREFECT_API_URL=http://127.0.0.1:4200/api"
+        )
+
+
 def _check_data_dir(data: DataParams) -> None:
     from nn.errors import ConfigError
 
     if data.data_dir is not None and not Path(data.data_dir).is_dir():
         raise ConfigError(f"--data-dir {data.data_dir}: no such directory")
+    from tasks.data.versions import DataStore
+
+    DataStore(data.data_store).select(data.dataset, data.data_version)  # before any flow run
 
 
 def _summary(result: dict[str, Any]) -> None:
@@ -75,6 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     data = data_params(args)
     search = SearchParams(**_values(args, SEARCH), space=space)
     options = PipelineOptions(**_values(args, {**RUN, **PIPELINE}))
+    _check_approve(options)
     _check_data_dir(data)
     if data.val_size == 0:
         from nn.errors import ConfigError
@@ -105,6 +122,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         raise ConfigError(f"patience={train.patience} needs a validation split: val_size=0")
     options = RunOptions(**_values(args, RUN))
+    _check_approve(options)
     _check_data_dir(data)
     from flows.train import mnist_train
 
@@ -126,10 +144,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    """``mnist-flow models``: the registry as a table."""
+    """``mnist-flow models``: the registry as a table, its history, promote and rollback."""
+    from nn.errors import ConfigError
+    from tasks.registry import history
     from tasks.registry.store import Registry, format_models_table
 
-    print(format_models_table(Registry(args.registry_dir).list(args.dataset)))
+    registry = Registry(args.registry_dir)
+    if args.action == "promote":
+        if args.version is None:
+            raise ConfigError(
+                "models promote: give the VERSION to promote (see `mnist-flow models`)"
+            )
+        entry = history.promote(registry, args.version, args.reason)
+    elif args.action == "rollback":
+        champion = registry.champion(args.dataset)
+        dataset = args.dataset or (champion.dataset if champion else "mnist")
+        entry = history.rollback(registry, dataset, args.reason)
+    elif args.history:
+        print(history.format_history(history.read_history(registry.root, args.dataset)))
+        return 0
+    else:
+        versions = registry.list(args.dataset)
+        print(format_models_table(versions, history.lineage(registry, versions)))
+        return 0
+    print(f"{entry['dataset']}: champion {entry['version']} (was {entry['previous'] or 'none'})")
     return 0
 
 
@@ -144,7 +182,52 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    """``mnist-flow data add|list``: add a checked batch as a data version, list the versions."""
+    from tasks.data.datasets import get_dataset
+    from tasks.data.versions import BatchRefused, DataStore, add_batch, format_versions
+
+    spec = get_dataset(args.dataset)
+    store = DataStore(args.data_store)
+    if args.data_command == "list":
+        names = spec.names_of_classes(spec.n_classes or 10)
+        print(format_versions(store.versions(spec.name), names))
+        return 0
+    try:
+        version, skipped = add_batch(store, spec, args.sources, skip_bad=args.skip_bad)
+    except BatchRefused as exc:
+        for problem in exc.problems:
+            print(f"problem: {problem}")
+        raise
+    for problem in skipped:
+        print(f"skipped: {problem}")
+    print(
+        f"added data version {version.id} to {spec.name}: {version.n_images} images "
+        f"({version.n_heldout} held out for evaluation) in {version.directory}"
+    )
+    from tasks.events import emit_data_added
+
+    emit_data_added(version, str(store.root))
+    return 0
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    """``mnist-flow alerts --webhook URL``: install the failed-retraining automation."""
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.alerts import install_alerts
+    from nn.errors import ConfigError
+
+    if not PREFECT_API_URL.value():
+        raise ConfigError("alerts live on a Prefect server: set PREFECT_API_URL (`make server`)")
+    automation = install_alerts(args.webhook)
+    print(f"automation {automation.name} ({automation.id}) calls {args.webhook}")
+    return 0
+
+
 COMMANDS = {
+    "alerts": cmd_alerts,
+    "data": cmd_data,
     "run": cmd_run,
     "train": cmd_train,
     "evaluate": cmd_evaluate,

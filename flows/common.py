@@ -15,9 +15,13 @@ from typing import Any, NamedTuple
 from prefect import get_run_logger
 from prefect.runtime import flow_run
 
+from flows.approval import register_with_approval
 from flows.params import DataParams, RunOptions, TrainParams
+from tasks.check_data import check_data
 from tasks.data.datasets import ensure_dir, resolve_cache_dir
-from tasks.evaluate import evaluate_model
+from tasks.data.versions import Added, DataStore
+from tasks.errors import DataGateError
+from tasks.evaluate import evaluate_model, score_same_set
 from tasks.fetch import fetch
 from tasks.outputs.rundir import Timings, copy_model, make_run_dir, write_json
 from tasks.outputs.summary import run_metrics, run_summary
@@ -76,13 +80,35 @@ class DataSteps(NamedTuple):
     files: Any  # tasks.data.datasets.DatasetFiles
     prepared: Any  # tasks.data.prepare.PreparedData
     cache_dir: Path
+    added: Added  # the batches added with `mnist-flow data add` that the run uses
+    check: Any = None  # tasks.data.check.DataCheck of the new batches, None without any
 
 
-def prepare_data(data: DataParams, seed: int, timings: Timings) -> DataSteps:
-    """Fetch and preprocess the dataset."""
+def prepare_data(
+    data: DataParams, seed: int, timings: Timings, registry_dir: str | None = None
+) -> DataSteps:
+    """Fetch, check the added batches of ``data.data_version`` and preprocess the dataset.
+
+    Raises
+    ------
+    DataGateError
+        The data check found the new batches broken (the ``mnist-data-check`` artifact
+        and the message say why): the run stops before any training.
+    """
     cache_dir = cache_root(data)
+    added = DataStore(data.data_store).added(data.dataset, data.data_version)
+    if added.ids:
+        get_run_logger().info(
+            "data version %s: the base dataset plus %d added batches", added.version, len(added.ids)
+        )
     with timings.step("fetch"):
         files = fetch_files(data, cache_dir)
+    check = None
+    if added.ids:
+        with timings.step("check-data"):
+            check = check_data(files, added, registry_dir, data.data_store)
+        if not check.passed:
+            raise DataGateError(f"data check of {data.dataset}: {check.reason}")
     with timings.step("preprocess"):
         subset = f"train{data.train_size}" if data.train_size else "train-all"
         val = "auto" if data.val_size is None else data.val_size
@@ -94,8 +120,9 @@ def prepare_data(data: DataParams, seed: int, timings: Timings) -> DataSteps:
             standardize=data.standardize,
             seed=seed,
             cache_dir=str(cache_dir),
+            added=added if added.ids else None,
         )
-    return DataSteps(files, prepared, cache_dir)
+    return DataSteps(files, prepared, cache_dir, added, check)
 
 
 def report_and_save(
@@ -149,7 +176,7 @@ def train_and_report(
         (one line, or None).
     """
     logger = get_run_logger()
-    files, prepared, cache_dir = steps
+    files, prepared, cache_dir, added, check = steps
     params = hyper.model_dump()
     with timings.step("train"):
         final = with_cache(train_final, cache_dir)(
@@ -161,13 +188,19 @@ def train_and_report(
         evaluator = evaluate_model.with_options(task_run_name=f"evaluate-{data.dataset}")
         evaluation = evaluator(str(model_path), files)
     test_metrics = evaluation.metrics
+    lineage = added.lineage() if added.ids else {"version": "base", "n_added": 0}
+    eval_set, scores = None, None
+    if added.ids:  # challenger and champion on the test set plus the held-out added images
+        eval_set, scores = score_same_set(str(model_path), files, added, options.registry_dir)
     with timings.step("register"):
-        decision = register_model(
+        register = register_with_approval if options.approve else register_model
+        decision = register(
             str(model_path),
-            test_metrics,
+            {**test_metrics, "data_version": lineage["version"], "n_added": lineage["n_added"]},
             dataset=data.dataset,
             registry_dir=options.registry_dir,
             margin=options.margin,
+            scores=scores,
         )
     groups = {"data": data.model_dump(), "train": params, "options": options.model_dump()}
     if search_params is not None:
@@ -182,9 +215,13 @@ def train_and_report(
         seed=options.seed,
         decision=decision,
         search=search,
+        lineage=lineage,
+        eval_set=eval_set,
     )
     if parameters_used is not None:
         metrics["parameters_used"] = parameters_used
+    if check is not None:
+        metrics["data_check"] = check.to_dict()
     report_and_save(
         run_dir,
         metrics,

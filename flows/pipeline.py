@@ -76,7 +76,7 @@ def _pipeline(data: DataParams, search: SearchParams, options: PipelineOptions) 
     timings = Timings()
     tag_flow_run(data.dataset, "pipeline")
     with tags(data.dataset, "pipeline"):
-        steps = prepare_data(data, options.seed, timings)
+        steps = prepare_data(data, options.seed, timings, options.registry_dir)
         space = dict(search.space)
         if options.augment is not None:
             space["augment"] = options.augment

@@ -54,7 +54,7 @@ def _train(data: DataParams, train: TrainOptions, options: RunOptions) -> dict[s
     timings = Timings()
     tag_flow_run(data.dataset, "train")
     with tags(data.dataset, "train"):
-        steps = prepare_data(data, options.seed, timings)
+        steps = prepare_data(data, options.seed, timings, options.registry_dir)
         return train_and_report(
             "train", data, steps, TrainParams(**hyper), options, timings, parameters_used=used
         )

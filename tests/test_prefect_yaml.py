@@ -156,3 +156,16 @@ def test_retraining_final_model_uses_the_recipe(deployments):
     options = deployments["mnist-retrain"]["parameters"]["options"]
     assert options["final_recipe"] == "tuned"
     assert PipelineOptions(**options).patience is None  # no early stop under the cosine schedule
+
+
+def test_retraining_is_triggered_by_new_data(deployments):
+    from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
+
+    from tasks.events import DATA_ADDED, RESOURCE_PREFIX
+
+    (spec,) = deployments["mnist-retrain"]["triggers"]
+    trigger = DeploymentEventTrigger.model_validate(spec)
+    assert trigger.expect == {DATA_ADDED}
+    assert trigger.match.model_dump() == {"prefect.resource.id": RESOURCE_PREFIX + "*"}
+    assert set(trigger.parameters["data"]) == {"dataset", "data_store"}  # from the event
+    assert all("event.payload." in value for value in trigger.parameters["data"].values())

@@ -31,6 +31,7 @@ from nn.errors import ConfigError
 from tasks.data.datasets import ROLES, DatasetFiles, fingerprint
 from tasks.data.idx import check_pair, load_idx
 from tasks.data.scaling import pixel_stats, prepare_images
+from tasks.data.versions import Added
 from tasks.errors import ChecksumError, DataError
 from tasks.settings.declared import default_val_size
 
@@ -123,6 +124,9 @@ class PreparedData:
         Example counts.
     params:
         The :class:`PrepareParams` used, as a dict.
+    added:
+        :meth:`tasks.data.versions.Added.lineage` of the added batches whose training
+        part is appended to the training split (empty: the base dataset alone).
     """
 
     name: str
@@ -135,6 +139,7 @@ class PreparedData:
     n_val: int
     n_test: int
     params: dict[str, Any] = field(hash=False)
+    added: dict[str, Any] = field(default_factory=dict, hash=False)
 
     @property
     def directory(self) -> Path:
@@ -277,6 +282,7 @@ def prepare(
     out_dir: Path,
     *,
     logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+    added: Added | None = None,
 ) -> PreparedData:
     """Read, split, scale and store a dataset; return the handle on the stored arrays.
 
@@ -291,18 +297,27 @@ def prepare(
         If it already holds a complete result (a concurrent run), that result is returned.
     logger:
         Where to log progress (defaults to this module's logger).
+    added:
+        Batches added with ``mnist-flow data add``: their training part is appended to
+        the training split (after the validation split and ``train_size``); their
+        held-out part is left for the evaluation.
     """
     log = logger or logging.getLogger(__name__)
     raw = read_verified(files)
     train_idx, val_idx = split_indices(raw["train_labels"], params)
     train_images = raw["train_images"][train_idx]
+    train_labels = raw["train_labels"][train_idx].astype(np.int64)
+    if added is not None and added.ids:
+        extra_images, extra_labels = added.load(heldout=False)
+        train_images = np.concatenate([train_images, extra_images])
+        train_labels = np.concatenate([train_labels, extra_labels])
     mean, std = pixel_stats(train_images) if params.standardize else (0.0, 1.0)
     if params.standardize and std == 0.0:
         raise DataError(f"{files.train_images}: every training pixel has the same value; std is 0")
     preprocessing = {"standardize": params.standardize, "mean": mean, "std": std}
     arrays: dict[str, np.ndarray] = {
         "X_train": prepare_images(train_images, preprocessing),
-        "y_train": raw["train_labels"][train_idx].astype(np.int64),
+        "y_train": train_labels,
     }
     if val_idx.size:
         arrays["X_val"] = prepare_images(raw["train_images"][val_idx], preprocessing)
@@ -317,10 +332,11 @@ def prepare(
         image_shape=(int(rows), int(cols)),
         preprocessing=preprocessing,
         paths={name: out_dir / f"{name}.npy" for name in arrays},
-        n_train=int(train_idx.size),
+        n_train=int(train_labels.size),
         n_val=int(val_idx.size),
         n_test=int(raw["test_labels"].shape[0]),
         params=asdict(params),
+        added=added.lineage() if added is not None and added.ids else {},
     )
     _write_atomically(out_dir, arrays, prepared)
     log.info(

@@ -126,6 +126,10 @@ def _training_summary(metrics: Mapping, final: Mapping | None) -> str | None:
     return text + "."
 
 
+def _lineage(data: Mapping) -> str:
+    return f"{data.get('version', 'base')} ({data.get('n_added', 0):,})"
+
+
 def percent(fraction: float | None) -> str:
     return "—" if fraction is None else f"{_num(100 * float(fraction), '.2f')}%"
 
@@ -250,6 +254,7 @@ def render_report(
                 ["test loss (cross-entropy)", _num(metrics.get("test_loss"), ".4f")],
                 ["macro F1", _num(metrics.get("macro_f1"), ".4f")],
                 ["test images", _cell(metrics.get("n_test", "—"))],
+                ["data version (images added)", _lineage(metrics.get("dataset") or {})],
             ],
         ),
     ]

@@ -22,6 +22,8 @@ def run_metrics(
     seed: int,
     decision: Any,
     search: Mapping[str, Any] | None = None,
+    lineage: Mapping[str, Any] | None = None,
+    eval_set: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The content of ``metrics.json`` (the step timings are added once the report is written).
 
@@ -43,6 +45,12 @@ def run_metrics(
         The registry's decision (:class:`tasks.registry.promotion.PromotionDecision`).
     search:
         The search's trials and best trial, for a pipeline.
+    lineage:
+        The data version (``"base"``: nothing added) and the added images
+        (:meth:`tasks.data.versions.Added.lineage`), recorded under ``dataset``.
+    eval_set:
+        The model's scores on the test set plus the held-out added images, when data
+        was added (:func:`tasks.scoring.testset.eval_set_scores`).
     """
     metrics: dict[str, Any] = {
         "kind": kind,
@@ -57,6 +65,7 @@ def run_metrics(
             "preprocessing": dict(prepared.preprocessing),
             "n_train": int(prepared.n_train),
             "n_val": int(prepared.n_val),
+            **(lineage or {"version": "base", "n_added": 0}),
         },
         "seed": seed,
         "versions": versions(),
@@ -64,6 +73,8 @@ def run_metrics(
     }
     if search is not None:
         metrics["search"] = dict(search)
+    if eval_set is not None:
+        metrics["eval_set"] = dict(eval_set)
     return metrics
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from numbers import Real
 from pathlib import Path
 from typing import Any
@@ -152,10 +152,35 @@ class PromotionDecision:
         )
 
 
+@dataclass(frozen=True)
+class SameSetScores:
+    """Challenger and champion scored on one evaluation set: the test set plus the held-out
+    part of the added data (``n_images`` in all). Used by :func:`decide` only while
+    ``champion_version`` is still the champion."""
+
+    challenger: float
+    champion_version: str | None
+    champion: float | None
+    n_images: int
+
+
 def decide(
-    challenger: ModelVersion, champion: ModelVersion | None, margin: float
+    challenger: ModelVersion,
+    champion: ModelVersion | None,
+    margin: float,
+    scores: SameSetScores | None = None,
 ) -> PromotionDecision:
-    """Apply the promotion rule; pure."""
+    """Apply the promotion rule; pure.
+
+    With ``scores`` (and ``champion`` the one they scored) both are compared on that
+    evaluation set instead of their own test accuracies.
+    """
+    where = ""
+    if scores is not None and (champion is None or scores.champion_version == champion.version):
+        challenger = replace(challenger, test_accuracy=scores.challenger)
+        if champion is not None and scores.champion is not None:
+            champion = replace(champion, test_accuracy=scores.champion)
+        where = f" on the same {scores.n_images} images (test set and held-out added data)"
     common: dict[str, Any] = dict(
         dataset=challenger.dataset,
         challenger_version=challenger.version,
@@ -177,17 +202,22 @@ def decide(
     reason = (
         f"test accuracy {challenger.test_accuracy:.4f} {verb} champion {champion.version} "
         f"({champion.test_accuracy:.4f}) by at least the margin {margin:.4f} "
-        f"(difference {diff:+.4f})"
+        f"(difference {diff:+.4f}){where}"
     )
     return PromotionDecision(promoted=promoted, reason=reason, **common)
 
 
-def format_models_table(versions: Sequence[ModelVersion]) -> str:
-    """Return ``versions`` as an aligned plain-text table for ``mnist-flow models``."""
+def format_models_table(
+    versions: Sequence[ModelVersion], lineage: dict[str, str] | None = None
+) -> str:
+    """Return ``versions`` as an aligned plain-text table for ``mnist-flow models``.
+
+    ``lineage`` (version -> the data version it trained on) adds a DATA column.
+    """
     if not versions:
         return "no models registered yet; train one with `mnist-flow run`"
-    header = ("VERSION", "CREATED (UTC)", "DATASET", "TEST ACC", "CHAMPION")
-    rows = [
+    header: tuple[str, ...] = ("VERSION", "CREATED (UTC)", "DATASET", "TEST ACC", "CHAMPION")
+    rows: list[tuple[str, ...]] = [
         (
             v.version,
             v.created_at[:19].replace("T", " "),
@@ -197,6 +227,9 @@ def format_models_table(versions: Sequence[ModelVersion]) -> str:
         )
         for v in versions
     ]
+    if lineage is not None:
+        header = (*header[:4], "DATA", header[4])
+        rows = [(*r[:4], lineage.get(r[0], "base"), r[4]) for r in rows]
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
     lines = [
         "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in (header, *rows)

@@ -10,6 +10,7 @@ Layout of a registry directory ``root``::
     root/models/v0001/version.json    {"version", "created_at", "dataset", "test_accuracy",
                                        "source"}
     root/champion-<dataset>.json      {"version", "test_accuracy", "dataset", "promoted_at"}
+    root/history.jsonl                every change of champion (tasks.registry.history)
 
 Accuracies are only comparable on the same test set, so there is one champion per dataset
 (``champion-mnist.json``, ``champion-fashion-mnist.json``, ...): a challenger is compared
@@ -50,11 +51,13 @@ from tasks.registry.files import (
     now,
     read_json,
 )
+from tasks.registry.history import change_champion
 from tasks.registry.promotion import (
     VERSION_RE,
     ModelVersion,
     PromotionDecision,
     RegistryError,
+    SameSetScores,
     check_accuracy,
     check_dataset,
     check_margin,
@@ -128,7 +131,11 @@ class Registry:
         return version
 
     def promote_if_better(
-        self, version: ModelVersion | str | int, *, margin: float = 0.0
+        self,
+        version: ModelVersion | str | int,
+        *,
+        margin: float = 0.0,
+        scores: SameSetScores | None = None,
     ) -> PromotionDecision:
         """Make ``version`` the champion of its dataset if it beats the current one by ``margin``.
 
@@ -141,10 +148,16 @@ class Registry:
         """
         margin = check_margin(margin)
         with self._locked():
-            return self._promote_locked(self.get(version), margin)
+            return self._promote_locked(self.get(version), margin, scores)
 
     def register_and_promote(
-        self, model_path: Path | str, metrics: dict, *, dataset: str, margin: float = 0.0
+        self,
+        model_path: Path | str,
+        metrics: dict,
+        *,
+        dataset: str,
+        margin: float = 0.0,
+        scores: SameSetScores | None = None,
     ) -> tuple[ModelVersion, PromotionDecision]:
         """Register a model and promote it if it is better, both under one lock.
 
@@ -161,7 +174,7 @@ class Registry:
         prepared = self._prepare(model_path, metrics, dataset)
         with self._locked():
             registered = self._register_locked(*prepared)
-            decision = self._promote_locked(registered, margin)
+            decision = self._promote_locked(registered, margin, scores)
         if decision.promoted:
             registered = replace(registered, is_champion=True)
         return registered, decision
@@ -314,22 +327,18 @@ class Registry:
             ) from exc
         return self._read_entry(final)
 
-    def _promote_locked(self, challenger: ModelVersion, margin: float) -> PromotionDecision:
-        decision = decide(challenger, self.champion(challenger.dataset), margin)
+    def _promote_locked(
+        self,
+        challenger: ModelVersion,
+        margin: float,
+        scores: SameSetScores | None = None,
+    ) -> PromotionDecision:
+        decision = decide(challenger, self.champion(challenger.dataset), margin, scores)
         if decision.promoted:
-            pointer = {
-                "version": challenger.version,
-                "test_accuracy": challenger.test_accuracy,
-                "dataset": challenger.dataset,
-                "promoted_at": now(),
-            }
-            path = self.pointer_path(challenger.dataset)
-            try:
-                write_json_atomic(path, pointer)
-            except OSError as exc:
-                raise RegistryError(
-                    f"could not write champion pointer {path}: {exc}; the champion is unchanged"
-                ) from exc
+            change_champion(
+                self, challenger, previous=decision.champion_version, action="auto",
+                reason=decision.reason,
+            )  # fmt: skip
         return decision
 
     def _pointer_paths(self) -> list[Path]:

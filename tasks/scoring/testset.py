@@ -19,6 +19,7 @@ from nn.io import load_model
 from tasks.data.datasets import DatasetFiles
 from tasks.data.idx import check_pair, read_idx
 from tasks.data.scaling import prepare_images
+from tasks.data.versions import Added
 from tasks.registry.store import metadata_dataset
 from tasks.scoring.metrics import (
     EvaluationError,
@@ -133,3 +134,31 @@ def score_model(
     return Evaluation(
         metrics, sample.images, sample.y_true, sample.y_pred, sample.indices, sample.confidence
     )
+
+
+def eval_set_scores(model_path: str | Path, data: DatasetFiles, added: Added) -> dict[str, Any]:
+    """Accuracy of a saved model on the evaluation set: the test split plus the held-out
+    part of the ``added`` batches (the set on which challenger and champion are compared).
+
+    Returns
+    -------
+    dict
+        ``accuracy`` and ``n`` (the whole set), ``test_accuracy``, ``n_test``,
+        ``heldout_accuracy`` (None without held-out images) and ``n_heldout``.
+    """
+    model, meta = load_model(model_path)
+    parts = {"test": load_test_split(data), "heldout": added.load(heldout=True)}
+    correct = {}
+    for name, (images, labels) in parts.items():
+        if labels.size:
+            X = prepare_images(images, meta["preprocessing"])
+            correct[name] = int((model.predict(X) == labels).sum())
+    n_test, n_heldout = parts["test"][1].size, parts["heldout"][1].size
+    return {
+        "accuracy": (correct["test"] + correct.get("heldout", 0)) / (n_test + n_heldout),
+        "n": int(n_test + n_heldout),
+        "test_accuracy": correct["test"] / n_test,
+        "n_test": int(n_test),
+        "heldout_accuracy": correct["heldout"] / n_heldout if n_heldout else None,
+        "n_heldout": int(n_heldout),
+    }

@@ -67,6 +67,10 @@ DATA = _group(
     Setting("standardize", bool, None, "standardise pixels to zero mean and unit variance",
             none="on"),
     Setting("fetch_retries", int, 2, "retries of a download that failed on network errors", 0, 10),
+    Setting("data_store", str, None, "folder of the batches added with `mnist-flow data add`",
+            none="$MNIST_FLOW_DATA or the user data folder"),
+    Setting("data_version", str, "latest", "train on the base dataset plus the added batches "
+            "up to this data version (an id of `mnist-flow data list`; base: none; latest: all)"),
 )  # fmt: skip
 """Where the images come from and how they are split."""
 
@@ -89,6 +93,8 @@ RUN = _group(
             none="$MNIST_FLOW_REGISTRY or the user data folder", option="--registry"),
     Setting("margin", float, 0.0, "test-accuracy gain needed to replace the dataset's champion",
             0.0, 1.0, high_open=True),
+    Setting("approve", bool, False, "pause before a promotion until a person approves or rejects "
+            "it in the Prefect UI (needs a Prefect server: PREFECT_API_URL)"),
 )  # fmt: skip
 """Seed, outputs and registry of a run."""
 

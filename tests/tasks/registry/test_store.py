@@ -253,7 +253,12 @@ def test_failing_pointer_write_keeps_the_champion(reg, tmp_path, monkeypatch):
         reg.promote_if_better(challenger)
     monkeypatch.undo()
     assert (reg.root / "champion-mnist.json").read_bytes() == before
-    assert sorted(p.name for p in reg.root.iterdir()) == [".lock", "champion-mnist.json", "models"]
+    assert sorted(p.name for p in reg.root.iterdir()) == [
+        ".lock",
+        "champion-mnist.json",
+        "history.jsonl",
+        "models",
+    ]
 
 
 def test_stale_temp_dirs_are_ignored_and_cleaned(reg, tmp_path, model):

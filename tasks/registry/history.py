@@ -1,0 +1,210 @@
+"""Every change of champion, kept in an append-only history; promote and roll back by hand.
+
+``root/history.jsonl`` holds one JSON object a line, oldest first, never rewritten but by
+appending (under the registry's lock, through :func:`nn.atomic.write_text_atomic`, so a
+reader sees the old or the new file, never half a line)::
+
+    {"time", "dataset", "version", "previous", "action", "reason"}
+
+``action`` is ``"auto"`` (a retraining run beat the champion), ``"approved"`` (a person
+approved it in the Prefect UI), ``"promote"`` (``mnist-flow models promote``) or
+``"rollback"`` (``mnist-flow models rollback``). A rollback returns to the champion that
+the current one replaced, skipping those already rolled back: the history is replayed
+as a stack (each promotion pushes, each rollback pops). Plain code: no Prefect.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from nn.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
+from tasks.errors import RegistryError
+from tasks.registry.files import now, read_json
+from tasks.registry.promotion import ModelVersion, PromotionDecision, SameSetScores, decide
+
+HISTORY_FILE = "history.jsonl"
+ACTIONS = ("auto", "approved", "promote", "rollback")
+
+
+def history_path(root: Path) -> Path:
+    """The history file of the registry at ``root``."""
+    return Path(root) / HISTORY_FILE
+
+
+def read_history(root: Path, dataset: str | None = None) -> list[dict[str, Any]]:
+    """The changes of champion (of ``dataset`` if given), oldest first."""
+    path = history_path(root)
+    if not path.is_file():
+        return []
+    entries = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise RegistryError(f"{path}:{number}: corrupted history line ({exc})") from None
+        if dataset is None or entry.get("dataset") == dataset:
+            entries.append(entry)
+    return entries
+
+
+def change_champion(
+    registry: Any, version: ModelVersion, *, previous: str | None, action: str, reason: str
+) -> dict[str, Any]:
+    """Point ``version``'s dataset at it and append the change (call with the lock held).
+
+    Raises
+    ------
+    RegistryError
+        The pointer or the history cannot be written; the champion is then unchanged.
+    """
+    if action not in ACTIONS:
+        raise ValueError(f"action must be one of {ACTIONS}, not {action!r}")
+    entry = {
+        "time": now(),
+        "dataset": version.dataset,
+        "version": version.version,
+        "previous": previous,
+        "action": action,
+        "reason": reason,
+    }
+    pointer = registry.pointer_path(version.dataset)
+    path = history_path(registry.root)
+    before = pointer.read_bytes() if pointer.exists() else None
+    try:
+        old = path.read_text(encoding="utf-8") if path.is_file() else ""
+        write_json_atomic(
+            pointer,
+            {
+                "version": version.version,
+                "test_accuracy": version.test_accuracy,
+                "dataset": version.dataset,
+                "promoted_at": entry["time"],
+            },
+        )
+    except OSError as exc:
+        raise RegistryError(
+            f"could not write champion pointer {pointer}: {exc}; the champion is unchanged"
+        ) from exc
+    try:
+        write_text_atomic(path, old + json.dumps(entry, sort_keys=True) + "\n")
+    except OSError as exc:  # no change of champion without its line in the history
+        if before is None:
+            pointer.unlink(missing_ok=True)
+        else:
+            write_bytes_atomic(pointer, before)
+        raise RegistryError(
+            f"could not append to {path}: {exc}; the champion is unchanged"
+        ) from exc
+    return entry
+
+
+def _current(registry: Any, dataset: str) -> str | None:
+    pointer = registry.pointer_path(dataset)
+    return read_json(pointer, "champion pointer")["version"] if pointer.exists() else None
+
+
+def promote(registry: Any, version: str, reason: str = "") -> dict[str, Any]:
+    """Make ``version`` the champion of its dataset by hand; return the history entry.
+
+    Raises
+    ------
+    RegistryError
+        Unknown version, or already the champion.
+    """
+    with registry._locked():
+        target = registry.get(version)
+        previous = _current(registry, target.dataset)
+        if previous == target.version:
+            raise RegistryError(f"{target.version} is already the champion of {target.dataset}")
+        return change_champion(
+            registry,
+            target,
+            previous=previous,
+            action="promote",
+            reason=reason or "promoted by hand",
+        )
+
+
+def promote_approved(
+    registry: Any, version: str, margin: float, scores: SameSetScores | None, note: str
+) -> PromotionDecision:
+    """Apply the promotion rule to ``version`` after a person approved it; ``note`` (who
+    approved and why) ends the decision's reason and its history line."""
+    with registry._locked():
+        challenger = registry.get(version)
+        decision = decide(challenger, registry.champion(challenger.dataset), margin, scores)
+        decision = replace(decision, reason=f"{decision.reason}; {note}")
+        if decision.promoted:
+            change_champion(registry, challenger, previous=decision.champion_version,
+                            action="approved", reason=decision.reason)  # fmt: skip
+    return decision
+
+
+def champion_stack(entries: list[dict[str, Any]]) -> list[str]:
+    """The champions a rollback goes back through, oldest first (replaying ``entries``)."""
+    stack: list[str] = []
+    for entry in entries:
+        if entry["action"] == "rollback":
+            if stack:
+                stack.pop()
+        else:
+            stack.append(entry["version"])
+    return stack
+
+
+def rollback(registry: Any, dataset: str, reason: str = "") -> dict[str, Any]:
+    """Make the champion that the current one replaced the champion again.
+
+    Raises
+    ------
+    RegistryError
+        No earlier champion to go back to.
+    """
+    with registry._locked():
+        stack = champion_stack(read_history(registry.root, dataset))
+        current = _current(registry, dataset)
+        if len(stack) < 2 or stack[-1] != current:
+            raise RegistryError(
+                f"registry {registry.root}: no earlier champion of {dataset} to roll back to "
+                f"(champion: {current or 'none'})"
+            )
+        target = registry.get(stack[-2])
+        return change_champion(
+            registry,
+            target,
+            previous=current,
+            action="rollback",
+            reason=reason or f"rolled back from {current} by hand",
+        )
+
+
+def lineage(registry: Any, versions: list[ModelVersion]) -> dict[str, str]:
+    """Version -> the data version it trained on (``metrics.json``'s ``data_version``)."""
+    found = {}
+    for v in versions:
+        path = v.path.parent / "metrics.json"
+        try:
+            value = json.loads(path.read_text(encoding="utf-8")).get("data_version", "base")
+        except (OSError, ValueError):
+            value = "?"
+        found[v.version] = str(value)
+    return found
+
+
+def format_history(entries: list[dict[str, Any]]) -> str:
+    """The history as a plain-text table for ``mnist-flow models --history``."""
+    if not entries:
+        return "no change of champion yet"
+    rows = [("TIME (UTC)", "DATASET", "CHAMPION", "BEFORE", "HOW", "REASON")]
+    for e in entries:
+        time = e["time"][:19].replace("T", " ")
+        rows.append((time, e["dataset"], e["version"], e["previous"] or "-", e["action"],
+                     e["reason"]))  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(r[:5], widths, strict=True)) + "  " + r[5]
+        for r in rows
+    )
