@@ -87,6 +87,10 @@ TRAIN_DATA_DEFAULTS = {
 """The defaults ``mnist-flow train`` shows for its data options that the recipe sets."""
 
 
+ADDED_DATA = ("data_store", "data_version")
+"""The data options of batches added with `mnist-flow data add`: training only."""
+
+
 def _add_data_options(
     parser: argparse.ArgumentParser, *, run: bool = True, defaults: dict[str, str] | None = None
 ) -> None:
@@ -98,7 +102,8 @@ def _add_data_options(
 
     group = parser.add_argument_group("data")
     for name, setting in DATA.items():
-        _add(group, setting, default_text=(defaults or {}).get(name))
+        if run or name not in ADDED_DATA:  # evaluate scores on the test set only
+            _add(group, setting, default_text=(defaults or {}).get(name))
     names = ("seed", "out_dir", "registry_dir", "margin", "approve") if run else ("seed", "out_dir")
     _add_group(parser, "run", [RUN[name] for name in names])
 

@@ -75,6 +75,15 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, *needles
         assert needle in errors[0], errors[0]
 
 
+@pytest.mark.parametrize("command", ["run", "train", "evaluate"])
+def test_only_training_commands_take_the_added_data(command, capsys):
+    """evaluate scores on the test set: an option it would ignore is not offered."""
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, "--help"])
+    offered = "--data-version" in capsys.readouterr().out
+    assert offered == (command != "evaluate")
+
+
 def test_main_without_command_prints_help(capsys):
     assert main([]) == 0
     assert "mnist-flow" in capsys.readouterr().out
