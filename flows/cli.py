@@ -104,7 +104,9 @@ def _add_data_options(
     for name, setting in DATA.items():
         if run or name not in ADDED_DATA:  # evaluate scores on the test set only
             _add(group, setting, default_text=(defaults or {}).get(name))
-    names = ("seed", "out_dir", "registry_dir", "margin", "approve") if run else ("seed", "out_dir")
+    names = ("seed", "out_dir", "registry_dir", "margin", "approve", "threads")
+    if not run:
+        names = ("seed", "out_dir")
     _add_group(parser, "run", [RUN[name] for name in names])
 
 

@@ -180,7 +180,7 @@ def train_and_report(
     params = hyper.model_dump()
     with timings.step("train"):
         final = with_cache(train_final, cache_dir)(
-            prepared, params, seed=options.seed, cache_dir=str(cache_dir)
+            prepared, params, seed=options.seed, cache_dir=str(cache_dir), threads=options.threads
         )
     run_dir = make_run_dir(options.out_dir, flow_run.name)
     model_path = copy_model(final.model_path, run_dir)

@@ -2,14 +2,16 @@
 
 :func:`train` runs ``config.epochs`` passes over ``(X, y)``. Each epoch draws a
 fresh permutation from the caller's :class:`numpy.random.Generator`, gathers
-each minibatch into a preallocated buffer, runs one vectorised forward and
-backward pass and one optimizer step. It records an :class:`EpochRecord` per
+(and augments) each minibatch into a preallocated buffer (:class:`nn.batches.Batches`,
+optionally one step ahead in a background thread), runs one vectorised forward
+and backward pass and one optimizer step. It records an :class:`EpochRecord` per
 epoch, calls ``callback`` with it, and never prints. Same generator seed and
 same data give bit-identical weights.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -19,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from nn.batches import Augment, Batches
 from nn.config import TrainConfig
 from nn.errors import ConfigError, InputError, NonFiniteError
 from nn.model import MLP
@@ -26,9 +29,7 @@ from nn.optim import flush_subnormals, make_optimizer
 from nn.schedules import learning_rate
 from nn.step import TrainStep
 
-__all__ = ["EpochRecord", "History", "TrainConfig", "train"]
-
-Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+__all__ = ["Augment", "EpochRecord", "History", "TrainConfig", "train"]
 
 
 @dataclass(frozen=True)
@@ -71,12 +72,13 @@ class History:
 
 @dataclass
 class _Buffers:
-    """Everything one training run preallocates: the step's buffers, the rows of one
-    minibatch and the predicted class of every training row."""
+    """Everything one training run preallocates: the step's buffers, the minibatches
+    and the predicted class of every training row."""
 
     step: TrainStep
-    xb: np.ndarray
+    batches: Batches
     pred: np.ndarray
+    on_batch: Callable[[], None] | None = None
 
 
 def _check_data(
@@ -97,12 +99,10 @@ def _check_finite(model: MLP, epoch: int) -> None:
 
 def _run_epoch(
     model: MLP,
-    X: np.ndarray,
     y: np.ndarray,
     lr: float,
     epoch: int,
     rng: np.random.Generator,
-    augment: Augment | None,
     buffers: _Buffers,
 ) -> tuple[float, float]:
     """One pass over the data; returns (mean minibatch loss, accuracy).
@@ -112,29 +112,24 @@ def _run_epoch(
     read it (gathering the whole epoch at once was measured slower, and would double
     the memory held).
     """
-    n = X.shape[0]
-    step, pred = buffers.step, buffers.pred
+    n = y.shape[0]
+    step, pred, on_batch = buffers.step, buffers.pred, buffers.on_batch
     bs = step.batch_size
-    order = rng.permutation(n)
+    order, minibatches = buffers.batches.epoch(rng)
     ys = y[order]
     onehot, flat = step.epoch_labels(ys)
-    full, tail = buffers.xb, buffers.xb[: n % bs]
     loss_sum = 0.0
-    for start in range(0, n, bs):
-        stop = start + bs
-        out = full if stop <= n else tail
-        xb = np.take(X, order[start:stop], axis=0, out=out, mode="clip")  # valid indices
-        if augment is not None:
-            xb = np.asarray(augment(xb, rng))
-            if xb.shape != out.shape:
-                raise InputError(f"augment returned shape {xb.shape}, expected {out.shape}")
-            xb = xb.astype(model.dtype, copy=False)
-        loss = step(xb, onehot[start:stop], flat[start:stop], pred[start:stop], lr)
-        if not math.isfinite(loss):
-            raise NonFiniteError(
-                f"the training loss became {loss} in minibatch {start // bs + 1}", epoch
-            )
-        loss_sum += loss
+    with contextlib.closing(minibatches):
+        for start, xb in zip(range(0, n, bs), minibatches, strict=True):
+            if on_batch is not None:
+                on_batch()
+            stop = start + bs
+            loss = step(xb, onehot[start:stop], flat[start:stop], pred[start:stop], lr)
+            if not math.isfinite(loss):
+                raise NonFiniteError(
+                    f"the training loss became {loss} in minibatch {start // bs + 1}", epoch
+                )
+            loss_sum += loss
     return loss_sum / n, int(np.count_nonzero(pred == ys)) / n
 
 
@@ -149,6 +144,8 @@ def train(
     y_val: np.ndarray | None = None,
     callback: Callable[[EpochRecord], None] | None = None,
     augment: Augment | None = None,
+    prefetch: bool = False,
+    on_batch: Callable[[], None] | None = None,
 ) -> History:
     """Train ``model`` in place by minibatch gradient descent.
 
@@ -170,6 +167,13 @@ def train(
         Called with each epoch's :class:`EpochRecord` after the epoch.
     augment:
         ``augment(batch, rng) -> batch`` transforms each (b, d) minibatch.
+    prefetch:
+        Gather and augment the next minibatches in a background thread while the
+        current one trains (:class:`nn.batches.Batches`): the same random draws in
+        the same order, so the same weights as without.
+    on_batch:
+        Called in the training thread before each minibatch's step (e.g. to adjust
+        the BLAS threads between steps).
 
     Returns
     -------
@@ -209,8 +213,9 @@ def train(
     bs = min(config.batch_size, X.shape[0])
     buffers = _Buffers(
         step=TrainStep(model, bs, optimizer, config.weight_decay),
-        xb=np.empty((bs, X.shape[1]), dtype=model.dtype),
+        batches=Batches(X, bs, augment, prefetch=prefetch),
         pred=np.empty(X.shape[0], dtype=np.intp),
+        on_batch=on_batch,
     )
     flush_buffers = [(np.empty_like(p), np.empty(p.shape, dtype=bool)) for p in model.parameters()]
 
@@ -228,7 +233,7 @@ def train(
             warmup_epochs=config.warmup_epochs,
         )
         with np.errstate(over="ignore", invalid="ignore"):
-            train_loss, train_acc = _run_epoch(model, X, y, lr, epoch, rng, augment, buffers)
+            train_loss, train_acc = _run_epoch(model, y, lr, epoch, rng, buffers)
         _check_finite(model, epoch)
         for p, (scratch, mask) in zip(model.parameters(), flush_buffers, strict=True):
             flush_subnormals(p, scratch, mask)

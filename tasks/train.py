@@ -26,23 +26,17 @@ from typing import Any
 import numpy as np
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from threadpoolctl import threadpool_limits
 
 from nn.io import save_model
 from nn.train import EpochRecord, TrainConfig
 from tasks.cache import InputsAndCode, code_version
 from tasks.fitting.augment import default_augment, make_augmenter
 from tasks.fitting.fit import fit
+from tasks.fitting.threads import AUTO
 from tasks.settings import resolve
 
 PROGRESS_KEY = "mnist-train-progress"
 """Key of the progress artifact updated after every epoch."""
-
-BLAS_THREADS = 1
-"""BLAS threads during training. Minibatch products are small ((128, 784) @ (784, 300)):
-on a machine whose cores other processes keep busy, spinning BLAS threads contend for
-them and two threads were several times slower per epoch than one (``bench/nn_speed.py``
-measures both). The search trials use one thread each too."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +116,9 @@ def _run_name() -> str:
     cache_policy=InputsAndCode(inputs=_cache_inputs, files_exist=_model_exists),
     persist_result=True,
 )
-def train_final(data: Any, params: dict[str, Any], *, seed: int, cache_dir: str) -> FinalModel:
+def train_final(
+    data: Any, params: dict[str, Any], *, seed: int, cache_dir: str, threads: int | None = None
+) -> FinalModel:
     """Train the final model on the training split, monitored on the validation split.
 
     Parameters
@@ -136,6 +132,9 @@ def train_final(data: Any, params: dict[str, Any], *, seed: int, cache_dir: str)
         Seed of the run (see the module docstring).
     cache_dir:
         Cache root; the model goes to ``<cache_dir>/models/<key>.npz``.
+    threads:
+        BLAS threads; None: ``"auto"`` (:mod:`tasks.fitting.threads`). Not part of the
+        cache key: it changes the speed, and the weights only in their last bits.
 
     Returns
     -------
@@ -173,16 +172,16 @@ def train_final(data: Any, params: dict[str, Any], *, seed: int, cache_dir: str)
         )
 
     start = time.perf_counter()
-    with threadpool_limits(BLAS_THREADS, user_api="blas"):
-        model, history = fit(
-            splits,
-            hyper["hidden"],
-            data.n_classes,
-            config,
-            rng=np.random.default_rng(seed),
-            callback=on_epoch,
-            augment=make_augmenter(augment_config),
-        )
+    model, history = fit(
+        splits,
+        hyper["hidden"],
+        data.n_classes,
+        config,
+        rng=np.random.default_rng(seed),
+        callback=on_epoch,
+        augment=make_augmenter(augment_config),
+        threads=AUTO if threads is None else threads,
+    )
     seconds = time.perf_counter() - start
     if history.stopped_early:
         logger.info("early stopping: kept the weights of epoch %d", history.best_epoch)

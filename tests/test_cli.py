@@ -182,6 +182,23 @@ def test_parser_reads_every_option_of_run():
     assert args.train_size == 1000
 
 
+@pytest.mark.parametrize("command", ["run", "train"])
+def test_threads_is_an_option_of_the_trainings_with_auto_as_default(command):
+    from flows.commands import _values
+    from flows.params import RunOptions
+    from tasks.settings import RUN
+
+    parser = build_parser()
+    assert parser.parse_args([command]).threads is None  # auto
+    args = parser.parse_args([command, "--threads", "3"])
+    assert RunOptions(**_values(args, RUN)).threads == 3
+    help_text = " ".join(
+        parser._subparsers._group_actions[0].choices[command].format_help().split()
+    )
+    assert "--threads THREADS BLAS threads of the (final) training" in help_text
+    assert "(default: auto: every core, or one while that is faster)" in help_text
+
+
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
@@ -194,6 +211,8 @@ def test_parser_reads_every_option_of_run():
         (["train", "--recipe", "plain", "--nesterov"], "nesterov"),
         (["run", "--trials", "0"], "--trials"),
         (["run", "--margin", "2"], "--margin"),
+        (["run", "--threads", "0"], "--threads"),
+        (["train", "--threads", "-2"], "--threads"),
         (["run", "--space", "lr=5:1"], "lr"),
         (["train", "--data-dir", "/nonexistent/mnist-flow"], "--data-dir"),
     ],

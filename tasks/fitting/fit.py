@@ -5,6 +5,11 @@ Both a search trial (:func:`tasks.tuning.trials.run_trial`) and the final model
 network the same way: ``rng`` first draws the initial weights
 (:meth:`nn.model.MLP.create`), then drives the shuffles and the augmentation of
 :func:`nn.train.train`, so a seed fixes the model completely.
+
+With augmentation the minibatches are prepared one step ahead in a background
+thread (``prefetch`` of :func:`nn.train.train`: the same random draws, so the same
+model), when the process has more than one core; ``threads`` sets the BLAS threads
+(:func:`tasks.fitting.threads.blas_threads`).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import numpy as np
 
 from nn.model import MLP
 from nn.train import EpochRecord, History, TrainConfig, train
+from tasks.fitting.threads import available_cores, blas_threads
 
 __all__ = ["fit"]
 
@@ -29,6 +35,7 @@ def fit(
     rng: np.random.Generator,
     callback: Callable[[EpochRecord], None] | None = None,
     augment: Any = None,
+    threads: int | str | None = None,
 ) -> tuple[MLP, History]:
     """Create a ``d-hidden-...-n_classes`` network and train it; return it with its history.
 
@@ -49,18 +56,25 @@ def fit(
         Called with each epoch's record.
     augment:
         The minibatch augmenter (:func:`tasks.fitting.augment.make_augmenter`), or None.
+    threads:
+        BLAS threads: a count, ``"auto"`` (the cores it has, one when that is faster),
+        or None to leave them as the caller set them.
     """
     sizes = (int(splits.X_train.shape[1]), *(int(units) for units in hidden), int(n_classes))
     model = MLP.create(sizes, rng=rng)
-    history = train(
-        model,
-        splits.X_train,
-        splits.y_train,
-        config,
-        rng=rng,
-        X_val=splits.X_val,
-        y_val=splits.y_val,
-        callback=callback,
-        augment=augment,
-    )
+    prefetch = augment is not None and available_cores() > 1
+    with blas_threads(threads, prefetch=prefetch) as pacer:
+        history = train(
+            model,
+            splits.X_train,
+            splits.y_train,
+            config,
+            rng=rng,
+            X_val=splits.X_val,
+            y_val=splits.y_val,
+            callback=callback,
+            augment=augment,
+            prefetch=prefetch,
+            on_batch=pacer,
+        )
     return model, history

@@ -95,8 +95,11 @@ RUN = _group(
             0.0, 1.0, high_open=True),
     Setting("approve", bool, False, "pause before a promotion until a person approves or rejects "
             "it in the Prefect UI (needs a Prefect server: PREFECT_API_URL)"),
+    Setting("threads", int, None, "BLAS threads of the (final) training; the search gives each "
+            "trial its share of the cores", 1, 1024,
+            none="auto: every core, or one while that is faster"),
 )  # fmt: skip
-"""Seed, outputs and registry of a run."""
+"""Seed, outputs, registry and threads of a run."""
 
 PIPELINE = _group(
     Setting("final_epochs", int, 60, "epochs of the final model", 1, 10000),

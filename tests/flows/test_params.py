@@ -8,6 +8,7 @@ from pydantic import ValidationError
 from flows.params import (
     DataParams,
     PipelineOptions,
+    RunOptions,
     SearchParams,
     TrainOptions,
     TrainParams,
@@ -78,6 +79,15 @@ def test_flow_parameter_forms_show_plain_text():
         assert len(descriptions) > 20
         for text in descriptions:
             assert not re.search(r"<[^<>]*>|:[a-z]+:`|``|(?<![\w-])--[a-z]", text), text
+
+
+def test_the_forms_offer_the_threads_of_the_training_auto_by_default():
+    for model in (RunOptions, PipelineOptions):
+        field = model.model_json_schema()["properties"]["threads"]
+        assert field["anyOf"][0] == {"minimum": 1, "maximum": 1024, "type": "integer"}
+        assert field["default"] is None and "auto" in field["description"]
+        with pytest.raises(ValidationError, match="threads"):
+            model(threads=0)
 
 
 def test_the_train_form_leaves_every_hyperparameter_to_the_recipe():

@@ -19,7 +19,6 @@ from nn.train import TrainConfig, train
 from tasks.data.prepare import PrepareParams, prepare
 from tasks.data.sources import fetch_files
 from tasks.settings import train_params
-from tasks.train import BLAS_THREADS
 
 SEED = 3
 
@@ -52,7 +51,9 @@ def trained(prefect_harness, fashion_dir, tmp_path_factory):
     )
     resolved = train_params("fashion-mnist", "tuned", given.model_dump(exclude={"recipe"}))
     assert resolved == params.model_dump()  # the recipe's warm-up and Nesterov went with cosine
-    options = RunOptions(seed=SEED, out_dir=str(tmp / "run"), registry_dir=str(tmp / "registry"))
+    options = RunOptions(
+        seed=SEED, out_dir=str(tmp / "run"), registry_dir=str(tmp / "registry"), threads=1
+    )
     summary = mnist_train(data=data, train=given, options=options)
     return {"tmp": tmp, "data": data, "params": given, "summary": summary}
 
@@ -67,7 +68,7 @@ def test_plain_sgd_is_reproduced_exactly(trained, fashion_dir):
     rng = np.random.default_rng(SEED)
     reference = MLP.create((784, 32, 10), rng=rng)
     config = TrainConfig(epochs=2, lr=0.05, momentum=0.5, batch_size=128, schedule="constant")
-    with threadpool_limits(BLAS_THREADS, user_api="blas"):  # same summation order as the task
+    with threadpool_limits(1, user_api="blas"):  # --threads 1: same summation order as the task
         train(
             reference,
             splits.X_train,

@@ -1,0 +1,172 @@
+"""Training epochs with the thread policy of ``mnist-flow train``, against one thread and PyTorch.
+
+On the complete Fashion-MNIST (60,000 images, standardised), 784-300-10, batch
+128, momentum 0.9, learning rate 0.05, each case trains ``--epochs`` epochs through
+:func:`tasks.fitting.fit.fit`, the function ``mnist-flow train`` runs:
+
+- ``plain auto``: ``--augment none --schedule constant --weight-decay 0`` with the
+  default ``--threads`` (auto: every core, one while that is faster);
+- ``plain 1``: the same with ``--threads 1`` (what the final training used before);
+- ``elastic auto``: elastic distortions, prepared one minibatch ahead in a thread;
+- ``elastic 1, inline``: elastic distortions in the training thread, one BLAS thread
+  (the order of work before prefetching);
+- ``torch``: PyTorch's CPU build with its default threads, the same network and
+  settings (``torch.nn.Linear`` layers, ``torch.optim.SGD``), when it is installed
+  (``pip install torch==2.13.0`` in the venv; it is not a dependency).
+
+The cases are interleaved, ``--rounds`` times, first on the machine as it is
+(``idle``), then with another process spinning on one core (``busy``: the case in
+which OpenBLAS threads that spin-wait for each other used to make two threads
+several times slower than one). It prints the mean seconds per epoch (the first
+epoch included: it holds the calibration of ``auto``), best and median over the
+rounds, the ratios that the targets are about, and the load average.
+
+Example::
+
+    python bench/thread_speed.py --rounds 3 --epochs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import statistics
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from types import SimpleNamespace
+
+import numpy as np
+from accuracy import load_dataset, scale
+
+from nn.train import EpochRecord, TrainConfig
+from tasks.fitting.augment import default_augment, make_augmenter
+from tasks.fitting.fit import fit
+
+LR, MOMENTUM, BATCH = 0.05, 0.9, 128
+
+
+def ours(X: np.ndarray, y: np.ndarray, epochs: int, augment: str, threads: int | str) -> float:
+    """Mean seconds per epoch of :func:`fit` with ``augment`` and ``threads``."""
+    splits = SimpleNamespace(X_train=X, y_train=y, X_val=None, y_val=None)
+    config = TrainConfig(epochs=epochs, batch_size=BATCH, lr=LR, momentum=MOMENTUM)
+    records: list[EpochRecord] = []
+    augmenter = make_augmenter(default_augment("fashion-mnist", augment))
+    if threads == "inline":  # the augmentation in the training thread, one BLAS thread
+        from threadpoolctl import threadpool_limits
+
+        from nn.model import MLP
+        from nn.train import train
+
+        rng = np.random.default_rng(0)
+        model = MLP.create((784, 300, 10), rng=rng)
+        with threadpool_limits(1, user_api="blas"):
+            train(model, X, y, config, rng=rng, callback=records.append, augment=augmenter)
+    else:
+        fit(
+            splits, [300], 10, config, rng=np.random.default_rng(0),
+            callback=records.append, augment=augmenter, threads=threads,
+        )  # fmt: skip
+    return statistics.mean(r.seconds for r in records)
+
+
+def torch_epochs(X: np.ndarray, y: np.ndarray, epochs: int) -> float:
+    """Mean seconds per epoch of the same training in PyTorch (default threads)."""
+    import torch
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(784, 300), torch.nn.ReLU(), torch.nn.Linear(300, 10))
+    optimizer = torch.optim.SGD(net.parameters(), lr=LR, momentum=MOMENTUM)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y.astype(np.int64))
+    seconds = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        order = torch.randperm(len(yt))
+        for i in range(0, len(yt), BATCH):
+            rows = order[i : i + BATCH]
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(net(Xt[rows]), yt[rows])
+            loss.backward()
+            optimizer.step()
+        seconds.append(time.perf_counter() - start)
+    return statistics.mean(seconds)
+
+
+def _spin(parent: int) -> None:  # pragma: no cover - runs in a child process
+    """Keep one core busy until the benchmark ends (or its process is gone)."""
+    while os.getppid() == parent:
+        for _ in range(100_000):
+            pass
+
+
+@contextmanager
+def busy_core(on: bool):
+    """Another process spinning on one core inside the block (when ``on``)."""
+    if not on:
+        yield
+        return
+    process = multiprocessing.get_context("spawn").Process(
+        target=_spin, args=(os.getpid(),), daemon=True
+    )
+    process.start()
+    try:
+        time.sleep(0.5)
+        yield
+    finally:
+        process.terminate()
+        process.join()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--conditions", nargs="+", default=["idle", "busy"],
+                        choices=["idle", "busy"])  # fmt: skip
+    args = parser.parse_args(argv)
+    X_train, y, X_test, _ = load_dataset("fashion-mnist")
+    X, _ = scale(X_train, X_test, standardize=True)
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    cases: dict[str, Callable[[], float]] = {
+        "plain auto": lambda: ours(X, y, args.epochs, "none", "auto"),
+        "plain 1": lambda: ours(X, y, args.epochs, "none", 1),
+        "elastic auto": lambda: ours(X, y, args.epochs, "elastic", "auto"),
+        "elastic 1, inline": lambda: ours(X, y, args.epochs, "elastic", "inline"),
+    }
+    try:
+        import torch
+
+        cases["torch"] = lambda: torch_epochs(X, y, args.epochs)
+        torch_text = f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads"
+    except ImportError:
+        torch_text = "PyTorch not installed: no torch column"
+    print(f"{os.cpu_count()} CPUs; {torch_text}; {args.rounds} rounds x {args.epochs} epochs")
+    for condition in args.conditions:
+        times: dict[str, list[float]] = {name: [] for name in cases}
+        load = [os.getloadavg()[0]]
+        with busy_core(condition == "busy"):
+            for _ in range(args.rounds):
+                for name, run in cases.items():
+                    times[name].append(run())
+        load.append(os.getloadavg()[0])
+        print(f"\n## {condition} (load average {load[0]:.1f} before, {load[1]:.1f} after)\n")
+        print("| case | s/epoch best | s/epoch median | per round |")
+        print("| --- | ---: | ---: | --- |")
+        for name, values in times.items():
+            rounds = ", ".join(f"{v:.2f}" for v in values)
+            print(f"| {name} | {min(values):.2f} | {statistics.median(values):.2f} | {rounds} |")
+        med = {name: statistics.median(values) for name, values in times.items()}
+        print(f"\nplain auto / plain 1: {med['plain auto'] / med['plain 1']:.2f}")
+        print(f"elastic auto / plain auto: {med['elastic auto'] / med['plain auto']:.2f}")
+        print(f"elastic 1 inline / plain 1: {med['elastic 1, inline'] / med['plain 1']:.2f}")
+        if "torch" in med:
+            print(f"plain auto / torch: {med['plain auto'] / med['torch']:.2f}")
+            per_round = [a / b for a, b in zip(times["plain auto"], times["torch"], strict=True)]
+            print("  per round: " + ", ".join(f"{r:.2f}" for r in per_round))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
