@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.params import DataParams, PipelineOptions, RunOptions, SearchParams, TrainOptions
+from flows.server import load_flow
 
 
 def space_overrides(items: list[str], path: str | None) -> dict[str, Any]:
@@ -97,7 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from nn.errors import ConfigError
 
         raise ConfigError("val_size=0: the search scores its trials on a validation split")
-    from flows.pipeline import mnist_pipeline
+    mnist_pipeline = load_flow("flows.pipeline", "mnist_pipeline")
 
     _summary(mnist_pipeline(data=data, search=search, options=options))
     return 0
@@ -124,7 +125,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     options = RunOptions(**_values(args, RUN))
     _check_approve(options)
     _check_data_dir(data)
-    from flows.train import mnist_train
+    mnist_train = load_flow("flows.train", "mnist_train")
 
     _summary(mnist_train(data=data, train=train, options=options))
     return 0
@@ -134,7 +135,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """``mnist-flow evaluate``: a saved model on a dataset's test set."""
     data = data_params(args)
     _check_data_dir(data)
-    from flows.evaluate import mnist_evaluate
+    mnist_evaluate = load_flow("flows.evaluate", "mnist_evaluate")
 
     result = mnist_evaluate(
         model_path=args.model, data=data, out_dir=args.out_dir, registry_dir=args.registry_dir

@@ -232,6 +232,7 @@ def train_and_report(
         decision_markdown=decision.to_markdown(),
         history=final.history,
         best_params=search["best"]["params"] if search else None,
+        cache_dir=str(cache_dir),
     )
     logger.info(
         "run directory %s: test accuracy %.4f, %s",

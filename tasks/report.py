@@ -7,12 +7,14 @@ everything in the Prefect UI.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from tasks.cache import code_version
 from tasks.logs import run_logger
 from tasks.outputs.report import PLOTS, percent, write_report_files
 
@@ -21,12 +23,18 @@ PARAMETERS_ARTIFACT_KEY = "mnist-parameters"
 
 
 @task(name="write-report", cache_policy=NO_CACHE)
-def write_report(run_dir: str, metrics: dict, **extras: Any) -> str:
+def write_report(
+    run_dir: str, metrics: dict, *, cache_dir: str | None = None, **extras: Any
+) -> str:
     """Write the report into ``run_dir``, publish it; return the path of ``report.md``.
 
-    ``extras`` are those of :func:`tasks.outputs.report.write_report_files`.
+    ``extras`` are those of :func:`tasks.outputs.report.write_report_files`; with a
+    ``cache_dir`` the plots are kept in ``<cache_dir>/plots`` and an identical re-run
+    copies them (keyed on their data and the code version) instead of drawing them.
     """
     logger = run_logger(__name__)
+    if cache_dir is not None:
+        extras.update(plot_cache=Path(cache_dir) / "plots", salt=code_version())
     written = write_report_files(run_dir, metrics, **extras)
     for name in written.not_embedded:
         logger.warning(

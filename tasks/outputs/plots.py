@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 from matplotlib import colormaps
@@ -375,25 +376,37 @@ def plot_trial_curves(trials: Sequence[dict]) -> Figure:
     return fig
 
 
+class PlotSpec(NamedTuple):
+    """One plot of the report: the data it shows and the function drawing it."""
+
+    inputs: object
+    draw: Callable[[], Figure]
+
+
 def build_plots(
     metrics: Mapping,
     names: list[str],
     history: Sequence[Mapping] | None,
     errors: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
     trials: Sequence[Mapping] | None,
-) -> dict[str, Callable[[], Figure]]:
+) -> dict[str, PlotSpec]:
     """The report's plots that ``metrics``, ``history``, ``errors`` and ``trials`` allow.
 
-    Returns name -> a function drawing it (so each figure exists only while written).
+    Returns name -> :class:`PlotSpec`: the data the plot shows (all it depends on, so
+    a cache can key its image on it) and a function drawing it (so each figure exists
+    only while written).
     """
-    builders: dict[str, Callable[[], Figure]] = {}
+    specs: dict[str, PlotSpec] = {}
     if history:
-        builders["curves"] = lambda: plot_curves(history)
+        specs["curves"] = PlotSpec(history, lambda: plot_curves(history))
     if metrics.get("confusion_matrix") is not None:
-        builders["confusion"] = lambda: plot_confusion(metrics["confusion_matrix"], names)
+        matrix = metrics["confusion_matrix"]
+        specs["confusion"] = PlotSpec((matrix, names), lambda: plot_confusion(matrix, names))
     if errors is not None:
-        builders["misclassified"] = lambda: plot_misclassified(*errors, names)
+        specs["misclassified"] = PlotSpec(
+            (*errors, names), lambda: plot_misclassified(*errors, names)
+        )
     if trials:
-        builders["search"] = lambda: plot_search(trials)
-        builders["trial_curves"] = lambda: plot_trial_curves(trials)
-    return builders
+        specs["search"] = PlotSpec(trials, lambda: plot_search(trials))
+        specs["trial_curves"] = PlotSpec(trials, lambda: plot_trial_curves(trials))
+    return specs

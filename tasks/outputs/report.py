@@ -9,11 +9,18 @@ embedded as a small ``data:image/png;base64`` image, which the Prefect task
 Figures come from :mod:`tasks.outputs.plots`, built with matplotlib's object API on an Agg
 canvas: they never enter pyplot's figure registry, so there is nothing to
 ``plt.close`` and no memory growth across runs (the tests check the registry stays empty).
+
+Drawing them is most of the report's time. Given a ``plot_cache`` folder,
+:func:`write_report_files` keeps each plot's two PNGs (the file and the embedded
+one) there, named by a hash of the data the plot shows (and a ``salt``, the code
+version), so an identical re-run copies them instead of drawing them again.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -336,6 +343,45 @@ class WrittenReport:
     not_embedded: list[str] = field(default_factory=list)
 
 
+def _digest(value: object, salt: str) -> str:
+    """A hex digest of ``value``: arrays by dtype, shape and bytes, the rest as JSON."""
+    digest = hashlib.sha256(salt.encode())
+
+    def feed(item: object) -> None:
+        if isinstance(item, np.ndarray):
+            digest.update(f"{item.dtype.str}{item.shape}".encode())
+            digest.update(np.ascontiguousarray(item).tobytes())
+        elif isinstance(item, list | tuple):
+            digest.update(f"[{len(item)}".encode())
+            for part in item:
+                feed(part)
+        else:
+            digest.update(json.dumps(item, sort_keys=True, default=str).encode())
+
+    feed(value)
+    return digest.hexdigest()[:32]
+
+
+def _render(
+    spec: plots.PlotSpec, cache: Path | None, name: str, salt: str
+) -> tuple[bytes, bytes | None]:
+    """The plot's file PNG and its embeddable PNG (None: too large), from ``cache`` if there."""
+    if cache is not None:
+        key = cache / f"{name}-{_digest(spec.inputs, salt)}"
+        file_png, small_png = key.with_suffix(".png"), key.with_suffix(".embed.png")
+        if file_png.is_file() and small_png.is_file():
+            small = small_png.read_bytes()
+            return file_png.read_bytes(), small or None
+    fig = spec.draw()  # object-API figure, outside pyplot's registry: freed when dropped
+    data, small = plots.figure_to_png(fig, FILE_DPI), compact_png(fig)
+    del fig
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(small_png, small or b"")  # empty: too large to embed
+        write_bytes_atomic(file_png, data)
+    return data, small
+
+
 def write_report_files(
     run_dir: str,
     metrics: Mapping,
@@ -348,6 +394,8 @@ def write_report_files(
     decision_markdown: str | None = None,
     history: list[dict] | None = None,
     best_params: dict | None = None,
+    plot_cache: str | Path | None = None,
+    salt: str = "",
 ) -> WrittenReport:
     """Write the plots and ``report.md`` into ``run_dir``; return them with the UI's markdown.
 
@@ -355,7 +403,9 @@ def write_report_files(
     feed the misclassified grid (only mismatches are drawn); ``history``
     (``EpochRecord.to_dict()`` list) the learning curves (left out when ``None``);
     ``class_names`` default to ``metrics["class_names"]``; ``best_params`` to the
-    parameters of the best finished trial.
+    parameters of the best finished trial. ``plot_cache`` is a folder where each plot's
+    images are kept and found again (None: draw every plot), under a hash of its data
+    and ``salt``.
     """
     out = Path(run_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -370,12 +420,11 @@ def write_report_files(
 
     files: dict[str, str] = {}
     embedded: dict[str, str | None] = {}
-    for name, build in plots.build_plots(metrics, names, history, errors, trials).items():
+    cache = None if plot_cache is None else Path(plot_cache)
+    for name, spec in plots.build_plots(metrics, names, history, errors, trials).items():
         filename = PLOTS[name][0]
-        fig = build()  # object-API figure, outside pyplot's registry: freed when dropped
-        write_bytes_atomic(out / filename, plots.figure_to_png(fig, FILE_DPI))
-        small = compact_png(fig)
-        del fig
+        data, small = _render(spec, cache, name, salt)
+        write_bytes_atomic(out / filename, data)
         files[name] = filename
         embedded[name] = None
         if small is not None:

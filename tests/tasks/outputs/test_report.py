@@ -317,3 +317,46 @@ def test_report_lists_the_parameters_used_and_where_trials_ran(evaluated) -> Non
     assert "| `search.dask_address` | tcp://10.0.0.5:8786 | given |" in used_section
     assert f"2 of 2 trials finished. Trials ran on {where}." in md
     assert "parameters_used" not in md  # not repeated raw under "Run details"
+
+
+def test_plots_are_drawn_once_and_found_again_in_the_cache(evaluated, tmp_path, monkeypatch):
+    from tasks.outputs import plots
+    from tasks.outputs.report import write_report_files
+
+    errors = evaluated["errors"]
+    args = {
+        "images_for_errors": errors.images,
+        "y_true": errors.y_true,
+        "y_pred": errors.y_pred,
+        "class_names": evaluated["names"],
+        "trials": TRIALS,
+        "history": HISTORY,
+        "plot_cache": tmp_path / "plots",
+        "salt": "code-1",
+    }
+    first = write_report_files(str(tmp_path / "a"), evaluated["metrics"], **args)
+    drawn = []
+    build = plots.build_plots
+
+    def counting(*a, **k):  # records the name of every plot drawn
+        specs = build(*a, **k)
+        return {
+            name: plots.PlotSpec(spec.inputs, lambda n=name, d=spec.draw: drawn.append(n) or d())
+            for name, spec in specs.items()
+        }
+
+    monkeypatch.setattr(plots, "build_plots", counting)
+    again = write_report_files(str(tmp_path / "b"), evaluated["metrics"], **args)
+    assert drawn == []  # every plot came from the cache
+    assert again.ui_markdown.replace(str(tmp_path / "b"), "") == first.ui_markdown.replace(
+        str(tmp_path / "a"), ""
+    )
+    for filename in first.plots:
+        assert (tmp_path / "b" / filename).read_bytes() == (tmp_path / "a" / filename).read_bytes()
+    # other data or other code: drawn again
+    changed = write_report_files(
+        str(tmp_path / "c"), evaluated["metrics"], **{**args, "history": HISTORY[:-1]}
+    )
+    assert drawn == ["curves"] and changed.plots == first.plots
+    write_report_files(str(tmp_path / "d"), evaluated["metrics"], **{**args, "salt": "code-2"})
+    assert len(drawn) == 1 + len(first.plots) == 6
