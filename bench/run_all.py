@@ -29,6 +29,11 @@ BENCHMARKS: dict[str, tuple[str, list[str], str]] = {
     "nn": ("nn_speed.py", ["--epochs", "10"], "epoch time against scikit-learn's MLPClassifier"),
     "data": ("data_speed.py", [], "fetch + preprocess, cold and warm"),
     "augment": ("augment_speed.py", [], "cost of an augmented epoch"),
+    "threads": (
+        "thread_speed.py",
+        [],
+        "training threads and prefetching, against PyTorch",
+    ),
     "search": ("search_speed.py", [], "parallel trials and successive halving"),
     "pipeline": ("pipeline_speed.py", [], "the default `mnist-flow run`, then a cached re-run"),
     "report": ("report_speed.py", [], "time and size of the report's plots"),

@@ -14,7 +14,9 @@ instead: :class:`BlasPacer` runs between minibatches, times a window of steps
 with one thread and a window with every core, keeps the faster, and probes the
 other again after a hold that doubles each time the probe loses (a losing probe
 is cut short after a few slow steps; a changed load is noticed within a few
-thousand steps at worst).
+thousand steps at worst). Even a short probe costs tens of one-thread steps when
+the machine is busy, so while the load average says other processes keep half a
+core or more busy, the pacer stays at one thread without probing.
 
 A thread count changes how OpenBLAS blocks the sum over the 784 inputs of the
 first product, so 1 and 2 threads give weights that differ in the last bits
@@ -38,7 +40,7 @@ from threadpoolctl import ThreadpoolController
 
 from nn.errors import ConfigError
 
-__all__ = ["AUTO", "BlasPacer", "available_cores", "blas_threads"]
+__all__ = ["AUTO", "BlasPacer", "available_cores", "blas_threads", "others_load"]
 
 AUTO = "auto"
 """``threads`` value: every core (less one for a prefetching thread), one when that is faster."""
@@ -63,7 +65,10 @@ class BlasPacer:
     not a window. The hold doubles, up to ``max_hold``, each time the other count
     loses, and starts over when it wins. The first ``skip`` steps after a change are
     not timed (the threads wake up). ``set_threads(n)`` applies a count; ``clock``
-    gives seconds.
+    gives seconds. ``others(threads)`` estimates how many cores other processes keep
+    busy while this one runs ``threads`` (default: :func:`others_load`); while it is
+    half a core or more, ``high`` is not even probed: under contention a probe of
+    two threads was measured to cost tens of one-thread steps.
     """
 
     def __init__(
@@ -78,6 +83,7 @@ class BlasPacer:
         early: int = 3,
         margin: float = 1.3,
         clock: Callable[[], float] = time.perf_counter,
+        others: Callable[[int], float] | None = None,
     ) -> None:
         if high < 2:
             raise ConfigError(f"high={high} must be >= 2 threads (nothing to choose from)")
@@ -96,6 +102,7 @@ class BlasPacer:
         self._measuring = True
         self._left = window
         self._skipping = 0
+        self._others = others_load if others is None else others
         set_threads(1)
 
     def __call__(self) -> None:
@@ -122,11 +129,12 @@ class BlasPacer:
         if self._left > 0 and not losing:
             return
         self.seconds[self.threads] = statistics.median(self._recent)
-        if not self._measuring:  # the hold is over: time the other count again
-            self._switch(self._other(), measuring=True)
-            return
-        if kept is None:  # the first timing of all: time the other count too
-            self._switch(self._other(), measuring=True)
+        if not self._measuring or kept is None:  # time the other count (again)
+            if self.threads == 1 and self._others(1) >= 0.5:  # busy: one thread, no probe
+                self._hold = min(2 * self._hold, self._max_hold)
+                self._switch(1, measuring=False)
+            else:
+                self._switch(self._other(), measuring=True)
             return
         if self.seconds[self.threads] < kept:  # the count just timed wins
             self._hold = self._base_hold
@@ -144,6 +152,18 @@ class BlasPacer:
             self.threads = threads
             self.switches += 1
             self._skipping = self._skip
+
+
+def others_load(threads: int) -> float:
+    """Cores kept busy by other processes: the 1-minute load average less ``threads``.
+
+    0 where the system has no load average. The average lags by up to a minute,
+    which the pacer's holds (hundreds to thousands of steps) absorb.
+    """
+    try:
+        return max(0.0, os.getloadavg()[0] - threads)
+    except (AttributeError, OSError):  # pragma: no cover - Windows
+        return 0.0
 
 
 def check_threads(threads: int | str | None) -> None:

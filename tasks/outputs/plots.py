@@ -376,6 +376,11 @@ def plot_trial_curves(trials: Sequence[dict]) -> Figure:
     return fig
 
 
+_NOT_DRAWN = frozenset({"cached", "seconds"})
+"""Fields of a trial that no plot shows (a re-run serves its trials from the store)."""
+_ORDER = ("curves", "confusion", "misclassified", "search", "trial_curves")
+
+
 class PlotSpec(NamedTuple):
     """One plot of the report: the data it shows and the function drawing it."""
 
@@ -397,6 +402,10 @@ def build_plots(
     only while written).
     """
     specs: dict[str, PlotSpec] = {}
+    if trials:  # what a plot key needs: not whether the trial came from the store
+        drawn = [{k: v for k, v in t.items() if k not in _NOT_DRAWN} for t in trials]
+        specs["search"] = PlotSpec(drawn, lambda: plot_search(trials))
+        specs["trial_curves"] = PlotSpec(drawn, lambda: plot_trial_curves(trials))
     if history:
         specs["curves"] = PlotSpec(history, lambda: plot_curves(history))
     if metrics.get("confusion_matrix") is not None:
@@ -406,7 +415,4 @@ def build_plots(
         specs["misclassified"] = PlotSpec(
             (*errors, names), lambda: plot_misclassified(*errors, names)
         )
-    if trials:
-        specs["search"] = PlotSpec(trials, lambda: plot_search(trials))
-        specs["trial_curves"] = PlotSpec(trials, lambda: plot_trial_curves(trials))
-    return specs
+    return {name: specs[name] for name in _ORDER if name in specs}

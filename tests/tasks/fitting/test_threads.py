@@ -50,6 +50,7 @@ class FakeSteps:
 
 
 def _pacer(fake: FakeSteps, **kwargs) -> BlasPacer:
+    kwargs.setdefault("others", lambda threads: 0.0)  # an idle machine
     return BlasPacer(2, fake.set_threads, clock=lambda: fake.now, **kwargs)
 
 
@@ -81,6 +82,24 @@ def test_pacer_follows_a_change_of_load():
     fake.cost[2] = 0.005  # the other process ended
     used = fake.run(pacer, 2000)
     assert used[-1] == 2 and used.count(2) > 1000
+
+
+def test_pacer_does_not_probe_while_other_processes_keep_a_core_busy():
+    fake = FakeSteps({1: 0.010, 2: 0.100})
+    load = {"others": 1.0}
+    pacer = _pacer(fake, window=8, hold=64, max_hold=256, others=lambda t: load["others"])
+    used = fake.run(pacer, 2000)
+    assert set(used) == {1} and pacer.seconds == {1: pytest.approx(0.010)}
+    fake.cost[2] = 0.005  # the other process ended: the next probe finds two threads faster
+    load["others"] = 0.0
+    used = fake.run(pacer, 2000)
+    assert used[-1] == 2 and used.count(2) > 1000
+
+
+def test_others_load_is_the_load_average_less_our_threads(monkeypatch):
+    monkeypatch.setattr(threads_module.os, "getloadavg", lambda: (2.5, 0.0, 0.0))
+    assert threads_module.others_load(1) == 1.5
+    assert threads_module.others_load(4) == 0.0
 
 
 def test_pacer_needs_a_choice():
