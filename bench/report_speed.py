@@ -30,8 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tasks.data.idx import read_idx
 from tasks.outputs import plots
 from tasks.outputs.embed import MAX_EMBED_CHARS, compact_png
-from tasks.outputs.plots import build_plots
-from tasks.outputs.report import FILE_DPI
+from tasks.outputs.figures import FILE_DPI, build_plots
 from tasks.scoring.metrics import class_names, evaluation_metrics, select_misclassified
 
 DATA = Path(
@@ -118,9 +117,9 @@ def main() -> None:
     print(f"embedded budget: {MAX_EMBED_CHARS} base64 chars per image\n")
     print("| plot | build s | file s | file KB | embed s | embed base64 KB |")
     print("|---|---|---|---|---|---|")
-    for name, build in builders.items():
+    for name, spec in builders.items():
         t0 = time.perf_counter()
-        fig = build()
+        fig = spec.draw()
         t1 = time.perf_counter()
         png = plots.figure_to_png(fig, FILE_DPI)
         t2 = time.perf_counter()

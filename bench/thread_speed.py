@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--conditions", nargs="+", default=["idle", "busy"],
                         choices=["idle", "busy"])  # fmt: skip
+    parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     args = parser.parse_args(argv)
     X_train, y, X_test, _ = load_dataset("fashion-mnist")
     X, _ = scale(X_train, X_test, standardize=True)
@@ -136,12 +137,14 @@ def main(argv: list[str] | None = None) -> int:
         "elastic 1, inline": lambda: ours(X, y, args.epochs, "elastic", "inline"),
     }
     try:
+        if args.no_torch:
+            raise ImportError
         import torch
 
         cases["torch"] = lambda: torch_epochs(X, y, args.epochs)
         torch_text = f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads"
     except ImportError:
-        torch_text = "PyTorch not installed: no torch column"
+        torch_text = "no PyTorch (not installed, or --no-torch)"
     print(f"{os.cpu_count()} CPUs; {torch_text}; {args.rounds} rounds x {args.epochs} epochs")
     for condition in args.conditions:
         times: dict[str, list[float]] = {name: [] for name in cases}

@@ -10,7 +10,9 @@ number of epochs trains again. The flow copies the model into its run directory.
 
 Randomness: ``np.random.default_rng(seed)`` draws the initial weights
 (:meth:`nn.model.MLP.create`) and then drives shuffling and augmentation in
-:func:`nn.train.train`, so ``seed`` fixes the model completely.
+:func:`nn.train.train`, so ``seed`` fixes the model completely for a given number of
+BLAS threads (``threads``; with ``"auto"`` the count follows the machine's load, and the
+weights can differ in rounding between runs: :mod:`tasks.fitting.threads`).
 """
 
 from __future__ import annotations
@@ -134,7 +136,7 @@ def train_final(
         Cache root; the model goes to ``<cache_dir>/models/<key>.npz``.
     threads:
         BLAS threads; None: ``"auto"`` (:mod:`tasks.fitting.threads`). Not part of the
-        cache key: it changes the speed, and the weights only in their last bits.
+        cache key: it changes the speed and the rounding of the sums, not what is trained.
 
     Returns
     -------

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable, Mapping, Sequence
-from typing import NamedTuple
+from collections.abc import Sequence
 
 import numpy as np
 from matplotlib import colormaps
@@ -374,45 +373,3 @@ def plot_trial_curves(trials: Sequence[dict]) -> Figure:
     if best is not None:
         ax_loss.legend(fontsize=8)
     return fig
-
-
-_NOT_DRAWN = frozenset({"cached", "seconds"})
-"""Fields of a trial that no plot shows (a re-run serves its trials from the store)."""
-_ORDER = ("curves", "confusion", "misclassified", "search", "trial_curves")
-
-
-class PlotSpec(NamedTuple):
-    """One plot of the report: the data it shows and the function drawing it."""
-
-    inputs: object
-    draw: Callable[[], Figure]
-
-
-def build_plots(
-    metrics: Mapping,
-    names: list[str],
-    history: Sequence[Mapping] | None,
-    errors: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
-    trials: Sequence[Mapping] | None,
-) -> dict[str, PlotSpec]:
-    """The report's plots that ``metrics``, ``history``, ``errors`` and ``trials`` allow.
-
-    Returns name -> :class:`PlotSpec`: the data the plot shows (all it depends on, so
-    a cache can key its image on it) and a function drawing it (so each figure exists
-    only while written).
-    """
-    specs: dict[str, PlotSpec] = {}
-    if trials:  # what a plot key needs: not whether the trial came from the store
-        drawn = [{k: v for k, v in t.items() if k not in _NOT_DRAWN} for t in trials]
-        specs["search"] = PlotSpec(drawn, lambda: plot_search(trials))
-        specs["trial_curves"] = PlotSpec(drawn, lambda: plot_trial_curves(trials))
-    if history:
-        specs["curves"] = PlotSpec(history, lambda: plot_curves(history))
-    if metrics.get("confusion_matrix") is not None:
-        matrix = metrics["confusion_matrix"]
-        specs["confusion"] = PlotSpec((matrix, names), lambda: plot_confusion(matrix, names))
-    if errors is not None:
-        specs["misclassified"] = PlotSpec(
-            (*errors, names), lambda: plot_misclassified(*errors, names)
-        )
-    return {name: specs[name] for name in _ORDER if name in specs}

@@ -10,17 +10,13 @@ Figures come from :mod:`tasks.outputs.plots`, built with matplotlib's object API
 canvas: they never enter pyplot's figure registry, so there is nothing to
 ``plt.close`` and no memory growth across runs (the tests check the registry stays empty).
 
-Drawing them is most of the report's time. Given a ``plot_cache`` folder,
-:func:`write_report_files` keeps each plot's two PNGs (the file and the embedded
-one) there, named by a hash of the data the plot shows (and a ``salt``, the code
-version), so an identical re-run copies them instead of drawing them again.
+Drawing them is most of the report's time: given a ``plot_cache`` folder, an
+identical re-run copies them from there (:mod:`tasks.outputs.figures`).
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,13 +26,11 @@ import numpy as np
 
 from nn.atomic import write_bytes_atomic
 from tasks.outputs import plots
-from tasks.outputs.embed import compact_png
+from tasks.outputs.figures import build_plots, render
 from tasks.outputs.tables import markdown_table as _table
 from tasks.outputs.tables import parameters_used_lines
 
 REPORT_FILENAME = "report.md"
-#: Resolution of the PNG files written beside ``report.md``.
-FILE_DPI = 100
 
 #: Plot name -> (file name, caption), in report order.
 PLOTS = {
@@ -343,45 +337,6 @@ class WrittenReport:
     not_embedded: list[str] = field(default_factory=list)
 
 
-def _digest(value: object, salt: str) -> str:
-    """A hex digest of ``value``: arrays by dtype, shape and bytes, the rest as JSON."""
-    digest = hashlib.sha256(salt.encode())
-
-    def feed(item: object) -> None:
-        if isinstance(item, np.ndarray):
-            digest.update(f"{item.dtype.str}{item.shape}".encode())
-            digest.update(np.ascontiguousarray(item).tobytes())
-        elif isinstance(item, list | tuple):
-            digest.update(f"[{len(item)}".encode())
-            for part in item:
-                feed(part)
-        else:
-            digest.update(json.dumps(item, sort_keys=True, default=str).encode())
-
-    feed(value)
-    return digest.hexdigest()[:32]
-
-
-def _render(
-    spec: plots.PlotSpec, cache: Path | None, name: str, salt: str
-) -> tuple[bytes, bytes | None]:
-    """The plot's file PNG and its embeddable PNG (None: too large), from ``cache`` if there."""
-    if cache is not None:
-        key = cache / f"{name}-{_digest(spec.inputs, salt)}"
-        file_png, small_png = key.with_suffix(".png"), key.with_suffix(".embed.png")
-        if file_png.is_file() and small_png.is_file():
-            small = small_png.read_bytes()
-            return file_png.read_bytes(), small or None
-    fig = spec.draw()  # object-API figure, outside pyplot's registry: freed when dropped
-    data, small = plots.figure_to_png(fig, FILE_DPI), compact_png(fig)
-    del fig
-    if cache is not None:
-        cache.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(small_png, small or b"")  # empty: too large to embed
-        write_bytes_atomic(file_png, data)
-    return data, small
-
-
 def write_report_files(
     run_dir: str,
     metrics: Mapping,
@@ -421,9 +376,9 @@ def write_report_files(
     files: dict[str, str] = {}
     embedded: dict[str, str | None] = {}
     cache = None if plot_cache is None else Path(plot_cache)
-    for name, spec in plots.build_plots(metrics, names, history, errors, trials).items():
+    for name, spec in build_plots(metrics, names, history, errors, trials).items():
         filename = PLOTS[name][0]
-        data, small = _render(spec, cache, name, salt)
+        data, small = render(spec, cache, name, salt)
         write_bytes_atomic(out / filename, data)
         files[name] = filename
         embedded[name] = None

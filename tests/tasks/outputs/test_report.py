@@ -320,7 +320,7 @@ def test_report_lists_the_parameters_used_and_where_trials_ran(evaluated) -> Non
 
 
 def test_plots_are_drawn_once_and_found_again_in_the_cache(evaluated, tmp_path, monkeypatch):
-    from tasks.outputs import plots
+    from tasks.outputs import figures, report
     from tasks.outputs.report import write_report_files
 
     errors = evaluated["errors"]
@@ -336,16 +336,16 @@ def test_plots_are_drawn_once_and_found_again_in_the_cache(evaluated, tmp_path, 
     }
     first = write_report_files(str(tmp_path / "a"), evaluated["metrics"], **args)
     drawn = []
-    build = plots.build_plots
+    build = figures.build_plots
 
     def counting(*a, **k):  # records the name of every plot drawn
         specs = build(*a, **k)
         return {
-            name: plots.PlotSpec(spec.inputs, lambda n=name, d=spec.draw: drawn.append(n) or d())
+            name: figures.PlotSpec(spec.inputs, lambda n=name, d=spec.draw: drawn.append(n) or d())
             for name, spec in specs.items()
         }
 
-    monkeypatch.setattr(plots, "build_plots", counting)
+    monkeypatch.setattr(report, "build_plots", counting)
     again = write_report_files(str(tmp_path / "b"), evaluated["metrics"], **args)
     assert drawn == []  # every plot came from the cache
     assert again.ui_markdown.replace(str(tmp_path / "b"), "") == first.ui_markdown.replace(

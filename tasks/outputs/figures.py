@@ -1,0 +1,114 @@
+"""The report's figures as PNG images: which plots a run has, drawn or found in a cache.
+
+:func:`build_plots` says which plots of :mod:`tasks.outputs.plots` a run's data allow,
+each with the data it shows; :func:`render` turns one into its two PNGs (the file
+beside ``report.md`` and the small one embedded in the UI's markdown). Drawing is
+most of a report's time, so given a cache folder :func:`render` keeps both images
+there, named by a hash of the data the plot shows and a ``salt`` (the code version),
+and an identical re-run copies them instead of drawing them again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from nn.atomic import write_bytes_atomic
+from tasks.outputs.embed import compact_png
+from tasks.outputs.plots import (
+    figure_to_png,
+    plot_confusion,
+    plot_curves,
+    plot_misclassified,
+    plot_search,
+    plot_trial_curves,
+)
+
+__all__ = ["FILE_DPI", "PlotSpec", "build_plots", "render"]
+
+FILE_DPI = 100
+"""Resolution of the PNG files written beside ``report.md``."""
+
+_NOT_DRAWN = frozenset({"cached", "seconds"})
+"""Fields of a trial that no plot shows (a re-run serves its trials from the store)."""
+_ORDER = ("curves", "confusion", "misclassified", "search", "trial_curves")
+
+
+class PlotSpec(NamedTuple):
+    """One plot of the report: the data it shows and the function drawing it."""
+
+    inputs: object
+    draw: Callable[[], Figure]
+
+
+def build_plots(
+    metrics: Mapping,
+    names: list[str],
+    history: Sequence[Mapping] | None,
+    errors: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+    trials: Sequence[Mapping] | None,
+) -> dict[str, PlotSpec]:
+    """The report's plots that ``metrics``, ``history``, ``errors`` and ``trials`` allow.
+
+    Returns name -> :class:`PlotSpec`: the data the plot shows (all it depends on, so
+    a cache can key its image on it) and a function drawing it (so each figure exists
+    only while written).
+    """
+    specs: dict[str, PlotSpec] = {}
+    if trials:  # what a plot key needs: not whether the trial came from the store
+        drawn = [{k: v for k, v in t.items() if k not in _NOT_DRAWN} for t in trials]
+        specs["search"] = PlotSpec(drawn, lambda: plot_search(trials))
+        specs["trial_curves"] = PlotSpec(drawn, lambda: plot_trial_curves(trials))
+    if history:
+        specs["curves"] = PlotSpec(history, lambda: plot_curves(history))
+    if metrics.get("confusion_matrix") is not None:
+        matrix = metrics["confusion_matrix"]
+        specs["confusion"] = PlotSpec((matrix, names), lambda: plot_confusion(matrix, names))
+    if errors is not None:
+        specs["misclassified"] = PlotSpec(
+            (*errors, names), lambda: plot_misclassified(*errors, names)
+        )
+    return {name: specs[name] for name in _ORDER if name in specs}
+
+
+def _digest(value: object, salt: str) -> str:
+    """A hex digest of ``value``: arrays by dtype, shape and bytes, the rest as JSON."""
+    digest = hashlib.sha256(salt.encode())
+
+    def feed(item: object) -> None:
+        if isinstance(item, np.ndarray):
+            digest.update(f"{item.dtype.str}{item.shape}".encode())
+            digest.update(np.ascontiguousarray(item).tobytes())
+        elif isinstance(item, list | tuple):
+            digest.update(f"[{len(item)}".encode())
+            for part in item:
+                feed(part)
+        else:
+            digest.update(json.dumps(item, sort_keys=True, default=str).encode())
+
+    feed(value)
+    return digest.hexdigest()[:32]
+
+
+def render(spec: PlotSpec, cache: Path | None, name: str, salt: str) -> tuple[bytes, bytes | None]:
+    """The plot's file PNG and its embeddable PNG (None: too large), from ``cache`` if there."""
+    if cache is not None:
+        key = cache / f"{name}-{_digest(spec.inputs, salt)}"
+        file_png, small_png = key.with_suffix(".png"), key.with_suffix(".embed.png")
+        if file_png.is_file() and small_png.is_file():
+            small = small_png.read_bytes()
+            return file_png.read_bytes(), small or None
+    fig = spec.draw()  # object-API figure, outside pyplot's registry: freed when dropped
+    data, small = figure_to_png(fig, FILE_DPI), compact_png(fig)
+    del fig
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(small_png, small or b"")  # empty: too large to embed
+        write_bytes_atomic(file_png, data)
+    return data, small
