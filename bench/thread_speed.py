@@ -14,7 +14,9 @@ On the complete Fashion-MNIST (60,000 images, standardised), 784-300-10, batch
   settings (``torch.nn.Linear`` layers, ``torch.optim.SGD``), when it is installed
   (``pip install torch==2.13.0`` in the venv; it is not a dependency).
 
-The cases are interleaved, ``--rounds`` times, first on the machine as it is
+The cases are interleaved, ``--rounds`` times (each round starting with the next
+case, so that none always follows PyTorch, whose threads spin on after it), first
+on the machine as it is
 (``idle``), then with another process spinning on one core (``busy``: the case in
 which OpenBLAS threads that spin-wait for each other used to make two threads
 several times slower than one). It prints the mean seconds per epoch (the first
@@ -172,9 +174,10 @@ def main(argv: list[str] | None = None) -> int:
         times: dict[str, list[float]] = {name: [] for name in cases}
         load = [os.getloadavg()[0]]
         with busy_core(condition == "busy"):
-            for _ in range(args.rounds):
-                for name, run in cases.items():
-                    times[name].append(run())
+            names = list(cases)
+            for round_ in range(args.rounds):  # each round starts with another case
+                for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+                    times[name].append(cases[name]())
         load.append(os.getloadavg()[0])
         print(f"\n## {condition} (load average {load[0]:.1f} before, {load[1]:.1f} after)\n")
         print("| case | s/epoch best | s/epoch median | per round |")
