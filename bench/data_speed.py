@@ -12,7 +12,8 @@ Three measurements on the complete Fashion-MNIST read from ``--data-dir``
    start-up and log flushing).
 2. The pure functions underneath: ``fetch_files`` (parse and verify the four
    files) and ``prepare`` (split, scale, write), then ``PreparedData.load``
-   memory-mapped and fully read.
+   memory-mapped and fully read, and ``PreparedData.verify`` (the SHA-256 of every
+   array file, checked before a step reads them) cold and again.
 3. Persisting and loading the (60000, 784) float32 training matrix through
    Prefect's default result serializer (pickle, base64 inside JSON) against
    ``np.save``/``np.load``.
@@ -97,7 +98,9 @@ def bench_tasks(data_dir: Path, repeat: int) -> list[str]:
 
 def bench_pure(data_dir: Path, repeat: int) -> list[str]:
     """The pure functions under the tasks."""
-    fetch_t, prepare_t, mmap_t, read_t = [], [], [], []
+    from tasks.data import arrays
+
+    fetch_t, prepare_t, mmap_t, read_t, verify_t, again_t = [], [], [], [], [], []
     for _ in range(repeat):
         with tempfile.TemporaryDirectory() as cache:
             t, files = _timed(
@@ -110,11 +113,18 @@ def bench_pure(data_dir: Path, repeat: int) -> list[str]:
             mmap_t.append(t)
             t, _ = _timed(np.sum, splits.X_train, dtype=np.float64)
             read_t.append(t)
+            arrays._HASHED.clear()  # as in a new process: hash every file
+            t, _ = _timed(prepared.verify)
+            verify_t.append(t)
+            t, _ = _timed(prepared.verify)
+            again_t.append(t)
     return [
         _row("fetch_files: parse + verify 4 files", fetch_t),
         _row("prepare: split, scale, write .npy", prepare_t),
         _row("PreparedData.load(mmap=True)", mmap_t),
         _row("first full pass over mmapped X_train", read_t),
+        _row("PreparedData.verify: SHA-256 of every array", verify_t, "once per process"),
+        _row("PreparedData.verify again", again_t, "unchanged files: a stat each"),
     ]
 
 

@@ -6,7 +6,9 @@ registry), ``predict`` (classify image files), ``data`` (add labelled images) an
 ``alerts`` (a webhook called when a retraining fails).
 Option defaults come from the flows' parameter models (:mod:`flows.params`), so the
 command line and the Prefect UI agree. User errors print ``mnist-flow: error: <message>`` on stderr
-and exit with 2 (usage or configuration) or 1 (runtime: data, network, files).
+and exit with 2 (usage or configuration) or 1 (runtime: data, network, files);
+Ctrl-C exits with 130 and ``SIGTERM`` with 143, the flow run recorded as crashed
+(see :mod:`flows.lifetime` for the child processes).
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import sys
 from typing import Any, NoReturn
 
 PROG = "mnist-flow"
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command ended by Ctrl-C
 
 
 class _Parser(argparse.ArgumentParser):
@@ -363,9 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     from tasks.errors import SearchSpaceError
 
     try:
-        from flows.commands import dispatch
-
-        return dispatch(args)
+        return _run_command(args)
     except ValidationError as exc:
         return _error(_validation_message(exc), EXIT_USAGE)
     except SearchSpaceError as exc:
@@ -378,7 +380,39 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         return _error(f"{where}{exc.strerror or exc}", EXIT_RUNTIME)
     except KeyboardInterrupt:
-        return _error("interrupted", 130)
+        return _error("interrupted (Ctrl-C)", EXIT_INTERRUPTED)
+
+
+def _terminate(signum: int, _frame: Any) -> None:
+    from prefect.exceptions import TerminationSignal
+
+    raise TerminationSignal(signal=signum)
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    """Dispatch ``args``; a command that runs flows is guarded (see :mod:`flows.lifetime`).
+
+    A watchdog ends the children (temporary server, workers) if this process is killed.
+    ``SIGTERM`` raises ``TerminationSignal`` (Prefect marks the run crashed) instead of
+    ending the interpreter without cleanup.
+    """
+    from flows.commands import FLOW_COMMANDS, dispatch
+
+    if args.command not in FLOW_COMMANDS:
+        return dispatch(args)
+    from prefect.exceptions import TerminationSignal
+
+    from flows.lifetime import child_guard
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        with child_guard():
+            return dispatch(args)
+    except TerminationSignal as exc:
+        message = "terminated (SIGTERM)"
+        return _error(message, 128 + int(exc.signal))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """What each ``mnist-flow`` subcommand does once its options are parsed.
 
 Builds the flows' parameter models from the options (pydantic validates them, so
-a bad value fails before a flow run starts), calls the flow and prints a short
+a bad value fails before a flow run starts, and before a temporary Prefect server is
+started: :func:`flows.lifetime.temporary_server`), calls the flow and prints a short
 summary. Imported lazily by :func:`flows.cli.main`, after the environment is set.
 """
 
@@ -12,8 +13,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from flows.lifetime import temporary_server
 from flows.params import DataParams, PipelineOptions, RunOptions, SearchParams, TrainOptions
 from flows.server import load_flow
+from tasks.outputs.rundir import check_out_dir
 
 
 def space_overrides(items: list[str], path: str | None) -> dict[str, Any]:
@@ -24,6 +27,7 @@ def space_overrides(items: list[str], path: str | None) -> dict[str, Any]:
     """
     import yaml
 
+    from tasks.tuning.extras import check_extra_names
     from tasks.tuning.overrides import build_space, load_space_file, parse_overrides
 
     raw: dict[str, Any] = {}
@@ -35,7 +39,7 @@ def space_overrides(items: list[str], path: str | None) -> dict[str, Any]:
     for item in items:
         name, _, spec = item.partition("=")
         raw[name.strip()] = spec
-    build_space(raw)
+    check_extra_names(build_space(raw).specs)  # before any trial runs
     return raw
 
 
@@ -98,9 +102,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         from nn.errors import ConfigError
 
         raise ConfigError("val_size=0: the search scores its trials on a validation split")
+    check_out_dir(options.out_dir)
     mnist_pipeline = load_flow("flows.pipeline", "mnist_pipeline")
 
-    _summary(mnist_pipeline(data=data, search=search, options=options))
+    with temporary_server():
+        _summary(mnist_pipeline(data=data, search=search, options=options))
     return 0
 
 
@@ -125,9 +131,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     options = RunOptions(**_values(args, RUN))
     _check_approve(options)
     _check_data_dir(data)
+    check_out_dir(options.out_dir)
     mnist_train = load_flow("flows.train", "mnist_train")
 
-    _summary(mnist_train(data=data, train=train, options=options))
+    with temporary_server():
+        _summary(mnist_train(data=data, train=train, options=options))
     return 0
 
 
@@ -135,11 +143,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """``mnist-flow evaluate``: a saved model on a dataset's test set."""
     data = data_params(args)
     _check_data_dir(data)
+    check_out_dir(args.out_dir)
     mnist_evaluate = load_flow("flows.evaluate", "mnist_evaluate")
 
-    result = mnist_evaluate(
-        model_path=args.model, data=data, out_dir=args.out_dir, registry_dir=args.registry_dir
-    )
+    with temporary_server():
+        result = mnist_evaluate(
+            model_path=args.model, data=data, out_dir=args.out_dir, registry_dir=args.registry_dir
+        )
     _summary(result)
     return 0
 
@@ -240,9 +250,9 @@ COMMANDS = {
 class _NoUserTracebacks(logging.Formatter):
     """Wraps a console formatter: records of project errors are shown without traceback.
 
-    A user error (any :class:`nn.errors.MnistFlowError`) is reported on one line by the
-    command line; Prefect's failure logs keep their message, and the traceback still
-    reaches the Prefect API (and UI), whose handler runs before the console's.
+    A user error (any :class:`nn.errors.MnistFlowError`), Ctrl-C or ``SIGTERM`` is reported
+    on one line by the command line; Prefect's failure logs keep their message, and the traceback
+    still reaches the Prefect API (and UI), whose handler runs before the console's.
     """
 
     def __init__(self, inner: logging.Formatter) -> None:
@@ -250,10 +260,12 @@ class _NoUserTracebacks(logging.Formatter):
         self.inner = inner
 
     def format(self, record: logging.LogRecord) -> str:
+        from prefect.exceptions import TerminationSignal
+
         from nn.errors import MnistFlowError
 
         exc = record.exc_info[1] if record.exc_info else None
-        if not isinstance(exc, MnistFlowError):
+        if not isinstance(exc, MnistFlowError | KeyboardInterrupt | TerminationSignal):
             return self.inner.format(record)
         saved = record.exc_info, record.exc_text
         record.exc_info, record.exc_text = None, None
@@ -282,10 +294,13 @@ RUN_TAGS = ("mnist-flow", "cli")
 """Tags of the flow runs a command starts: ``mnist-flow`` as on the deployments' runs
 (``prefect.yaml``), ``cli`` to tell them apart (and to name them, :mod:`flows.runs`)."""
 
+FLOW_COMMANDS = ("run", "train", "evaluate")
+"""The subcommands that run Prefect flows (the others need no server)."""
+
 
 def dispatch(args: argparse.Namespace) -> int:
     """Run the subcommand named by ``args.command``; return the exit status."""
-    if args.command not in ("run", "train", "evaluate"):
+    if args.command not in FLOW_COMMANDS:
         return COMMANDS[args.command](args)
     from prefect import tags
 

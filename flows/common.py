@@ -1,8 +1,8 @@
 """Steps shared by the flows: the data, the final model, and the run directory's outputs.
 
 ``prepare_data`` runs fetch -> preprocess; ``train_and_report`` runs the cached
-final training, then evaluation on the test set, registration, ``metrics.json``
-and the report. The pipeline calls both around its search; ``mnist_train`` calls
+final training, then evaluation on the test set, the report and ``metrics.json``,
+and registration last. The pipeline calls both around its search; ``mnist_train`` calls
 them back to back. Every cached task stores its Prefect result under
 ``<cache_dir>/prefect-results``, so one folder holds everything a re-run reuses.
 """
@@ -20,13 +20,15 @@ from flows.params import DataParams, RunOptions, TrainParams
 from tasks.check_data import check_data
 from tasks.data.datasets import ensure_dir, resolve_cache_dir
 from tasks.data.versions import Added, DataStore
-from tasks.errors import DataGateError
+from tasks.errors import DataGateError, DivergedError
 from tasks.evaluate import evaluate_model, score_same_set
 from tasks.fetch import fetch
-from tasks.outputs.rundir import Timings, copy_model, make_run_dir, write_json
+from tasks.outputs.rundir import Timings, copy_model, run_dir_path, staged_run_dir, write_json
 from tasks.outputs.summary import run_metrics, run_summary
 from tasks.preprocess import preprocess
 from tasks.register import register_model
+from tasks.registry.promotion import chance_level, divergence
+from tasks.registry.store import Registry
 from tasks.report import write_report
 from tasks.train import train_final
 
@@ -135,9 +137,9 @@ def report_and_save(
 ) -> None:
     """Write the report (with ``evaluation``'s misclassified sample), then ``metrics.json``.
 
-    ``extras`` go to :func:`tasks.report.write_report` (trials, history, ...); the class
-    names come from ``metrics``. The timings are added to ``metrics`` last, so they
-    include the report.
+    ``extras`` go to :func:`tasks.report.write_report` (trials, history, display_dir, ...);
+    the class names come from ``metrics``. The timings are added to ``metrics`` last, so
+    they include the report.
     """
     with timings.step("report"):
         write_report.with_options(task_run_name=f"report-{dataset}")(
@@ -152,6 +154,14 @@ def report_and_save(
     write_json(run_dir / "metrics.json", metrics)
 
 
+def _not_registered_markdown(reason: str) -> str:
+    return (
+        "### Not registered: the model diverged or learned nothing\n\n"
+        f"The {reason}; such a model is never a candidate for promotion. A lower "
+        "learning rate (`--lr`), a larger `--batch-size` or more epochs usually help.\n"
+    )
+
+
 def train_and_report(
     kind: str,
     data: DataParams,
@@ -164,7 +174,18 @@ def train_and_report(
     search_params: dict[str, Any] | None = None,
     parameters_used: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Final training, evaluation, registration, ``metrics.json`` and report.
+    """Final training, evaluation, the run directory's outputs, then registration.
+
+    The registry comes last: the run directory (model, ``metrics.json``, report) is
+    assembled in a staging folder and moved into place first, so a run that fails
+    writing an output (disk full, Ctrl-C) leaves no partial run directory and registers
+    and promotes nothing. The outputs record the decision the registry would make
+    (:meth:`~tasks.registry.store.Registry.preview`); should another run change the
+    registry in between, ``metrics.json`` is updated with the decision actually made.
+    A diverged model (:func:`~tasks.registry.promotion.divergence`) gets its report and
+    is not registered: the run fails with :class:`~tasks.errors.DivergedError`; a model
+    at chance level (:func:`~tasks.registry.promotion.chance_level`) is not registered
+    either, and the run succeeds.
 
     ``parameters_used`` (:func:`flows.runs.parameters_used`) goes into ``metrics.json``,
     the report and the ``mnist-parameters`` artifact.
@@ -173,7 +194,7 @@ def train_and_report(
     -------
     dict
         ``run_dir``, ``model_path``, ``test_accuracy``, ``test_loss`` and ``decision``
-        (one line, or None).
+        (one line).
     """
     logger = get_run_logger()
     files, prepared, cache_dir, added, check = steps
@@ -182,26 +203,20 @@ def train_and_report(
         final = with_cache(train_final, cache_dir)(
             prepared, params, seed=options.seed, cache_dir=str(cache_dir), threads=options.threads
         )
-    run_dir = make_run_dir(options.out_dir, flow_run.name)
-    model_path = copy_model(final.model_path, run_dir)
     with timings.step("evaluate"):
         evaluator = evaluate_model.with_options(task_run_name=f"evaluate-{data.dataset}")
-        evaluation = evaluator(str(model_path), files)
+        evaluation = evaluator(str(final.model_path), files)
     test_metrics = evaluation.metrics
     lineage = added.lineage() if added.ids else {"version": "base", "n_added": 0}
     eval_set, scores = None, None
     if added.ids:  # challenger and champion on the test set plus the held-out added images
-        eval_set, scores = score_same_set(str(model_path), files, added, options.registry_dir)
-    with timings.step("register"):
-        register = register_with_approval if options.approve else register_model
-        decision = register(
-            str(model_path),
-            {**test_metrics, "data_version": lineage["version"], "n_added": lineage["n_added"]},
-            dataset=data.dataset,
-            registry_dir=options.registry_dir,
-            margin=options.margin,
-            scores=scores,
-        )
+        eval_set, scores = score_same_set(str(final.model_path), files, added, options.registry_dir)
+    diverged = divergence(final.history, prepared.n_classes)
+    unfit = diverged or chance_level(test_metrics["test_accuracy"], prepared.n_classes)
+    registry = Registry(options.registry_dir)
+    preview = None
+    if unfit is None:
+        preview = registry.preview()
     groups = {"data": data.model_dump(), "train": params, "options": options.model_dump()}
     if search_params is not None:
         groups["search"] = search_params
@@ -213,7 +228,8 @@ def train_and_report(
         files=files,
         prepared=prepared,
         seed=options.seed,
-        decision=decision,
+        decision=preview,
+        not_registered=unfit,
         search=search,
         lineage=lineage,
         eval_set=eval_set,
@@ -222,18 +238,44 @@ def train_and_report(
         metrics["parameters_used"] = parameters_used
     if check is not None:
         metrics["data_check"] = check.to_dict()
-    report_and_save(
-        run_dir,
-        metrics,
-        evaluation,
-        timings,
-        data.dataset,
-        trials=search["trials"] if search else None,
-        decision_markdown=decision.to_markdown(),
-        history=final.history,
-        best_params=search["best"]["params"] if search else None,
-        cache_dir=str(cache_dir),
+    run_dir = run_dir_path(options.out_dir, flow_run.name)
+    with staged_run_dir(run_dir) as staging:
+        copy_model(final.model_path, staging)
+        report_and_save(
+            staging,
+            metrics,
+            evaluation,
+            timings,
+            data.dataset,
+            trials=search["trials"] if search else None,
+            decision_markdown=preview.to_markdown() if preview else _not_registered_markdown(unfit),
+            history=final.history,
+            best_params=search["best"]["params"] if search else None,
+            display_dir=str(run_dir),
+            cache_dir=str(cache_dir),
+        )
+    model_path = run_dir / "model.npz"
+    if diverged is not None:
+        raise DivergedError(
+            f"the model diverged: {diverged}; not registered (report in {run_dir}); "
+            "a lower --lr or a larger --batch-size usually helps"
+        )
+    if unfit is not None:
+        logger.warning("not registered: the %s", unfit)
+        return run_summary(run_dir, model_path, test_metrics, None, f"not registered: {unfit}")
+    register = register_with_approval if options.approve else register_model
+    decision = register(
+        str(model_path),
+        {**test_metrics, "data_version": lineage["version"], "n_added": lineage["n_added"]},
+        dataset=data.dataset,
+        registry_dir=options.registry_dir,
+        margin=options.margin,
+        scores=scores,
     )
+    if decision != preview:  # another run registered in between, or same-set scores decided
+        logger.warning("registry decision: %s", decision.reason)
+        metrics["registry"] = decision.to_dict()
+        write_json(run_dir / "metrics.json", metrics)
     logger.info(
         "run directory %s: test accuracy %.4f, %s",
         run_dir,

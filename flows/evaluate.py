@@ -16,7 +16,7 @@ from prefect.runtime import flow_run
 from flows.common import cache_root, fetch_files, report_and_save, tag_flow_run
 from flows.params import DataParams
 from tasks.evaluate import evaluate_model
-from tasks.outputs.rundir import Timings, make_run_dir, versions
+from tasks.outputs.rundir import Timings, check_out_dir, run_dir_path, staged_run_dir, versions
 from tasks.registry.store import Registry
 
 
@@ -29,6 +29,7 @@ def mnist_evaluate(
 ) -> dict[str, Any]:
     """Evaluate ``model_path`` (default: the champion) on ``data.dataset``'s test set."""
     logger = get_run_logger()
+    check_out_dir(out_dir)
     timings = Timings()
     tag_flow_run(data.dataset, "evaluate")
     with tags(data.dataset, "evaluate"):
@@ -38,7 +39,6 @@ def mnist_evaluate(
         cache_dir = cache_root(data)
         with timings.step("fetch"):
             files = fetch_files(data, cache_dir)
-        run_dir = make_run_dir(out_dir, flow_run.name)
         with timings.step("evaluate"):
             evaluator = evaluate_model.with_options(task_run_name=f"evaluate-{data.dataset}")
             evaluation = evaluator(model_path, files)
@@ -50,7 +50,11 @@ def mnist_evaluate(
             "dataset": {"name": files.name, "checksums": dict(files.checksums)},
             "versions": versions(),
         }
-        report_and_save(run_dir, metrics, evaluation, timings, data.dataset)
+        run_dir = run_dir_path(out_dir, flow_run.name)
+        with staged_run_dir(run_dir) as staging:
+            report_and_save(
+                staging, metrics, evaluation, timings, data.dataset, display_dir=str(run_dir)
+            )
         return {
             "run_dir": str(run_dir),
             "model_path": str(model_path),

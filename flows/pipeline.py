@@ -39,11 +39,12 @@ from flows.common import prepare_data, tag_flow_run, train_and_report
 from flows.params import DataParams, PipelineOptions, SearchParams, TrainParams
 from flows.runs import effective_parameters, flow_errors, parameters_used, run_name
 from nn.errors import ConfigError
-from tasks.outputs.rundir import Timings
+from tasks.outputs.rundir import Timings, check_out_dir
 from tasks.search import random_search
 from tasks.settings import final_params
 from tasks.tuning.cluster import probe_scheduler
-from tasks.tuning.extras import augment_extras
+from tasks.tuning.extras import augment_extras, check_extra_names
+from tasks.tuning.overrides import build_space
 
 GROUPS = {"data": DataParams, "search": SearchParams, "options": PipelineOptions}
 
@@ -66,6 +67,8 @@ def mnist_pipeline(
 
 def _pipeline(data: DataParams, search: SearchParams, options: PipelineOptions) -> dict[str, Any]:
     logger = get_run_logger()
+    check_out_dir(options.out_dir)  # before any work, not after training
+    check_extra_names(build_space(search.space).specs)  # not after running every trial
     used = parameters_used({"data": data, "search": search, "options": options})
     if data.val_size == 0:
         raise ConfigError("val_size=0: the search scores its trials on a validation split")

@@ -41,9 +41,9 @@ class EarlyServer:
             settings = get_current_settings()
             if settings.api.url or not settings.server.ephemeral.enabled:
                 return  # a server is configured: nothing to start
-            from prefect.server.api.server import SubprocessASGIServer
+            from flows.lifetime import session_server
 
-            SubprocessASGIServer().start()
+            session_server().start()  # in its own session: Ctrl-C reaches the command only
             self.started = True
         except Exception:  # the flow's first API call starts it again, and reports
             return

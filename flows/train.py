@@ -22,7 +22,7 @@ from prefect import flow, tags
 from flows.common import prepare_data, tag_flow_run, train_and_report
 from flows.params import DataParams, RunOptions, TrainOptions, TrainParams
 from flows.runs import effective_parameters, flow_errors, parameters_used, run_name
-from tasks.outputs.rundir import Timings
+from tasks.outputs.rundir import Timings, check_out_dir
 from tasks.settings import train_data, train_params
 
 GROUPS = {"data": DataParams, "train": TrainOptions, "options": RunOptions}
@@ -45,6 +45,7 @@ def mnist_train(
 
 
 def _train(data: DataParams, train: TrainOptions, options: RunOptions) -> dict[str, Any]:
+    check_out_dir(options.out_dir)  # before any work, not after training
     used = parameters_used({"data": data, "train": train, "options": options})
     given = train.model_dump(exclude={"recipe"})
     hyper = train_params(data.dataset, train.recipe, given)

@@ -124,6 +124,7 @@ def write_directory_atomic(
     *,
     prefix: str | None = None,
     replace_existing: Callable[[Path], bool] | None = None,
+    merge: bool = False,
 ) -> Iterator[Path]:
     """Yield a new empty directory beside ``target``; rename it to ``target`` when the block ends.
 
@@ -139,6 +140,10 @@ def write_directory_atomic(
         first): ``None`` raises the rename's :class:`OSError`; otherwise
         ``replace_existing(target)`` is asked, and True removes ``target`` and puts the new
         directory in its place, False keeps ``target`` and discards the new directory.
+    merge:
+        When ``target`` already exists, move each file of the new directory into it with
+        :func:`os.replace` (each file appears whole; files of ``target`` that the new
+        directory does not hold are kept) instead of asking ``replace_existing``.
 
     Raises
     ------
@@ -152,6 +157,10 @@ def write_directory_atomic(
     tmp = Path(tempfile.mkdtemp(prefix=name, suffix=".tmp", dir=target.parent))
     try:
         yield tmp
+        if merge and target.is_dir():
+            for item in sorted(tmp.iterdir()):
+                os.replace(item, target / item.name)
+            return
         try:
             os.rename(tmp, target)
         except OSError:

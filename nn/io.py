@@ -100,6 +100,20 @@ def save_model(path: str | Path, model: MLP, metadata: dict[str, Any]) -> None:
         raise ModelFileError(f"{path}: cannot write the model files: {exc}") from exc
 
 
+def weights_digest(model: MLP) -> str:
+    """SHA-256 of the model's architecture and parameter values (not of a file's bytes).
+
+    The same weights give the same digest whatever the file and its metadata (another
+    run folder, another training time, another numpy's archive layout): the registry
+    keeps one version per digest.
+    """
+    digest = hashlib.sha256(f"{model.activation}:{list(model.layer_sizes)}".encode())
+    for array in model.parameters():
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
 def _read_metadata(path: Path) -> dict[str, Any]:
     mpath = metadata_path(path)
     try:

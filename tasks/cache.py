@@ -147,5 +147,5 @@ def _unless_stale(store: ResultStore, key: str, valid: Callable[[Any], bool]) ->
     except Exception as exc:  # unreadable record: run again rather than fail
         logger.warning("cached result %s unreadable (%s); running again", key, exc)
         return None
-    logger.warning("cached result %s refers to files that are gone; running again", key)
+    logger.warning("cached result %s refers to files gone or changed; running again", key)
     return None

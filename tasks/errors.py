@@ -76,6 +76,10 @@ class RegistryError(MnistFlowError):
     """The model registry is corrupted, locked, or asked for a model it does not hold."""
 
 
+class DivergedError(MnistFlowError):
+    """Training diverged (the loss exploded): the model is not registered."""
+
+
 # --- outputs: run directory, plots, report --------------------------------------------------
 
 

@@ -61,7 +61,8 @@ def _cache_inputs(parameters: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _files_exist(prepared: PreparedData) -> bool:
-    return not prepared.missing()
+    """Whether a cached result can be served: its arrays exist and still match their SHA-256."""
+    return not prepared.missing() and not prepared.changed()
 
 
 @task(
@@ -83,7 +84,7 @@ def preprocess(
     logger = get_run_logger()
     params = PrepareParams(val_size, train_size, standardize, seed)
     out_dir = prepared_dir(files, params, cache_dir, added)
-    if (prepared := load_prepared(out_dir)) is not None:
+    if (prepared := load_prepared(out_dir, logger)) is not None:
         logger.info("reusing the arrays prepared in %s", out_dir)
     else:
         ensure_dir(out_dir.parent)

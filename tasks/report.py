@@ -41,10 +41,11 @@ def write_report(
             "plot %s is too large to embed in the artifact; see %s", name, PLOTS[name][0]
         )
     accuracy = percent(metrics.get("test_accuracy"))
+    shown = Path(extras.get("display_dir") or run_dir)
     create_markdown_artifact(
         markdown=written.ui_markdown,
         key=REPORT_ARTIFACT_KEY,
-        description=f"Test accuracy {accuracy}; run directory {written.path.parent}",
+        description=f"Test accuracy {accuracy}; run directory {shown}",
     )
     used = metrics.get("parameters_used")
     if used:
@@ -57,8 +58,8 @@ def write_report(
         )
     logger.info(
         "report written to %s (%d plots, test accuracy %s)",
-        written.path,
+        shown / written.path.name,
         len(written.plots),
         accuracy,
     )
-    return str(written.path)
+    return str(shown / written.path.name)

@@ -161,6 +161,7 @@ def random_search(
         if on_trial is not None:
             on_trial(result, done, total)
 
+    data.verify()  # once here, not in every trial's worker
     result = run_search(
         data,
         space,

@@ -145,6 +145,7 @@ def train_final(
     logger = get_run_logger()
     hyper = resolve(params, explicit=params)  # checked as given, nothing repaired
     config = TrainConfig.from_values(hyper)
+    data.verify()  # never train on a cached array that changed since it was prepared
     splits = data.load()
     augment_config = default_augment(data.name, hyper["augment"], hyper["augment_strength"])
     progress = create_progress_artifact(

@@ -214,6 +214,8 @@ def test_threads_is_an_option_of_the_trainings_with_auto_as_default(command):
         (["run", "--threads", "0"], "--threads"),
         (["train", "--threads", "-2"], "--threads"),
         (["run", "--space", "lr=5:1"], "lr"),
+        (["run", "--space", "bogus=1,2"], "--space: unknown search parameter(s) bogus"),
+        (["train", "--hidden", "300,,10"], "--hidden"),
         (["train", "--data-dir", "/nonexistent/mnist-flow"], "--data-dir"),
     ],
 )

@@ -249,6 +249,39 @@ def check_pair(
     bad = np.flatnonzero(labels >= n_classes)
     if bad.size:
         raise IDXFormatError(
-            f"{labels_name}: label {int(labels[bad[0]])} at index {int(bad[0])} is out of "
-            f"range; labels must lie in [0, {n_classes - 1}] ({bad.size} labels out of range)"
+            f"label {int(labels[bad[0]])} in {labels_name}, classes 0-{n_classes - 1}: label "
+            f"{int(labels[bad[0]])} at index {int(bad[0])} is out of range; labels must lie in "
+            f"[0, {n_classes - 1}] ({bad.size} labels out of range)"
         )
+
+
+def infer_n_classes(labels: np.ndarray, labels_name: str = "labels") -> int:
+    """The number of classes of a training labels file whose classes are not declared.
+
+    The classes are ``0 .. K-1``, each with at least two training images (a stratified
+    split needs two). A label past a missing or near-empty class is an error, not a
+    class of its own: labels 0-9 plus a stray 11 are ten classes and one bad label.
+
+    Raises
+    ------
+    IDXFormatError
+        ``"label 11 in FILE, classes 0-9 ..."``, or fewer than two classes.
+    """
+    counts = np.bincount(np.asarray(labels, dtype=np.int64))
+    sparse = np.flatnonzero(counts < 2)
+    n_classes = int(sparse[0]) if sparse.size else int(counts.size)
+    if n_classes < 2:
+        raise IDXFormatError(
+            f"{labels_name}: needs at least two classes 0, 1, ... with two images each "
+            f"(label counts {counts.tolist()[:10]})"
+        )
+    stray = np.flatnonzero(labels >= n_classes)
+    if stray.size:
+        label = int(labels[stray[0]])
+        raise IDXFormatError(
+            f"label {label} in {labels_name}, classes 0-{n_classes - 1}: "
+            f"{int(counts[n_classes])} training image(s) of class {n_classes} and "
+            f"{stray.size} label(s) >= {n_classes} (first at index {int(stray[0])}); "
+            "fix or remove them"
+        )
+    return n_classes

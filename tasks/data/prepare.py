@@ -12,14 +12,15 @@ random streams derived from ``seed``. Arrays are written to a directory that
 appears atomically, with a ``prepared.json`` describing them, so big arrays stay
 out of Prefect's result store and can be memory-mapped.
 
-This module is pure: no Prefect.
+The handle on the stored arrays and their checksums live in :mod:`tasks.data.arrays`
+(re-exported here). This module is pure: no Prefect.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +29,15 @@ from sklearn.model_selection import train_test_split
 
 from nn.atomic import write_directory_atomic
 from nn.errors import ConfigError
-from tasks.data.datasets import ROLES, DatasetFiles, fingerprint
+from tasks.data.arrays import META_NAME, PreparedData, Splits, file_sha256, load_prepared
+from tasks.data.datasets import ROLES, DatasetFiles
 from tasks.data.idx import check_pair, load_idx
 from tasks.data.scaling import pixel_stats, prepare_images
 from tasks.data.versions import Added
 from tasks.errors import ChecksumError, DataError
 from tasks.settings.declared import default_val_size
 
-FORMAT_VERSION = 1
-META_NAME = "prepared.json"
-ARRAY_NAMES: tuple[str, ...] = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
+__all__ = ["PrepareParams", "PreparedData", "Splits", "load_prepared", "prepare", "split_indices"]
 
 
 @dataclass(frozen=True)
@@ -82,114 +82,6 @@ class PrepareParams:
             raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
-
-
-@dataclass
-class Splits:
-    """The prepared arrays.
-
-    ``X_*`` are float32 ``(n, rows * cols)``, scaled (and standardised if requested);
-    ``y_*`` are int64 ``(n,)``. ``X_val`` and ``y_val`` are None without a validation split.
-    """
-
-    X_train: np.ndarray
-    y_train: np.ndarray
-    X_val: np.ndarray | None
-    y_val: np.ndarray | None
-    X_test: np.ndarray
-    y_test: np.ndarray
-
-
-@dataclass(frozen=True)
-class PreparedData:
-    """A small, picklable handle on prepared arrays stored as ``.npy`` files.
-
-    Attributes
-    ----------
-    name:
-        Dataset name.
-    checksums:
-        Role -> SHA-256 of the source IDX files' decompressed content.
-    n_classes:
-        Number of classes.
-    image_shape:
-        ``(rows, cols)`` of one image; features are ``rows * cols``.
-    preprocessing:
-        ``{"standardize": bool, "mean": float, "std": float}``: apply with
-        :func:`prepare_images` to new images (store it with the model).
-    paths:
-        Array name (:data:`ARRAY_NAMES`) -> ``.npy`` path; without ``X_val``/``y_val``
-        when ``n_val == 0``.
-    n_train, n_val, n_test:
-        Example counts.
-    params:
-        The :class:`PrepareParams` used, as a dict.
-    added:
-        :meth:`tasks.data.versions.Added.lineage` of the added batches whose training
-        part is appended to the training split (empty: the base dataset alone).
-    """
-
-    name: str
-    checksums: dict[str, str] = field(hash=False)
-    n_classes: int
-    image_shape: tuple[int, int]
-    preprocessing: dict[str, Any] = field(hash=False)
-    paths: dict[str, Path] = field(hash=False)
-    n_train: int
-    n_val: int
-    n_test: int
-    params: dict[str, Any] = field(hash=False)
-    added: dict[str, Any] = field(default_factory=dict, hash=False)
-
-    @property
-    def directory(self) -> Path:
-        """The directory holding the arrays."""
-        return Path(self.paths["X_train"]).parent
-
-    @property
-    def fingerprint(self) -> str:
-        """SHA-256 identifying the source dataset's content."""
-        return fingerprint(self.checksums)
-
-    def missing(self) -> list[Path]:
-        """Return the array files that no longer exist."""
-        return [Path(p) for p in self.paths.values() if not Path(p).is_file()]
-
-    def load(self, mmap: bool = True) -> Splits:
-        """Load the arrays, memory-mapped read-only when ``mmap`` (the default).
-
-        Raises
-        ------
-        DataError
-            An array file is missing or unreadable.
-        """
-        arrays: dict[str, np.ndarray | None] = {"X_val": None, "y_val": None}
-        for name, path in self.paths.items():
-            try:
-                arrays[name] = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-            except (OSError, ValueError) as exc:
-                raise DataError(
-                    f"{path}: cannot load prepared array {name} ({exc}); delete {self.directory} "
-                    "and run the preprocessing again"
-                ) from None
-        return Splits(**arrays)
-
-    def to_json(self) -> dict[str, Any]:
-        """Return a JSON-able description (paths relative to :attr:`directory`)."""
-        data = asdict(self)
-        data["paths"] = {k: Path(p).name for k, p in self.paths.items()}
-        data["image_shape"] = list(self.image_shape)
-        return {"format_version": FORMAT_VERSION, **data}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any], directory: Path) -> PreparedData:
-        """Rebuild from :meth:`to_json` output, with arrays in ``directory``."""
-        if data.get("format_version") != FORMAT_VERSION:
-            raise DataError(f"{directory / META_NAME}: unsupported format_version")
-        fields = {k: v for k, v in data.items() if k != "format_version"}
-        fields["paths"] = {k: Path(directory) / name for k, name in fields["paths"].items()}
-        fields["image_shape"] = tuple(fields["image_shape"])
-        return cls(**fields)
 
 
 def _stream_seed(seed: int, stream: int) -> int:
@@ -338,7 +230,7 @@ def prepare(
         params=asdict(params),
         added=added.lineage() if added is not None and added.ids else {},
     )
-    _write_atomically(out_dir, arrays, prepared)
+    prepared = _write_atomically(out_dir, arrays, prepared)
     log.info(
         "prepared %s: %d train, %d validation, %d test examples (mean %.4f, std %.4f) in %s",
         files.name, prepared.n_train, prepared.n_val, prepared.n_test, mean, std, out_dir,
@@ -346,8 +238,12 @@ def prepare(
     return prepared
 
 
-def _write_atomically(out_dir: Path, arrays: dict[str, np.ndarray], prepared: PreparedData) -> None:
+def _write_atomically(
+    out_dir: Path, arrays: dict[str, np.ndarray], prepared: PreparedData
+) -> PreparedData:
     """Write the arrays and metadata into a temporary directory, then rename it to ``out_dir``.
+
+    Returns ``prepared`` with the SHA-256 of each array file.
 
     A complete result already in ``out_dir`` came from a concurrent run with the same inputs
     and is kept; an incomplete one is replaced.
@@ -358,14 +254,7 @@ def _write_atomically(out_dir: Path, arrays: dict[str, np.ndarray], prepared: Pr
     ) as tmp:
         for name, array in arrays.items():
             np.save(tmp / f"{name}.npy", array, allow_pickle=False)
-        (tmp / META_NAME).write_text(json.dumps(prepared.to_json(), indent=2))
-
-
-def load_prepared(out_dir: Path) -> PreparedData | None:
-    """Return the complete result stored in ``out_dir``, or None if absent or incomplete."""
-    try:
-        data = json.loads((Path(out_dir) / META_NAME).read_text())
-        prepared = PreparedData.from_json(data, Path(out_dir))
-    except (OSError, ValueError, TypeError, KeyError, DataError):
-        return None
-    return None if prepared.missing() else prepared
+        digests = {name: file_sha256(tmp / f"{name}.npy") for name in arrays}
+        meta = replace(prepared, sha256=digests).to_json()
+        (tmp / META_NAME).write_text(json.dumps(meta, indent=2))
+    return replace(prepared, sha256=digests)

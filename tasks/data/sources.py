@@ -36,7 +36,7 @@ from tasks.data.datasets import (
     resolve_cache_dir,
 )
 from tasks.data.download import DownloadFailed, download
-from tasks.data.idx import IDXFile, check_pair
+from tasks.data.idx import IDXFile, check_pair, infer_n_classes
 from tasks.data.verify import verify_file
 from tasks.errors import DataError, FetchError, IDXFormatError
 
@@ -282,7 +282,8 @@ def _assemble(
     """Check that the four files agree and build the :class:`DatasetFiles`."""
     n_classes = spec.n_classes
     if n_classes is None:
-        n_classes = max(int(found["train_labels"].array.max()) + 1, 2)
+        labels = found["train_labels"]
+        n_classes = infer_n_classes(labels.array, str(labels.path))
     for split in ("train", "test"):
         images, labels = found[f"{split}_images"], found[f"{split}_labels"]
         check_pair(

@@ -264,14 +264,23 @@ def predict_files(
     return results
 
 
+def _one_line(text: str) -> str:
+    """``text`` with newlines and other control characters escaped (``\\n``), else as is."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
 def format_text(predictions: Sequence[Prediction], top: int = 1) -> str:
-    """One line per image: ``file: label (probability)``, the top K with ``top > 1``."""
+    """One line per image: ``file: label (probability)``, the top K with ``top > 1``.
+
+    A file name holding a newline or another control character is shown escaped, so
+    each image stays on one line.
+    """
     lines = []
     for p in predictions:
         if p.error is not None:
-            lines.append(f"{p.file}: error: {p.error}")
+            lines.append(f"{_one_line(p.file)}: error: {_one_line(p.error)}")
             continue
-        line = f"{p.file}: {p.label} ({p.probability:.4f})"
+        line = f"{_one_line(p.file)}: {p.label} ({p.probability:.4f})"
         if top > 1:
             line += f"  top {top}: " + ", ".join(f"{k} ({q:.4f})" for k, q in p.top)
         lines.append(line)
@@ -286,15 +295,27 @@ def format_json(predictions: Sequence[Prediction]) -> str:
     return json.dumps([p.to_dict() for p in predictions], indent=2)
 
 
+def csv_cell(text: str) -> str:
+    """``text`` made inert for spreadsheets: a leading ``= + - @`` (or tab, CR) gets a ``'``.
+
+    Spreadsheet programs run a cell that starts with one of those as a formula (CSV
+    injection); a file name such as ``=HYPERLINK(...).png`` must stay text.
+    """
+    return "'" + text if text.startswith(("=", "+", "-", "@", "\t", "\r")) else text
+
+
 def csv_text(predictions: Sequence[Prediction]) -> str:
-    """CSV with columns file, label, probability, error (empty cells when absent)."""
+    """CSV with columns file, label, probability, error (empty cells when absent).
+
+    Text cells go through :func:`csv_cell`; the csv module quotes cells with newlines.
+    """
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for p in predictions:
         prob = "" if p.probability is None else f"{p.probability:.6f}"
         label = "" if p.label is None else p.label
-        writer.writerow([p.file, label, prob, p.error or ""])
+        writer.writerow([csv_cell(p.file), label, prob, csv_cell(p.error or "")])
     return buf.getvalue()
 
 

@@ -33,14 +33,14 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from scipy import ndimage
 
 from nn.errors import ConfigError
 from tasks.errors import ImageError, NoInkError
+from tasks.images.reading import image_extensions, load_grayscale
 
 __all__ = [
     "ImageError",
@@ -93,75 +93,6 @@ class MnistStyle:
             raise ConfigError(f"min_contrast must be in (0, 1), got {self.min_contrast}")
         if not 0.0 <= self.speck_fraction < 0.5:
             raise ConfigError(f"speck_fraction must be in [0, 0.5), got {self.speck_fraction}")
-
-
-def image_extensions() -> frozenset[str]:
-    """Return the lower-case file extensions (with the dot) that Pillow can open."""
-    return frozenset(ext.lower() for ext in Image.registered_extensions())
-
-
-def load_grayscale(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an image file as grayscale.
-
-    Parameters
-    ----------
-    path:
-        Any format Pillow reads (PNG, JPEG, GIF, BMP, TIFF, WebP, ...); the first frame
-        of animations; EXIF orientation is applied; 16-bit images keep their range.
-
-    Returns
-    -------
-    numpy.ndarray
-        (height, width) float64 in [0, 1], 0 black and 1 white. Transparent pixels
-        are composited onto white when the visible pixels are mostly dark, else onto
-        black, so that a digit drawn on a transparent canvas keeps its contrast.
-
-    Raises
-    ------
-    ImageError
-        When the file is missing, is a directory, cannot be decoded or has no pixels.
-    """
-    file = Path(path)
-    if not file.exists():
-        raise ImageError(f"{file}: no such image file")
-    if not file.is_file():
-        raise ImageError(f"{file}: not a regular file")
-    try:
-        if file.stat().st_size == 0:
-            raise ImageError(f"{file}: empty file (0 bytes), not an image")
-        handle = Image.open(file)
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        raise ImageError(f"{file}: not an image Pillow can read ({type(exc).__name__})") from exc
-    except OSError as exc:
-        raise ImageError(f"{file}: cannot open: {exc.strerror or exc}") from exc
-    try:
-        with handle as img:
-            img.load()
-            gray = _to_gray(ImageOps.exif_transpose(img))
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
-        raise ImageError(f"{file}: corrupt or truncated {handle.format} image ({exc})") from exc
-    if gray.size == 0:
-        raise ImageError(f"{file}: image has no pixels ({gray.shape[1]}x{gray.shape[0]})")
-    return gray
-
-
-def _to_gray(img: Image.Image) -> np.ndarray:
-    """Return the (h, w) float64 luminance in [0, 1] of a Pillow image, alpha composited."""
-    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
-        # 16/32-bit integer or float pixels: the range is guessed from the largest value
-        # (float in [0, 1], else 8-bit, else 16-bit).
-        arr = np.nan_to_num(np.asarray(img, dtype=np.float64))
-        top = float(arr.max(initial=0.0))
-        scale = 1.0 if (img.mode == "F" and top <= 1.0) else (255.0 if top <= 255 else 65535.0)
-        return np.clip(arr / scale, 0.0, 1.0)
-    la = np.asarray(img.convert("RGBA").convert("LA"), dtype=np.float64) / 255.0
-    gray, alpha = la[..., 0], la[..., 1]
-    if alpha.size and alpha.min() < 1.0:
-        visible = alpha.sum()
-        mean_ink = (gray * alpha).sum() / visible if visible > 0 else 0.0
-        background = 1.0 if mean_ink < 0.5 else 0.0
-        gray = alpha * gray + (1.0 - alpha) * background
-    return gray
 
 
 def _border(gray: np.ndarray) -> np.ndarray:

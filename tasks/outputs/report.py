@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nn.atomic import write_bytes_atomic
 from tasks.outputs import plots
 from tasks.outputs.figures import build_plots, render
+from tasks.outputs.rundir import write_file
 from tasks.outputs.tables import markdown_table as _table
 from tasks.outputs.tables import parameters_used_lines
 
@@ -351,18 +351,18 @@ def write_report_files(
     best_params: dict | None = None,
     plot_cache: str | Path | None = None,
     salt: str = "",
+    display_dir: str | None = None,
 ) -> WrittenReport:
     """Write the plots and ``report.md`` into ``run_dir``; return them with the UI's markdown.
 
-    ``images_for_errors`` ``(n, 28, 28)`` in [0, 1] with ``y_true``/``y_pred`` ``(n,)``
-    feed the misclassified grid (only mismatches are drawn); ``history``
-    (``EpochRecord.to_dict()`` list) the learning curves (left out when ``None``);
-    ``class_names`` default to ``metrics["class_names"]``; ``best_params`` to the
-    parameters of the best finished trial. ``plot_cache`` is a folder where each plot's
-    images are kept and found again (None: draw every plot), under a hash of its data
-    and ``salt``.
+    ``images_for_errors`` ``(n, 28, 28)`` in [0, 1] with ``y_true``/``y_pred`` ``(n,)`` feed
+    the misclassified grid; ``history`` (``EpochRecord.to_dict()`` list) the learning curves;
+    ``class_names`` default to ``metrics["class_names"]``; ``best_params`` to the best
+    finished trial's. ``plot_cache``: a folder keeping each plot's images under a hash of its
+    data and ``salt`` (None: draw every plot). ``display_dir``: the folder the report names.
     """
     out = Path(run_dir).resolve()
+    shown = Path(display_dir).resolve() if display_dir else out
     out.mkdir(parents=True, exist_ok=True)
     names = list(class_names or metrics.get("class_names") or [])
     if not names and metrics.get("confusion_matrix") is not None:
@@ -379,7 +379,7 @@ def write_report_files(
     for name, spec in build_plots(metrics, names, history, errors, trials).items():
         filename = PLOTS[name][0]
         data, small = render(spec, cache, name, salt)
-        write_bytes_atomic(out / filename, data)
+        write_file(out / filename, data, shown)
         files[name] = filename
         embedded[name] = None
         if small is not None:
@@ -387,10 +387,10 @@ def write_report_files(
 
     common = {"trials": trials, "best_params": best_params, "decision_markdown": decision_markdown}
     report_path = out / REPORT_FILENAME
-    markdown = render_report(metrics, run_dir=str(out), images=files, **common)
-    write_bytes_atomic(report_path, markdown.encode("utf-8"))
-    ui_markdown = render_report(metrics, run_dir=str(out), images=embedded, **common)
-    listing = ", ".join(f"`{out / f}`" for f in [REPORT_FILENAME, *files.values()])
+    markdown = render_report(metrics, run_dir=str(shown), images=files, **common)
+    write_file(report_path, markdown.encode("utf-8"), shown)
+    ui_markdown = render_report(metrics, run_dir=str(shown), images=embedded, **common)
+    listing = ", ".join(f"`{shown / f}`" for f in [REPORT_FILENAME, *files.values()])
     ui_markdown += f"\nFiles: {listing}\n"
     return WrittenReport(
         report_path,

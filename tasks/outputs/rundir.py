@@ -1,13 +1,15 @@
 """The run directory of a flow: its location, the copied model, ``metrics.json``, timings.
 
-Plain helpers used by the three flows; the only Prefect import is the runtime
-lookup of the flow-run name for the default directory name.
+Plain helpers used by the three flows. The directory is checked before any work
+(:func:`check_out_dir`) and assembled in a staging folder that becomes it only once
+every output is written (:func:`staged_run_dir`): a failed run leaves no partial one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import platform
+import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -15,31 +17,68 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from nn.atomic import copy_atomic, write_json_atomic
+from nn.atomic import copy_atomic, write_bytes_atomic, write_directory_atomic, write_json_atomic
 from tasks.errors import OutputError
 
 
-def make_run_dir(out_dir: str | None, run_name: str | None = None) -> Path:
-    """Create and return the run directory.
+def run_dir_path(out_dir: str | None, run_name: str | None = None) -> Path:
+    """The run directory: ``out_dir`` if given, else ``runs/<UTC timestamp>-<run name>``."""
+    if out_dir:
+        return Path(out_dir).expanduser()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return Path("runs") / f"{stamp}-{run_name or 'local'}"
 
-    ``out_dir`` if given (created if missing; files in it are replaced), else
-    ``runs/<UTC timestamp>-<flow run name>`` under the working directory.
+
+def check_out_dir(out_dir: str | None) -> Path:
+    """Check, before any work, that the run directory can be written; return where it will be.
+
+    ``out_dir`` must be a writable directory, or a path whose closest existing parent is
+    one (nothing is created here). Without ``out_dir`` that is the working directory.
 
     Raises
     ------
     OutputError
-        If the directory cannot be created.
+        Naming the path and why it cannot be written.
     """
-    if out_dir:
-        path = Path(out_dir).expanduser()
-    else:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        path = Path("runs") / f"{stamp}-{run_name or 'local'}"
-    try:
-        path.mkdir(parents=True, exist_ok=True)
+    target = run_dir_path(out_dir).absolute() if out_dir else Path.cwd() / "runs"
+    existing = target
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    where = "--out " if out_dir else ""
+    if not existing.is_dir():
+        raise OutputError(
+            f"{where}{target}: cannot create the run directory ({existing} is not a folder)"
+        )
+    try:  # a real write: permissions, read-only mounts, and also root
+        with tempfile.TemporaryFile(dir=existing):
+            pass
     except OSError as exc:
-        raise OutputError(f"cannot create run directory {path}: {exc.strerror}") from exc
-    return path
+        raise OutputError(
+            f"{where}{target}: cannot write the run directory ({existing}: {exc.strerror or exc})"
+        ) from exc
+    return target
+
+
+@contextlib.contextmanager
+def staged_run_dir(target: Path) -> Iterator[Path]:
+    """Yield an empty folder beside ``target`` to write a run's outputs into; publish it at the end.
+
+    When the block ends normally the folder becomes ``target`` (or, if ``target`` already
+    exists, each file replaces the one of the same name there); when it raises, the folder
+    is removed and ``target`` is untouched: a failed run leaves no partial run directory.
+
+    Raises
+    ------
+    OutputError
+        If the folder cannot be created or moved into place, naming the path.
+    """
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with write_directory_atomic(target, merge=True) as folder:
+            yield folder
+    except OSError as exc:
+        where = exc.filename or target
+        raise OutputError(f"cannot write run directory {where}: {exc.strerror or exc}") from exc
 
 
 def copy_model(model_path: str | Path, run_dir: Path) -> Path:
@@ -72,6 +111,19 @@ def write_json(path: Path, data: Any) -> None:
         write_json_atomic(path, data, sort_keys=False)
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror}") from exc
+
+
+def write_file(path: Path, data: bytes, shown: Path | None = None) -> None:
+    """Write ``data`` to ``path`` atomically; an OSError becomes an OutputError naming the file.
+
+    ``shown`` is the folder the message names (the run directory, when ``path`` is in
+    its staging folder).
+    """
+    try:
+        write_bytes_atomic(path, data)
+    except OSError as exc:
+        where = (shown or path.parent) / path.name
+        raise OutputError(f"cannot write {where}: {exc.strerror or exc}") from exc
 
 
 def versions() -> dict[str, str]:

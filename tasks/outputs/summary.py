@@ -21,6 +21,7 @@ def run_metrics(
     prepared: Any,
     seed: int,
     decision: Any,
+    not_registered: str | None = None,
     search: Mapping[str, Any] | None = None,
     lineage: Mapping[str, Any] | None = None,
     eval_set: Mapping[str, Any] | None = None,
@@ -42,7 +43,11 @@ def run_metrics(
     seed:
         The run's seed.
     decision:
-        The registry's decision (:class:`tasks.registry.promotion.PromotionDecision`).
+        The registry's decision (:class:`tasks.registry.promotion.PromotionDecision`), or
+        None for a model that is not registered.
+    not_registered:
+        Why the model is not registered: it diverged or is at chance level
+        (:mod:`tasks.registry.promotion`).
     search:
         The search's trials and best trial, for a pipeline.
     lineage:
@@ -69,7 +74,8 @@ def run_metrics(
         },
         "seed": seed,
         "versions": versions(),
-        "registry": decision.to_dict(),
+        "registry": None if decision is None else decision.to_dict(),
+        "not_registered": not_registered,
     }
     if search is not None:
         metrics["search"] = dict(search)
@@ -79,13 +85,22 @@ def run_metrics(
 
 
 def run_summary(
-    run_dir: Path, model_path: Path, test_metrics: Mapping[str, Any], decision: Any
+    run_dir: Path,
+    model_path: Path,
+    test_metrics: Mapping[str, Any],
+    decision: Any,
+    line: str | None = None,
 ) -> dict[str, Any]:
-    """What a flow returns: run directory, model, test accuracy and loss, the registry's line."""
+    """What a flow returns: run directory, model, test accuracy and loss, the registry's line.
+
+    ``line`` replaces the decision's line (a model that was not registered).
+    """
+    if line is None:
+        line = f"{decision.challenger_version} {decision.verdict} ({decision.reason})"
     return {
         "run_dir": str(run_dir),
         "model_path": str(model_path),
         "test_accuracy": float(test_metrics["test_accuracy"]),
         "test_loss": float(test_metrics["test_loss"]),
-        "decision": f"{decision.challenger_version} {decision.verdict} ({decision.reason})",
+        "decision": line,
     }

@@ -1,4 +1,4 @@
-"""The registry's folder and files: where it lives, reading its JSON, copying model files."""
+"""The registry's folder and files: where it lives, its JSON records and pointers, copies."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from typing import Any
 
 from platformdirs import user_data_path
 
+from nn.errors import MnistFlowError
 from tasks.errors import RegistryError
+from tasks.registry.promotion import VERSION_RE, ModelVersion, check_accuracy, check_dataset
 
 ENV_VAR = "MNIST_FLOW_REGISTRY"
 
@@ -60,3 +62,54 @@ def metadata_dataset(metadata: dict[str, Any]) -> str | None:
     if isinstance(value, dict):
         value = value.get("name")
     return value if isinstance(value, str) else None
+
+
+MODEL_FILE = "model.npz"
+VERSION_FILE = "version.json"
+
+
+def read_entry(directory: Path) -> ModelVersion:
+    """The version record in ``directory``, checked (a :class:`RegistryError` if corrupted)."""
+    path = directory / VERSION_FILE
+    data = read_json(path, "version record")
+    try:
+        if data["version"] != directory.name:
+            raise ValueError(f"it names version {data['version']!r}")
+        entry = ModelVersion(
+            version=data["version"],
+            created_at=str(data["created_at"]),
+            dataset=check_dataset(data["dataset"]),
+            test_accuracy=data["test_accuracy"],
+            path=directory / MODEL_FILE,
+        )
+    except (KeyError, ValueError, MnistFlowError) as exc:
+        raise RegistryError(f"version record {path} is corrupted: {exc}") from exc
+    if not entry.path.is_file():
+        raise RegistryError(f"registered model {entry.path} is missing")
+    return entry
+
+
+def read_pointer(path: Path, models_dir: Path) -> dict[str, Any]:
+    """The champion pointer at ``path``, checked against the versions in ``models_dir``."""
+    data = read_json(path, "champion pointer")
+    expected = path.name.removeprefix("champion-").removesuffix(".json")
+    try:
+        ok = (
+            isinstance(data.get("version"), str)
+            and VERSION_RE.match(data["version"])
+            and data.get("dataset") == expected
+            and isinstance(data.get("promoted_at"), str)
+            and check_accuracy(data.get("test_accuracy"), "test_accuracy") >= 0
+        )
+    except RegistryError:
+        ok = False
+    if not ok:
+        raise RegistryError(
+            f"champion pointer {path} is corrupted: expected version 'vNNNN', dataset "
+            f"'{expected}', test_accuracy in [0, 1] and promoted_at; got {data!r}"
+        )
+    if not (models_dir / data["version"]).is_dir():
+        raise RegistryError(
+            f"champion pointer {path} names {data['version']}, which is not in {models_dir}"
+        )
+    return data

@@ -8,6 +8,7 @@ its champion. See :mod:`tasks.registry.store` for the storage.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -114,6 +115,7 @@ class PromotionDecision:
     champion_version: str | None
     champion_accuracy: float | None
     margin: float
+    already_registered: bool = False
 
     def __post_init__(self) -> None:
         check_margin(self.margin)
@@ -169,12 +171,28 @@ def decide(
     champion: ModelVersion | None,
     margin: float,
     scores: SameSetScores | None = None,
+    *,
+    duplicate: bool = False,
 ) -> PromotionDecision:
     """Apply the promotion rule; pure.
 
     With ``scores`` (and ``champion`` the one they scored) both are compared on that
-    evaluation set instead of their own test accuracies.
+    evaluation set instead of their own test accuracies. ``duplicate``: the
+    challenger's weights were registered before (as ``challenger``); the reason says so.
     """
+    decision = _decide(challenger, champion, margin, scores)
+    if not duplicate:
+        return decision
+    reason = f"same weights as {challenger.version}, registered before; {decision.reason}"
+    return replace(decision, reason=reason, already_registered=True)
+
+
+def _decide(
+    challenger: ModelVersion,
+    champion: ModelVersion | None,
+    margin: float,
+    scores: SameSetScores | None,
+) -> PromotionDecision:
     where = ""
     if scores is not None and (champion is None or scores.champion_version == champion.version):
         challenger = replace(challenger, test_accuracy=scores.challenger)
@@ -205,6 +223,43 @@ def decide(
         f"(difference {diff:+.4f}){where}"
     )
     return PromotionDecision(promoted=promoted, reason=reason, **common)
+
+
+CHANCE_MARGIN = 0.05
+"""A test accuracy under chance (1 / classes) plus this is chance level."""
+
+
+EXPLODED = 10.0
+"""A final training loss above this many times ``ln(classes)`` means training diverged."""
+
+
+def divergence(history: Sequence[dict[str, Any]], n_classes: int) -> str | None:
+    """Why a finite model counts as diverged, or None.
+
+    Diverged: the last epoch's training loss is above :data:`EXPLODED` times
+    ``ln(n_classes)``, the loss of guessing every class with equal probability. An
+    initialised network starts near ``ln(n_classes)``; an undertrained or noisy one (one
+    epoch on a few hundred images with a large learning rate) can end a few times above
+    it, which is weak, not diverged (:func:`chance_level` keeps it from promotion);
+    ``--lr 10`` ends hundreds of times above. ``history`` holds
+    ``nn.train.EpochRecord.to_dict()`` records.
+    """
+    uniform = math.log(n_classes)
+    losses = [record["train_loss"] for record in history if "train_loss" in record]
+    if losses and not losses[-1] <= EXPLODED * uniform:
+        return (
+            f"final training loss {losses[-1]:.4g} is more than {EXPLODED:g} times "
+            f"ln({n_classes}) = {uniform:.3f}, the loss of guessing uniformly"
+        )
+    return None
+
+
+def chance_level(test_accuracy: float, n_classes: int) -> str | None:
+    """Why a model is no candidate for promotion (accuracy at chance level), or None."""
+    chance = 1.0 / n_classes
+    if test_accuracy < chance + CHANCE_MARGIN:
+        return f"test accuracy {test_accuracy:.4f} is at chance level ({chance:.4f})"
+    return None
 
 
 def format_models_table(

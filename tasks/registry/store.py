@@ -8,7 +8,7 @@ Layout of a registry directory ``root``::
     root/models/v0001/model.json      its metadata, copied beside it
     root/models/v0001/metrics.json    the metrics given at registration
     root/models/v0001/version.json    {"version", "created_at", "dataset", "test_accuracy",
-                                       "source"}
+                                       "source", "weights_digest"}
     root/champion-<dataset>.json      {"version", "test_accuracy", "dataset", "promoted_at"}
     root/history.jsonl                every change of champion (tasks.registry.history)
 
@@ -27,6 +27,10 @@ readers never see a half-written version or pointer and need no lock. Every writ
 on Windows, released by the kernel if its holder dies), and
 :meth:`Registry.register_and_promote` registers and promotes under one lock, so two
 concurrent retraining runs get distinct version numbers and cannot both become champion.
+
+One version per model: a model whose weights (:func:`nn.io.weights_digest`) are already
+registered for its dataset is not copied again; the decision names the existing version
+(an identical re-run, e.g. served from the cache, adds nothing).
 """
 
 from __future__ import annotations
@@ -37,19 +41,23 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import NamedTuple
 
 from filelock import FileLock, Timeout
 
 from nn.atomic import write_directory_atomic, write_json_atomic
-from nn.errors import MnistFlowError, ModelFileError
-from nn.io import load_model, metadata_path
+from nn.errors import ModelFileError
+from nn.io import load_model, metadata_path, weights_digest
 from tasks.registry.files import (
+    MODEL_FILE,
+    VERSION_FILE,
     copy_file,
     default_registry_root,
     metadata_dataset,
     now,
+    read_entry,
     read_json,
+    read_pointer,
 )
 from tasks.registry.history import change_champion
 from tasks.registry.promotion import (
@@ -75,11 +83,20 @@ __all__ = [
     "format_models_table",
 ]
 
-MODEL_FILE = "model.npz"
 METADATA_FILE = "model.json"
 METRICS_FILE = "metrics.json"
-VERSION_FILE = "version.json"
 _TMP_PREFIX = ".tmp-"
+
+
+class _Candidate(NamedTuple):
+    """A model checked for registration; ``digest``: :func:`nn.io.weights_digest`."""
+
+    model_path: Path
+    meta_path: Path
+    dataset: str
+    accuracy: float
+    metrics_json: str
+    digest: str
 
 
 class Registry:
@@ -125,10 +142,9 @@ class Registry:
             corrupted, inconsistent), metadata naming another dataset, bad metrics, lock
             timeout, or a failed copy; nothing is then left in the registry.
         """
-        prepared = self._prepare(model_path, metrics, dataset)
+        candidate = self._prepare(model_path, metrics, dataset)
         with self._locked():
-            version = self._register_locked(*prepared)
-        return version
+            return self._register_locked(candidate)[0]
 
     def promote_if_better(
         self,
@@ -171,13 +187,26 @@ class Registry:
             The registered version (``is_champion`` reflects the decision) and the decision.
         """
         margin = check_margin(margin)
-        prepared = self._prepare(model_path, metrics, dataset)
+        candidate = self._prepare(model_path, metrics, dataset)
         with self._locked():
-            registered = self._register_locked(*prepared)
-            decision = self._promote_locked(registered, margin, scores)
+            registered, is_new = self._register_locked(candidate)
+            decision = self._promote_locked(registered, margin, scores, is_new)
         if decision.promoted:
             registered = replace(registered, is_champion=True)
         return registered, decision
+
+    def preview(
+        self, model_path: Path | str, metrics: dict, *, dataset: str, margin: float = 0.0
+    ) -> PromotionDecision:
+        """What :meth:`register_and_promote` would decide now (without same-set scores)."""
+        margin = check_margin(margin)
+        candidate = self._prepare(model_path, metrics, dataset)
+        if (existing := self._same_weights(candidate)) is not None:
+            return decide(existing, self.champion(dataset), margin, duplicate=True)
+        name = self._next_name()
+        path = self.models_dir / name / MODEL_FILE
+        challenger = ModelVersion(name, now(), dataset, candidate.accuracy, path)
+        return decide(challenger, self.champion(dataset), margin)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -187,20 +216,20 @@ class Registry:
         directory = self.models_dir / name
         if not directory.is_dir():
             raise RegistryError(f"registry {self.root} has no model version {name}")
-        entry = self._read_entry(directory)
+        entry = read_entry(directory)
         pointer = self.pointer_path(entry.dataset)
-        is_champion = pointer.exists() and self._read_pointer(pointer)["version"] == name
+        is_champion = pointer.exists() and read_pointer(pointer, self.models_dir)["version"] == name
         return replace(entry, is_champion=is_champion)
 
     def list(self, dataset: str | None = None) -> list[ModelVersion]:
         """Return every registered version (of ``dataset`` if given), oldest first."""
         if not self.models_dir.is_dir():
             return []
-        champions = {self._read_pointer(p)["version"] for p in self._pointer_paths()}
+        champions = {read_pointer(p, self.models_dir)["version"] for p in self._pointer_paths()}
         entries = []
         for directory in self.models_dir.iterdir():
             if directory.is_dir() and VERSION_RE.match(directory.name):
-                entry = self._read_entry(directory)
+                entry = read_entry(directory)
                 if dataset is None or entry.dataset == dataset:
                     is_champion = entry.version in champions
                     entries.append(replace(entry, is_champion=is_champion))
@@ -212,11 +241,11 @@ class Registry:
             paths = [self.pointer_path(dataset)]
         else:
             paths = self._pointer_paths()
-        pointers = [self._read_pointer(p) for p in paths if p.exists()]
+        pointers = [read_pointer(p, self.models_dir) for p in paths if p.exists()]
         if not pointers:
             return None
         latest = max(pointers, key=lambda p: (p["promoted_at"], p["version"]))
-        entry = self._read_entry(self.models_dir / latest["version"])
+        entry = read_entry(self.models_dir / latest["version"])
         return replace(entry, is_champion=True)
 
     def model_path(
@@ -270,9 +299,7 @@ class Registry:
         finally:
             lock.release()
 
-    def _prepare(
-        self, model_path: Path | str, metrics: dict, dataset: str
-    ) -> tuple[Path, Path, str, float, str]:
+    def _prepare(self, model_path: Path | str, metrics: dict, dataset: str) -> _Candidate:
         """Validate the inputs of a registration before taking the lock."""
         check_dataset(dataset)
         model_path = Path(model_path)
@@ -295,15 +322,40 @@ class Registry:
             raise RegistryError(
                 f"metrics for {model_path} are not JSON-serialisable: {exc}"
             ) from exc
-        return model_path, meta_path, dataset, accuracy, metrics_json + "\n"
+        try:
+            digest = weights_digest(load_model(model_path)[0])
+        except ModelFileError as exc:
+            raise RegistryError(
+                f"cannot register {model_path}: {exc}; the registry is unchanged"
+            ) from exc
+        return _Candidate(model_path, meta_path, dataset, accuracy, metrics_json + "\n", digest)
 
-    def _register_locked(
-        self, model_path: Path, meta_path: Path, dataset: str, accuracy: float, metrics: str
-    ) -> ModelVersion:
+    def _same_weights(self, candidate: _Candidate) -> ModelVersion | None:
+        """The registered version of ``candidate``'s dataset with the same weights, if any."""
+        for directory in sorted(self.models_dir.glob("v*")):
+            if directory.is_dir() and VERSION_RE.match(directory.name):
+                record = read_json(directory / VERSION_FILE, "version record")
+                if (
+                    record.get("weights_digest") == candidate.digest
+                    and record.get("dataset") == candidate.dataset
+                ):
+                    return read_entry(directory)
+        return None
+
+    def _next_name(self) -> str:
+        names = self.models_dir.iterdir() if self.models_dir.is_dir() else []
+        numbers = [int(d.name[1:]) for d in names if VERSION_RE.match(d.name)]
+        return f"v{max(numbers, default=0) + 1:04d}"
+
+    def _register_locked(self, candidate: _Candidate) -> tuple[ModelVersion, bool]:
+        """Register ``candidate`` unless its weights already are; return (version, is_new)."""
         for stale in self.models_dir.glob(f"{_TMP_PREFIX}*"):  # only crashed writers leave these
             shutil.rmtree(stale, ignore_errors=True)
-        numbers = [int(d.name[1:]) for d in self.models_dir.iterdir() if VERSION_RE.match(d.name)]
-        name = f"v{max(numbers, default=0) + 1:04d}"
+        existing = self._same_weights(candidate)
+        if existing is not None:
+            return existing, False
+        model_path, meta_path, dataset, accuracy, metrics, digest = candidate
+        name = self._next_name()
         final = self.models_dir / name
         entry = {
             "version": name,
@@ -311,6 +363,7 @@ class Registry:
             "dataset": dataset,
             "test_accuracy": accuracy,
             "source": str(model_path.resolve()),
+            "weights_digest": digest,
         }
         try:
             # No replace_existing: the number is new under the lock, and a registered version
@@ -325,15 +378,17 @@ class Registry:
             raise RegistryError(
                 f"could not register {model_path} as {final}: {exc}; the registry is unchanged"
             ) from exc
-        return self._read_entry(final)
+        return read_entry(final), True
 
     def _promote_locked(
         self,
         challenger: ModelVersion,
         margin: float,
         scores: SameSetScores | None = None,
+        is_new: bool = True,
     ) -> PromotionDecision:
-        decision = decide(challenger, self.champion(challenger.dataset), margin, scores)
+        champion = self.champion(challenger.dataset)
+        decision = decide(challenger, champion, margin, scores, duplicate=not is_new)
         if decision.promoted:
             change_champion(
                 self, challenger, previous=decision.champion_version, action="auto",
@@ -343,47 +398,3 @@ class Registry:
 
     def _pointer_paths(self) -> list[Path]:
         return sorted(self.root.glob("champion-*.json")) if self.root.is_dir() else []
-
-    def _read_entry(self, directory: Path) -> ModelVersion:
-        path = directory / VERSION_FILE
-        data = read_json(path, "version record")
-        try:
-            if data["version"] != directory.name:
-                raise ValueError(f"it names version {data['version']!r}")
-            entry = ModelVersion(
-                version=data["version"],
-                created_at=str(data["created_at"]),
-                dataset=check_dataset(data["dataset"]),
-                test_accuracy=data["test_accuracy"],
-                path=directory / MODEL_FILE,
-            )
-        except (KeyError, ValueError, MnistFlowError) as exc:
-            raise RegistryError(f"version record {path} is corrupted: {exc}") from exc
-        if not entry.path.is_file():
-            raise RegistryError(f"registered model {entry.path} is missing")
-        return entry
-
-    def _read_pointer(self, path: Path) -> dict[str, Any]:
-        data = read_json(path, "champion pointer")
-        expected = path.name.removeprefix("champion-").removesuffix(".json")
-        try:
-            ok = (
-                isinstance(data.get("version"), str)
-                and VERSION_RE.match(data["version"])
-                and data.get("dataset") == expected
-                and isinstance(data.get("promoted_at"), str)
-                and check_accuracy(data.get("test_accuracy"), "test_accuracy") >= 0
-            )
-        except RegistryError:
-            ok = False
-        if not ok:
-            raise RegistryError(
-                f"champion pointer {path} is corrupted: expected version 'vNNNN', dataset "
-                f"'{expected}', test_accuracy in [0, 1] and promoted_at; got {data!r}"
-            )
-        if not (self.models_dir / data["version"]).is_dir():
-            raise RegistryError(
-                f"champion pointer {path} names {data['version']}, "
-                f"which is not in {self.models_dir}"
-            )
-        return data

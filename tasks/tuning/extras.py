@@ -11,11 +11,13 @@ model of the pipeline gets it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from nn.errors import ConfigError
+from tasks.errors import SearchSpaceError
 from tasks.fitting.augment import default_augment, make_augmenter
+from tasks.tuning.space import PARAMETERS
 
 KNOWN_EXTRAS = ("augment", "augment_strength")
 
@@ -26,6 +28,22 @@ def dataset_name(data: Any) -> str:
     if not isinstance(name, str):
         raise ConfigError(f"cannot tell the dataset of {type(data).__name__}")
     return name
+
+
+def check_extra_names(names: Iterable[str]) -> None:
+    """Refuse, before any trial runs, extra search parameters :func:`augment_extras` ignores.
+
+    Raises
+    ------
+    SearchSpaceError
+        Naming the unknown parameters, the known ones and the extras allowed.
+    """
+    unknown = sorted(set(names) - set(PARAMETERS) - set(KNOWN_EXTRAS))
+    if unknown:
+        raise SearchSpaceError(
+            f"unknown search parameter(s) {', '.join(unknown)}; known: "
+            f"{', '.join([*PARAMETERS, *KNOWN_EXTRAS])}"
+        )
 
 
 def augment_extras(extras: Mapping[str, Any], data: Any) -> dict[str, Any]:

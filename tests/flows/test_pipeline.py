@@ -22,7 +22,8 @@ HISTORY_KEYS = {
     "lr",
     "seconds",
 }
-STEPS = ("fetch", "preprocess", "search", "train", "evaluate", "register", "report")
+# Registration comes after metrics.json is written (a failed output registers nothing).
+STEPS = ("fetch", "preprocess", "search", "train", "evaluate", "report")
 
 
 def task_states(flow_run_id: UUID) -> dict[str, str]:

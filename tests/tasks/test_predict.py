@@ -252,3 +252,23 @@ def test_folder_flow_end_to_end_with_a_corrupt_file(
     for row in table:
         for value in row.values():
             assert value is None or type(value) in (int, float, str), row
+
+
+def test_hostile_file_names_stay_text_in_the_csv_and_one_line_each(
+    digit_model, tmp_path, monkeypatch
+):
+    """Formula-like names are neutralised in the CSV; a newline in a name is shown escaped."""
+    paths, indices = write_renders(digit_model, tmp_path, n=5, seed=5)
+    names = ["=1+2.png", "+cmd.png", "-x.png", "@sum.png", "new\nline.png"]
+    for path, name in zip(paths, names, strict=True):
+        path.rename(tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    text, code = run_predict(str(digit_model.path), names, csv_path="out.csv")
+    assert code == 0
+    lines = text.splitlines()
+    assert len(lines) == len(names) + 2  # one per image, "scored 5 of 5", "wrote out.csv"
+    assert lines[4].startswith(f"new\\nline.png: {digit_model.predicted[indices[4]]} (")
+    with open("out.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["file"] for r in rows] == ["'=1+2.png", "'+cmd.png", "'-x.png", "'@sum.png", names[4]]
+    assert [int(r["label"]) for r in rows] == [int(digit_model.predicted[i]) for i in indices]

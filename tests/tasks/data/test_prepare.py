@@ -319,3 +319,45 @@ def test_fetch_task_fails_with_one_clear_error(
     assert state.is_failed()
     with pytest.raises(FetchError, match=r"t10k-images-idx3-ubyte\.gz: every source failed"):
         state.result()
+
+
+def test_a_tampered_array_is_detected_and_prepared_again(digits: DatasetFiles, tmp_path: Path):
+    """Noise of the same shape written over X_train.npy is never trained on."""
+    from tasks.data.arrays import file_sha256
+
+    out = tmp_path / "prepared"
+    prepared = prepare(digits, PrepareParams(val_size=500, train_size=2000), out)
+    assert set(prepared.sha256) == set(prepared.paths)
+    assert prepared.sha256["X_train"] == file_sha256(out / "X_train.npy")
+    assert load_prepared(out) == prepared and prepared.changed() == []
+    prepared.verify()
+    original = np.load(out / "X_train.npy")
+    noise = np.random.default_rng(0).standard_normal(original.shape).astype(np.float32)
+    np.save(out / "X_train.npy", noise)  # same shape and dtype: only the checksum tells
+    assert prepared.changed() == ["X_train"]
+    with pytest.raises(ChecksumError, match=r"X_train\.npy.*changed since they were written"):
+        prepared.verify()
+    assert load_prepared(out) is None  # the preprocessing step prepares them anew
+    again = prepare(digits, PrepareParams(val_size=500, train_size=2000), out)
+    assert again == prepared and again.changed() == []
+    np.testing.assert_array_equal(np.load(out / "X_train.npy"), original)
+
+
+def test_labels_outside_the_classes_of_an_idx_folder_are_named(
+    digits_dir: Path, tmp_path: Path
+) -> None:
+    """A stray label 11 among digits 0-9 is an error naming it, not an empty class 10."""
+    folder = tmp_path / "stray"
+    shutil.copytree(digits_dir, folder)
+    labels = read_idx(folder / ROLE_FILES["train_labels"]).copy()
+    labels[[5, 17]] = 11
+    write_idx(folder / ROLE_FILES["train_labels"], labels)
+    with pytest.raises(DataError, match=r"^label 11 in .*train-labels.*, classes 0-9"):
+        fetch_files("idx", data_dir=str(folder))
+    labels[[5, 17]] = 3
+    write_idx(folder / ROLE_FILES["train_labels"], labels)
+    test_labels = read_idx(folder / ROLE_FILES["test_labels"]).copy()
+    test_labels[4] = 11
+    write_idx(folder / ROLE_FILES["test_labels"], test_labels)
+    with pytest.raises(DataError, match=r"^label 11 in .*t10k-labels.*, classes 0-9"):
+        fetch_files("idx", data_dir=str(folder))

@@ -32,7 +32,7 @@ def fake_model(directory: Path, name: str = "model", dataset: str | None = "mnis
     """Save a tiny real network with nn.io.save_model: ``<name>.npz`` + ``<name>.json``."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.npz"
-    rng = np.random.default_rng(len(str(directory)))
+    rng = np.random.default_rng(list(f"{directory}/{name}".encode()))  # distinct weights
     metadata: dict = {"preprocessing": {"standardize": False, "mean": 0.0, "std": 1.0}}
     if dataset is not None:
         metadata["dataset"] = {"name": dataset, "checksums": {}}
@@ -166,13 +166,41 @@ def test_corrupted_weights_are_not_registered(reg, model):
     model.write_bytes(bytes(raw))
     with pytest.raises(RegistryError, match=r"SHA-256.*registry is unchanged"):
         reg.register(model, {"test_accuracy": 0.75}, dataset="mnist")
-    assert reg.list() == [] and not list(reg.models_dir.iterdir())
+    assert reg.list() == [] and not reg.models_dir.exists()  # refused before the lock
 
 
-def test_versions_are_numbered_in_order(reg, model):
-    names = [reg.register(model, {"test_accuracy": 0.5}, dataset="mnist").version for _ in range(3)]
+def test_versions_are_numbered_in_order(reg, tmp_path):
+    models = [fake_model(tmp_path / "src", f"m{i}") for i in range(3)]
+    names = [reg.register(m, {"test_accuracy": 0.5}, dataset="mnist").version for m in models]
     assert names == ["v0001", "v0002", "v0003"]
     assert [v.number for v in reg.list()] == [1, 2, 3]
+
+
+def test_the_same_weights_are_registered_once(reg, model, tmp_path):
+    """An identical re-run (same weights, another model file) adds no version."""
+    first, _ = add(reg, model, 0.9)
+    again = tmp_path / "again" / "model.npz"
+    again.parent.mkdir()
+    save_model(again, load_model(model)[0], {"dataset": {"name": "mnist", "checksums": {}}})
+    preview = reg.preview(again, {"test_accuracy": 0.9}, dataset="mnist")
+    second, decision = add(reg, again, 0.9)
+    assert second.version == first.version == "v0001" and [v.version for v in reg.list()] == [
+        "v0001"
+    ]
+    assert decision.already_registered and not decision.promoted
+    assert "same weights as v0001" in decision.reason
+    assert preview == decision
+    other, decision = add(reg, fake_model(tmp_path / "other"), 0.95)
+    assert other.version == "v0002" and decision.promoted and not decision.already_registered
+
+
+def test_preview_changes_nothing_and_predicts_the_decision(reg, tmp_path):
+    add(reg, fake_model(tmp_path / "a"), 0.9)
+    challenger = fake_model(tmp_path / "b")
+    preview = reg.preview(challenger, {"test_accuracy": 0.95}, dataset="mnist")
+    assert [v.version for v in reg.list()] == ["v0001"] and reg.champion().version == "v0001"
+    _, decision = add(reg, challenger, 0.95)
+    assert preview == decision and decision.promoted and decision.challenger_version == "v0002"
 
 
 def test_empty_registry(tmp_path):
@@ -400,7 +428,7 @@ def _race_worker(roots, model: str, accuracy: float, barrier, results) -> None:
 
 @pytest.mark.slow
 def test_two_processes_cannot_both_become_champion(tmp_path):
-    model = fake_model(tmp_path / "src")
+    models = [fake_model(tmp_path / "src", f"m{i}") for i in range(2)]  # distinct weights
     roots = [str(tmp_path / f"reg{i}") for i in range(4)]
     for root in roots[::2]:  # half the rounds start with a champion to beat, half empty
         add(Registry(root), fake_model(tmp_path / "seed"), 0.90)
@@ -408,7 +436,7 @@ def test_two_processes_cannot_both_become_champion(tmp_path):
     barrier, results = ctx.Barrier(2), ctx.Queue()
     procs = [
         ctx.Process(target=_race_worker, args=(roots, str(model), 0.95, barrier, results))
-        for _ in range(2)
+        for model in models
     ]
     for proc in procs:
         proc.start()
@@ -431,3 +459,32 @@ def test_two_processes_cannot_both_become_champion(tmp_path):
         assert len(listed) == 2 + seeded
         assert [v.version for v in listed if v.is_champion] == winners
         assert not list((Path(root) / "models").glob(".tmp-*"))
+
+
+@pytest.mark.parametrize(
+    ("losses", "diverged"),
+    [
+        ([2.1, 1.2, 0.4], False),  # learning
+        ([2.4, 2.35], False),  # undertrained: near ln(10) = 2.30, not diverged
+        ([2.1, 5.6], False),  # one noisy epoch on a few hundred images: weak, not diverged
+        ([2.1, 23.1], True),  # more than ten times ln(10)
+        ([2.5, 1381.0], True),  # the issue's --lr 10
+    ],
+)
+def test_divergence_is_an_exploded_training_loss(losses, diverged):
+    from tasks.registry.promotion import divergence
+
+    history = [{"epoch": i + 1, "train_loss": loss} for i, loss in enumerate(losses)]
+    reason = divergence(history, 10)
+    assert (reason is not None) is diverged
+    if diverged:
+        expected = f"final training loss {losses[-1]:.4g} is more than 10 times ln(10)"
+        assert reason.startswith(expected)
+
+
+def test_chance_level_accuracy_is_no_candidate():
+    from tasks.registry.promotion import chance_level
+
+    assert chance_level(0.098, 10) == "test accuracy 0.0980 is at chance level (0.1000)"
+    assert chance_level(0.16, 10) is None and chance_level(0.9, 10) is None
+    assert chance_level(0.54, 2) is not None and chance_level(0.56, 2) is None

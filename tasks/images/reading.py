@@ -1,0 +1,162 @@
+"""Reading image files for prediction: bounded in size and memory, grayscale in [0, 1].
+
+A hostile or just huge image must not exhaust memory: :func:`load_grayscale` refuses
+images over :data:`MAX_PIXELS` (Pillow's decompression-bomb checks give the same error),
+decodes JPEGs at a reduced scale, and reduces any image to :data:`WORK_SIDE` pixels on
+its longest side right after decoding, before anything is converted to float
+(``bench/predict_images.py`` measures the peak memory). Pillow and numpy, no Prefect.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from tasks.errors import ImageError
+
+
+def image_extensions() -> frozenset[str]:
+    """Return the lower-case file extensions (with the dot) that Pillow can open."""
+    return frozenset(ext.lower() for ext in Image.registered_extensions())
+
+
+MAX_PIXELS = 40_000_000
+"""Largest image, in pixels, that :func:`load_grayscale` decodes (below Pillow's own
+``Image.MAX_IMAGE_PIXELS``): 40 Mpx decode to at most 160 MB (RGBA) and reducing them
+takes as much again, so one image stays well under 500 MB. A JPEG counts at the
+reduced scale it is decoded at (a 100 Mpx photo decodes at 1/8 scale)."""
+
+WORK_SIDE = 1024
+"""Longest side, in pixels, an image is reduced to (by whole factors, box filter) right
+after decoding and before any conversion to float: the digit ends up 20 pixels tall, so
+nothing is lost, and a large photo costs a few MB of floats instead of GBs."""
+
+_ORIENTATIONS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+"""EXIF orientation -> the transposition that shows the picture upright (as
+``ImageOps.exif_transpose``, applied here to the reduced image)."""
+
+
+def _too_large(file: Path, width: int, height: int) -> ImageError:
+    return ImageError(
+        f"{file}: image of {width}x{height} = {width * height / 1e6:.1f} Mpx is larger than "
+        f"the {MAX_PIXELS / 1e6:.0f} Mpx limit; scale it down first"
+    )
+
+
+def _open(file: Path) -> Image.Image:
+    """Open ``file`` lazily (header only); Pillow's decompression-bomb checks become ours."""
+    try:
+        if file.stat().st_size == 0:
+            raise ImageError(f"{file}: empty file (0 bytes), not an image")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below
+            return Image.open(file)
+    except Image.DecompressionBombError as exc:  # over twice Pillow's limit: size in message
+        sizes = re.findall(r"\((\d+) pixels\)", str(exc))
+        pixels = int(sizes[0]) if sizes else 0
+        raise ImageError(
+            f"{file}: image of {pixels / 1e6:.1f} Mpx is larger than the "
+            f"{MAX_PIXELS / 1e6:.0f} Mpx limit; scale it down first"
+        ) from None
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"{file}: not an image Pillow can read ({type(exc).__name__})") from exc
+    except OSError as exc:
+        raise ImageError(f"{file}: cannot open: {exc.strerror or exc}") from exc
+
+
+def _reduce(img: Image.Image, side: int) -> Image.Image:
+    """``img`` reduced by a whole factor so that its longest side is at most ``side``."""
+    factor = math.ceil(max(img.size) / side)
+    if factor <= 1:
+        return img
+    if img.mode.startswith("I;16"):  # modes reduce() lacks, to the smallest that keep them
+        img = img.convert("I")
+    elif img.mode in ("1", "P", "PA"):
+        alpha = img.mode == "PA" or "transparency" in img.info
+        img = img.convert("LA" if alpha else "L")
+    return img.reduce(factor)
+
+
+def load_grayscale(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an image file as grayscale.
+
+    Parameters
+    ----------
+    path:
+        Any format Pillow reads (PNG, JPEG, GIF, BMP, TIFF, WebP, ...); the first frame
+        of animations; EXIF orientation is applied; 16-bit images keep their range.
+        Images over :data:`MAX_PIXELS` are refused; larger sides than :data:`WORK_SIDE`
+        are reduced right after decoding (JPEGs are decoded at a reduced scale).
+
+    Returns
+    -------
+    numpy.ndarray
+        (height, width) float64 in [0, 1], 0 black and 1 white, at most
+        :data:`WORK_SIDE` on its longest side. Transparent pixels are composited onto
+        white when the visible pixels are mostly dark, else onto black, so that a digit
+        drawn on a transparent canvas keeps its contrast.
+
+    Raises
+    ------
+    ImageError
+        When the file is missing, is a directory, is too large, cannot be decoded or
+        has no pixels.
+    """
+    file = Path(path)
+    if not file.exists():
+        raise ImageError(f"{file}: no such image file")
+    if not file.is_file():
+        raise ImageError(f"{file}: not a regular file")
+    handle = _open(file)
+    try:
+        with handle as img:
+            if img.format == "JPEG":
+                img.draft(None, (WORK_SIDE, WORK_SIDE))  # decode at 1/2, 1/4 or 1/8 scale
+            if img.size[0] * img.size[1] > MAX_PIXELS:
+                raise _too_large(file, *img.size)
+            img.load()
+            orientation = img.getexif().get(0x0112)  # before reduce(), which drops it
+            small = _reduce(img, WORK_SIDE)
+            if orientation in _ORIENTATIONS:
+                small = small.transpose(_ORIENTATIONS[orientation])
+            gray = _to_gray(small)
+    except ImageError:
+        raise
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"{file}: corrupt or truncated {handle.format} image ({exc})") from exc
+    if gray.size == 0:
+        raise ImageError(f"{file}: image has no pixels ({gray.shape[1]}x{gray.shape[0]})")
+    return gray
+
+
+def _to_gray(img: Image.Image) -> np.ndarray:
+    """Return the (h, w) float64 luminance in [0, 1] of a Pillow image, alpha composited."""
+    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+        # 16/32-bit integer or float pixels: the range is guessed from the largest value
+        # (float in [0, 1], else 8-bit, else 16-bit).
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64))
+        top = float(arr.max(initial=0.0))
+        scale = 1.0 if (img.mode == "F" and top <= 1.0) else (255.0 if top <= 255 else 65535.0)
+        return np.clip(arr / scale, 0.0, 1.0)
+    la = np.asarray(img.convert("RGBA").convert("LA"), dtype=np.float64) / 255.0
+    gray, alpha = la[..., 0], la[..., 1]
+    if alpha.size and alpha.min() < 1.0:
+        visible = alpha.sum()
+        mean_ink = (gray * alpha).sum() / visible if visible > 0 else 0.0
+        background = 1.0 if mean_ink < 0.5 else 0.0
+        gray = alpha * gray + (1.0 - alpha) * background
+    return gray
