@@ -118,7 +118,8 @@ def test_ctrl_c_stops_within_seconds_with_one_line_and_a_crashed_run(tmp_path, m
     assert not (tmp_path / "run").exists() and not (tmp_path / "registry").exists()
     with sqlite3.connect(tmp_path / "prefect-home" / "prefect.db") as db:
         states = db.execute("SELECT name, state_type FROM flow_run").fetchall()
-    assert states == [("train-mnist-seed0", "CRASHED")]
+    assert [state for name, state in states if name.startswith("train-mnist")] == ["CRASHED"]
+    assert len(states) == 1
 
 
 def test_kill_9_leaves_no_server_and_no_workers(tmp_path, mnist_dir):
@@ -162,5 +163,6 @@ def test_sigterm_ends_the_run_like_ctrl_c(tmp_path, mnist_dir, prefect_harness):
     assert "Traceback" not in stderr(tmp_path)
     assert not (tmp_path / "run").exists() and not (tmp_path / "registry").exists()
     with get_client(sync_client=True) as client:
-        runs = [r for r in client.read_flow_runs() if r.name == "train-mnist-seed7"]
+        runs = [r for r in client.read_flow_runs() if r.name.startswith("train-mnist")]
+    runs = [r for r in runs if "seed7" in r.name]  # this test's run among the session's
     assert [r.state.type.value for r in runs] == ["CRASHED"]
