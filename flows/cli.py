@@ -7,8 +7,7 @@ registry), ``predict`` (classify image files), ``data`` (add labelled images) an
 Option defaults come from the flows' parameter models (:mod:`flows.params`), so the
 command line and the Prefect UI agree. User errors print ``mnist-flow: error: <message>`` on stderr
 and exit with 2 (usage or configuration) or 1 (runtime: data, network, files);
-Ctrl-C exits with 130 and ``SIGTERM`` with 143, the flow run recorded as crashed
-(see :mod:`flows.lifetime` for the child processes).
+Ctrl-C with 130 and ``SIGTERM`` with 143, the flow run crashed (:mod:`flows.lifetime`).
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import signal
 import sys
 from typing import Any, NoReturn
 
@@ -383,36 +381,21 @@ def main(argv: list[str] | None = None) -> int:
         return _error("interrupted (Ctrl-C)", EXIT_INTERRUPTED)
 
 
-def _terminate(signum: int, _frame: Any) -> None:
-    from prefect.exceptions import TerminationSignal
-
-    raise TerminationSignal(signal=signum)
-
-
 def _run_command(args: argparse.Namespace) -> int:
-    """Dispatch ``args``; a command that runs flows is guarded (see :mod:`flows.lifetime`).
-
-    A watchdog ends the children (temporary server, workers) if this process is killed.
-    ``SIGTERM`` raises ``TerminationSignal`` (Prefect marks the run crashed) instead of
-    ending the interpreter without cleanup.
-    """
+    """Dispatch ``args``; a flow command runs guarded (:func:`flows.lifetime.guarded`)."""
     from flows.commands import FLOW_COMMANDS, dispatch
 
     if args.command not in FLOW_COMMANDS:
         return dispatch(args)
     from prefect.exceptions import TerminationSignal
 
-    from flows.lifetime import child_guard
+    from flows.lifetime import guarded
 
-    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        with child_guard():
+        with guarded():
             return dispatch(args)
     except TerminationSignal as exc:
-        message = "terminated (SIGTERM)"
-        return _error(message, 128 + int(exc.signal))
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        return _error("terminated (SIGTERM)", 128 + int(exc.signal))
 
 
 if __name__ == "__main__":

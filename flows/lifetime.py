@@ -165,6 +165,27 @@ def child_guard() -> Iterator[subprocess.Popen[bytes] | None]:
                 watchdog.wait(timeout=5)
 
 
+def _terminate(signum: int, _frame: Any) -> None:
+    from prefect.exceptions import TerminationSignal
+
+    raise TerminationSignal(signal=signum)
+
+
+@contextlib.contextmanager
+def guarded() -> Iterator[None]:
+    """Run a command's block under :func:`child_guard`, ``SIGTERM`` raising ``TerminationSignal``.
+
+    Prefect then marks the flow run crashed, as on Ctrl-C, instead of the interpreter
+    ending without cleanup. Main thread only (signal handlers).
+    """
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        with child_guard():
+            yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def end_processes(processes: list[Any], grace: float = GRACE_SECONDS) -> None:
     """``SIGTERM`` each ``psutil.Process`` still running; ``SIGKILL`` those left after ``grace``."""
     import psutil
