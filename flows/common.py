@@ -216,7 +216,9 @@ def train_and_report(
     registry = Registry(options.registry_dir)
     preview = None
     if unfit is None:
-        preview = registry.preview()
+        preview = registry.preview(
+            final.model_path, test_metrics, dataset=data.dataset, margin=options.margin
+        )
     groups = {"data": data.model_dump(), "train": params, "options": options.model_dump()}
     if search_params is not None:
         groups["search"] = search_params
