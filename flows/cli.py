@@ -387,14 +387,12 @@ def _run_command(args: argparse.Namespace) -> int:
 
     if args.command not in FLOW_COMMANDS:
         return dispatch(args)
-    from prefect.exceptions import TerminationSignal
-
-    from flows.lifetime import guarded
+    from flows.lifetime import guarded, termination_signal
 
     try:
         with guarded():
             return dispatch(args)
-    except TerminationSignal as exc:
+    except termination_signal() as exc:
         return _error("terminated (SIGTERM)", 128 + int(exc.signal))
 
 

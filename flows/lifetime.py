@@ -165,10 +165,15 @@ def child_guard() -> Iterator[subprocess.Popen[bytes] | None]:
                 watchdog.wait(timeout=5)
 
 
-def _terminate(signum: int, _frame: Any) -> None:
+def termination_signal() -> type[BaseException]:
+    """Prefect's ``TerminationSignal`` (imported late: the watchdog process stays light)."""
     from prefect.exceptions import TerminationSignal
 
-    raise TerminationSignal(signal=signum)
+    return TerminationSignal
+
+
+def _terminate(signum: int, _frame: Any) -> None:
+    raise termination_signal()(signum)
 
 
 @contextlib.contextmanager
