@@ -120,6 +120,7 @@ def test_help_imports_neither_prefect_nor_matplotlib():
 @pytest.mark.parametrize("command", SUBCOMMANDS[:5])
 @pytest.mark.slow
 def test_every_subcommand_has_help_with_defaults(command, tmp_path):
+    from flows.cli import ADDED_DATA, TRAIN_DATA_DEFAULTS
     from flows.params import describe
     from tasks.settings import DATA, PIPELINE, RUN, SEARCH
     from tasks.settings.recipes import HYPER, RECIPE_KEYS, recipe_help
@@ -131,9 +132,13 @@ def test_every_subcommand_has_help_with_defaults(command, tmp_path):
     shown = {
         "run": [*DATA.values(), *RUN.values(), *SEARCH.values(), *PIPELINE.values()],
         "train": [*DATA.values(), *RUN.values()],
-        "evaluate": [*DATA.values(), RUN["seed"], RUN["out_dir"], RUN["registry_dir"]],
+        "evaluate": [
+            *(s for s in DATA.values() if s.name not in ADDED_DATA),
+            RUN["seed"],
+            RUN["out_dir"],
+            RUN["registry_dir"],
+        ],
     }.get(command, [RUN["registry_dir"]])
-    from flows.cli import TRAIN_DATA_DEFAULTS
 
     for setting in shown:  # each option with its declared help and default
         default = TRAIN_DATA_DEFAULTS.get(setting.name) if command == "train" else None
