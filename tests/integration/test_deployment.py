@@ -199,8 +199,10 @@ def test_identical_second_run_does_not_replace_the_champion(
     assert second["test_accuracy"] == first["test_accuracy"]  # same data, parameters, seed
     assert second["registry"]["promoted"] is False
     assert second["registry"]["champion_version"] == "v0001"
+    assert second["registry"]["already_registered"] is True  # same weights: registered once
+    assert "same weights as v0001" in second["registry"]["reason"]
 
     versions = registry.list(DATASET)
-    assert [(v.version, v.is_champion) for v in versions] == [("v0001", True), ("v0002", False)]
+    assert [(v.version, v.is_champion) for v in versions] == [("v0001", True)]
     assert registry.champion(DATASET).version == "v0001"
     assert "not promoted" in artifacts["mnist-report"].data
