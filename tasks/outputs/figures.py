@@ -29,6 +29,7 @@ from tasks.outputs.plots import (
     plot_search,
     plot_trial_curves,
 )
+from tasks.outputs.searchplots import plot_history, plot_parallel
 
 __all__ = ["FILE_DPI", "PlotSpec", "build_plots", "render"]
 
@@ -65,6 +66,8 @@ def build_plots(
         drawn = [{k: v for k, v in t.items() if k not in _NOT_DRAWN} for t in trials]
         specs["search"] = PlotSpec(drawn, lambda: plot_search(trials))
         specs["trial_curves"] = PlotSpec(drawn, lambda: plot_trial_curves(trials))
+        specs["history"] = PlotSpec(drawn, lambda: plot_history(trials))
+        specs["parallel"] = PlotSpec(drawn, lambda: plot_parallel(trials))
     if history:
         specs["curves"] = PlotSpec(history, lambda: plot_curves(history))
     if metrics.get("confusion_matrix") is not None:

@@ -26,9 +26,12 @@ import numpy as np
 
 from nn.atomic import write_bytes_atomic
 from tasks.outputs import plots
+from tasks.outputs.comparison import comparison_lines
 from tasks.outputs.figures import build_plots, render
+from tasks.outputs.searchplots import SEARCH_PLOTS
 from tasks.outputs.tables import markdown_table as _table
 from tasks.outputs.tables import parameters_used_lines
+from tasks.tuning.trials import budget_text
 
 REPORT_FILENAME = "report.md"
 
@@ -39,6 +42,7 @@ PLOTS = {
     "misclassified": ("misclassified.png", "Misclassified test images"),
     "search": ("search.png", "Search: validation accuracy against learning rate"),
     "trial_curves": ("trial_curves.png", "Search: per-trial learning curves"),
+    **SEARCH_PLOTS,
 }
 _HEADLINE = ("test_accuracy", "test_loss", "macro_f1", "n_test")
 _NOT_DETAILS = {*_HEADLINE, "per_class", "confusion_matrix", "class_names", "parameters_used"}
@@ -150,8 +154,7 @@ def best_trial(trials: Sequence[Mapping]) -> Mapping | None:
 def trial_table(trials: Sequence[Mapping]) -> list[str]:
     """Markdown lines of the trial table, best in bold.
 
-    One row per trial run in trial order; with successive halving (a ``rung`` above 0)
-    a trial has one row per round and a ``round`` column (1-based) appears.
+    One row per trial and round (a 1-based ``round`` column with successive halving).
     """
     best = best_trial(trials)
     halving = any(int(t.get("rung", 0)) > 0 for t in trials)
@@ -181,13 +184,13 @@ def trial_table(trials: Sequence[Mapping]) -> list[str]:
                 _cell(schedule),
                 _cell(status),
                 percent(t.get("best_val_accuracy")),
-                _cell(t.get("epochs", "—")),
+                budget_text(t),
                 _num(t.get("seconds"), ".1f"),
             ]
         )
     header = ["trial", *(["round"] if halving else []), "lr", "batch", "momentum", "nesterov"]
     header += ["weight decay", "schedule"]
-    return _table([*header, "status", "best val acc", "epochs", "seconds"], rows)
+    return _table([*header, "status", "best val acc", "budget", "seconds"], rows)
 
 
 def _run_details(metrics: Mapping, skip: frozenset[str] = frozenset()) -> dict[str, object]:
@@ -303,8 +306,8 @@ def render_report(
         where = ((metrics.get("search") or {}).get("placement") or {}).get("where")
         ran = f" Trials ran on {where}." if where else ""
         lines += ["", "## Search", "", f"{n_ok} of {len(trials)} trials finished.{ran}"]
-        lines += [*plot("search"), *plot("trial_curves"), "", "### Trials", ""]
-        lines += trial_table(trials)
+        lines += comparison_lines(metrics.get("search"), metrics.get("test_accuracy"), plot)
+        lines += ["", "### Trials", "", *trial_table(trials)]
 
     if metrics.get("parameters_used"):
         lines += ["", "## Parameters used", "", *parameters_used_lines(metrics["parameters_used"])]
