@@ -18,10 +18,8 @@ checkpoint (:mod:`tasks.tuning.checkpoints`) and trains only the epochs it lacks
 exactly where a trial trained in one go would. A diverged or failed trial is never
 promoted. The best parameters come from the last round.
 
-With a ``reference`` (the dataset's recipe as a point of the space, see
-:mod:`tasks.tuning.anchor`), trial 0 is the reference, it is promoted to every round, and
-the search keeps it unless a trial beats it on validation by more than the noise of the
-validation accuracy (:func:`tasks.tuning.choice.choose`).
+With a ``reference`` (the recipe, :mod:`tasks.tuning.anchor`) trial 0 is the reference,
+promoted to every round and kept unless beaten (:func:`tasks.tuning.choice.choose`).
 """
 
 from __future__ import annotations
@@ -300,8 +298,7 @@ def run_search(
         Trial 0's parameters (the recipe), promoted to every round; None: trial 0 is sampled.
     keep_checkpoints, keep_best:
         Keep every trial checkpoint (in ``<cache_dir>/checkpoints``), or only the chosen
-        trial's last one (its path is :attr:`SearchResult.checkpoint`); by default the
-        search removes them when it ends.
+        trial's last one (:attr:`SearchResult.checkpoint`); by default all are removed.
 
     Raises
     ------
