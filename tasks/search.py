@@ -23,7 +23,7 @@ from tasks.settings import SEARCH, resolve
 from tasks.tuning.anchor import recipe_point, recipe_space, trial_base
 from tasks.tuning.extras import augment_extras
 from tasks.tuning.overrides import build_space
-from tasks.tuning.runner import OnTrial, SearchResult, run_search
+from tasks.tuning.runner import OnTrial, SearchResult, halving_rungs, run_search
 from tasks.tuning.space import PARAMETERS, Value
 from tasks.tuning.trials import ExtrasHandler, TrialResult, budget_text
 
@@ -174,7 +174,8 @@ def random_search(
     else:
         space = build_space(space_overrides)
     described = " ".join(f"{name}={spec}" for name, spec in space.describe().items())
-    mode = "successive halving" if halving else "random search"
+    halves = halving and len(halving_rungs(n_trials, trial_epochs)) > 1
+    mode = "successive halving" if halves else "random search"
     logger.info(
         f"{mode}: {n_trials} trials x {trial_epochs} epochs on {backend}, space {described}"
     )
