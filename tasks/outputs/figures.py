@@ -29,9 +29,9 @@ from tasks.outputs.plots import (
     plot_search,
     plot_trial_curves,
 )
-from tasks.outputs.searchplots import plot_history, plot_parallel
+from tasks.outputs.searchplots import SEARCH_PLOTS, plot_history, plot_parallel
 
-__all__ = ["FILE_DPI", "PlotSpec", "build_plots", "render"]
+__all__ = ["FILE_DPI", "SEARCH_PLOTS", "PlotSpec", "build_plots", "render"]
 
 FILE_DPI = 100
 """Resolution of the PNG files written beside ``report.md``."""

@@ -1,17 +1,15 @@
 """The run report: ``report.md`` with its PNG plots on disk, and its markdown for the UI.
 
-:func:`render_report` turns metrics, search trials and image references into
-markdown. :func:`write_report_files` draws the plots, writes them and ``report.md``
-into the run directory (atomically), and returns the same report with every plot
-embedded as a small ``data:image/png;base64`` image, which the Prefect task
-:func:`tasks.report.write_report` publishes as the artifact ``mnist-report``.
+:func:`render_report` turns metrics, search trials and image references into markdown;
+:func:`write_report_files` draws the plots, writes them and ``report.md`` into the run
+directory (atomically) and returns the same report with every plot embedded as a small
+``data:image/png;base64`` image, which :func:`tasks.report.write_report` publishes.
 
 Figures come from :mod:`tasks.outputs.plots`, built with matplotlib's object API on an Agg
-canvas: they never enter pyplot's figure registry, so there is nothing to
-``plt.close`` and no memory growth across runs (the tests check the registry stays empty).
-
-Drawing them is most of the report's time: given a ``plot_cache`` folder, an
-identical re-run copies them from there (:mod:`tasks.outputs.figures`).
+canvas: they never enter pyplot's figure registry, so there is nothing to ``plt.close``
+and no memory growth across runs (the tests check the registry stays empty). Drawing
+them is most of the report's time: given a ``plot_cache`` folder, an identical re-run
+copies them from there (:mod:`tasks.outputs.figures`).
 """
 
 from __future__ import annotations
@@ -27,8 +25,7 @@ import numpy as np
 from nn.atomic import write_bytes_atomic
 from tasks.outputs import plots
 from tasks.outputs.comparison import comparison_lines
-from tasks.outputs.figures import build_plots, render
-from tasks.outputs.searchplots import SEARCH_PLOTS
+from tasks.outputs.figures import SEARCH_PLOTS, build_plots, render
 from tasks.outputs.tables import markdown_table as _table
 from tasks.outputs.tables import parameters_used_lines
 from tasks.tuning.trials import budget_text
