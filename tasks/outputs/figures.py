@@ -38,7 +38,7 @@ FILE_DPI = 100
 
 _NOT_DRAWN = frozenset({"cached", "seconds"})
 """Fields of a trial that no plot shows (a re-run serves its trials from the store)."""
-_ORDER = ("curves", "confusion", "misclassified", "search", "trial_curves")
+_ORDER = ("curves", "confusion", "misclassified", "history", "parallel", "search", "trial_curves")
 
 
 class PlotSpec(NamedTuple):
