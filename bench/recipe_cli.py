@@ -82,8 +82,11 @@ def write_mnist10k(folder: Path) -> None:
         write_idx_gz(folder / name, array)
 
 
-def run_train(dataset: str, seed: int, val_size: int, extra: list[str]) -> dict[str, object]:
-    """Run ``mnist-flow train`` on ``dataset``; return accuracy, wall time and command."""
+def run_train(
+    dataset: str, seed: int, val_size: int | None, extra: list[str], command: str = "train"
+) -> dict[str, object]:
+    """Run ``mnist-flow <command>`` (``train`` or ``run``) on ``dataset``; return accuracy,
+    wall time, command and the run's ``metrics.json`` (``val_size`` None: not given)."""
     with tempfile.TemporaryDirectory(prefix="recipe-cli-") as tmp_name:
         tmp = Path(tmp_name)
         if dataset == "mnist10k":
@@ -93,7 +96,8 @@ def run_train(dataset: str, seed: int, val_size: int, extra: list[str]) -> dict[
         else:
             data = ["--dataset", dataset, "--data-dir", str(shared_data_dir() / dataset)]
         out = tmp / "run"
-        args = [*data, "--val-size", str(val_size), "--seed", str(seed), *extra]
+        split = [] if val_size is None else ["--val-size", str(val_size)]
+        args = [*data, *split, "--seed", str(seed), *extra]
         env = {
             **os.environ,
             "PREFECT_HOME": str(tmp / "prefect-home"),
@@ -102,23 +106,26 @@ def run_train(dataset: str, seed: int, val_size: int, extra: list[str]) -> dict[
             "MNIST_FLOW_REGISTRY": str(tmp / "registry"),
         }
         env.pop("PREFECT_API_URL", None)
-        command = [sys.executable, "-m", "flows.cli", "train", *args, "--out", str(out)]
+        argv = [sys.executable, "-m", "flows.cli", command, *args, "--out", str(out)]
         start = time.perf_counter()
-        proc = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+        proc = subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - start
         if proc.returncode != 0:
             sys.stderr.write(proc.stderr[-4000:])
-            raise SystemExit(f"mnist-flow train failed with exit status {proc.returncode}")
+            raise SystemExit(f"mnist-flow {command} failed with exit status {proc.returncode}")
         metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+        model = json.loads((out / "model.json").read_text(encoding="utf-8"))
     return {
         "dataset": dataset,
-        "command": "mnist-flow train " + shlex.join(args),
+        "command": f"mnist-flow {command} " + shlex.join(args),
         "test_accuracy": float(metrics["test_accuracy"]),
         "epochs": len(metrics["history"]),
         "last_epoch": metrics["history"][-1],
         "epoch_seconds": float(np.mean([h["seconds"] for h in metrics["history"]])),
         "train_params": metrics["params"]["train"],
         "seconds": wall,
+        "metrics": metrics,
+        "weights_sha256": model["weights_sha256"],
     }
 
 

@@ -36,6 +36,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], str]] = {
     ),
     "search": ("search_speed.py", [], "parallel trials and successive halving"),
     "pipeline": ("pipeline_speed.py", [], "the default `mnist-flow run`, then a cached re-run"),
+    "run-vs-train": ("run_vs_train.py", [], "default run against default train, seed 0"),
     "report": ("report_speed.py", [], "time and size of the report's plots"),
     "predict": ("predict_images.py", [], "predictions on image files"),
     "accuracy": ("accuracy.py", [], "accuracy table over three seeds (the longest)"),

@@ -89,8 +89,7 @@ TRAIN_DATA_DEFAULTS = {
 """The defaults ``mnist-flow train`` shows for its data options that the recipe sets."""
 
 
-ADDED_DATA = ("data_store", "data_version")
-"""The data options of batches added with `mnist-flow data add`: training only."""
+ADDED_DATA = ("data_store", "data_version")  # the added batches: for training only
 
 
 def _add_data_options(
@@ -124,12 +123,13 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run",
         help="fetch, tune, train, evaluate and report (the whole pipeline)",
-        description="Random search on short trials without augmentation, then the final "
-        "model: by default (--final-recipe tuned) the best trial's learning rate, batch size, "
-        "momentum and weight decay with the dataset's training recipe (cosine schedule with "
-        "warm-up, Nesterov momentum, augmentation: elastic for digits, affine with flips for "
-        "fashion-mnist) for --final-epochs epochs; --augment none turns augmentation off, "
-        "--final-recipe search keeps the best trial's parameters as they are.",
+        description="Random search anchored on the dataset's recipe (trial 0 is the recipe, "
+        "the space is centred on it, every trial trains like the final model with the "
+        "schedule compressed to --trial-epochs; successive halving continues promoted "
+        "trials from their checkpoints), then the final model: the recipe unless a trial "
+        "beat it on validation by more than one standard error, trained like mnist-flow "
+        "train (every training image, the recipe's epochs); --final-data split trains on "
+        "the search's split and may continue the chosen trial.",
         formatter_class=_Formatter,
     )
     _add_data_options(p)

@@ -112,18 +112,25 @@ def prepare_data(
         if not check.passed:
             raise DataGateError(f"data check of {data.dataset}: {check.reason}")
     with timings.step("preprocess"):
-        subset = f"train{data.train_size}" if data.train_size else "train-all"
-        val = "auto" if data.val_size is None else data.val_size
-        name = f"preprocess-{data.dataset}-{subset}-val{val}"
-        prepared = with_cache(preprocess, cache_dir, name)(
-            files,
-            val_size=data.val_size,
-            train_size=data.train_size,
-            standardize=data.standardize,
-            seed=seed,
-            cache_dir=str(cache_dir),
-            added=added if added.ids else None,
-        )
+        return preprocess_files(data, files, seed, cache_dir, added, check)
+
+
+def preprocess_files(
+    data: DataParams, files: Any, seed: int, cache_dir: Path, added: Any, check: Any = None
+) -> DataSteps:
+    """Preprocess fetched ``files`` as ``data`` says (split, subset, standardisation)."""
+    subset = f"train{data.train_size}" if data.train_size else "train-all"
+    val = "auto" if data.val_size is None else data.val_size
+    name = f"preprocess-{data.dataset}-{subset}-val{val}"
+    prepared = with_cache(preprocess, cache_dir, name)(
+        files,
+        val_size=data.val_size,
+        train_size=data.train_size,
+        standardize=data.standardize,
+        seed=seed,
+        cache_dir=str(cache_dir),
+        added=added if added.ids else None,
+    )
     return DataSteps(files, prepared, cache_dir, added, check)
 
 
@@ -173,6 +180,7 @@ def train_and_report(
     search: dict[str, Any] | None = None,
     search_params: dict[str, Any] | None = None,
     parameters_used: list[dict[str, Any]] | None = None,
+    start_from: str | None = None,
 ) -> dict[str, Any]:
     """Final training, evaluation, the run directory's outputs, then registration.
 
@@ -188,7 +196,8 @@ def train_and_report(
     either, and the run succeeds.
 
     ``parameters_used`` (:func:`flows.runs.parameters_used`) goes into ``metrics.json``,
-    the report and the ``mnist-parameters`` artifact.
+    the report and the ``mnist-parameters`` artifact; ``start_from`` is a search trial's
+    checkpoint the final training continues.
 
     Returns
     -------
@@ -201,7 +210,12 @@ def train_and_report(
     params = hyper.model_dump()
     with timings.step("train"):
         final = with_cache(train_final, cache_dir)(
-            prepared, params, seed=options.seed, cache_dir=str(cache_dir), threads=options.threads
+            prepared,
+            params,
+            seed=options.seed,
+            cache_dir=str(cache_dir),
+            threads=options.threads,
+            start_from=start_from,
         )
     with timings.step("evaluate"):
         evaluator = evaluate_model.with_options(task_run_name=f"evaluate-{data.dataset}")

@@ -1,27 +1,29 @@
 """``mnist_pipeline``: fetch -> preprocess -> random search -> final model -> test -> report.
 
-What the search tunes and what the final model adds: the trials are short
-(``trial_epochs``) and, unless the search space or ``augment`` says otherwise,
-not augmented; they tune the learning rate, batch size, momentum and weight decay
-(and whatever else the space holds). With ``final_recipe="tuned"`` (the default)
-the final model takes those from the best trial and adds the dataset's training
-recipe (:func:`tasks.settings.recipe_for`): cosine schedule with its warm-up,
-Nesterov momentum and augmentation (elastic distortions for digits, gentle affine
-transformations with flips for Fashion-MNIST), for ``final_epochs`` epochs (the
-README's results table gives the accuracy and wall time of the default run).
-``augment`` fixes the augmentation of trials and final model (``"none"`` turns it
-off); a searched ``augment``/``augment_strength`` wins over the recipe's.
-``final_recipe="search"`` keeps the best trial's parameters unchanged.
+The search is anchored on the dataset's training recipe (:mod:`tasks.tuning.anchor`):
+its space is centred on the recipe's learning rate, weight decay, batch size and
+augmentation strength; every trial trains like the final model (the recipe's
+Nesterov momentum, augmentation and cosine schedule with warm-up, compressed to
+``trial_epochs``); and the recipe itself is trial 0. With successive halving (the
+default) promoted trials continue from their checkpoints. A trial replaces the recipe
+only when it beats it on validation by more than the noise of that accuracy
+(:mod:`tasks.tuning.choice`), so the search cannot make the model worse than
+``mnist-flow train`` by chasing noise.
 
-How the final model uses the validation split: the search scores every trial on
-the validation split; the final model is then trained on the training split for
-``final_epochs``, evaluated on the validation split after every epoch (the
-``history`` in ``metrics.json``). Early stopping on the validation loss
-(``patience``, which restores the weights of the best epoch) is off by default:
-with augmentation and a cosine schedule the validation loss can stall early and
-still improve in the low-learning-rate epochs at the end.
-The validation images are never trained on, so the validation curves stay an
-honest estimate and the test set is touched exactly once, by the evaluation.
+The final model: with ``final_recipe="tuned"`` (the default) the chosen trial's learning
+rate, batch size, momentum, weight decay and augmentation strength on top of the
+dataset's recipe (:func:`tasks.settings.final_params`), for ``final_epochs`` (default:
+the recipe's). With ``final_data="all"`` (the default) it trains on every training
+image, exactly as ``mnist-flow train`` does: when the recipe is kept, the final model is
+``mnist-flow train``'s model, bit for bit. ``final_data="split"`` trains on the search's
+training split and scores the validation split after every epoch (needed by
+``patience``); there, if the final settings are the chosen trial's own (same epochs,
+``final_recipe`` giving the same values), the final model continues the trial's
+checkpoint instead of retraining. The report says which happened.
+``augment`` fixes the augmentation of trials and final model (``"none"`` turns it off).
+
+The test set is touched by the evaluation of the final model, and, for the report
+only, by the recipe's and the best trial's checkpoints; no choice uses it.
 
 Caching: fetch, preprocess, finished trials and the final model are cached on
 their inputs (file checksums, parameters, seed, code version) under the cache
@@ -35,13 +37,15 @@ from typing import Any
 
 from prefect import flow, get_run_logger, tags
 
-from flows.common import prepare_data, tag_flow_run, train_and_report
+from flows.common import prepare_data, preprocess_files, tag_flow_run, train_and_report
 from flows.params import DataParams, PipelineOptions, SearchParams, TrainParams
 from flows.runs import effective_parameters, flow_errors, parameters_used, run_name
+from nn.checkpoint import remove_checkpoint
 from nn.errors import ConfigError
 from tasks.outputs.rundir import Timings, check_out_dir
 from tasks.search import random_search
-from tasks.settings import final_params
+from tasks.settings import final_params, recipe_for
+from tasks.tuning.choice import final_start
 from tasks.tuning.cluster import probe_scheduler
 from tasks.tuning.extras import augment_extras, check_extra_names
 from tasks.tuning.overrides import build_space
@@ -78,53 +82,80 @@ def _pipeline(data: DataParams, search: SearchParams, options: PipelineOptions) 
         data = data.model_copy(update={"standardize": True})
     timings = Timings()
     tag_flow_run(data.dataset, "pipeline")
+    recipe = recipe_for(data.dataset)
+    if options.augment is not None:
+        recipe["augment"] = options.augment
+    final_epochs = options.final_epochs or recipe["epochs"]
+    on_split = options.final_data == "split" or options.patience is not None
     with tags(data.dataset, "pipeline"):
         steps = prepare_data(data, options.seed, timings, options.registry_dir)
-        space = dict(search.space)
-        if options.augment is not None:
-            space["augment"] = options.augment
         with timings.step("search"):
-            name = f"search-{search.trials}x{search.trial_epochs}ep"
+            mode = "halving" if search.halving else "random"
+            name = f"search-{mode}-{search.trials}x{search.trial_epochs}ep"
             result = random_search.with_options(task_run_name=name)(
                 steps.prepared,
                 search.model_dump(exclude={"space"}),
                 seed=options.seed,
-                space_overrides=space,
+                space_overrides=dict(search.space),
                 cache_dir=str(steps.cache_dir),
                 extras_handler=augment_extras,
+                recipe=recipe,
+                keep_best=on_split and final_epochs == search.trial_epochs,
             )
-        logger.info(
-            "best of %d trials: val accuracy %.4f with %s",
-            len(result.trials),
-            result.best_val_accuracy,
-            result.best_params,
-        )
+        trial = result.choice.get("settings") or {}  # what the chosen trial trained with
         hyper = TrainParams(
             **final_params(
-                result.best_params,
+                {**trial, **result.best_params},
                 data.dataset,
                 final_recipe=options.final_recipe,
-                epochs=options.final_epochs,
+                epochs=final_epochs,
                 patience=options.patience,
                 augment=options.augment,
             )
         )
-        logger.info("final model (%s): %s", options.final_recipe, hyper.model_dump())
-        return train_and_report(
-            "pipeline",
-            data,
-            steps,
-            hyper,
-            options,
-            timings,
-            search={
-                "trials": result.trials,
-                "best": {"params": result.best_params, "val_accuracy": result.best_val_accuracy},
-                "placement": result.placement,
-            },
-            search_params=search.model_dump(),
-            parameters_used=used,
+        start_from, start_note = final_start(
+            hyper.model_dump(), trial or None, on_split, result.checkpoint
         )
+        logger.info("final model (%s): %s", options.final_recipe, hyper.model_dump())
+        logger.info("final model %s", start_note)
+        final_steps = steps
+        if not on_split:
+            with timings.step("preprocess-final"):
+                every = data.model_copy(update={"val_size": 0})
+                final_steps = preprocess_files(
+                    every, steps.files, options.seed, steps.cache_dir, steps.added, steps.check
+                )
+        try:
+            summary = train_and_report(
+                "pipeline",
+                data,
+                final_steps,
+                hyper,
+                options,
+                timings,
+                search={
+                    "trials": result.trials,
+                    "best": {
+                        "params": result.best_params,
+                        "val_accuracy": result.best_val_accuracy,
+                        "trial": result.best_trial,
+                    },
+                    "placement": result.placement,
+                    "choice": result.choice,
+                    "final_start": start_note,
+                },
+                search_params=search.model_dump(),
+                parameters_used=used,
+                start_from=start_from,
+            )
+        finally:
+            if result.checkpoint is not None and not search.keep_checkpoints:
+                remove_checkpoint(result.checkpoint)
+    spent = timings.to_dict()
+    share = spent["search"] / max(spent["total"], 1e-9)
+    logger.info("the search took %.0f s of the run's %.0f s (%.0f %%)", spent["search"],
+                spent["total"], 100 * share)  # fmt: skip
+    return summary
 
 
 if __name__ == "__main__":

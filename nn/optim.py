@@ -115,6 +115,33 @@ class Optimizer:
         """Every state array the optimizer keeps (for inspection and tests)."""
         raise NotImplementedError
 
+    def restore(self, params: Sequence[np.ndarray], t: int, buffers: Sequence[np.ndarray]) -> None:
+        """Resume from a saved state: ``t`` steps taken, ``buffers`` as :meth:`state_buffers`.
+
+        The next step continues exactly as if this optimizer had taken those ``t`` steps
+        on ``params`` itself (a checkpoint saves ``t`` and copies of the buffers).
+
+        Raises
+        ------
+        InputError
+            If the buffers do not match the parameters' number, shapes or dtypes.
+        """
+        self._scratch = self._buffers(params)
+        self._scratch2 = self._buffers(params)
+        self._mask = [np.empty(p.shape, dtype=bool) for p in params]
+        self._init_state(params)
+        own = self.state_buffers()
+        if len(own) != len(buffers) or any(
+            a.shape != b.shape or a.dtype != b.dtype for a, b in zip(own, buffers, strict=False)
+        ):
+            raise InputError(
+                f"optimizer state holds {[(b.dtype.name, b.shape) for b in buffers]}, "
+                f"expected {[(a.dtype.name, a.shape) for a in own]}"
+            )
+        for a, b in zip(own, buffers, strict=True):
+            np.copyto(a, b)
+        self.t = int(t)
+
 
 class SGD(Optimizer):
     """Stochastic gradient descent with optional classical or Nesterov momentum.

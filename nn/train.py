@@ -7,6 +7,13 @@ optionally one step ahead in a background thread), runs one vectorised forward
 and backward pass and one optimizer step. It records an :class:`EpochRecord` per
 epoch, calls ``callback`` with it, and never prints. Same generator seed and
 same data give bit-identical weights.
+
+A run can stop and resume: ``stop_epoch`` ends it early (the schedule still spans
+``config.epochs``) and a :class:`TrainState` holds what continuing needs besides the
+weights and the generator (epochs done, the optimizer with its velocities or moments).
+Training ``k`` epochs, then resuming with the same state and generator up to ``k + m``,
+gives bit for bit the weights of ``k + m`` epochs in one go (:mod:`nn.checkpoint` puts
+the three in files).
 """
 
 from __future__ import annotations
@@ -25,11 +32,19 @@ from nn.batches import Augment, Batches
 from nn.config import TrainConfig
 from nn.errors import ConfigError, InputError, NonFiniteError
 from nn.model import MLP
-from nn.optim import flush_subnormals, make_optimizer
+from nn.optim import Optimizer, flush_subnormals, make_optimizer
 from nn.schedules import learning_rate
 from nn.step import TrainStep
 
-__all__ = ["Augment", "EpochRecord", "History", "TrainConfig", "train"]
+__all__ = [
+    "Augment",
+    "EpochRecord",
+    "History",
+    "TrainConfig",
+    "TrainState",
+    "optimizer_for",
+    "train",
+]
 
 
 @dataclass(frozen=True)
@@ -68,6 +83,18 @@ class History:
     def to_dicts(self) -> list[dict[str, Any]]:
         """One dict per epoch."""
         return [r.to_dict() for r in self.records]
+
+
+@dataclass
+class TrainState:
+    """Where a training run stands: ``epoch`` epochs done, the ``optimizer`` with its state.
+
+    :func:`train` fills an empty state (``optimizer=None``) and updates it after every
+    epoch; given back with the same model and generator, it resumes at ``epoch + 1``.
+    """
+
+    epoch: int = 0
+    optimizer: Optimizer | None = None
 
 
 @dataclass
@@ -133,6 +160,18 @@ def _run_epoch(
     return loss_sum / n, int(np.count_nonzero(pred == ys)) / n
 
 
+def optimizer_for(config: TrainConfig) -> Optimizer:
+    """A new optimizer with the update rule and constants of ``config``."""
+    return make_optimizer(
+        config.optimizer,
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+        beta1=config.beta1,
+        beta2=config.beta2,
+        epsilon=config.epsilon,
+    )
+
+
 def train(
     model: MLP,
     X: np.ndarray,
@@ -146,6 +185,8 @@ def train(
     augment: Augment | None = None,
     prefetch: bool = False,
     on_batch: Callable[[], None] | None = None,
+    state: TrainState | None = None,
+    stop_epoch: int | None = None,
 ) -> History:
     """Train ``model`` in place by minibatch gradient descent.
 
@@ -174,11 +215,17 @@ def train(
     on_batch:
         Called in the training thread before each minibatch's step (e.g. to adjust
         the BLAS threads between steps).
+    state:
+        Resume from here (see :class:`TrainState`), and keep it up to date; None: start
+        at epoch 1 with a new optimizer.
+    stop_epoch:
+        Stop after this (1-based) epoch instead of ``config.epochs``; the learning-rate
+        schedule still runs over ``config.epochs``.
 
     Returns
     -------
     History
-        One record per epoch run. With ``patience``, training stops after that many
+        One record per epoch run (by this call). With ``patience``, training stops after that many
         epochs without improvement and the weights of ``best_epoch`` are restored
         (also when the last epoch was not the best).
 
@@ -202,14 +249,17 @@ def train(
     if config.patience is not None and not has_val:
         raise ConfigError(f"patience={config.patience} needs validation data (X_val, y_val)")
 
-    optimizer = make_optimizer(
-        config.optimizer,
-        momentum=config.momentum,
-        nesterov=config.nesterov,
-        beta1=config.beta1,
-        beta2=config.beta2,
-        epsilon=config.epsilon,
-    )
+    state = TrainState() if state is None else state
+    stop = config.epochs if stop_epoch is None else stop_epoch
+    if not state.epoch <= stop <= config.epochs:
+        raise ConfigError(
+            f"stop_epoch={stop} must be in [{state.epoch}, {config.epochs}] (epochs done, epochs)"
+        )
+    if state.epoch and config.patience is not None:
+        raise ConfigError(f"patience={config.patience} cannot resume a run (epoch {state.epoch})")
+    if state.optimizer is None:
+        state.optimizer = optimizer_for(config)
+    optimizer = state.optimizer
     bs = min(config.batch_size, X.shape[0])
     buffers = _Buffers(
         step=TrainStep(model, bs, optimizer, config.weight_decay),
@@ -221,7 +271,7 @@ def train(
 
     history = History()
     best_loss, best_params, wait = math.inf, None, 0
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(state.epoch + 1, stop + 1):
         t0 = time.perf_counter()
         lr = learning_rate(
             config.schedule,
@@ -237,6 +287,7 @@ def train(
         _check_finite(model, epoch)
         for p, (scratch, mask) in zip(model.parameters(), flush_buffers, strict=True):
             flush_subnormals(p, scratch, mask)
+        state.epoch = epoch
         val_loss = val_acc = None
         if has_val:
             with np.errstate(over="ignore", invalid="ignore"):

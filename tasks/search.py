@@ -19,12 +19,13 @@ from tasks.cache import code_version
 from tasks.data.datasets import resolve_cache_dir
 from tasks.data.prepare import PreparedData
 from tasks.outputs.tables import tidy_columns
-from tasks.settings import SEARCH
+from tasks.settings import SEARCH, resolve
+from tasks.tuning.anchor import recipe_point, recipe_space, trial_base
 from tasks.tuning.extras import augment_extras
 from tasks.tuning.overrides import build_space
-from tasks.tuning.runner import OnTrial, SearchResult, run_search
+from tasks.tuning.runner import OnTrial, SearchResult, halving_rungs, run_search
 from tasks.tuning.space import PARAMETERS, Value
-from tasks.tuning.trials import ExtrasHandler, TrialResult
+from tasks.tuning.trials import ExtrasHandler, TrialResult, budget_text
 
 __all__ = [
     "ARTIFACT_KEY",
@@ -58,7 +59,11 @@ def format_params(params: Mapping[str, Value]) -> str:
 
 def format_trial(result: TrialResult, done: int, total: int) -> str:
     """One log line: ``trial 7/20 (#3, 1 epoch): lr=0.031 ... -> val_acc=0.912 in 3.1 s``."""
-    epochs = f"{result.epochs} epoch{'s' if result.epochs != 1 else ''}"
+    epochs = (
+        budget_text(result.to_dict())
+        if result.horizon
+        else f"{result.epochs} epoch{'s' if result.epochs != 1 else ''}"
+    )
     where = (
         f"#{result.trial}, round {result.rung + 1}, {epochs}"
         if result.rung
@@ -84,6 +89,7 @@ def trial_table(result: SearchResult) -> list[dict[str, Any]]:
             "trial": int(t["trial"]),
             "round": int(t["rung"]) + 1,
             "epochs": int(t["epochs"]),
+            "budget": budget_text(t),
             "status": str(t["status"]),
             "best_val_acc": None if best is None else round(float(best), 4),
             "last_val_loss": round(float(t["val_loss"][-1]), 4) if t["val_loss"] else None,
@@ -133,6 +139,8 @@ def random_search(
     cache_dir: str | None = None,
     on_trial: OnTrial | None = None,
     extras_handler: ExtrasHandler | None = None,
+    recipe: Mapping[str, Any] | None = None,
+    keep_best: bool = False,
 ) -> SearchResult:
     """Random search over the hyperparameters; logs each trial, returns the best parameters.
 
@@ -143,15 +151,31 @@ def random_search(
     (default cache if None), so a rerun only trains the rest. Extra parameters
     (``augment``) go to ``extras_handler``, by default
     :func:`tasks.tuning.extras.augment_extras`.
+
+    With a ``recipe`` (:func:`tasks.settings.recipe_for`), the search is anchored on it
+    (:mod:`tasks.tuning.anchor`): the overrides change the space around the recipe, every
+    trial shares the recipe's other settings with its schedule compressed to
+    ``trial_epochs``, and trial 0 is the recipe (unless the space leaves it out, which
+    ``result.choice["recipe_excluded"]`` then says). ``keep_best`` keeps the chosen
+    trial's last checkpoint (``result.checkpoint``) for the final model to continue.
     """
     logger = get_run_logger()
     settings = {name: setting.default for name, setting in SEARCH.items()}
     settings.update({key: value for key, value in (search or {}).items() if key in SEARCH})
     n_trials, trial_epochs = settings["trials"], settings["trial_epochs"]
     backend, halving = settings["backend"], settings["halving"]
-    space = build_space(space_overrides)
+    base = reference = excluded = None
+    if recipe is not None:
+        space = build_space(space_overrides, recipe_space(recipe))
+        base = trial_base(recipe, trial_epochs)
+        reference, excluded = recipe_point(space, recipe)
+        if excluded:
+            logger.warning(f"the search space leaves the recipe out ({excluded})")
+    else:
+        space = build_space(space_overrides)
     described = " ".join(f"{name}={spec}" for name, spec in space.describe().items())
-    mode = "successive halving" if halving else "random search"
+    halves = halving and len(halving_rungs(n_trials, trial_epochs)) > 1
+    mode = "successive halving" if halves else "random search"
     logger.info(
         f"{mode}: {n_trials} trials x {trial_epochs} epochs on {backend}, space {described}"
     )
@@ -176,7 +200,17 @@ def random_search(
         code_version=code_version(),
         on_trial=report,
         extras_handler=extras_handler or augment_extras,
+        base=base,
+        reference=reference,
+        keep_checkpoints=settings["keep_checkpoints"],
+        keep_best=keep_best,
     )
+    if excluded:
+        result.choice["recipe_excluded"] = excluded
+    if base is not None:  # what the chosen trial trained with (final_start compares)
+        result.choice["settings"] = resolve({**base, **result.best_params, "epochs": trial_epochs})
+    if result.choice.get("reason"):
+        logger.info(f"kept {result.choice['chosen']}: {result.choice['reason']}")
     rows, same = tidy_trial_table(result)
     create_table_artifact(
         key=ARTIFACT_KEY, table=rows, description=trials_caption(mode, result, data.name, same)

@@ -29,8 +29,9 @@ import numpy as np
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
+from nn.checkpoint import load_checkpoint
 from nn.io import save_model
-from nn.train import EpochRecord, TrainConfig
+from nn.train import EpochRecord, TrainConfig, TrainState, optimizer_for
 from tasks.cache import InputsAndCode, code_version
 from tasks.fitting.augment import default_augment, make_augmenter
 from tasks.fitting.fit import fit
@@ -72,7 +73,7 @@ class FinalModel:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-def final_key(data: Any, params: dict[str, Any], seed: int) -> str:
+def final_key(data: Any, params: dict[str, Any], seed: int, start: str | None = None) -> str:
     """Hex digest naming the model trained on ``data`` with ``params`` and ``seed``.
 
     Parameters
@@ -90,13 +91,32 @@ def final_key(data: Any, params: dict[str, Any], seed: int) -> str:
         "seed": int(seed),
         "code": code_version(),
     }
+    if start is not None:  # continued from a trial's checkpoint: named by its weights
+        payload["start"] = start
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
 def _cache_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
     """What the cache key hashes besides the code version: the key naming the model file."""
-    return {"model": final_key(inputs["data"], inputs["params"], inputs["seed"])}
+    start = inputs.get("start_from")
+    return {"model": final_key(inputs["data"], inputs["params"], inputs["seed"], _start_id(start))}
+
+
+def _start_id(start_from: str | None) -> str | None:
+    """What names a checkpoint to start from: the SHA-256 of its weights (None: none)."""
+    if start_from is None:
+        return None
+    meta = json.loads(Path(start_from).with_suffix(".json").read_text(encoding="utf-8"))
+    return str(meta["weights_sha256"])
+
+
+def _resume(start_from: str | None, config: TrainConfig, seed: int) -> tuple[Any, ...]:
+    """(model, state, rng, earlier records) to continue ``start_from``; a new run if None."""
+    if start_from is None:
+        return None, TrainState(), np.random.default_rng(seed), []
+    model, state, rng, meta = load_checkpoint(start_from, optimizer_for(config))
+    return model, state, rng, list(meta.get("records", []))
 
 
 def _model_exists(result: FinalModel) -> bool:
@@ -119,7 +139,13 @@ def _run_name() -> str:
     persist_result=True,
 )
 def train_final(
-    data: Any, params: dict[str, Any], *, seed: int, cache_dir: str, threads: int | None = None
+    data: Any,
+    params: dict[str, Any],
+    *,
+    seed: int,
+    cache_dir: str,
+    threads: int | None = None,
+    start_from: str | None = None,
 ) -> FinalModel:
     """Train the final model on the training split, monitored on the validation split.
 
@@ -137,6 +163,10 @@ def train_final(
     threads:
         BLAS threads; None: ``"auto"`` (:mod:`tasks.fitting.threads`). Not part of the
         cache key: it changes the speed and the rounding of the sums, not what is trained.
+    start_from:
+        A search trial's checkpoint (:mod:`nn.checkpoint`) to continue instead of
+        starting from new weights: the trial ran with these very settings and data, so
+        training resumes at its epoch and its epochs lead the history.
 
     Returns
     -------
@@ -175,22 +205,29 @@ def train_final(
         )
 
     start = time.perf_counter()
+    model, state, rng, earlier = _resume(start_from, config, seed)
+    if start_from is not None:
+        logger.info("continuing %s after epoch %d", start_from, state.epoch)
     model, history = fit(
         splits,
         hyper["hidden"],
         data.n_classes,
         config,
-        rng=np.random.default_rng(seed),
+        rng=rng,
         callback=on_epoch,
         augment=make_augmenter(augment_config),
         threads=AUTO if threads is None else threads,
+        model=model,
+        state=state,
     )
+    if not history.records:  # the trial had run every epoch already
+        history.best_epoch = state.epoch
     seconds = time.perf_counter() - start
     if history.stopped_early:
         logger.info("early stopping: kept the weights of epoch %d", history.best_epoch)
     update_progress_artifact(progress, 100.0, description="Final training: done")
 
-    key = final_key(data, params, seed)
+    key = final_key(data, params, seed, _start_id(start_from))
     path = Path(cache_dir) / "models" / f"{key}.npz"
     path.parent.mkdir(parents=True, exist_ok=True)
     save_model(
@@ -208,7 +245,7 @@ def train_final(
     return FinalModel(
         model_path=str(path),
         key=key,
-        history=history.to_dicts(),
+        history=earlier + history.to_dicts(),
         best_epoch=int(history.best_epoch),
         stopped_early=bool(history.stopped_early),
         seconds=seconds,

@@ -144,7 +144,7 @@ def test_every_subcommand_has_help_with_defaults(command, tmp_path):
         default = TRAIN_DATA_DEFAULTS.get(setting.name) if command == "train" else None
         assert f"{setting.flag} " in text and describe(setting, default) in text, setting.name
     if command == "run":
-        assert "random configurations to try (default: 8)" in text
+        assert "configurations to try, the recipe's included (default: 8)" in text
     if command == "train":
         for name, setting in HYPER.items():
             default = recipe_help(name) if name in RECIPE_KEYS else None

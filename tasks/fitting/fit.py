@@ -9,7 +9,8 @@ network the same way: ``rng`` first draws the initial weights
 With augmentation the minibatches are prepared one step ahead in a background
 thread (``prefetch`` of :func:`nn.train.train`: the same random draws, so the same
 model), when the process has more than one core; ``threads`` sets the BLAS threads
-(:func:`tasks.fitting.threads.blas_threads`).
+(:func:`tasks.fitting.threads.blas_threads`). A trial that continues
+from a checkpoint passes the checkpoint's ``model``, ``state`` and generator instead.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from nn.model import MLP
-from nn.train import EpochRecord, History, TrainConfig, train
+from nn.train import EpochRecord, History, TrainConfig, TrainState, train
 from tasks.fitting.threads import available_cores, blas_threads
 
 __all__ = ["fit"]
@@ -36,6 +37,9 @@ def fit(
     callback: Callable[[EpochRecord], None] | None = None,
     augment: Any = None,
     threads: int | str | None = None,
+    model: MLP | None = None,
+    state: TrainState | None = None,
+    stop_epoch: int | None = None,
 ) -> tuple[MLP, History]:
     """Create a ``d-hidden-...-n_classes`` network and train it; return it with its history.
 
@@ -59,9 +63,13 @@ def fit(
     threads:
         BLAS threads: a count, ``"auto"`` (the cores it has, one when that is faster),
         or None to leave them as the caller set them.
+    model, state, stop_epoch:
+        Resume ``model`` (None: create one) from ``state`` and stop after ``stop_epoch``
+        (see :func:`nn.train.train`); ``state`` is updated as training goes.
     """
-    sizes = (int(splits.X_train.shape[1]), *(int(units) for units in hidden), int(n_classes))
-    model = MLP.create(sizes, rng=rng)
+    if model is None:
+        sizes = (int(splits.X_train.shape[1]), *(int(units) for units in hidden), int(n_classes))
+        model = MLP.create(sizes, rng=rng)
     prefetch = augment is not None and available_cores() > 1
     with blas_threads(threads, prefetch=prefetch) as pacer:
         history = train(
@@ -76,5 +84,7 @@ def fit(
             augment=augment,
             prefetch=prefetch,
             on_batch=pacer,
+            state=state,
+            stop_epoch=stop_epoch,
         )
     return model, history

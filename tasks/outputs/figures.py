@@ -29,15 +29,16 @@ from tasks.outputs.plots import (
     plot_search,
     plot_trial_curves,
 )
+from tasks.outputs.searchplots import SEARCH_PLOTS, plot_history, plot_parallel
 
-__all__ = ["FILE_DPI", "PlotSpec", "build_plots", "render"]
+__all__ = ["FILE_DPI", "SEARCH_PLOTS", "PlotSpec", "build_plots", "render"]
 
 FILE_DPI = 100
 """Resolution of the PNG files written beside ``report.md``."""
 
 _NOT_DRAWN = frozenset({"cached", "seconds"})
 """Fields of a trial that no plot shows (a re-run serves its trials from the store)."""
-_ORDER = ("curves", "confusion", "misclassified", "search", "trial_curves")
+_ORDER = ("curves", "confusion", "misclassified", "history", "parallel", "search", "trial_curves")
 
 
 class PlotSpec(NamedTuple):
@@ -65,6 +66,8 @@ def build_plots(
         drawn = [{k: v for k, v in t.items() if k not in _NOT_DRAWN} for t in trials]
         specs["search"] = PlotSpec(drawn, lambda: plot_search(trials))
         specs["trial_curves"] = PlotSpec(drawn, lambda: plot_trial_curves(trials))
+        specs["history"] = PlotSpec(drawn, lambda: plot_history(trials))
+        specs["parallel"] = PlotSpec(drawn, lambda: plot_parallel(trials))
     if history:
         specs["curves"] = PlotSpec(history, lambda: plot_curves(history))
     if metrics.get("confusion_matrix") is not None:

@@ -1,17 +1,15 @@
 """The run report: ``report.md`` with its PNG plots on disk, and its markdown for the UI.
 
-:func:`render_report` turns metrics, search trials and image references into
-markdown. :func:`write_report_files` draws the plots, writes them and ``report.md``
-into the run directory (atomically), and returns the same report with every plot
-embedded as a small ``data:image/png;base64`` image, which the Prefect task
-:func:`tasks.report.write_report` publishes as the artifact ``mnist-report``.
+:func:`render_report` turns metrics, search trials and image references into markdown;
+:func:`write_report_files` draws the plots, writes them and ``report.md`` into the run
+directory (atomically) and returns the same report with every plot embedded as a small
+``data:image/png;base64`` image, which :func:`tasks.report.write_report` publishes.
 
 Figures come from :mod:`tasks.outputs.plots`, built with matplotlib's object API on an Agg
-canvas: they never enter pyplot's figure registry, so there is nothing to
-``plt.close`` and no memory growth across runs (the tests check the registry stays empty).
-
-Drawing them is most of the report's time: given a ``plot_cache`` folder, an
-identical re-run copies them from there (:mod:`tasks.outputs.figures`).
+canvas: they never enter pyplot's figure registry, so there is nothing to ``plt.close``
+and no memory growth across runs (the tests check the registry stays empty). Drawing
+them is most of the report's time: given a ``plot_cache`` folder, an identical re-run
+copies them from there (:mod:`tasks.outputs.figures`).
 """
 
 from __future__ import annotations
@@ -25,10 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from tasks.outputs import plots
-from tasks.outputs.figures import build_plots, render
+from tasks.outputs.comparison import comparison_lines
+from tasks.outputs.figures import SEARCH_PLOTS, build_plots, render
 from tasks.outputs.rundir import write_file
 from tasks.outputs.tables import markdown_table as _table
 from tasks.outputs.tables import parameters_used_lines
+from tasks.tuning.trials import budget_text
 
 REPORT_FILENAME = "report.md"
 
@@ -39,6 +39,7 @@ PLOTS = {
     "misclassified": ("misclassified.png", "Misclassified test images"),
     "search": ("search.png", "Search: validation accuracy against learning rate"),
     "trial_curves": ("trial_curves.png", "Search: per-trial learning curves"),
+    **SEARCH_PLOTS,
 }
 _HEADLINE = ("test_accuracy", "test_loss", "macro_f1", "n_test")
 _NOT_DETAILS = {*_HEADLINE, "per_class", "confusion_matrix", "class_names", "parameters_used"}
@@ -150,8 +151,7 @@ def best_trial(trials: Sequence[Mapping]) -> Mapping | None:
 def trial_table(trials: Sequence[Mapping]) -> list[str]:
     """Markdown lines of the trial table, best in bold.
 
-    One row per trial run in trial order; with successive halving (a ``rung`` above 0)
-    a trial has one row per round and a ``round`` column (1-based) appears.
+    One row per trial and round (a 1-based ``round`` column with successive halving).
     """
     best = best_trial(trials)
     halving = any(int(t.get("rung", 0)) > 0 for t in trials)
@@ -181,13 +181,13 @@ def trial_table(trials: Sequence[Mapping]) -> list[str]:
                 _cell(schedule),
                 _cell(status),
                 percent(t.get("best_val_accuracy")),
-                _cell(t.get("epochs", "—")),
+                budget_text(t),
                 _num(t.get("seconds"), ".1f"),
             ]
         )
     header = ["trial", *(["round"] if halving else []), "lr", "batch", "momentum", "nesterov"]
     header += ["weight decay", "schedule"]
-    return _table([*header, "status", "best val acc", "epochs", "seconds"], rows)
+    return _table([*header, "status", "best val acc", "budget", "seconds"], rows)
 
 
 def _run_details(metrics: Mapping, skip: frozenset[str] = frozenset()) -> dict[str, object]:
@@ -303,8 +303,8 @@ def render_report(
         where = ((metrics.get("search") or {}).get("placement") or {}).get("where")
         ran = f" Trials ran on {where}." if where else ""
         lines += ["", "## Search", "", f"{n_ok} of {len(trials)} trials finished.{ran}"]
-        lines += [*plot("search"), *plot("trial_curves"), "", "### Trials", ""]
-        lines += trial_table(trials)
+        lines += comparison_lines(metrics.get("search"), metrics.get("test_accuracy"), plot)
+        lines += ["", "### Trials", "", *trial_table(trials)]
 
     if metrics.get("parameters_used"):
         lines += ["", "## Parameters used", "", *parameters_used_lines(metrics["parameters_used"])]

@@ -75,13 +75,18 @@ DATA = _group(
 """Where the images come from and how they are split."""
 
 SEARCH = _group(
-    Setting("trials", int, 8, "random configurations to try", 1, 1000),
-    Setting("trial_epochs", int, 2, "epochs per trial", 1, 1000),
+    Setting("trials", int, 8, "configurations to try, the recipe's included", 1, 1000),
+    Setting("trial_epochs", int, 18, "epochs of a trial that reaches the last round (its "
+            "learning-rate schedule spans them)", 1, 1000),
     Setting("n_jobs", int, 2, "trials at once (-1: one per core)", -1, 256),
     Setting("backend", str, "loky", "where the trials run", choices=("loky", "dask")),
     Setting("dask_address", str, None, "dask scheduler address (with --backend dask)",
             none="a temporary local cluster"),
-    Setting("halving", bool, False, "successive halving: many short trials, the best continue"),
+    Setting("halving", bool, True, "successive halving (factor 3): every trial trains the "
+            "first epochs of its schedule, the best third and the recipe continue from their "
+            "checkpoints, and so on up to --trial-epochs"),
+    Setting("keep_checkpoints", bool, False, "keep the trials' checkpoints in the cache "
+            "after the search"),
 )  # fmt: skip
 """The random search of the pipeline (its space is given apart: ``--space``)."""
 
@@ -102,7 +107,12 @@ RUN = _group(
 """Seed, outputs, registry and threads of a run."""
 
 PIPELINE = _group(
-    Setting("final_epochs", int, 60, "epochs of the final model", 1, 10000),
+    Setting("final_epochs", int, None, "epochs of the final model", 1, 10000,
+            none="the recipe's, as mnist-flow train"),
+    Setting("final_data", str, "all", "all: train the final model on every training image, as "
+            "mnist-flow train does; split: on the search's training split, scored on its "
+            "validation split after every epoch (needed by --patience; lets the final model "
+            "continue the best trial)", choices=("all", "split")),
     Setting("final_recipe", str, "tuned", "tuned: the best trial's lr, batch size, momentum and "
             "weight decay with the recipe's schedule, warm-up, Nesterov and augmentation; "
             "search: the best trial as it is", choices=("tuned", "search")),

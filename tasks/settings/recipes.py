@@ -37,6 +37,7 @@ __all__ = [
     "recipe_for",
     "recipe_help",
     "resolve",
+    "scaled_warmup",
     "train_data",
     "train_params",
 ]
@@ -191,7 +192,9 @@ def final_params(
     ``augment``), else the recipe's; ``augment_strength`` is the search's or 1.
     """
     if final_recipe == "tuned":
-        base = {key: value for key, value in recipe_for(dataset).items() if key in HYPER}
+        recipe = recipe_for(dataset)
+        base = {key: value for key, value in recipe.items() if key in HYPER}
+        base["warmup_epochs"] = scaled_warmup(recipe, epochs)
         from_trial = {key: best[key] for key in TUNED_FROM_SEARCH if key in best}
     else:
         base = {"augment": "none"}
@@ -207,6 +210,18 @@ def final_params(
         values["augment"] = augment
         explicit.append("augment")
     return resolve(values, explicit=explicit)
+
+
+def scaled_warmup(recipe: Mapping[str, Any], epochs: int) -> int:
+    """The recipe's warm-up for a run of ``epochs``: the same share of the epochs.
+
+    ``w`` warm-up epochs of the recipe's ``E`` become ``round(w * epochs / E)``, at least
+    one when ``w > 0`` (:func:`resolve` then keeps it under a quarter of the epochs). The
+    search's trials and the final model scale it alike, so a final model of a trial's
+    length has that trial's schedule.
+    """
+    warmup = int(recipe.get("warmup_epochs", 0))
+    return max(1, round(warmup * epochs / int(recipe["epochs"]))) if warmup else 0
 
 
 def _number(value: Any) -> Any:

@@ -34,20 +34,24 @@ _FALSE = {"false", "no", "off", "0"}
 _RANGE_KEYS = {"low", "high", "log", "int", "zero"}
 
 
-def build_space(overrides: Mapping[str, Any] | None = None) -> SearchSpace:
-    """The default space (:data:`~tasks.tuning.space.DEFAULT_SPACE`) with ``overrides`` applied.
+def build_space(
+    overrides: Mapping[str, Any] | None = None, defaults: Mapping[str, Spec] | None = None
+) -> SearchSpace:
+    """``defaults`` (:data:`~tasks.tuning.space.DEFAULT_SPACE` if None) with ``overrides`` applied.
 
     Parameters
     ----------
     overrides:
         Parameter name -> :class:`Range`, :class:`Choice` or a raw value (see module doc).
+    defaults:
+        The space the overrides change, e.g. :func:`tasks.tuning.anchor.recipe_space`.
 
     Raises
     ------
     SearchSpaceError
         Naming the parameter, if a value cannot be parsed or its range is impossible.
     """
-    specs: dict[str, Spec] = dict(DEFAULT_SPACE)
+    specs: dict[str, Spec] = dict(DEFAULT_SPACE if defaults is None else defaults)
     for name, raw in (overrides or {}).items():
         specs[name] = parse_value(name, raw)
     return SearchSpace(specs)

@@ -11,9 +11,15 @@ caller sees each result (``on_trial``) and the store persists it as soon as it f
   to every worker; each trial then uses the worker's copy. BLAS gets one thread per trial.
 
 With ``halving`` (successive halving, as in scikit-learn's ``HalvingRandomSearchCV``), all
-trials first train for a few epochs, the best ``1/factor`` train again for ``factor`` times
-more, and so on up to ``trial_epochs`` (each round retrains from scratch with the trial's
-own seed); the best parameters come from the last round.
+trials first train for a few epochs, the best ``1/factor`` continue for ``factor`` times
+more, and so on up to ``trial_epochs``. Every trial's learning-rate schedule spans
+``trial_epochs``, so a round is a stretch of one run: a promoted trial resumes from its
+checkpoint (:mod:`tasks.tuning.checkpoints`) and trains only the epochs it lacks, ending
+exactly where a trial trained in one go would. A diverged or failed trial is never
+promoted. The best parameters come from the last round.
+
+With a ``reference`` (the recipe, :mod:`tasks.tuning.anchor`) trial 0 is the reference,
+promoted to every round and kept unless beaten (:func:`tasks.tuning.choice.choose`).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import contextlib
 import hashlib
 import json
 import math
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +41,8 @@ import numpy as np
 from nn.errors import ConfigError
 from tasks.errors import CacheError, SearchError
 from tasks.settings import SEARCH
+from tasks.tuning.checkpoints import CheckpointStore
+from tasks.tuning.choice import choose, score_on_test
 from tasks.tuning.cluster import Placement, check_backend, probe_scheduler
 from tasks.tuning.space import SearchSpace, Value
 from tasks.tuning.trials import (
@@ -63,8 +72,13 @@ class SearchResult:
     """The outcome of a search.
 
     ``trials`` holds one :meth:`TrialResult.to_dict` per trial run (per round with halving),
-    ordered by round then trial index; ``best_*`` describe the best trial of the last round;
-    ``placement`` says where the trials ran (:meth:`tasks.tuning.cluster.Placement.to_dict`).
+    ordered by round then trial index; ``placement`` says where the trials ran
+    (:meth:`tasks.tuning.cluster.Placement.to_dict`); ``best_*`` describe the chosen trial
+    of the last round (the best one, or the reference when no trial beat it by
+    ``choice["margin"]``).
+    ``choice`` says what was chosen and why, with the reference's and the top trial's
+    validation (and, where the data has a test split, test) accuracy; ``checkpoint`` is
+    the chosen trial's last checkpoint when the search was asked to keep it.
     """
 
     trials: list[dict[str, Any]]
@@ -75,6 +89,8 @@ class SearchResult:
     n_trained: int
     n_cached: int
     placement: dict[str, Any] = field(default_factory=dict)
+    choice: dict[str, Any] = field(default_factory=dict)
+    checkpoint: str | None = None
 
 
 def halving_rungs(n_trials: int, trial_epochs: int, factor: int = 3) -> list[tuple[int, int]]:
@@ -188,6 +204,7 @@ def _run_round(
     *,
     blas_threads: int,
     extras_handler: ExtrasHandler | None,
+    checkpoints: CheckpointStore | None,
 ) -> Iterator[TrialResult]:
     """Yield stored results first, then the others as they finish (persisting each)."""
     pending = []
@@ -203,7 +220,11 @@ def _run_round(
     parallel = joblib.Parallel(return_as="generator_unordered", batch_size=1)
     jobs = (
         joblib.delayed(run_trial)(
-            spec, data, blas_threads=blas_threads, extras_handler=extras_handler
+            spec,
+            data,
+            blas_threads=blas_threads,
+            extras_handler=extras_handler,
+            checkpoints=checkpoints,
         )
         for spec in pending
     )
@@ -240,6 +261,10 @@ def run_search(
     code_version: str = "",
     on_trial: OnTrial | None = None,
     extras_handler: ExtrasHandler | None = None,
+    base: dict[str, Value] | None = None,
+    reference: dict[str, Value] | None = None,
+    keep_checkpoints: bool = False,
+    keep_best: bool = False,
 ) -> SearchResult:
     """Run a random search over ``space`` and return every trial and the best parameters.
 
@@ -266,6 +291,14 @@ def run_search(
         ``on_trial(result, done, total)`` in this process as each trial finishes.
     extras_handler:
         Needed when the space has extra parameters (see :data:`tasks.tuning.trials.ExtrasHandler`).
+    base:
+        Settings every trial shares, under its sampled parameters
+        (:func:`tasks.tuning.anchor.trial_base`).
+    reference:
+        Trial 0's parameters (the recipe), promoted to every round; None: trial 0 is sampled.
+    keep_checkpoints, keep_best:
+        Keep every trial checkpoint (in ``<cache_dir>/checkpoints``), or only the chosen
+        trial's last one (:attr:`SearchResult.checkpoint`); by default all are removed.
 
     Raises
     ------
@@ -285,45 +318,82 @@ def run_search(
     splits = data.load(mmap=True)
     if splits.X_val is None or len(splits.X_val) == 0:
         raise ConfigError("the random search needs a validation split (val_size > 0)")
-    start = time.perf_counter()
+    start_time = time.perf_counter()
     rounds = (
         halving_rungs(n_trials, trial_epochs, halving_factor)
         if halving
         else [(n_trials, trial_epochs)]
     )
-    total = sum(count for count, _ in rounds)
-    store = None
+    store = checkpoints = None
+    scratch = None
+    identity = {"data": data_fingerprint(data), "code": code_version}
     if cache_dir is not None:
-        identity = {"data": data_fingerprint(data), "code": code_version}
         store = TrialStore(Path(cache_dir) / "trials", identity)
+        checkpoints = CheckpointStore(Path(cache_dir) / "checkpoints", identity)
+    elif len(rounds) > 1:
+        scratch = tempfile.TemporaryDirectory(prefix="mnist-flow-checkpoints-")
+        checkpoints = CheckpointStore(scratch.name, identity)
     params = {i: space.sample(seed, i) for i in range(n_trials)}
+    if reference is not None:
+        params[0] = dict(reference)
+    shared = dict(base or {})
     results: list[TrialResult] = []
     survivors = list(range(n_trials))
-    with _workers(backend, n_jobs, dask_address, data) as (payload, blas, placement):
-        for rung, (count, epochs) in enumerate(rounds):
-            if rung:
-                previous = [r for r in results if r.rung == rung - 1 and r.status == "ok"]
-                survivors = [r.trial for r in sorted(previous, key=_rank, reverse=True)[:count]]
-            specs = [TrialSpec(i, seed, params[i], epochs, rung) for i in sorted(survivors)]
-            for result in _run_round(
-                specs, payload, store, blas_threads=blas, extras_handler=extras_handler
-            ):
-                results.append(result)
-                if on_trial is not None:
-                    on_trial(result, len(results), total)
-    results.sort(key=lambda r: (r.rung, r.trial))
-    final = [r for r in results if r.rung == len(rounds) - 1 and r.status == "ok"]
-    if not final:
-        errors = "; ".join(f"trial {r.trial}: {r.status} ({r.error})" for r in results[-3:])
-        raise SearchError(f"no trial of the search finished successfully; last: {errors}")
-    best = max(final, key=_rank)
+    specs: list[TrialSpec] = []
+    try:
+        with _workers(backend, n_jobs, dask_address, data) as (payload, blas, placement):
+            for rung, (count, epochs) in enumerate(rounds):
+                if rung:
+                    previous = [r for r in results if r.rung == rung - 1 and r.status == "ok"]
+                    ranked = sorted(previous, key=_rank, reverse=True)
+                    survivors = [r.trial for r in ranked[:count]]
+                    if reference is not None and 0 in {r.trial for r in previous}:
+                        survivors = sorted({*survivors, 0})
+                start = rounds[rung - 1][1] if rung else 0
+                later = sum(n + (reference is not None) for n, _ in rounds[rung + 1 :])
+                total = len(results) + len(survivors) + later
+                specs += [
+                    TrialSpec(i, seed, params[i], epochs, rung, shared, trial_epochs, start)
+                    for i in sorted(survivors)
+                ]
+                for result in _run_round(
+                    [s for s in specs if s.rung == rung],
+                    payload,
+                    store,
+                    blas_threads=blas,
+                    extras_handler=extras_handler,
+                    checkpoints=checkpoints,
+                ):
+                    results.append(result)
+                    if on_trial is not None:
+                        on_trial(result, len(results), total)
+        results.sort(key=lambda r: (r.rung, r.trial))
+        final = [r for r in results if r.rung == len(rounds) - 1 and r.status == "ok"]
+        if not final:
+            errors = "; ".join(f"trial {r.trial}: {r.status} ({r.error})" for r in results[-3:])
+            raise SearchError(f"no trial of the search finished successfully; last: {errors}")
+        top = max(final, key=_rank)
+        chosen, choice = choose(final, top, reference is not None, len(splits.X_val))
+        kept = None
+        if checkpoints is not None:
+            last = {s.index: s for s in specs if s.rung == len(rounds) - 1}
+            choice.update(score_on_test(checkpoints, last, choice, data))
+            path = checkpoints.path(last[chosen.trial], rounds[-1][1])
+            kept = path if keep_best and scratch is None and path.is_file() else None
+            if not keep_checkpoints:
+                checkpoints.remove(specs, keep=kept)
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
     return SearchResult(
         trials=[r.to_dict() for r in results],
-        best_params=dict(best.params),
-        best_val_accuracy=float(best.best_val_accuracy),
-        best_trial=best.trial,
-        seconds=time.perf_counter() - start,
+        best_params=dict(chosen.params),
+        best_val_accuracy=float(chosen.best_val_accuracy),
+        best_trial=chosen.trial,
+        seconds=time.perf_counter() - start_time,
         n_trained=sum(not r.cached for r in results),
         n_cached=sum(r.cached for r in results),
         placement=placement.to_dict(),
+        choice=choice,
+        checkpoint=None if kept is None else str(kept),
     )

@@ -30,9 +30,10 @@ from threadpoolctl import threadpool_limits
 
 from nn.atomic import write_json_atomic
 from nn.errors import NonFiniteError
-from nn.train import EpochRecord, TrainConfig
+from nn.train import TrainConfig, TrainState
 from tasks.fitting.fit import fit
 from tasks.settings import resolve
+from tasks.tuning.checkpoints import CheckpointStore
 from tasks.tuning.space import PARAMETERS, Value, trial_seeds
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "TrialResult",
     "TrialSpec",
     "TrialStore",
+    "budget_text",
     "config_from_params",
     "run_trial",
 ]
@@ -97,7 +99,11 @@ class TrialArrays:
 class TrialSpec:
     """Trial ``index`` (0-based) of the run seeded ``seed``: its parameters and epochs.
 
-    ``rung`` is the successive-halving round (0 without halving).
+    ``rung`` is the successive-halving round (0 without halving). ``base`` holds the
+    settings every trial shares (the recipe's schedule, momentum, augmentation...), under
+    ``params``. The learning-rate schedule spans ``horizon`` epochs (None: ``epochs``);
+    the trial trains up to epoch ``epochs``, continuing from its checkpoint after
+    ``start`` epochs when there is one.
     """
 
     index: int
@@ -105,6 +111,14 @@ class TrialSpec:
     params: dict[str, Value]
     epochs: int
     rung: int = 0
+    base: dict[str, Value] = field(default_factory=dict)
+    horizon: int | None = None
+    start: int = 0
+
+    @property
+    def schedule_epochs(self) -> int:
+        """The epochs the trial's learning-rate schedule spans."""
+        return self.epochs if self.horizon is None else self.horizon
 
 
 @dataclass(frozen=True)
@@ -114,7 +128,9 @@ class TrialResult:
     ``val_accuracy``/``val_loss`` hold one value per epoch trained (fewer than ``epochs``
     when it diverged); ``best_val_accuracy`` is their maximum (None if no epoch finished);
     ``seconds`` is the trial's wall time; ``error`` the message of a diverged/failed trial;
-    ``cached`` tells that the result was read from the store instead of trained.
+    ``cached`` tells that the result was read from the store instead of trained;
+    ``horizon`` is the schedule's length in epochs and ``resumed`` the epoch the trial
+    continued from (0: trained from the start in this round).
     """
 
     trial: int
@@ -129,6 +145,8 @@ class TrialResult:
     seconds: float = 0.0
     error: str | None = None
     cached: bool = False
+    horizon: int | None = None
+    resumed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the fields (plain Python numbers and strings)."""
@@ -142,6 +160,17 @@ class TrialResult:
         if result.status not in STATUSES:
             raise ValueError(f"unknown trial status {result.status!r}")
         return result
+
+
+def budget_text(trial: Mapping[str, Any]) -> str:
+    """The epochs one round of a trial trained, from a ``TrialResult.to_dict()``.
+
+    ``"epochs 4-9 of 27"``: continued from its checkpoint after epoch 3, up to epoch 9 of a
+    schedule spanning 27; ``"epochs 1-9 of 27"`` trained from the start.
+    """
+    epochs = int(trial.get("epochs", 0))
+    horizon = int(trial.get("horizon") or epochs)
+    return f"epochs {int(trial.get('resumed') or 0) + 1}-{epochs} of {horizon}"
 
 
 def config_from_params(
@@ -171,6 +200,7 @@ def run_trial(
     *,
     blas_threads: int | None = None,
     extras_handler: ExtrasHandler | None = None,
+    checkpoints: CheckpointStore | None = None,
 ) -> TrialResult:
     """Train and score one configuration; never raises for a bad configuration.
 
@@ -184,30 +214,46 @@ def run_trial(
         BLAS threads for this trial (None: leave as is).
     extras_handler:
         Turns the extra parameters into keyword arguments of ``nn.train.train``.
+    checkpoints:
+        Where the trial resumes from (its checkpoint after ``spec.start`` epochs, if
+        there) and saves its checkpoint when it finishes; None: neither.
     """
-    records: list[EpochRecord] = []
+    records: list[dict[str, Any]] = []
     start = time.perf_counter()
-    status, error = "ok", None
+    status, error, resumed = "ok", None, 0
     try:
         with _blas_limit(blas_threads):
-            config, hidden, extras = config_from_params(spec.params, epochs=spec.epochs)
+            values = {**spec.base, **spec.params}
+            config, hidden, extras = config_from_params(values, epochs=spec.schedule_epochs)
             splits = data.load(mmap=True)
             options = dict(extras_handler(extras, data)) if extras_handler and extras else {}
             rng = np.random.default_rng(trial_seeds(spec.seed, spec.index)[1])
-            fit(
+            model, state = None, TrainState()
+            loaded = None
+            if checkpoints is not None and spec.start:
+                loaded = checkpoints.load(spec, spec.start, config)
+            if loaded is not None:
+                model, state, rng, records = loaded
+                resumed = state.epoch
+            model, _ = fit(
                 splits,
                 [hidden],
                 data.n_classes,
                 config,
                 rng=rng,
-                callback=records.append,
+                callback=lambda record: records.append(record.to_dict()),
+                model=model,
+                state=state,
+                stop_epoch=spec.epochs,
                 **options,
             )
+            if checkpoints is not None:
+                checkpoints.save(spec, model, state, rng, records)
     except NonFiniteError as exc:
         status, error = "diverged", str(exc)
     except Exception as exc:  # a failed trial is recorded, never fatal to the search
         status, error = "failed", f"{type(exc).__name__}: {exc}"
-    accuracies = [float(r.val_accuracy) for r in records if r.val_accuracy is not None]
+    accuracies = [float(r["val_accuracy"]) for r in records if r["val_accuracy"] is not None]
     return TrialResult(
         trial=spec.index,
         seed=spec.seed,
@@ -216,10 +262,12 @@ def run_trial(
         params=dict(spec.params),
         status=status,
         val_accuracy=accuracies,
-        val_loss=[float(r.val_loss) for r in records if r.val_loss is not None],
+        val_loss=[float(r["val_loss"]) for r in records if r["val_loss"] is not None],
         best_val_accuracy=max(accuracies) if accuracies and status == "ok" else None,
         seconds=time.perf_counter() - start,
         error=error,
+        horizon=spec.schedule_epochs,
+        resumed=resumed,
     )
 
 
@@ -254,6 +302,8 @@ class TrialStore:
             "index": spec.index,
             "epochs": spec.epochs,
         }
+        if spec.base or spec.horizon is not None:  # a trial resumed or retrained: same result
+            what.update(base=spec.base, horizon=spec.schedule_epochs)
         text = json.dumps(what, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 

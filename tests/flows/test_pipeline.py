@@ -22,6 +22,10 @@ HISTORY_KEYS = {
     "lr",
     "seconds",
 }
+PREPROCESS = (  # the search's split, then every training image for the final model
+    "preprocess-fashion-mnist-train3000-val1000",
+    "preprocess-fashion-mnist-train3000-val0",
+)
 # Registration comes after metrics.json is written (a failed output registers nothing).
 STEPS = ("fetch", "preprocess", "search", "train", "evaluate", "report")
 
@@ -116,9 +120,9 @@ def test_metrics_json_has_every_key_with_sane_values(small_run):
     assert cm.shape == (10, 10) and cm.sum() == 10000
     assert np.trace(cm) / cm.sum() == pytest.approx(metrics["test_accuracy"])
     assert [h["epoch"] for h in metrics["history"]] == [1, 2]
-    for record in metrics["history"]:
+    for record in metrics["history"]:  # the final model trains on every training image
         assert set(record) >= HISTORY_KEYS
-        assert math.isfinite(record["val_loss"]) and 0 < record["val_accuracy"] <= 1
+        assert record["val_loss"] is None and math.isfinite(record["train_loss"])
     assert metrics["params"]["train"]["epochs"] == 2
     assert metrics["params"]["data"]["train_size"] == 3000
     assert metrics["params"]["search"]["trials"] == 2
@@ -132,13 +136,18 @@ def test_metrics_json_has_every_key_with_sane_values(small_run):
     assert len(metrics["search"]["trials"]) == 2
     best = metrics["search"]["best"]
     assert best["val_accuracy"] == max(t["best_val_accuracy"] for t in metrics["search"]["trials"])
+    # the space fixes 64 hidden units: the recipe (300) cannot be a trial, and the run says so
+    choice = metrics["search"]["choice"]
+    assert choice["recipe_excluded"] == "hidden=300 is outside 64" and choice["reference"] is None
+    report = (Path(summary["run_dir"]) / "report.md").read_text()
+    assert "**The search space leaves the dataset's recipe out** (hidden=300" in report
+    assert "retrained from the start on every training image" in report
     final = metrics["params"]["train"]
     assert final["lr"] == pytest.approx(best["params"]["lr"])
     # the fashion-mnist recipe on top of the un-augmented trials (final_recipe="tuned")
     # (its one warm-up epoch dropped: more than a quarter of the 2 final epochs)
     assert (final["augment"], final["schedule"], final["warmup_epochs"]) == ("affine", "cosine", 0)
     assert final["patience"] is None and metrics["params"]["options"]["final_recipe"] == "tuned"
-    assert all(t["params"].get("augment", "none") == "none" for t in metrics["search"]["trials"])
     assert set(STEPS) <= set(metrics["timings"])
     assert all(v >= 0 for v in metrics["timings"].values())
     assert metrics["timings"]["total"] >= sum(metrics["timings"][s] for s in STEPS) * 0.99
@@ -170,7 +179,7 @@ def test_artifacts_are_published_with_stable_keys(small_run):
 
     accuracy = percent(summary["test_accuracy"])  # the run's own figure, shown in the UI
     assert found["mnist-report"].description.startswith(f"Test accuracy {accuracy};")
-    assert found["mnist-report"].data.count("data:image/png;base64,") == 5  # every plot inline
+    assert found["mnist-report"].data.count("data:image/png;base64,") == 7  # every plot inline
     assert found["mnist-trials"].type == "table"
     assert found["mnist-train-progress"].type == "progress"
     assert float(found["mnist-train-progress"].data) == pytest.approx(100.0)
@@ -180,7 +189,7 @@ def test_identical_rerun_reuses_every_cached_step(small_run):
     first_id, first = small_run["first"]
     second_id, second = small_run["second"]
     before, after = task_states(first_id), task_states(second_id)
-    for prefix in ("fetch-", "preprocess-", "train-final-"):
+    for prefix in ("fetch-", *PREPROCESS, "train-final-"):
         assert state_named(before, prefix) == "Completed", before
         assert state_named(after, prefix) == "Cached", after
     # The search task always runs; its finished trials come from the trial store.
@@ -199,12 +208,12 @@ def test_changing_final_epochs_retrains_only_the_final_model(small_run):
     third_id, third = small_run["third"]
     states = task_states(third_id)
     assert set(states) >= {
-        "search-2x1ep",
+        "search-halving-2x1ep",
         "evaluate-fashion-mnist",
         "register-fashion-mnist",
         "report-fashion-mnist",
     }
-    for prefix in ("fetch-", "preprocess-"):
+    for prefix in ("fetch-", *PREPROCESS):
         assert state_named(states, prefix) == "Cached", states
     assert state_named(states, "train-final-") == "Completed", states
     metrics = json.loads((Path(third["run_dir"]) / "metrics.json").read_text())

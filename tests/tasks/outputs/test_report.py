@@ -359,4 +359,4 @@ def test_plots_are_drawn_once_and_found_again_in_the_cache(evaluated, tmp_path, 
     )
     assert drawn == ["curves"] and changed.plots == first.plots
     write_report_files(str(tmp_path / "d"), evaluated["metrics"], **{**args, "salt": "code-2"})
-    assert len(drawn) == 1 + len(first.plots) == 6
+    assert len(drawn) == 1 + len(first.plots) == 8

@@ -32,14 +32,15 @@ import pickle, sys, time
 from tasks.tuning.runner import run_search
 from tasks.tuning.overrides import build_space
 
-data, cache_dir, version, overrides, n_trials = pickle.loads(open(sys.argv[1], "rb").read())
+data, cache_dir, version, overrides, n_trials, more = pickle.loads(open(sys.argv[1], "rb").read())
 
 def pause(result, done, total):
-    print(f"finished trial {result.trial}", flush=True)
+    print(f"finished trial {result.trial} round {result.rung}", flush=True)
     time.sleep(1.0)
 
-run_search(data, build_space(overrides), n_trials=n_trials, trial_epochs=1, seed=2, n_jobs=1,
-           cache_dir=cache_dir, code_version=version, on_trial=pause)
+options = {"trial_epochs": 1, **more}
+run_search(data, build_space(overrides), n_trials=n_trials, seed=2, n_jobs=1,
+           cache_dir=cache_dir, code_version=version, on_trial=pause, **options)
 print("search complete", flush=True)
 """
 
@@ -74,7 +75,7 @@ def test_killed_search_resumes_with_only_unfinished_trials(
     data: PreparedData = small_fashion(fashion_dir, tmp_path_factory)
     version = code_version()  # fixed for this test: others may edit files meanwhile
     args = tmp_path / "args.pickle"
-    args.write_bytes(pickle.dumps((data, tmp_path / "cache", version, OVERRIDES, N_TRIALS)))
+    args.write_bytes(pickle.dumps((data, tmp_path / "cache", version, OVERRIDES, N_TRIALS, {})))
 
     lines = run_child_until(args, finished=2)
     assert "search complete" not in lines
@@ -82,7 +83,7 @@ def test_killed_search_resumes_with_only_unfinished_trials(
         json.loads(p.read_text())["result"]["trial"]
         for p in (tmp_path / "cache" / "trials").glob("*.json")
     }
-    reported = {int(line.split()[-1]) for line in lines if line.startswith("finished")}
+    reported = {int(line.split()[2]) for line in lines if line.startswith("finished")}
     assert reported <= stored  # a trial is stored before it is reported
     assert 2 <= len(stored) < N_TRIALS
     assert not list((tmp_path / "cache" / "trials").glob(".trial-*"))  # no half-written files
@@ -115,3 +116,41 @@ def test_killed_search_resumes_with_only_unfinished_trials(
     changed = run_search(data, space, n_trials=2, trial_epochs=1, seed=2, n_jobs=1,
                          cache_dir=tmp_path / "cache", code_version=version + "x")  # fmt: skip
     assert changed.n_trained == 2
+
+
+HALVING = {"trial_epochs": 4, "halving": True, "halving_factor": 2}
+
+
+def test_a_search_killed_in_a_later_round_loses_no_finished_round(
+    fashion_dir: Path, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """Halving 6 trials (1, 2 then 4 epochs): kill it in round 2, after its first trial."""
+    data: PreparedData = small_fashion(fashion_dir, tmp_path_factory)
+    version = code_version()
+    args = tmp_path / "args.pickle"
+    args.write_bytes(pickle.dumps((data, tmp_path / "cache", version, OVERRIDES, 6, HALVING)))
+    lines = run_child_until(args, finished=7)  # the 6 trials of round 1, one of round 2
+    assert "search complete" not in lines
+    assert [line.split()[-1] for line in lines if line.startswith("finished")] == ["0"] * 6 + ["1"]
+    checkpoints = list((tmp_path / "cache" / "checkpoints").glob("*-e*.json"))
+    assert len(checkpoints) == 6  # one per trial: round 1's, or round 2's for the one done
+
+    runs: list[tuple[int, int, bool, int]] = []
+    space = build_space(OVERRIDES)
+    resumed = run_search(
+        data, space, n_trials=6, seed=2, n_jobs=1, cache_dir=tmp_path / "cache",
+        code_version=version, on_trial=lambda r, d, t: runs.append(
+            (r.rung, r.trial, r.cached, r.resumed)), **HALVING,
+    )  # fmt: skip
+    first = [r for r in runs if r[0] == 0]
+    assert len(first) == 6 and all(cached for _, _, cached, _ in first)  # round 1 not redone
+    second = [r for r in runs if r[0] == 1]
+    assert sum(cached for _, _, cached, _ in second) == 1
+    assert all(start == 1 for _, _, cached, start in second if not cached)  # continued
+    assert not (tmp_path / "cache" / "checkpoints").exists()  # removed at the end
+
+    fresh = run_search(data, space, n_trials=6, seed=2, n_jobs=1, **HALVING)
+    strip = ("seconds", "cached")
+    assert [{k: v for k, v in t.items() if k not in strip} for t in resumed.trials] == [
+        {k: v for k, v in t.items() if k not in strip} for t in fresh.trials
+    ]

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from nn.errors import ConfigError
+from nn.io import load_model
 from tasks.data.prepare import PreparedData
 from tasks.errors import CacheError, SearchError
 from tasks.tuning.overrides import build_space
@@ -207,3 +208,58 @@ def test_unwritable_store_is_a_cache_error(data: PreparedData, tmp_path: Path) -
     space = build_space({"hidden": 16})
     with pytest.raises(CacheError, match=r"cannot store trial 0 in .*trials"):
         run_search(data, space, n_trials=1, trial_epochs=1, n_jobs=1, cache_dir=tmp_path)
+
+
+def test_halving_continues_promoted_trials_exactly_and_always_promotes_the_recipe(
+    data: PreparedData, tmp_path: Path
+) -> None:
+    # The recipe (trial 0) is made poor on purpose: a tiny learning rate. It must still
+    # reach every round; trials whose learning rate diverges must never be promoted.
+    base = {"momentum": 0.9, "nesterov": True, "schedule": "cosine", "warmup_epochs": 1}
+    reference = {"hidden": 32, "batch_size": 128, "lr": 1e-4}
+    space = build_space({"hidden": 32, "batch_size": 128, "lr": "0.05,0.2,1e4"}, {})
+    seen = []
+    result = run_search(
+        data, space, n_trials=6, trial_epochs=4, seed=1, n_jobs=1, halving=True,
+        halving_factor=2, cache_dir=tmp_path, base=base, reference=reference,
+        on_trial=lambda r, done, total: seen.append((done, total)),
+    )  # fmt: skip
+    rounds = [[t for t in result.trials if t["rung"] == k] for k in range(3)]
+    assert [sorted({t["epochs"] for t in r}) for r in rounds] == [[1], [2], [4]]
+    diverged = {t["trial"] for t in rounds[0] if t["status"] == "diverged"}
+    assert diverged, "the space should hold a diverging learning rate"
+    for later in rounds[1:]:
+        assert 0 in {t["trial"] for t in later}  # the recipe reaches every round
+        assert not diverged & {t["trial"] for t in later}
+        assert all(t["resumed"] == later[0]["epochs"] // 2 for t in later)  # continued
+    assert seen[-1][0] == seen[-1][1] == len(result.trials)  # the last count is exact
+    # a trial of the last round equals the same trial trained in one go, bit for bit
+    # (the same workers, so the same BLAS threads: their count changes the rounding)
+    plain = run_search(data, space, n_trials=6, trial_epochs=4, seed=1, n_jobs=1, base=base,
+                       reference=reference, halving=False)  # fmt: skip
+    whole = {t["trial"]: t for t in plain.trials}
+    for last in rounds[2]:
+        assert whole[last["trial"]]["val_loss"] == last["val_loss"]
+        assert whole[last["trial"]]["val_accuracy"] == last["val_accuracy"]
+    assert result.choice["reference"]["trial"] == 0
+    assert result.choice["chosen"] == "tuned" and result.best_trial != 0
+    assert result.choice["top"]["test_accuracy"] > 0.5  # its checkpoint, on the test split
+    assert not (tmp_path / "checkpoints").exists()  # removed when the search ended
+
+
+def test_checkpoints_are_kept_on_request(data: PreparedData, tmp_path: Path) -> None:
+    space = build_space({"hidden": 16, "batch_size": 128, "lr": "0.05,0.1"}, {})
+    kept = run_search(data, space, n_trials=2, trial_epochs=1, n_jobs=1, cache_dir=tmp_path / "a",
+                      keep_checkpoints=True)  # fmt: skip
+    assert len(list((tmp_path / "a" / "checkpoints").glob("*-e1.json"))) == 2
+    assert kept.checkpoint is None
+    best = run_search(data, space, n_trials=2, trial_epochs=1, n_jobs=1, cache_dir=tmp_path / "b",
+                      keep_best=True)  # fmt: skip
+    (only,) = (tmp_path / "b" / "checkpoints").glob("*-e1.npz")
+    assert best.checkpoint == str(only)
+    model, meta = load_model(only)
+    assert model.layer_sizes == (784, 16, 10) and meta["checkpoint"]["epoch"] == 1
+    assert meta["trial"] == best.best_trial
+    assert [r["val_accuracy"] for r in meta["records"]] == best.trials[best.best_trial][
+        "val_accuracy"
+    ]
