@@ -30,11 +30,13 @@ CONFIGS = [
 ]  # fmt: skip
 
 
+@pytest.mark.parametrize("prefetch", [False, True], ids=["inline", "prefetched"])
 @pytest.mark.parametrize("config", CONFIGS, ids=["nesterov-cosine-warmup", "adam-step"])
-def test_resume_from_a_checkpoint_is_bit_identical(config, mnist_test_set, tmp_path):
+def test_resume_from_a_checkpoint_is_bit_identical(config, prefetch, mnist_test_set, tmp_path):
+    """Also with the augmentation drawn one minibatch ahead (a background thread)."""
     X, y = mnist_test_set
     X, y, X_val, y_val = X[:500], y[:500], X[500:700], y[500:700]
-    data = {"X_val": X_val, "y_val": y_val, "augment": _augment}
+    data = {"X_val": X_val, "y_val": y_val, "augment": _augment, "prefetch": prefetch}
 
     rng = np.random.default_rng(7)
     whole = MLP.create((784, 30, 10), rng=rng)
