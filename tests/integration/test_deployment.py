@@ -160,7 +160,7 @@ def test_first_run_completes_with_report_and_becomes_champion(
     report = artifacts["mnist-report"]
     assert report.type == "markdown"
     images = EMBEDDED_PNG.findall(report.data)
-    assert len(images) == 5, f"expected 5 embedded plots, found {len(images)}"
+    assert len(images) == 7, f"expected 7 embedded plots, found {len(images)}"
     for encoded in images:
         assert len(encoded) <= 60_000
         assert base64.b64decode(encoded).startswith(PNG_SIGNATURE)
