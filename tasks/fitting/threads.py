@@ -14,7 +14,10 @@ instead: :class:`BlasPacer` runs between minibatches, times a window of steps
 with one thread and a window with every core, keeps the faster, and probes the
 other again after a hold that doubles each time the probe loses (a losing probe
 is cut short after a few slow steps; a changed load is noticed within a few
-thousand steps at worst). Even a short probe costs tens of one-thread steps when
+thousand steps at worst). While it holds every core it keeps watching: ``early``
+steps in a row slower than ``margin`` times one thread's median (another process
+took a core) send it back to one thread at once, not at the end of the hold.
+Even a short probe costs tens of one-thread steps when
 the machine is busy, so while the load average says other processes keep half a
 core or more busy, the pacer stays at one thread without probing.
 
@@ -62,8 +65,10 @@ class BlasPacer:
     steps, then times the other again. A timing is cut short once ``early`` of its
     steps were all slower than ``margin`` times the kept count's median: under load
     the slow count can be ten times slower, and the probe should cost a few steps,
-    not a window. The hold doubles, up to ``max_hold``, each time the other count
-    loses, and starts over when it wins. The first ``skip`` steps after a change are
+    not a window. A hold of ``high`` threads ends the same way as soon as ``early``
+    steps in a row were slower than ``margin`` times one thread's median (a core
+    was taken while it held). The hold doubles, up to ``max_hold``, each time the
+    other count loses, and starts over when it wins. The first ``skip`` steps after a change are
     not timed (the threads wake up). ``set_threads(n)`` applies a count; ``clock``
     gives seconds. ``others(threads)`` estimates how many cores other processes keep
     busy while this one runs ``threads`` (default: :func:`others_load`); while it is
@@ -121,11 +126,14 @@ class BlasPacer:
         self._recent.append(seconds)
         self._left -= 1
         kept = self.seconds.get(self._other()) if self._measuring else None
-        losing = (
-            kept is not None
-            and len(self._recent) >= self._early
-            and min(list(self._recent)[-self._early :]) > self._margin * kept
-        )
+        if not self._measuring and self.threads == self.high:  # holding: still faster?
+            one = self.seconds.get(1)
+            if one is not None and self._losing(one):  # the load changed: back to one now
+                self.seconds[self.high] = statistics.median(list(self._recent)[-self._early :])
+                self._hold = min(2 * self._hold, self._max_hold)
+                self._switch(1, measuring=False)
+                return
+        losing = kept is not None and self._losing(kept)
         if self._left > 0 and not losing:
             return
         self.seconds[self.threads] = statistics.median(self._recent)
@@ -142,6 +150,13 @@ class BlasPacer:
         else:
             self._hold = min(2 * self._hold, self._max_hold)
             self._switch(self._other(), measuring=False)
+
+    def _losing(self, other: float) -> bool:
+        """Whether the last ``early`` steps were all slower than ``margin`` times ``other``."""
+        recent = self._recent
+        return len(recent) >= self._early and min(list(recent)[-self._early :]) > (
+            self._margin * other
+        )
 
     def _switch(self, threads: int, *, measuring: bool) -> None:
         self._measuring = measuring

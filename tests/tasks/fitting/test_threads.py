@@ -84,6 +84,19 @@ def test_pacer_follows_a_change_of_load():
     assert used[-1] == 2 and used.count(2) > 1000
 
 
+def test_pacer_leaves_two_threads_at_once_when_a_core_is_taken_during_a_hold():
+    fake = FakeSteps({1: 0.010, 2: 0.006})
+    pacer = _pacer(fake, window=8, hold=64, max_hold=8192, early=3)
+    fake.run(pacer, 3000)  # idle: the holds of two threads have grown long
+    assert fake.threads == 2
+    fake.cost[2] = 0.100  # another process takes a core in the middle of a hold
+    used = fake.run(pacer, 2000)
+    assert used[-1] == 1
+    first_one = used.index(1)
+    assert first_one <= 3, first_one  # early steps, not the rest of the hold
+    assert used.count(2) <= first_one + 4 * 12, used.count(2)  # then only cut probes
+
+
 def test_pacer_does_not_probe_while_other_processes_keep_a_core_busy():
     fake = FakeSteps({1: 0.010, 2: 0.100})
     load = {"others": 1.0}
