@@ -28,7 +28,9 @@ setting (all cores), which is how a user runs the trainer. On a machine that
 other processes keep busy, a multithreaded BLAS whose threads wait for a core
 spins, and both networks then run several times slower with figures that mean
 little: use ``--threads 1`` there (the header prints the load average and the
-thread count in effect, to judge).
+thread count in effect, to judge). This benchmark fixes the thread count;
+``mnist-flow train`` chooses it as it goes (``--threads auto``), which
+``bench/thread_speed.py`` measures, idle and with a core taken.
 
 Example::
 
