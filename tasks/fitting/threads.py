@@ -11,15 +11,17 @@ the README gives the figures). No OpenBLAS setting removes that wait (its
 ``OPENBLAS_THREAD_TIMEOUT`` only decides when idle threads go to sleep), and the
 load average reacts within a minute, not a minibatch. So ``"auto"`` measures
 instead: :class:`BlasPacer` runs between minibatches, times a window of steps
-with one thread and a window with every core, keeps the faster, and probes the
-other again after a hold that doubles each time the probe loses (a losing probe
-is cut short after a few slow steps; a changed load is noticed within a few
-thousand steps at worst). While it holds every core it keeps watching: ``early``
-steps in a row slower than ``margin`` times one thread's median (another process
-took a core) send it back to one thread at once, not at the end of the hold.
-Even a short probe costs tens of one-thread steps when
-the machine is busy, so while the load average says other processes keep half a
-core or more busy, the pacer stays at one thread without probing.
+with one thread and a window with every core, keeps the one with the faster
+typical step (the mean step less the slowest: the mean sets the pace, and under
+contention the steps of several threads are fast most of the time and many times
+slower now and then), and probes the other again after a hold that doubles each
+time the probe loses (a losing probe is cut short after a few slow steps). While
+it holds every core it keeps watching: ``early`` steps in a row, or a window of
+steps, slower than ``margin`` times one thread's typical step (another process
+took a core) send it back to one thread at once, not at the end of the hold. Even
+a short probe costs tens of one-thread steps when the machine is busy, so while
+the load average says other processes keep half a core or more busy, the pacer
+stays at one thread without probing.
 
 A thread count changes how OpenBLAS blocks the sum over the 784 inputs of the
 first product, so 1 and 2 threads give weights that differ in the last bits
@@ -37,7 +39,7 @@ import contextlib
 import os
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from threadpoolctl import ThreadpoolController
 
@@ -61,19 +63,21 @@ class BlasPacer:
     """Called before each minibatch: keeps BLAS at whichever of ``high`` and 1 threads is faster.
 
     It times the steps (from one call to the next): first ``window`` steps with one
-    thread, then ``window`` with ``high`` threads; it keeps the faster for ``hold``
-    steps, then times the other again. A timing is cut short once ``early`` of its
-    steps were all slower than ``margin`` times the kept count's median: under load
-    the slow count can be ten times slower, and the probe should cost a few steps,
-    not a window. A hold of ``high`` threads ends the same way as soon as ``early``
-    steps in a row were slower than ``margin`` times one thread's median (a core
-    was taken while it held). The hold doubles, up to ``max_hold``, each time the
-    other count loses, and starts over when it wins. The first ``skip`` steps after a change are
-    not timed (the threads wake up). ``set_threads(n)`` applies a count; ``clock``
-    gives seconds. ``others(threads)`` estimates how many cores other processes keep
-    busy while this one runs ``threads`` (default: :func:`others_load`); while it is
-    half a core or more, ``high`` is not even probed: under contention a probe of
-    two threads was measured to cost tens of one-thread steps.
+    thread, then ``window`` with ``high`` threads; it keeps the count with the faster
+    typical step (:func:`_typical`) for ``hold`` steps, then times the other again. A
+    timing is cut short once ``early`` of its steps were all slower than ``margin``
+    times the kept count's typical step: under load the slow count can be ten times
+    slower, and the probe should cost a few steps, not a window. A hold of ``high``
+    threads ends the same way as soon as ``early`` steps in a row, or the last
+    ``window`` steps typically, were slower than ``margin`` times one thread's
+    typical step (a core was taken while it held). The hold doubles, up to
+    ``max_hold``, each time the other count loses, and starts over when it wins. The
+    first ``skip`` steps after a change are not timed (the threads wake up).
+    ``set_threads(n)`` applies a count; ``clock`` gives seconds. ``others(threads)``
+    estimates how many cores other processes keep busy while this one runs
+    ``threads`` (default: :func:`others_load`); while it is half a core or more,
+    ``high`` is not even probed: under contention a probe of two threads was
+    measured to cost tens of one-thread steps.
     """
 
     def __init__(
@@ -95,7 +99,7 @@ class BlasPacer:
         self.high = high
         self.threads = 1
         self.seconds: dict[int, float] = {}
-        """Median seconds per step measured with each thread count (latest timing)."""
+        """Typical seconds per step measured with each thread count (latest timing)."""
         self.switches = 0
         self._set = set_threads
         self._clock = clock
@@ -128,15 +132,23 @@ class BlasPacer:
         kept = self.seconds.get(self._other()) if self._measuring else None
         if not self._measuring and self.threads == self.high:  # holding: still faster?
             one = self.seconds.get(1)
-            if one is not None and self._losing(one):  # the load changed: back to one now
-                self.seconds[self.high] = statistics.median(list(self._recent)[-self._early :])
+            slow = one is not None and (
+                self._losing(one)
+                or (
+                    len(self._recent) == self._window
+                    and self._left % self._window == 0
+                    and _typical(self._recent) > self._margin * one
+                )
+            )
+            if slow:  # the load changed: back to one thread now
+                self.seconds[self.high] = _typical(self._recent)
                 self._hold = min(2 * self._hold, self._max_hold)
                 self._switch(1, measuring=False)
                 return
         losing = kept is not None and self._losing(kept)
         if self._left > 0 and not losing:
             return
-        self.seconds[self.threads] = statistics.median(self._recent)
+        self.seconds[self.threads] = _typical(self._recent)
         if not self._measuring or kept is None:  # time the other count (again)
             if self.threads == 1 and self._others(1) >= 0.5:  # busy: one thread, no probe
                 self._hold = min(2 * self._hold, self._max_hold)
@@ -167,6 +179,20 @@ class BlasPacer:
             self.threads = threads
             self.switches += 1
             self._skipping = self._skip
+
+
+def _typical(steps: Iterable[float]) -> float:
+    """Mean seconds per step, less the slowest step when there are four or more.
+
+    A mean, not a median: under contention the steps of several threads are fast
+    most of the time and many times slower now and then (a thread waiting for its
+    core), and it is the mean that sets the pace. Dropping the slowest step keeps a
+    single hiccup (a page fault, a collection) from deciding.
+    """
+    values = sorted(steps)
+    if len(values) >= 4:
+        values.pop()
+    return statistics.fmean(values)
 
 
 def others_load(threads: int) -> float:

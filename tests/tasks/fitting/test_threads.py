@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from types import SimpleNamespace
 
 import numpy as np
@@ -45,7 +46,8 @@ class FakeSteps:
         for _ in range(steps):
             pacer()
             used.append(self.threads)
-            self.now += self.cost[self.threads]
+            cost = self.cost[self.threads]
+            self.now += cost() if callable(cost) else cost
         return used
 
 
@@ -95,6 +97,18 @@ def test_pacer_leaves_two_threads_at_once_when_a_core_is_taken_during_a_hold():
     first_one = used.index(1)
     assert first_one <= 3, first_one  # early steps, not the rest of the hold
     assert used.count(2) <= first_one + 4 * 12, used.count(2)  # then only cut probes
+
+
+def test_pacer_judges_by_the_mean_step_when_two_threads_stall_now_and_then():
+    # Under contention most steps of two threads are fast and some many times slower
+    # (a thread waiting for its core): the median says two threads, the mean says one.
+    stalls = itertools.cycle([0.004] * 7 + [0.040] * 3)  # mean 0.0148 against 0.010
+    fake = FakeSteps({1: 0.010, 2: lambda: next(stalls)})
+    pacer = _pacer(fake, window=10, hold=64, max_hold=512)
+    used = fake.run(pacer, 3000)
+    assert used[-1] == 1
+    assert used.count(2) < 0.2 * len(used), used.count(2)
+    assert fake.now < 1.15 * 3000 * 0.010
 
 
 def test_pacer_does_not_probe_while_other_processes_keep_a_core_busy():
