@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
-from sklearn.model_selection import ParameterSampler
 
 from nn.config import TRAINING, Setting
 from nn.errors import ConfigError
@@ -70,6 +68,8 @@ class Range:
 
     def distribution(self) -> Any:
         """A frozen distribution with an ``rvs(random_state=...)`` method."""
+        from scipy import stats  # here: a cached run draws nothing (a slow import)
+
         if self.integer and self.log:
             dist: Any = _IntLogUniform(int(self.low), int(self.high))
         elif self.integer:
@@ -123,6 +123,8 @@ class _IntLogUniform:
     """Integers in ``[low, high]`` with ``log(value)`` roughly uniform."""
 
     def __init__(self, low: int, high: int) -> None:
+        from scipy import stats
+
         self.dist = stats.loguniform(low, high + 1)
         self.high = high
 
@@ -212,6 +214,8 @@ class SearchSpace:
         """
         if seed < 0 or index < 0:
             raise SearchSpaceError(f"seed and trial index must be >= 0, got {seed} and {index}")
+        from sklearn.model_selection import ParameterSampler  # here: see Range.distribution
+
         stream, _ = trial_seeds(seed, index)
         state = np.random.RandomState(np.random.MT19937(stream))
         dists = {name: spec.distribution() for name, spec in self.specs.items()}
