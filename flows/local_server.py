@@ -344,7 +344,13 @@ def add_parser(sub: argparse._SubParsersAction, formatter: Any) -> None:
         "1h; 0: a temporary server per command instead).",
         formatter_class=formatter,
     )
-    p.add_argument("action", nargs="?", choices=("status", "stop"), default="status")
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=("status", "stop"),
+        default="status",
+        help="status: where it runs, its memory, when it stops (default); stop: stop it now",
+    )
 
 
 def command(action: str) -> int:
