@@ -1,17 +1,18 @@
 """Wall time, per-step time, orchestration overhead and peak memory of ``mnist-flow run``.
 
-Runs the default pipeline twice with identical inputs (the second run should reuse
-every cached step) as a child process under ``/usr/bin/time -v``, each in a fresh
-cache, registry and Prefect home inside a temporary folder, and prints::
+Runs the default pipeline, then identical re-runs (which should reuse every cached
+step), each as a child process under ``/usr/bin/time -v``, in a fresh cache, registry
+and Prefect home inside a temporary folder, and prints::
 
     run        wall   steps  overhead  peak RSS   test acc
-    first     ...
-    rerun     ...
+    first      ...
+    rerun      ...
+    rerun-tmp  ...
 
 ``steps`` is the sum of the step times the flow records in ``metrics.json``
 (fetch, preprocess, search, train, evaluate, register, report); ``overhead`` is the
-process wall time minus that sum: interpreter start and imports, the temporary
-Prefect server, flow and task-run bookkeeping. A warm-up flow first creates the
+process wall time minus that sum: interpreter start and imports, finding or
+starting a Prefect server, flow and task-run bookkeeping. A warm-up flow first creates the
 Prefect database of the temporary home, a one-time cost of a new installation
 that is reported separately. Extra arguments go to ``mnist-flow run``.
 
@@ -48,6 +49,7 @@ Three options are this script's own, not passed on:
 Usage::
 
     python bench/pipeline_speed.py                   # MNIST, the true default command
+    python bench/pipeline_speed.py --trial-epochs 1 --final-epochs 1 --rounds 2  # re-runs
     python bench/pipeline_speed.py --seeds 0 1 2     # the same for three seeds
     python bench/pipeline_speed.py --dataset fashion-mnist --data-dir ../shared/data/fashion-mnist
 
