@@ -273,6 +273,9 @@ def _stop_when_idle(server: Any, url: str, idle: float, root: Path) -> None:
     poll = min(5.0, max(0.2, idle / 10))
     while not server.should_exit:
         time.sleep(poll)
+        if not root.is_dir():  # PREFECT_HOME deleted (the lock would create it again)
+            server.should_exit = True
+            break
         try:
             with _lock(root, 0):
                 state = read_state(root)
@@ -286,7 +289,7 @@ def _stop_when_idle(server: Any, url: str, idle: float, root: Path) -> None:
                     server.should_exit = True
         except Timeout:
             continue  # a command holds the lock: look again later
-        except OSError:  # the folder is gone (PREFECT_HOME deleted)
+        except OSError:  # the state cannot be read or removed: stop rather than linger
             server.should_exit = True
 
 
