@@ -19,14 +19,19 @@ space is built. Any other name is an *extra* categorical parameter (for instance
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from nn.atomic import write_json_atomic
 from nn.config import TRAINING, Setting
 from nn.errors import ConfigError
 from tasks.errors import SearchSpaceError
@@ -221,6 +226,34 @@ class SearchSpace:
         dists = {name: spec.distribution() for name, spec in self.specs.items()}
         (drawn,) = ParameterSampler(dists, n_iter=1, random_state=state)
         return {name: _plain(name, drawn[name]) for name in sorted(drawn)}
+
+    def sample_all(
+        self, seed: int, n_trials: int, folder: Path | None = None, salt: str = ""
+    ) -> dict[int, dict[str, Value]]:
+        """Trial ``i``'s parameters (:meth:`sample`) for ``i < n_trials``, kept in ``folder``.
+
+        Drawing imports scipy.stats and scikit-learn, which takes longer than the rest of
+        a search whose trials are all stored; given a ``folder`` (beside the trial store), a
+        re-run with the same space, seed, ``salt`` (the code version) and library versions
+        reads its draws back instead (JSON returns every value exactly). Any folder error
+        just means drawing again.
+        """
+        if folder is None:
+            return {i: self.sample(seed, i) for i in range(n_trials)}
+        from importlib.metadata import version
+
+        specs = {name: [type(s).__name__, dataclasses.asdict(s)] for name, s in self.specs.items()}
+        what = [specs, seed, n_trials, salt, version("scipy"), version("scikit-learn")]
+        text = json.dumps(what, sort_keys=True, default=str)
+        path = Path(folder) / f"draws-{hashlib.sha256(text.encode()).hexdigest()[:32]}.json"
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            stored = json.loads(path.read_text(encoding="utf-8"))
+            return {int(index): dict(params) for index, params in stored.items()}
+        draws = {i: self.sample(seed, i) for i in range(n_trials)}
+        with contextlib.suppress(OSError):
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            write_json_atomic(path, {str(i): params for i, params in draws.items()})
+        return draws
 
     def describe(self) -> dict[str, str]:
         """Each parameter in override syntax, for logs and reports."""
