@@ -1,9 +1,9 @@
 """What each ``mnist-flow`` subcommand does once its options are parsed.
 
 Builds the flows' parameter models from the options (pydantic validates them, so
-a bad value fails before a flow run starts, and before a temporary Prefect server is
-started: :func:`flows.lifetime.temporary_server`), calls the flow and prints a short
-summary. Imported lazily by :func:`flows.cli.main`, after the environment is set.
+a bad value fails before a flow run starts, and before a local Prefect server is
+started: :mod:`flows.server`), calls the flow and prints a short summary. Imported
+lazily by :func:`flows.cli.main`, after the environment is set.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from flows.lifetime import temporary_server
 from flows.params import DataParams, PipelineOptions, RunOptions, SearchParams, TrainOptions
 from flows.server import load_flow
 from tasks.outputs.rundir import check_out_dir
@@ -59,7 +58,7 @@ def data_params(args: argparse.Namespace) -> DataParams:
 
 
 def _check_approve(options: Any) -> None:
-    """``--approve`` waits for a person in the Prefect UI: a temporary server has none."""
+    """``--approve`` waits for a person in the Prefect UI: the commands' own server has none."""
     from prefect.settings import PREFECT_API_URL
 
     from nn.errors import ConfigError
@@ -103,9 +102,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         raise ConfigError("val_size=0: the search scores its trials on a validation split")
     check_out_dir(options.out_dir)
-    mnist_pipeline = load_flow("flows.pipeline", "mnist_pipeline")
+    mnist_pipeline, server = load_flow("flows.pipeline", "mnist_pipeline")
 
-    with temporary_server():
+    with server.use():
         _summary(mnist_pipeline(data=data, search=search, options=options))
     return 0
 
@@ -132,9 +131,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     _check_approve(options)
     _check_data_dir(data)
     check_out_dir(options.out_dir)
-    mnist_train = load_flow("flows.train", "mnist_train")
+    mnist_train, server = load_flow("flows.train", "mnist_train")
 
-    with temporary_server():
+    with server.use():
         _summary(mnist_train(data=data, train=train, options=options))
     return 0
 
@@ -144,9 +143,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     data = data_params(args)
     _check_data_dir(data)
     check_out_dir(args.out_dir)
-    mnist_evaluate = load_flow("flows.evaluate", "mnist_evaluate")
+    mnist_evaluate, server = load_flow("flows.evaluate", "mnist_evaluate")
 
-    with temporary_server():
+    with server.use():
         result = mnist_evaluate(
             model_path=args.model, data=data, out_dir=args.out_dir, registry_dir=args.registry_dir
         )
@@ -236,8 +235,16 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_server(args: argparse.Namespace) -> int:
+    """``mnist-flow server [status|stop]``: the local Prefect server that commands share."""
+    from flows.local_server import command
+
+    return command(args.action)
+
+
 COMMANDS = {
     "alerts": cmd_alerts,
+    "server": cmd_server,
     "data": cmd_data,
     "run": cmd_run,
     "train": cmd_train,

@@ -2,17 +2,20 @@
 
 Two pieces, both used by :func:`flows.cli.main` for the commands that run flows:
 
-- :func:`temporary_server`: when no Prefect API is configured, the command starts its own
-  temporary Prefect server (as Prefect would) but in a session of its own, so the ``SIGINT``
+- :func:`temporary_server`: when no Prefect API is configured and the shared local server
+  is turned off (:mod:`flows.local_server`), the command starts its own temporary Prefect
+  server (as Prefect would) but in a session of its own, so the ``SIGINT``
   that Ctrl-C sends to the terminal's foreground process group reaches the command and
   not the server. The command can then report its flow run as crashed to a server that is
   still listening, and stop the server itself, instead of retrying a dead server for
   minutes.
 - :func:`child_guard`: a watchdog process (``python -m flows.lifetime PID``), in a session
   of its own too, polls the command every half second and records its descendants (the
-  server, joblib's loky workers, a local Dask cluster). When the command dies without
-  cleaning up (``kill -9``, a crash of the interpreter), the watchdog terminates them
-  (``SIGTERM``, then ``SIGKILL`` after a grace period). A watchdog rather than Linux's
+  temporary server, joblib's loky workers, a local Dask cluster). When the command dies
+  without cleaning up (``kill -9``, a crash of the interpreter), the watchdog terminates them
+  (``SIGTERM``, then ``SIGKILL`` after a grace period); not the local server that commands
+  share (:mod:`flows.local_server`), which other commands may be using and which stops
+  itself when idle. A watchdog rather than Linux's
   ``PR_SET_PDEATHSIG``: the children are started by libraries (Prefect, joblib, Dask) that
   take no ``preexec_fn``, grandchildren are covered too, and it works on macOS. A child
   started less than one polling interval before the command died is not known to it.
@@ -38,6 +41,9 @@ POLL_SECONDS = 0.5
 
 GRACE_SECONDS = 3.0
 """How long a descendant gets to exit after ``SIGTERM`` before ``SIGKILL``."""
+
+SERVER_MODULE = "flows.local_server"
+"""The module of the local server that commands share: the watchdog leaves it running."""
 
 
 def _configured_api_url() -> str | None:
@@ -100,24 +106,31 @@ def temporary_server() -> Iterator[str | None]:
     if _configured_api_url():
         yield None
         return
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
     server = session_server()
     try:
         server.start()
-        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
-            try:
-                yield server.api_url
-            finally:
-                with _uninterrupted():
-                    _drain()
+        with using_api(server.api_url):
+            yield server.api_url
     finally:
-        with _uninterrupted():
+        with uninterrupted():
             server.stop()
 
 
 @contextlib.contextmanager
-def _uninterrupted() -> Iterator[None]:
+def using_api(url: str) -> Iterator[None]:
+    """Point the block's Prefect client at ``url``; send the queued logs and events at its end."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        try:
+            yield
+        finally:
+            with uninterrupted():
+                drain()
+
+
+@contextlib.contextmanager
+def uninterrupted() -> Iterator[None]:
     """Ignore a second Ctrl-C while cleaning up (bounded: a few seconds), main thread only."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -129,7 +142,7 @@ def _uninterrupted() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _drain(timeout: float = 5.0) -> None:
+def drain(timeout: float = 5.0) -> None:
     """Send the logs and events still queued while the server listens (as Prefect's harness)."""
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
@@ -223,7 +236,8 @@ def watch(parent_pid: int, poll: float = POLL_SECONDS) -> None:
             for child in parent.children(recursive=True):
                 if child.pid != os.getpid():
                     with contextlib.suppress(psutil.Error):
-                        known.setdefault((child.pid, child.create_time()), child)
+                        if SERVER_MODULE not in child.cmdline():  # shared: it stops when idle
+                            known.setdefault((child.pid, child.create_time()), child)
         except psutil.NoSuchProcess:
             break
         except psutil.Error:

@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.stats import ks_2samp
 
 from nn.io import load_model
 from tasks.data.datasets import DatasetFiles
@@ -50,6 +49,8 @@ def pixel_features(images: np.ndarray) -> dict[str, np.ndarray]:
 
 def compare_pixels(new: np.ndarray, train: np.ndarray) -> dict[str, dict[str, float]]:
     """Each feature's mean on ``new`` and ``train`` images and the KS test between them."""
+    from scipy.stats import ks_2samp  # here: importing scipy.stats is slow, and rarely needed
+
     ours, theirs = pixel_features(new), pixel_features(train)
     result = {}
     for name in ours:

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from nn.atomic import write_directory_atomic
 from nn.errors import ConfigError
@@ -108,6 +107,8 @@ def split_indices(labels: np.ndarray, params: PrepareParams) -> tuple[np.ndarray
         )
     val_idx = index[:0]
     train_idx = index
+    from sklearn.model_selection import train_test_split  # here: a cached run splits nothing
+
     if val_size:
         try:
             train_idx, val_idx = train_test_split(

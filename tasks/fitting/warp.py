@@ -12,7 +12,6 @@ import functools
 import math
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
 
 from nn.errors import ConfigError
 
@@ -21,6 +20,8 @@ _MAX_WARP_BATCH = 4096
 
 def smoothing_matrix(size: int, sigma: float) -> np.ndarray:
     """``(size, size)`` float32 matrix ``G`` with ``G @ v == gaussian_filter1d(v, sigma)``."""
+    from scipy.ndimage import gaussian_filter1d  # here: only elastic augmentation needs scipy
+
     eye = np.eye(size, dtype=np.float64)
     return gaussian_filter1d(eye, sigma, axis=0, mode="reflect").astype(np.float32)
 

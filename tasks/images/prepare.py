@@ -36,7 +36,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
 from nn.errors import ConfigError
 from tasks.errors import ImageError, NoInkError
@@ -155,6 +154,8 @@ def _drop_specks(ink: np.ndarray, s: MnistStyle) -> np.ndarray:
     that dust and sensor noise neither stretch the bounding box nor pull the centre of
     mass. Returns ``ink`` itself when nothing is erased.
     """
+    from scipy import ndimage  # here: a command that prepares no image does not import it
+
     labels, n = ndimage.label(ink > s.ink_threshold, structure=np.ones((3, 3), dtype=bool))
     if n <= 1 or s.speck_fraction == 0.0:
         return ink
@@ -249,6 +250,8 @@ def _resize_box(ink: np.ndarray, bounds: tuple[float, float, float, float], box:
 
 def _paste_centred_by_mass(glyph: np.ndarray, size: int) -> np.ndarray:
     """Paste (h, w) into a (size, size) uint8 canvas, centre of mass on pixel size // 2."""
+    from scipy import ndimage
+
     cy, cx = ndimage.center_of_mass(glyph)
     centre = size // 2
     top = math.floor(centre - cy + 0.5)

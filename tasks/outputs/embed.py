@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 import math
+from typing import TYPE_CHECKING
 
-from matplotlib.figure import Figure
 from PIL import Image
 
 from tasks.outputs import plots
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: Largest base64 text of one image embedded in the artifact.
 MAX_EMBED_CHARS = 60_000

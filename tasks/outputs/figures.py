@@ -14,10 +14,9 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from nn.atomic import write_bytes_atomic
 from tasks.outputs.embed import compact_png
@@ -30,6 +29,9 @@ from tasks.outputs.plots import (
     plot_trial_curves,
 )
 from tasks.outputs.searchplots import SEARCH_PLOTS, plot_history, plot_parallel
+
+if TYPE_CHECKING:  # matplotlib is imported when a plot is drawn (tasks.outputs.plots)
+    from matplotlib.figure import Figure
 
 __all__ = ["FILE_DPI", "SEARCH_PLOTS", "PlotSpec", "build_plots", "render"]
 

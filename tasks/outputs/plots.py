@@ -12,20 +12,23 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import LogNorm
-from matplotlib.figure import Figure
 
 from tasks.errors import PlotError
+
+if TYPE_CHECKING:  # matplotlib is imported when a plot is drawn: a cached report draws none
+    from matplotlib.figure import Figure
 
 #: Markers of trials that ended without an accuracy.
 _FAILED_STYLE = {"marker": "x", "color": "tab:red", "s": 40, "linewidths": 1.5}
 
 
 def _figure(width: float, height: float, layout: str | None = "constrained") -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width, height), layout=layout)
     FigureCanvasAgg(fig)
     return fig
@@ -335,6 +338,9 @@ def plot_trial_curves(trials: Sequence[dict]) -> Figure:
     best = max(finished, key=lambda i: accuracies[i]) if finished else None
     lrs = [float(t.get("params", {}).get("lr", 1.0)) for t in trials]
     positive = [lr for lr in lrs if lr > 0 and math.isfinite(lr)]
+    from matplotlib import colormaps
+    from matplotlib.colors import LogNorm
+
     norm = LogNorm(min(positive, default=1e-3), max(positive, default=1.0) * (1 + 1e-9))
     cmap = colormaps["viridis"]
     for i, trial in enumerate(trials):

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib import colormaps
-from matplotlib.colors import Normalize
-from matplotlib.figure import Figure
 
 from tasks.errors import PlotError
 from tasks.outputs.plots import _FAILED_STYLE, _figure, _trial_accuracy, latest_per_trial
+
+if TYPE_CHECKING:  # imported when a plot is drawn, as in tasks.outputs.plots
+    from matplotlib.figure import Figure
 
 __all__ = ["SEARCH_PLOTS", "plot_history", "plot_parallel"]
 
@@ -135,6 +136,9 @@ def plot_parallel(trials: Sequence[dict]) -> Figure:
     fig = _figure(max(5.0, 1.4 * (len(varying) + 1) + 1.5), 4.0)
     ax = fig.subplots()
     x = np.arange(len(varying) + 1)
+    from matplotlib import colormaps
+    from matplotlib.colors import Normalize
+
     norm, cmap = Normalize(low, high if high > low else low + 1), colormaps["viridis"]
     for i, trial in enumerate(trials):
         y = [*(column[0][i] for column in columns), acc_axis[i]]

@@ -6,9 +6,13 @@ Notation: ``n`` test samples, ``k`` classes, ``y`` integer labels in ``[0, k)``,
 ``P`` the ``(n, k)`` matrix of predicted class probabilities. The confusion
 matrix ``C`` has true classes in rows and predicted classes in columns, so for
 class ``j``: precision ``C[j, j] / sum_i C[i, j]``, recall ``C[j, j] / sum_i C[j, i]``
-and F1 their harmonic mean (0 where undefined). The counts and scores come from
+and F1 their harmonic mean (0 where undefined). The counts and scores are those of
 :mod:`sklearn.metrics` (``confusion_matrix``, ``precision_recall_fscore_support``
-with ``labels=range(k)`` and ``zero_division=0``); this module checks the inputs
+with ``labels=range(k)`` and ``zero_division=0``), computed here with numpy in a few
+lines (``tests/tasks/scoring/test_metrics.py`` checks them against scikit-learn):
+importing scikit-learn, which imports ``scipy.stats``, was the largest part of the
+import time of a cached ``mnist-flow run``, whose evaluation step always runs
+(``bench/pipeline_speed.py`` breaks that time down). This module checks the inputs
 and shapes the result as plain JSON types.
 """
 
@@ -19,7 +23,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from tasks.data.datasets import DATASETS
 from tasks.errors import EvaluationError
@@ -83,7 +86,8 @@ def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
         raise EvaluationError(
             f"y_true and y_pred must have the same length, got {y_true.size} and {y_pred.size}"
         )
-    return confusion_matrix(y_true, y_pred, labels=np.arange(n_classes)).astype(np.int64)
+    cells = np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes)
+    return cells.reshape(n_classes, n_classes).astype(np.int64)
 
 
 def per_class_scores(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -102,13 +106,15 @@ def per_class_scores(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
         ``(k,)`` int64, number of true samples of each class.
     """
     cm = np.asarray(cm, dtype=np.int64)
-    k = cm.shape[0]
-    # One sample per cell (true row, predicted column), weighted by its count.
-    true, predicted = np.divmod(np.arange(k * k), k)
-    precision, recall, f1, support = precision_recall_fscore_support(
-        true, predicted, labels=np.arange(k), sample_weight=cm.ravel(), zero_division=0
-    )
-    return precision, recall, f1, np.rint(support).astype(np.int64)
+    hits = np.diag(cm).astype(np.float64)
+    support, predicted = cm.sum(axis=1), cm.sum(axis=0)
+
+    def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+        return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+
+    # F1 as scikit-learn computes it: 2 tp / (2 tp + fp + fn), the same harmonic mean.
+    f1 = ratio(2 * hits, (support + predicted).astype(np.float64))
+    return ratio(hits, predicted.astype(np.float64)), ratio(hits, support), f1, support
 
 
 def evaluation_metrics(

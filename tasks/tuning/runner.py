@@ -333,7 +333,8 @@ def run_search(
     elif len(rounds) > 1:
         scratch = tempfile.TemporaryDirectory(prefix="mnist-flow-checkpoints-")
         checkpoints = CheckpointStore(scratch.name, identity)
-    params = {i: space.sample(seed, i) for i in range(n_trials)}
+    draws = store.directory / "draws" if store else None  # beside the trials, not among them
+    params = space.sample_all(seed, n_trials, draws, code_version)
     if reference is not None:
         params[0] = dict(reference)
     shared = dict(base or {})

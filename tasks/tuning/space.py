@@ -19,16 +19,19 @@ space is built. Any other name is an *extra* categorical parameter (for instance
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
-from sklearn.model_selection import ParameterSampler
 
+from nn.atomic import write_json_atomic
 from nn.config import TRAINING, Setting
 from nn.errors import ConfigError
 from tasks.errors import SearchSpaceError
@@ -70,6 +73,8 @@ class Range:
 
     def distribution(self) -> Any:
         """A frozen distribution with an ``rvs(random_state=...)`` method."""
+        from scipy import stats  # here: a cached run draws nothing (a slow import)
+
         if self.integer and self.log:
             dist: Any = _IntLogUniform(int(self.low), int(self.high))
         elif self.integer:
@@ -123,6 +128,8 @@ class _IntLogUniform:
     """Integers in ``[low, high]`` with ``log(value)`` roughly uniform."""
 
     def __init__(self, low: int, high: int) -> None:
+        from scipy import stats
+
         self.dist = stats.loguniform(low, high + 1)
         self.high = high
 
@@ -212,11 +219,41 @@ class SearchSpace:
         """
         if seed < 0 or index < 0:
             raise SearchSpaceError(f"seed and trial index must be >= 0, got {seed} and {index}")
+        from sklearn.model_selection import ParameterSampler  # here: see Range.distribution
+
         stream, _ = trial_seeds(seed, index)
         state = np.random.RandomState(np.random.MT19937(stream))
         dists = {name: spec.distribution() for name, spec in self.specs.items()}
         (drawn,) = ParameterSampler(dists, n_iter=1, random_state=state)
         return {name: _plain(name, drawn[name]) for name in sorted(drawn)}
+
+    def sample_all(
+        self, seed: int, n_trials: int, folder: Path | None = None, salt: str = ""
+    ) -> dict[int, dict[str, Value]]:
+        """Trial ``i``'s parameters (:meth:`sample`) for ``i < n_trials``, kept in ``folder``.
+
+        Drawing imports scipy.stats and scikit-learn, which takes longer than the rest of
+        a search whose trials are all stored; given a ``folder`` (beside the trial store), a
+        re-run with the same space, seed, ``salt`` (the code version) and library versions
+        reads its draws back instead (JSON returns every value exactly). Any folder error
+        just means drawing again.
+        """
+        if folder is None:
+            return {i: self.sample(seed, i) for i in range(n_trials)}
+        from importlib.metadata import version
+
+        specs = {name: [type(s).__name__, dataclasses.asdict(s)] for name, s in self.specs.items()}
+        what = [specs, seed, n_trials, salt, version("scipy"), version("scikit-learn")]
+        text = json.dumps(what, sort_keys=True, default=str)
+        path = Path(folder) / f"draws-{hashlib.sha256(text.encode()).hexdigest()[:32]}.json"
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            stored = json.loads(path.read_text(encoding="utf-8"))
+            return {int(index): dict(params) for index, params in stored.items()}
+        draws = {i: self.sample(seed, i) for i in range(n_trials)}
+        with contextlib.suppress(OSError):
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            write_json_atomic(path, {str(i): params for i, params in draws.items()})
+        return draws
 
     def describe(self) -> dict[str, str]:
         """Each parameter in override syntax, for logs and reports."""

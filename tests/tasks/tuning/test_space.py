@@ -177,3 +177,26 @@ def test_trial_streams_are_the_children_of_seed_sequence_spawn() -> None:
     assert trial_seeds(11, 0)[0].generate_state(4).tolist() != (
         trial_seeds(11, 0)[1].generate_state(4).tolist()
     )
+
+
+def test_draws_kept_in_a_folder_are_read_back_exactly(tmp_path: Path, monkeypatch) -> None:
+    space = build_space({"optimizer": "sgd,adam", "hidden": "100:800:log"})
+    drawn = space.sample_all(3, 6, tmp_path, salt="code-1")
+    assert drawn == {i: space.sample(3, i) for i in range(6)}
+    (kept,) = tmp_path.glob("draws-*.json")
+
+    def no_drawing(self, seed, index):
+        raise AssertionError("drew again")
+
+    monkeypatch.setattr(SearchSpace, "sample", no_drawing)
+    again = space.sample_all(3, 6, tmp_path, salt="code-1")
+    assert again == drawn and all(
+        type(again[i][k]) is type(v) for i in drawn for k, v in drawn[i].items()
+    )
+    monkeypatch.undo()
+    space.sample_all(4, 6, tmp_path, salt="code-1")  # another seed, another file
+    space.sample_all(3, 6, tmp_path, salt="code-2")  # another code version too
+    assert len(list(tmp_path.glob("draws-*.json"))) == 3
+    kept.write_text("[1, 2]")  # damaged: drawn again (and rewritten)
+    assert space.sample_all(3, 6, tmp_path, salt="code-1") == drawn
+    assert json.loads(kept.read_text())["0"] == drawn[0]
