@@ -10,6 +10,10 @@ On the complete Fashion-MNIST (60,000 images, standardised), 784-300-10, batch
 - ``elastic auto``: elastic distortions, prepared one minibatch ahead in a thread;
 - ``elastic 1, inline``: elastic distortions in the training thread, one BLAS thread
   (the order of work before prefetching);
+- ``floor``: only the work that no numpy training step can leave out (gathering
+  each minibatch's rows, the two products of the 784-300 layer, the momentum
+  update of its weights), on every core: how close to PyTorch any step made of
+  numpy calls can come on this machine;
 - ``torch``: PyTorch's CPU build with its default threads, the same network and
   settings (``torch.nn.Linear`` layers, ``torch.optim.SGD``), when it is installed
   (``pip install torch==2.13.0`` in the venv; it is not a dependency).
@@ -94,6 +98,36 @@ def accuracy(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarra
         print(f"seed {seed}: " + ", ".join(shown))
 
 
+def floor_epochs(X: np.ndarray, epochs: int) -> float:
+    """Mean seconds per epoch of the work no numpy step can leave out, on every core.
+
+    Per minibatch: gathering its rows (``X[order[i:i + 128]]``), the two large
+    products ``X W`` and ``X^T D`` of the 784-300 layer and the momentum update of
+    ``W`` (three passes); nothing else (no biases, activations, second layer, loss).
+    """
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal((X.shape[1], 300)) * 0.05).astype(np.float32)
+    v, grad = np.zeros_like(w), np.empty_like(w)
+    delta = (rng.standard_normal((BATCH, 300)) * 1e-3).astype(np.float32)
+    xb, z = np.empty((BATCH, X.shape[1]), np.float32), np.empty((BATCH, 300), np.float32)
+    seconds = []
+    with threadpool_limits(os.cpu_count() or 1, user_api="blas"):
+        for _ in range(epochs):
+            start = time.perf_counter()
+            order = rng.permutation(X.shape[0])
+            for i in range(0, X.shape[0] - BATCH + 1, BATCH):
+                np.take(X, order[i : i + BATCH], axis=0, out=xb)
+                np.matmul(xb, w, out=z)
+                np.matmul(xb.T, delta, out=grad)
+                np.multiply(v, MOMENTUM, out=v)
+                np.subtract(v, grad, out=v)
+                np.add(w, v, out=w)
+            seconds.append(time.perf_counter() - start)
+    return statistics.mean(seconds)
+
+
 def torch_epochs(X: np.ndarray, y: np.ndarray, epochs: int) -> float:
     """Mean seconds per epoch of the same training in PyTorch (default threads)."""
     import torch
@@ -162,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         "plain 1": lambda: ours(X, y, args.epochs, "none", 1),
         "elastic auto": lambda: ours(X, y, args.epochs, "elastic", "auto"),
         "elastic 1, inline": lambda: ours(X, y, args.epochs, "elastic", "inline"),
+        "floor": lambda: floor_epochs(X, args.epochs),
     }
     try:
         if args.no_torch:
@@ -199,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"plain auto / torch: {med['plain auto'] / med['torch']:.2f}")
             per_round = [a / b for a, b in zip(times["plain auto"], times["torch"], strict=True)]
             print("  per round: " + ", ".join(f"{r:.2f}" for r in per_round))
+            print(f"floor / torch: {med['floor'] / med['torch']:.2f}")
     return 0
 
 
