@@ -57,6 +57,7 @@ from accuracy import load_dataset, scale
 from nn.train import EpochRecord, TrainConfig
 from tasks.fitting.augment import default_augment, make_augmenter
 from tasks.fitting.fit import fit
+from tasks.fitting.threads import available_cores
 
 LR, MOMENTUM, BATCH = 0.05, 0.9, 128
 
@@ -113,7 +114,7 @@ def floor_epochs(X: np.ndarray, epochs: int) -> float:
     delta = (rng.standard_normal((BATCH, 300)) * 1e-3).astype(np.float32)
     xb, z = np.empty((BATCH, X.shape[1]), np.float32), np.empty((BATCH, 300), np.float32)
     seconds = []
-    with threadpool_limits(os.cpu_count() or 1, user_api="blas"):
+    with threadpool_limits(available_cores(), user_api="blas"):
         for _ in range(epochs):
             start = time.perf_counter()
             order = rng.permutation(X.shape[0])
@@ -228,8 +229,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"elastic auto / plain auto: {med['elastic auto'] / med['plain auto']:.2f}")
         print(f"elastic 1 inline / plain 1: {med['elastic 1, inline'] / med['plain 1']:.2f}")
         # All the work of an elastic epoch, shared perfectly by every core, at best:
-        bound = med["elastic 1, inline"] / (os.cpu_count() or 1) / med["plain auto"]
-        print(f"  lower bound of elastic auto / plain auto on {os.cpu_count()} cores: {bound:.2f}")
+        cores = available_cores()
+        bound = med["elastic 1, inline"] / cores / med["plain auto"]
+        print(f"  lower bound of elastic auto / plain auto on {cores} cores: {bound:.2f}")
         if "torch" in med:
             print(f"plain auto / torch: {med['plain auto'] / med['torch']:.2f}")
             per_round = [a / b for a, b in zip(times["plain auto"], times["torch"], strict=True)]

@@ -52,11 +52,27 @@ def _configured_api_url() -> str | None:
     return get_current_settings().api.url
 
 
+def server_environment() -> dict[str, str]:
+    """The environment of a server process as Prefect's ``SubprocessASGIServer`` sets it.
+
+    This process's environment, the UI off, the server marked ephemeral, and the
+    Prefect settings in effect (those of the test harness, say) written out.
+    """
+    from prefect.settings import get_current_settings
+
+    return {
+        **os.environ,
+        "PREFECT_UI_ENABLED": "0",
+        "PREFECT__SERVER_EPHEMERAL": "1",
+        "PREFECT__SERVER_FINAL": "1",
+        **get_current_settings().to_environment_variables(exclude_unset=True),
+    }
+
+
 def _server_class() -> Any:
     """A ``SubprocessASGIServer`` whose uvicorn process starts a session of its own."""
     import prefect
     from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import get_current_settings
 
     class SessionServer(SubprocessASGIServer):
         """Prefect's temporary server, out of the terminal's foreground process group."""
@@ -64,11 +80,6 @@ def _server_class() -> Any:
         def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
             # The command of SubprocessASGIServer._run_uvicorn_command (prefect 3), plus
             # start_new_session: Ctrl-C in the terminal must not kill the server.
-            server_env = {
-                "PREFECT_UI_ENABLED": "0",
-                "PREFECT__SERVER_EPHEMERAL": "1",
-                "PREFECT__SERVER_FINAL": "1",
-            }
             args = [
                 *(sys.executable, "-m", "uvicorn", "--app-dir"),
                 str(prefect.__module_path__.parent),
@@ -76,12 +87,7 @@ def _server_class() -> Any:
                 *("--host", "127.0.0.1", "--port", str(self.port)),
                 *("--log-level", "error", "--lifespan", "on"),
             ]
-            env = {
-                **os.environ,
-                **server_env,
-                **get_current_settings().to_environment_variables(exclude_unset=True),
-            }
-            return subprocess.Popen(args, env=env, start_new_session=True)
+            return subprocess.Popen(args, env=server_environment(), start_new_session=True)
 
     return SessionServer
 

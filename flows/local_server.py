@@ -48,7 +48,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from flows.lifetime import SERVER_MODULE, end_processes
+from flows.lifetime import SERVER_MODULE, end_processes, server_environment
 from nn.atomic import write_json_atomic
 from nn.errors import ConfigError, MnistFlowError
 
@@ -206,18 +206,11 @@ def _leased(root: Path, url: str) -> bool:
 def _start(root: Path, idle: float, timeout: float) -> State:
     """Start a detached server on a free loopback port; wait for it; record it."""
     import psutil
-    from prefect.settings import get_current_settings
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}/api"
-    env = {
-        **os.environ,
-        "PREFECT_UI_ENABLED": "0",  # as Prefect's temporary server (SubprocessASGIServer)
-        "PREFECT__SERVER_EPHEMERAL": "1",
-        "PREFECT__SERVER_FINAL": "1",
-        **get_current_settings().to_environment_variables(exclude_unset=True),
-    }
+    env = server_environment()  # as Prefect's temporary server
     project = str(Path(__file__).resolve().parent.parent)  # importable from the state folder too
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [project, os.environ.get("PYTHONPATH")]))
     args = [sys.executable, "-m", SERVER_MODULE, "serve", str(sock.fileno()), str(idle), str(root)]
