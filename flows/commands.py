@@ -1,20 +1,20 @@
 """What each ``mnist-flow`` subcommand does once its options are parsed.
 
 Builds the flows' parameter models from the options (pydantic validates them, so
-a bad value fails before a flow run starts, and before a local Prefect server is
-started: :mod:`flows.server`), calls the flow and prints a short summary. Imported
+a bad value fails before a flow run starts, and before a temporary Prefect server is
+started: :func:`run_flow`), calls the flow and prints a short summary. Imported
 lazily by :func:`flows.cli.main`, after the environment is set.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 from pathlib import Path
 from typing import Any
 
 from flows.params import DataParams, PipelineOptions, RunOptions, SearchParams, TrainOptions
-from flows.server import load_flow
 from tasks.outputs.rundir import check_out_dir
 
 
@@ -80,6 +80,20 @@ def _check_data_dir(data: DataParams) -> None:
     DataStore(data.data_store).select(data.dataset, data.data_version)  # before any flow run
 
 
+def run_flow(module: str, name: str, **parameters: Any) -> Any:
+    """Call the flow ``name`` of ``module`` on the command's Prefect server, its run watched.
+
+    A temporary server (:func:`flows.lifetime.temporary_server`) starts while the flow's
+    module is imported; the watchdog marks the run Crashed if the command is killed.
+    """
+    from flows.lifetime import temporary_server, watched
+
+    with temporary_server() as ready:
+        flow = getattr(importlib.import_module(module), name)
+        ready()
+        return watched(flow)(**parameters)
+
+
 def _summary(result: dict[str, Any]) -> None:
     print(f"run directory: {result['run_dir']}")
     print(f"test accuracy: {result['test_accuracy']:.4f}  test loss: {result['test_loss']:.4f}")
@@ -102,10 +116,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         raise ConfigError("val_size=0: the search scores its trials on a validation split")
     check_out_dir(options.out_dir)
-    mnist_pipeline, server = load_flow("flows.pipeline", "mnist_pipeline")
-
-    with server.use():
-        _summary(mnist_pipeline(data=data, search=search, options=options))
+    result = run_flow("flows.pipeline", "mnist_pipeline", data=data, search=search, options=options)
+    _summary(result)
     return 0
 
 
@@ -131,10 +143,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     _check_approve(options)
     _check_data_dir(data)
     check_out_dir(options.out_dir)
-    mnist_train, server = load_flow("flows.train", "mnist_train")
-
-    with server.use():
-        _summary(mnist_train(data=data, train=train, options=options))
+    _summary(run_flow("flows.train", "mnist_train", data=data, train=train, options=options))
     return 0
 
 
@@ -143,12 +152,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     data = data_params(args)
     _check_data_dir(data)
     check_out_dir(args.out_dir)
-    mnist_evaluate, server = load_flow("flows.evaluate", "mnist_evaluate")
-
-    with server.use():
-        result = mnist_evaluate(
-            model_path=args.model, data=data, out_dir=args.out_dir, registry_dir=args.registry_dir
-        )
+    result = run_flow(
+        "flows.evaluate", "mnist_evaluate",
+        model_path=args.model, data=data, out_dir=args.out_dir, registry_dir=args.registry_dir,
+    )  # fmt: skip
     _summary(result)
     return 0
 
@@ -235,16 +242,8 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_server(args: argparse.Namespace) -> int:
-    """``mnist-flow server [status|stop]``: the local Prefect server that commands share."""
-    from flows.local_server import command
-
-    return command(args.action)
-
-
 COMMANDS = {
     "alerts": cmd_alerts,
-    "server": cmd_server,
     "data": cmd_data,
     "run": cmd_run,
     "train": cmd_train,

@@ -1,125 +1,152 @@
-"""The lifetime of a command's child processes: they end when the command ends, however it ends.
+"""A flow command's server, children and flow runs end when the command ends, however it ends.
 
-Two pieces, both used by :func:`flows.cli.main` for the commands that run flows:
+- :func:`temporary_server`: without a configured Prefect API, the command runs its own
+  ``prefect server start`` in a session of its own, because Prefect's temporary server
+  sits in the terminal's process group, where Ctrl-C kills it before the command can
+  record its flow run as crashed.
+- :func:`guarded`: a watchdog process (``python -m flows.lifetime PID``), in a session of
+  its own, because a command killed with ``kill -9`` can neither mark its flow runs crashed
+  nor end its children (the server, joblib's workers, a local Dask cluster). The command
+  tells it each flow run it starts (:func:`watched`); when the command dies without
+  reaching the end of the block, the watchdog marks those runs Crashed, then ends every
+  descendant it saw (``SIGTERM``, ``SIGKILL`` after a grace period). A watchdog rather than
+  Linux's ``PR_SET_PDEATHSIG``: the children are started by libraries that take no
+  ``preexec_fn``, grandchildren are covered too, and it works on macOS.
 
-- :func:`temporary_server`: when no Prefect API is configured and the shared local server
-  is turned off (:mod:`flows.local_server`), the command starts its own temporary Prefect
-  server (as Prefect would) but in a session of its own, so the ``SIGINT``
-  that Ctrl-C sends to the terminal's foreground process group reaches the command and
-  not the server. The command can then report its flow run as crashed to a server that is
-  still listening, and stop the server itself, instead of retrying a dead server for
-  minutes.
-- :func:`child_guard`: a watchdog process (``python -m flows.lifetime PID``), in a session
-  of its own too, polls the command every half second and records its descendants (the
-  temporary server, joblib's loky workers, a local Dask cluster). When the command dies
-  without cleaning up (``kill -9``, a crash of the interpreter), the watchdog terminates them
-  (``SIGTERM``, then ``SIGKILL`` after a grace period); not the local server that commands
-  share (:mod:`flows.local_server`), which other commands may be using and which stops
-  itself when idle. A watchdog rather than Linux's
-  ``PR_SET_PDEATHSIG``: the children are started by libraries (Prefect, joblib, Dask) that
-  take no ``preexec_fn``, grandchildren are covered too, and it works on macOS. A child
-  started less than one polling interval before the command died is not known to it.
-
-``SIGTERM`` to the command itself is turned into :class:`prefect.exceptions.TerminationSignal`
-(see :func:`flows.cli.main`), so that case takes the same orderly path as Ctrl-C.
+``SIGTERM`` to the command raises :class:`prefect.exceptions.TerminationSignal`, so it
+takes the same orderly path as Ctrl-C (Prefect marks the run crashed).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+from nn.errors import MnistFlowError
 
 POLL_SECONDS = 0.5
 """How often the watchdog checks that the command is alive and lists its descendants."""
 
-GRACE_SECONDS = 3.0
-"""How long a descendant gets to exit after ``SIGTERM`` before ``SIGKILL``."""
+GRACE_SECONDS = 5.0
+"""How long a process gets to exit after ``SIGTERM`` before ``SIGKILL``."""
 
-SERVER_MODULE = "flows.local_server"
-"""The module of the local server that commands share: the watchdog leaves it running."""
-
-
-def _configured_api_url() -> str | None:
-    from prefect.settings import get_current_settings
-
-    return get_current_settings().api.url
+_watchdog: subprocess.Popen[bytes] | None = None  # this command's, while guarded
 
 
-def server_environment() -> dict[str, str]:
-    """The environment of a server process as Prefect's ``SubprocessASGIServer`` sets it.
-
-    This process's environment, the UI off, the server marked ephemeral, and the
-    Prefect settings in effect (those of the test harness, say) written out.
-    """
-    from prefect.settings import get_current_settings
-
-    return {
-        **os.environ,
-        "PREFECT_UI_ENABLED": "0",
-        "PREFECT__SERVER_EPHEMERAL": "1",
-        "PREFECT__SERVER_FINAL": "1",
-        **get_current_settings().to_environment_variables(exclude_unset=True),
-    }
+SERVER_COMMAND = (sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                  "--no-ui", "--no-scheduler", "--no-late-runs", "--analytics-off",
+                  "--log-level", "ERROR")  # fmt: skip
+"""Prefect's public CLI, without what a one-command server does not need."""
 
 
-def _server_class() -> Any:
-    """A ``SubprocessASGIServer`` whose uvicorn process starts a session of its own."""
-    import prefect
-    from prefect.server.api.server import SubprocessASGIServer
-
-    class SessionServer(SubprocessASGIServer):
-        """Prefect's temporary server, out of the terminal's foreground process group."""
-
-        def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
-            # The command of SubprocessASGIServer._run_uvicorn_command (prefect 3), plus
-            # start_new_session: Ctrl-C in the terminal must not kill the server.
-            args = [
-                *(sys.executable, "-m", "uvicorn", "--app-dir"),
-                str(prefect.__module_path__.parent),
-                *("--factory", "prefect.server.api.server:create_app"),
-                *("--host", "127.0.0.1", "--port", str(self.port)),
-                *("--log-level", "error", "--lifespan", "on"),
-            ]
-            return subprocess.Popen(args, env=server_environment(), start_new_session=True)
-
-    return SessionServer
+class ServerError(MnistFlowError):
+    """The command's temporary Prefect server did not start."""
 
 
-def session_server() -> Any:
-    """Prefect's temporary-server object of this process, its server in a session of its own.
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
-    Prefect keeps one such object per port (``None``: any free port), shared with its
-    own code; the first call creates it, later calls return it.
-    """
-    return _server_class()()
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+class _Server:
+    """``prefect server start`` (no UI, scheduler or late-run marking) on a free loopback port."""
+
+    ATTEMPTS = 3  # another process may take the free port before the server binds it
+
+    def __init__(self, env: dict[str, str], log: IO[bytes]) -> None:
+        self.env, self.log = env, log
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = ""
+        self.attempts = 0
+
+    def start(self) -> None:
+        port = _free_port()
+        self.url = f"http://127.0.0.1:{port}/api"
+        self.attempts += 1
+        self.process = subprocess.Popen(
+            [*SERVER_COMMAND, "--port", str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            start_new_session=True,  # out of the terminal's process group: Ctrl-C spares it
+        )
+
+    def wait(self, timeout: float) -> str:
+        """Wait until the server answers; return its API URL."""
+        deadline = time.monotonic() + timeout
+        while not _healthy(self.url):
+            assert self.process is not None
+            if self.process.poll() is not None and self.attempts < self.ATTEMPTS:
+                self.start()
+            elif self.process.poll() is not None or time.monotonic() > deadline:
+                self.log.seek(0)
+                lines = self.log.read().decode(errors="replace").strip().splitlines()
+                raise ServerError(
+                    f"the temporary Prefect server (prefect server start) did not "
+                    f"answer within {timeout:g} s (exit {self.process.poll()}): "
+                    f"{lines[-1] if lines else 'no output'}; or start one (`make server`) "
+                    "and set PREFECT_API_URL"
+                )
+            time.sleep(0.1)
+        return self.url
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            import psutil
+
+            with uninterrupted(), contextlib.suppress(psutil.Error):
+                end_processes([psutil.Process(self.process.pid)])
+            self.process.wait()
 
 
 @contextlib.contextmanager
-def temporary_server() -> Iterator[str | None]:
-    """Run the block against a temporary Prefect server of this process; yield its API URL.
+def temporary_server() -> Iterator[Callable[[], None]]:
+    """Give the block a temporary Prefect server when none is configured; yield ``ready``.
 
-    Nothing is started (and None is yielded) when an API URL is configured
-    (``PREFECT_API_URL`` or the Prefect profile). The server is stopped when the block
-    ends, also on ``KeyboardInterrupt``.
+    The server starts when the block begins; ``ready()`` waits until it answers and points
+    Prefect's client at it, so the caller can import its flows meanwhile. With an API URL
+    (``PREFECT_API_URL``, a profile) or Prefect's ephemeral mode turned off, nothing is
+    started and ``ready()`` does nothing. The server is stopped when the block ends, after
+    the queued logs and events are sent, also on ``KeyboardInterrupt``.
     """
-    if _configured_api_url():
-        yield None
+    from prefect.settings import get_current_settings
+
+    settings = get_current_settings()
+    if settings.api.url or not settings.server.ephemeral.enabled:
+        yield lambda: None
         return
-    server = session_server()
-    try:
+    env = {**os.environ, **settings.to_environment_variables(exclude_unset=True)}
+    with tempfile.TemporaryFile() as log, contextlib.ExitStack() as stack:
+        server = _Server(env, log)
+        stack.callback(server.stop)
         server.start()
-        with using_api(server.api_url):
-            yield server.api_url
-    finally:
-        with uninterrupted():
-            server.stop()
+
+        def ready() -> None:
+            url = server.wait(settings.server.ephemeral.startup_timeout_seconds)
+            stack.enter_context(using_api(url))  # left before the server stops
+
+        yield ready
 
 
 @contextlib.contextmanager
@@ -157,31 +184,22 @@ def drain(timeout: float = 5.0) -> None:
         worker.drain_all(timeout=timeout)
 
 
-@contextlib.contextmanager
-def child_guard() -> Iterator[subprocess.Popen[bytes] | None]:
-    """Watch this process from a watchdog that ends its descendants if it dies; yield it.
+def watched(flow: Any) -> Any:
+    """``flow`` telling the command's watchdog each run it starts (crashed if the command dies)."""
+    return flow.with_options(on_running=[*flow.on_running_hooks, tell_watchdog])
 
-    The watchdog is stopped when the block ends normally or with an exception (the
-    command cleans up its own children then); it only acts when this process dies
-    without reaching the end of the block.
-    """
-    try:
-        watchdog = subprocess.Popen(
-            [sys.executable, "-m", "flows.lifetime", str(os.getpid())],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    except OSError:  # cannot fork: run unguarded rather than not at all
-        watchdog = None
-    try:
-        yield watchdog
-    finally:
-        if watchdog is not None:
-            watchdog.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                watchdog.wait(timeout=5)
+
+def tell_watchdog(_flow: Any, flow_run: Any, _state: Any) -> None:
+    """A flow's ``on_running`` hook: give the watchdog the run's id and API URL."""
+    from prefect.settings import get_current_settings
+
+    watchdog = _watchdog
+    if watchdog is None or watchdog.stdin is None:
+        return
+    run = {"api_url": get_current_settings().api.url, "flow_run_id": str(flow_run.id)}
+    with contextlib.suppress(OSError, ValueError):
+        watchdog.stdin.write(json.dumps(run).encode() + b"\n")
+        watchdog.stdin.flush()
 
 
 def termination_signal() -> type[BaseException]:
@@ -197,16 +215,34 @@ def _terminate(signum: int, _frame: Any) -> None:
 
 @contextlib.contextmanager
 def guarded() -> Iterator[None]:
-    """Run a command's block under :func:`child_guard`, ``SIGTERM`` raising ``TerminationSignal``.
+    """Run a command's block watched by a watchdog, ``SIGTERM`` raising ``TerminationSignal``.
 
-    Prefect then marks the flow run crashed, as on Ctrl-C, instead of the interpreter
-    ending without cleanup. Main thread only (signal handlers).
+    The watchdog is stopped when the block ends, normally or with an exception (the
+    command cleans up itself then); it only acts when this process dies inside the block.
+    Main thread only (signal handlers).
     """
+    global _watchdog
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        with child_guard():
-            yield
+        _watchdog = subprocess.Popen(
+            [sys.executable, "-m", "flows.lifetime", str(os.getpid())],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError:  # cannot fork: run unguarded rather than not at all
+        _watchdog = None
+    try:
+        yield
     finally:
+        watchdog, _watchdog = _watchdog, None
+        if watchdog is not None:
+            watchdog.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                watchdog.wait(timeout=5)
+            with contextlib.suppress(OSError):
+                watchdog.stdin.close()  # type: ignore[union-attr]
         signal.signal(signal.SIGTERM, previous)
 
 
@@ -226,10 +262,40 @@ def end_processes(processes: list[Any], grace: float = GRACE_SECONDS) -> None:
             process.kill()
 
 
-def watch(parent_pid: int, poll: float = POLL_SECONDS) -> None:
-    """Poll ``parent_pid`` until it is gone, then end every descendant it had."""
+def crash_runs(runs: list[dict[str, str]], pid: int) -> None:
+    """Mark each flow run of ``runs`` (``api_url``, ``flow_run_id``) Crashed unless it ended."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.states import Crashed
+
+    message = f"the mnist-flow command (process {pid}) was killed before its flow run ended"
+    for run in runs:
+        with contextlib.suppress(Exception):  # a server gone, a run deleted: the others still
+            with (
+                temporary_settings(updates={PREFECT_API_URL: run["api_url"]}),
+                get_client(sync_client=True) as client,
+            ):
+                state = client.read_flow_run(run["flow_run_id"]).state
+                if state is None or not state.is_final():
+                    client.set_flow_run_state(run["flow_run_id"], Crashed(message=message))
+
+
+def watch(parent_pid: int, runs: IO[bytes] | None = None, poll: float = POLL_SECONDS) -> None:
+    """Poll ``parent_pid`` until it is gone; crash the flow runs ``runs`` names, end descendants.
+
+    ``runs`` gives one JSON object per line (:func:`tell_watchdog`), read in a thread.
+    """
     import psutil
 
+    told: list[dict[str, str]] = []
+
+    def read() -> None:
+        for line in runs or ():
+            with contextlib.suppress(ValueError):
+                told.append(json.loads(line))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
         parent = psutil.Process(parent_pid)
     except psutil.NoSuchProcess:
@@ -242,17 +308,19 @@ def watch(parent_pid: int, poll: float = POLL_SECONDS) -> None:
             for child in parent.children(recursive=True):
                 if child.pid != os.getpid():
                     with contextlib.suppress(psutil.Error):
-                        if SERVER_MODULE not in child.cmdline():  # shared: it stops when idle
-                            known.setdefault((child.pid, child.create_time()), child)
+                        known.setdefault((child.pid, child.create_time()), child)
         except psutil.NoSuchProcess:
             break
         except psutil.Error:
             pass
         time.sleep(poll)
+    reader.join(timeout=1.0)  # the pipe ends with the command (unless a child inherited it)
+    if told:
+        crash_runs(list(told), parent_pid)  # while the command's server still listens
     end_processes(list(known.values()))
 
 
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    watch(int(sys.argv[1]))
+    watch(int(sys.argv[1]), sys.stdin.buffer)

@@ -9,9 +9,6 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-# Commands run by the tests start a temporary server each, as without sharing: no test leaves
-# a local server running (tests/flows/test_local_server.py turns sharing on for itself).
-os.environ.setdefault("MNIST_FLOW_SERVER_IDLE", "0")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("MNIST_FLOW_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
