@@ -43,7 +43,6 @@ GRACE_SECONDS = 5.0
 
 _watchdog: subprocess.Popen[bytes] | None = None  # this command's, while guarded
 
-
 SERVER_COMMAND = (sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
                   "--no-ui", "--no-scheduler", "--no-late-runs", "--analytics-off",
                   "--log-level", "ERROR")  # fmt: skip
@@ -100,13 +99,14 @@ class _Server:
             if self.process.poll() is not None and self.attempts < self.ATTEMPTS:
                 self.start()
             elif self.process.poll() is not None or time.monotonic() > deadline:
+                code = self.process.poll()
                 self.log.seek(0)
                 lines = self.log.read().decode(errors="replace").strip().splitlines()
+                why = f"exit {code}" if code is not None else f"no answer after {timeout:g} s"
                 raise ServerError(
-                    f"the temporary Prefect server (prefect server start) did not "
-                    f"answer within {timeout:g} s (exit {self.process.poll()}): "
-                    f"{lines[-1] if lines else 'no output'}; or start one (`make server`) "
-                    "and set PREFECT_API_URL"
+                    f"the temporary Prefect server (prefect server start) did not start "
+                    f"({why}: {lines[-1].strip() if lines else 'no output'}); start one "
+                    "(`make server`) and set PREFECT_API_URL=http://127.0.0.1:4200/api"
                 )
             time.sleep(0.1)
         return self.url
@@ -124,7 +124,9 @@ class _Server:
 def temporary_server() -> Iterator[Callable[[], None]]:
     """Give the block a temporary Prefect server when none is configured; yield ``ready``.
 
-    The server starts when the block begins; ``ready()`` waits until it answers and points
+    Not Prefect's own temporary server: that one runs in the terminal's process group,
+    where Ctrl-C kills it before the command can record its flow run as crashed. The
+    server starts when the block begins; ``ready()`` waits until it answers and points
     Prefect's client at it, so the caller can import its flows meanwhile. With an API URL
     (``PREFECT_API_URL``, a profile) or Prefect's ephemeral mode turned off, nothing is
     started and ``ready()`` does nothing. The server is stopped when the block ends, after
@@ -217,7 +219,8 @@ def _terminate(signum: int, _frame: Any) -> None:
 def guarded() -> Iterator[None]:
     """Run a command's block watched by a watchdog, ``SIGTERM`` raising ``TerminationSignal``.
 
-    The watchdog is stopped when the block ends, normally or with an exception (the
+    A watchdog because a process killed with ``kill -9`` can clean up nothing itself. The
+    watchdog is stopped when the block ends, normally or with an exception (the
     command cleans up itself then); it only acts when this process dies inside the block.
     Main thread only (signal handlers).
     """
@@ -270,6 +273,8 @@ def crash_runs(runs: list[dict[str, str]], pid: int) -> None:
 
     message = f"the mnist-flow command (process {pid}) was killed before its flow run ended"
     for run in runs:
+        if not run.get("api_url"):  # no server to tell (get_client would start one here)
+            continue
         with contextlib.suppress(Exception):  # a server gone, a run deleted: the others still
             with (
                 temporary_settings(updates={PREFECT_API_URL: run["api_url"]}),

@@ -1,9 +1,11 @@
-"""The watchdog of a flow command: crash the runs it was told, then end the command's children."""
+"""A flow command's temporary server and watchdog: crash the runs, then end the children."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import re
 import subprocess
 import sys
 import threading
@@ -65,3 +67,31 @@ def test_a_command_that_ends_normally_crashes_nothing(monkeypatch):
     monkeypatch.setattr(lifetime, "crash_runs", lambda *args: called.append(args))
     lifetime.watch(done.pid, io.BytesIO(b""), poll=0.05)  # already gone: nothing to do
     assert called == []
+
+
+def test_the_installed_prefect_takes_the_temporary_servers_options():
+    """A Prefect upgrade that renames an option of ``prefect server start`` fails here."""
+    help_text = subprocess.run(
+        [sys.executable, "-m", "prefect", "server", "start", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
+    ).stdout
+    options = [arg for arg in lifetime.SERVER_COMMAND if arg.startswith("--")]
+    assert options and all(
+        re.search(rf"(?<![\w-]){option}(?![\w-])", help_text) for option in options
+    )
+
+
+def test_a_server_that_cannot_start_is_one_line_naming_its_output(monkeypatch, tmp_path):
+    failing = (sys.executable, "-c", "import sys; print('Port in use'); sys.exit(1)")
+    monkeypatch.setattr(lifetime, "SERVER_COMMAND", failing)
+    with open(tmp_path / "log", "w+b") as log:
+        server = lifetime._Server(dict(os.environ), log)
+        server.start()
+        with pytest.raises(lifetime.ServerError) as error:
+            server.wait(timeout=60)
+    assert server.attempts == lifetime._Server.ATTEMPTS  # a new free port each time
+    assert "did not start (exit 1: Port in use); start one (`make server`)" in str(error.value)
+    assert "\n" not in str(error.value)
