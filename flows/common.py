@@ -21,7 +21,7 @@ from flows.params import DataParams, RunOptions, TrainParams
 from tasks.check_data import check_data
 from tasks.data.datasets import ensure_dir, resolve_cache_dir
 from tasks.data.versions import Added, DataStore
-from tasks.errors import DataGateError, DivergedError
+from tasks.errors import DataGateError, DivergedError, OutputError
 from tasks.evaluate import evaluate_model, score_same_set
 from tasks.fetch import fetch
 from tasks.outputs.rundir import Timings, copy_model, run_dir_path, staged_run_dir, write_json
@@ -261,21 +261,27 @@ def train_and_report(
     if check is not None:
         metrics["data_check"] = check.to_dict()
     run_dir = run_dir_path(options.out_dir, flow_run.name)
-    with staged_run_dir(run_dir) as staging:
-        copy_model(final.model_path, staging)
-        report_and_save(
-            staging,
-            metrics,
-            evaluation,
-            timings,
-            data.dataset,
-            trials=search["trials"] if search else None,
-            decision_markdown=decision.to_markdown() if decision else not_registered(unfit),
-            history=final.history,
-            best_params=search["best"]["params"] if search else None,
-            display_dir=str(run_dir),
-            cache_dir=str(cache_dir),
-        )
+    try:
+        with staged_run_dir(run_dir) as staging:
+            copy_model(final.model_path, staging)
+            report_and_save(
+                staging,
+                metrics,
+                evaluation,
+                timings,
+                data.dataset,
+                trials=search["trials"] if search else None,
+                decision_markdown=decision.to_markdown() if decision else not_registered(unfit),
+                history=final.history,
+                best_params=search["best"]["params"] if search else None,
+                display_dir=str(run_dir),
+                cache_dir=str(cache_dir),
+            )
+    except OutputError as exc:  # the registry already holds the model: the line says so
+        if decision is None:
+            raise
+        done = f"{decision.challenger_version} {decision.verdict}"
+        raise OutputError(f"{exc}; the model was registered before: {done}") from exc
     model_path = run_dir / "model.npz"
     if diverged is not None:
         raise DivergedError(

@@ -150,6 +150,8 @@ def outcome(metrics: Mapping) -> str | None:
         why = f": {review['reason']}" if review["reason"] else " (no reason given)"
         return f"{version} registered; its promotion was rejected by {review['by']}{why}."
     kept = decision["champion_version"]
+    if kept == version:
+        return f"{version} is the champion already ({decision['reason']})."
     return f"{version} registered; the champion {kept} stays ({decision['reason']})."
 
 
