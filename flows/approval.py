@@ -1,16 +1,22 @@
-"""A person approves or rejects a promotion in the Prefect UI (``approve=True``).
+"""A person approves or rejects a promotion (``approve=True``) before anything is recorded.
 
 The model is registered without promotion; when the promotion rule would make it the
-champion, the flow run pauses (``pause_flow_run`` waiting for an :class:`Approval`) with
-both scores in the form's description. Resuming it with ``approve`` ticked promotes the
-model (recorded in the registry's history as ``approved``); unticked, it stays registered
-and the champion stays. The API does the same: ``resume_flow_run(id, run_input={"approve":
-true, "reason": "..."})``. A run not answered within :data:`APPROVAL_TIMEOUT` seconds fails.
+champion, the flow run waits for an :class:`Approval` whose form shows both scores. A run
+of a deployment is suspended (``suspend_flow_run``): its process exits, and on resume the
+flow runs again from the start, its cached steps reused, and reads the answer. Prefect
+suspends only runs of a deployment, so a local run (``mnist-flow train --approve``) pauses
+instead (``pause_flow_run``), its process waiting. The answer (approve, reviewer's name,
+reason) settles the decision every record of the run then states; through the API:
+``resume_flow_run(id, run_input={"approve": true, "reviewer": "...", "reason": "..."})``.
+A run not answered within :data:`APPROVAL_TIMEOUT` seconds fails.
 """
 
 from __future__ import annotations
 
-from prefect.flow_runs import pause_flow_run
+from typing import Any
+
+from prefect.context import FlowRunContext
+from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.input import RunInput
 
 from tasks.register import register_model, settle_approval
@@ -18,25 +24,36 @@ from tasks.registry.promotion import PromotionDecision, SameSetScores
 
 APPROVAL_TIMEOUT = 7 * 24 * 3600
 POLL_SECONDS = 5
+KEY = "approval"  # the same key when a suspended run runs again: the answer is read, not asked
 
 
 class Approval(RunInput):
     """The answer of the person who reviews a promotion."""
 
     approve: bool = False
+    reviewer: str = ""
     reason: str = ""
 
 
-def ask(proposal: PromotionDecision) -> Approval:
-    """Pause the flow run until a person answers; return the answer."""
+def ask(proposal: PromotionDecision) -> dict[str, Any]:
+    """Wait until a person answers; return the review (``approved``, ``by``, ``reason``)."""
     description = (
         "## Approve this promotion?\n\n"
-        + proposal.to_markdown()
+        + proposal.to_markdown(proposal=True)
         + "\nTick **approve** to make the challenger the champion; leave it unticked to "
-        "keep the champion. The reason goes to the registry's history."
+        "keep the champion. Your name (**reviewer**) and the **reason** are recorded with "
+        "the answer in the run's report and the registry's history."
     )
     form = Approval.with_initial_data(description=description, approve=False)
-    return pause_flow_run(wait_for_input=form, timeout=APPROVAL_TIMEOUT, poll_interval=POLL_SECONDS)
+    context = FlowRunContext.get()
+    if context is not None and context.flow_run and context.flow_run.deployment_id is not None:
+        reply = suspend_flow_run(wait_for_input=form, timeout=APPROVAL_TIMEOUT, key=KEY)
+    else:
+        reply = pause_flow_run(
+            wait_for_input=form, timeout=APPROVAL_TIMEOUT, poll_interval=POLL_SECONDS, key=KEY
+        )
+    by = " ".join(reply.reviewer.split()) or "an unnamed reviewer"
+    return {"approved": bool(reply.approve), "by": by, "reason": " ".join(reply.reason.split())}
 
 
 def register_with_approval(
@@ -53,9 +70,5 @@ def register_with_approval(
         model_path, metrics, dataset=dataset, registry_dir=registry_dir, margin=margin,
         scores=scores, hold=True,
     )  # fmt: skip
-    answer = None
-    if proposal.promoted:
-        reply = ask(proposal)
-        verdict = "approved" if reply.approve else "rejected"
-        answer = f"{verdict}: {reply.reason}" if reply.reason else verdict
-    return settle_approval(proposal, answer, registry_dir=registry_dir, scores=scores)
+    review = ask(proposal) if proposal.promoted else None
+    return settle_approval(proposal, review, registry_dir=registry_dir, scores=scores)

@@ -1,10 +1,11 @@
 """Steps shared by the flows: the data, the final model, and the run directory's outputs.
 
 ``prepare_data`` runs fetch -> preprocess; ``train_and_report`` runs the cached
-final training, then evaluation on the test set, the report and ``metrics.json``,
-and registration last. The pipeline calls both around its search; ``mnist_train`` calls
-them back to back. Every cached task stores its Prefect result under
-``<cache_dir>/prefect-results``, so one folder holds everything a re-run reuses.
+final training, evaluation on the test set, registration (and approval), then the
+report and ``metrics.json`` from the settled decision. The pipeline calls both around
+its search; ``mnist_train`` calls them back to back. Every cached task stores its Prefect
+result under ``<cache_dir>/prefect-results``, so one folder holds everything a re-run
+reuses.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from flows.params import DataParams, RunOptions, TrainParams
 from tasks.check_data import check_data
 from tasks.data.datasets import ensure_dir, resolve_cache_dir
 from tasks.data.versions import Added, DataStore
-from tasks.errors import DataGateError, DivergedError
+from tasks.errors import DataGateError, DivergedError, OutputError
 from tasks.evaluate import evaluate_model, score_same_set
 from tasks.fetch import fetch
 from tasks.outputs.rundir import Timings, copy_model, run_dir_path, staged_run_dir, write_json
@@ -28,7 +29,6 @@ from tasks.outputs.summary import run_metrics, run_summary
 from tasks.preprocess import preprocess
 from tasks.register import register_model
 from tasks.registry.promotion import chance_level, divergence
-from tasks.registry.store import Registry
 from tasks.report import write_report
 from tasks.train import train_final
 
@@ -161,7 +161,7 @@ def report_and_save(
     write_json(run_dir / "metrics.json", metrics)
 
 
-def _not_registered_markdown(reason: str) -> str:
+def not_registered(reason: str) -> str:
     return (
         "### Not registered: the model diverged or learned nothing\n\n"
         f"The {reason}; such a model is never a candidate for promotion. A lower "
@@ -182,18 +182,18 @@ def train_and_report(
     parameters_used: list[dict[str, Any]] | None = None,
     start_from: str | None = None,
 ) -> dict[str, Any]:
-    """Final training, evaluation, the run directory's outputs, then registration.
+    """Final training, evaluation, registration (and approval), then the run directory.
 
-    The registry comes last: the run directory (model, ``metrics.json``, report) is
-    assembled in a staging folder and moved into place first, so a run that fails
-    writing an output (disk full, Ctrl-C) leaves no partial run directory and registers
-    and promotes nothing. The outputs record the decision the registry would make
-    (:meth:`~tasks.registry.store.Registry.preview`); should another run change the
-    registry in between, ``metrics.json`` is updated with the decision actually made.
-    A diverged model (:func:`~tasks.registry.promotion.divergence`) gets its report and
-    is not registered: the run fails with :class:`~tasks.errors.DivergedError`; a model
-    at chance level (:func:`~tasks.registry.promotion.chance_level`) is not registered
-    either, and the run succeeds.
+    Decide, then narrate: the registry and a person's answer settle the outcome first;
+    the run directory (model, report, ``metrics.json``) is then written from that one
+    decision in a staging folder and moved into place, so no record can run ahead of
+    the registry. A kill before the move leaves no run directory (the registry may hold
+    the version, which is true); a registry that cannot be written (disk full) fails the
+    run before any run directory exists. A diverged model
+    (:func:`~tasks.registry.promotion.divergence`) gets its report and is not registered:
+    the run fails with :class:`~tasks.errors.DivergedError`; a model at chance level
+    (:func:`~tasks.registry.promotion.chance_level`) is not registered either, and the
+    run succeeds.
 
     ``parameters_used`` (:func:`flows.runs.parameters_used`) goes into ``metrics.json``,
     the report and the ``mnist-parameters`` artifact; ``start_from`` is a search trial's
@@ -227,12 +227,18 @@ def train_and_report(
         eval_set, scores = score_same_set(str(final.model_path), files, added, options.registry_dir)
     diverged = divergence(final.history, prepared.n_classes)
     unfit = diverged or chance_level(test_metrics["test_accuracy"], prepared.n_classes)
-    registry = Registry(options.registry_dir)
-    preview = None
+    decision = None
     if unfit is None:
-        preview = registry.preview(
-            final.model_path, test_metrics, dataset=data.dataset, margin=options.margin
-        )
+        register = register_with_approval if options.approve else register_model
+        with timings.step("register"):
+            decision = register(
+                str(final.model_path),
+                {**test_metrics, "data_version": lineage["version"], "n_added": lineage["n_added"]},
+                dataset=data.dataset,
+                registry_dir=options.registry_dir,
+                margin=options.margin,
+                scores=scores,
+            )
     groups = {"data": data.model_dump(), "train": params, "options": options.model_dump()}
     if search_params is not None:
         groups["search"] = search_params
@@ -244,7 +250,7 @@ def train_and_report(
         files=files,
         prepared=prepared,
         seed=options.seed,
-        decision=preview,
+        decision=decision,
         not_registered=unfit,
         search=search,
         lineage=lineage,
@@ -255,47 +261,41 @@ def train_and_report(
     if check is not None:
         metrics["data_check"] = check.to_dict()
     run_dir = run_dir_path(options.out_dir, flow_run.name)
-    with staged_run_dir(run_dir) as staging:
-        copy_model(final.model_path, staging)
-        report_and_save(
-            staging,
-            metrics,
-            evaluation,
-            timings,
-            data.dataset,
-            trials=search["trials"] if search else None,
-            decision_markdown=preview.to_markdown() if preview else _not_registered_markdown(unfit),
-            history=final.history,
-            best_params=search["best"]["params"] if search else None,
-            display_dir=str(run_dir),
-            cache_dir=str(cache_dir),
-        )
+    try:
+        with staged_run_dir(run_dir) as staging:
+            copy_model(final.model_path, staging)
+            report_and_save(
+                staging,
+                metrics,
+                evaluation,
+                timings,
+                data.dataset,
+                trials=search["trials"] if search else None,
+                decision_markdown=decision.to_markdown() if decision else not_registered(unfit),
+                history=final.history,
+                best_params=search["best"]["params"] if search else None,
+                display_dir=str(run_dir),
+                cache_dir=str(cache_dir),
+            )
+    except OutputError as exc:  # the registry already holds the model: the line says so
+        if decision is None:
+            raise
+        done = f"{decision.challenger_version} {decision.verdict}"
+        raise OutputError(f"{exc}; the model was registered before: {done}") from exc
     model_path = run_dir / "model.npz"
     if diverged is not None:
         raise DivergedError(
             f"the model diverged: {diverged}; not registered (report in {run_dir}); "
             "a lower --lr or a larger --batch-size usually helps"
         )
-    if unfit is not None:
+    if decision is None:
         logger.warning("not registered: the %s", unfit)
         return run_summary(run_dir, model_path, test_metrics, None, f"not registered: {unfit}")
-    register = register_with_approval if options.approve else register_model
-    decision = register(
-        str(model_path),
-        {**test_metrics, "data_version": lineage["version"], "n_added": lineage["n_added"]},
-        dataset=data.dataset,
-        registry_dir=options.registry_dir,
-        margin=options.margin,
-        scores=scores,
-    )
-    if decision != preview:  # another run registered in between, or same-set scores decided
-        logger.warning("registry decision: %s", decision.reason)
-        metrics["registry"] = decision.to_dict()
-        write_json(run_dir / "metrics.json", metrics)
     logger.info(
-        "run directory %s: test accuracy %.4f, %s",
+        "run directory %s: test accuracy %.4f, %s %s",
         run_dir,
         test_metrics["test_accuracy"],
+        decision.challenger_version,
         decision.verdict,
     )
     return run_summary(run_dir, model_path, test_metrics, decision)

@@ -28,8 +28,9 @@ def decision_summary(decision: PromotionDecision) -> str:
         else "no champion before"
     )
     return (
-        f"{decision.dataset}: {decision.challenger_version} {decision.verdict}; test accuracy "
-        f"{decision.challenger_accuracy:.4f}, {champion}, margin {decision.margin:.4f}"
+        f"{decision.dataset}: {decision.challenger_version} {decision.verdict}; accuracy "
+        f"{decision.challenger_accuracy:.4f}, {champion} on {decision.evaluated_on}, "
+        f"margin {decision.margin:.4f}"
     )
 
 
@@ -93,20 +94,23 @@ def _publish(registry: Registry, version: str, decision: PromotionDecision) -> P
 @task(name="settle-approval", cache_policy=NO_CACHE)
 def settle_approval(
     proposal: PromotionDecision,
-    answer: str | None,
+    review: dict | None,
     *,
     registry_dir: str | None = None,
     scores: SameSetScores | None = None,
 ) -> PromotionDecision:
-    """Promote the proposal's challenger if a person approved it (``answer`` "approved: why"),
-    else record the refusal (``"rejected: why"``) or the rule's "no" (``answer`` None);
+    """Promote the proposal's challenger if a person approved it (``review``: ``approved``,
+    ``by``, ``reason``), else record the refusal, or the rule's "no" (``review`` None);
     publish the decision."""
     registry = Registry(registry_dir)
     version = proposal.challenger_version
     decision = proposal
-    if answer is not None and answer.startswith("approved"):
-        note = f"{answer} in the Prefect UI"
-        decision = promote_approved(registry, version, proposal.margin, scores, note)
-    elif answer is not None:
-        decision = replace(proposal, promoted=False, reason=f"{answer} in the Prefect UI")
+    if review is not None:
+        answer = "approved" if review["approved"] else "rejected"
+        note = f"{answer} by {review['by']}" + (f": {review['reason']}" if review["reason"] else "")
+        if review["approved"]:
+            decision = promote_approved(registry, version, proposal.margin, scores, note)
+        else:
+            decision = replace(proposal, promoted=False, reason=f"{proposal.reason}; {note}")
+        decision = replace(decision, review=dict(review))
     return _publish(registry, version, decision)

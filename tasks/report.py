@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.cache import code_version
 from tasks.logs import run_logger
-from tasks.outputs.report import PLOTS, percent, write_report_files
+from tasks.outputs.report import PLOTS, outcome, percent, write_report_files
 
 REPORT_ARTIFACT_KEY = "mnist-report"
 PARAMETERS_ARTIFACT_KEY = "mnist-parameters"
@@ -42,10 +42,11 @@ def write_report(
         )
     accuracy = percent(metrics.get("test_accuracy"))
     shown = Path(extras.get("display_dir") or run_dir)
+    said = outcome(metrics)
     create_markdown_artifact(
         markdown=written.ui_markdown,
         key=REPORT_ARTIFACT_KEY,
-        description=f"Test accuracy {accuracy}; run directory {shown}",
+        description=f"{said + ' ' if said else ''}Test accuracy {accuracy}; run directory {shown}",
     )
     used = metrics.get("parameters_used")
     if used:

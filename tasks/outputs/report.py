@@ -15,7 +15,6 @@ copies them from there (:mod:`tasks.outputs.figures`).
 from __future__ import annotations
 
 import base64
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,9 +25,12 @@ from tasks.outputs import plots
 from tasks.outputs.comparison import comparison_lines
 from tasks.outputs.figures import SEARCH_PLOTS, build_plots, render
 from tasks.outputs.rundir import write_file
+from tasks.outputs.tables import applicable, best_trial, parameters_used_lines, percent, trial_table
+from tasks.outputs.tables import cell as _cell
 from tasks.outputs.tables import markdown_table as _table
-from tasks.outputs.tables import parameters_used_lines
-from tasks.tuning.trials import budget_text
+from tasks.outputs.tables import number as _num
+
+__all__ = ["PLOTS", "best_trial", "percent", "render_report", "write_report_files"]
 
 REPORT_FILENAME = "report.md"
 
@@ -43,22 +45,7 @@ PLOTS = {
 }
 _HEADLINE = ("test_accuracy", "test_loss", "macro_f1", "n_test")
 _NOT_DETAILS = {*_HEADLINE, "per_class", "confusion_matrix", "class_names", "parameters_used"}
-
-
-def _cell(value: object) -> str:
-    """A markdown table cell: one line, pipes escaped."""
-    text = " ".join(str(value).split())
-    return text.replace("|", "\\|")
-
-
-def _num(value: object, spec: str) -> str:
-    if value is None or isinstance(value, bool):
-        return "—" if value is None else str(value)
-    try:
-        number = float(value)  # type: ignore[arg-type]  # checked by the except
-    except (TypeError, ValueError):
-        return _cell(value)
-    return format(number, spec) if math.isfinite(number) else str(number)
+_NOT_DETAILS |= {"not_registered", "registry", "eval_set"}  # in the outcome and headline
 
 
 def _value(value: object) -> str:
@@ -85,8 +72,10 @@ def params_table(best: Mapping | None, final: Mapping | None) -> list[str]:
     With both, one row per parameter of either, in the best trial's order then the
     final model's; the final-model cell says "same" where the values agree and "—" marks
     a parameter one side does not have (rows unset on both sides are left out). With one
-    of them, a two-column table.
+    of them, a two-column table. Settings the optimizer or schedule does not use are left
+    out (:func:`~tasks.outputs.tables.applicable`).
     """
+    best, final = applicable(best or {}), applicable(final or {})
     if not best or not final:
         only = best or final or {}
         return _table(["parameter", "value"], [[_cell(k), _value(v)] for k, v in only.items()])
@@ -132,75 +121,60 @@ def _lineage(data: Mapping) -> str:
     return f"{data.get('version', 'base')} ({data.get('n_added', 0):,})"
 
 
-def percent(fraction: float | None) -> str:
-    return "—" if fraction is None else f"{_num(100 * float(fraction), '.2f')}%"
-
-
-def best_trial(trials: Sequence[Mapping]) -> Mapping | None:
-    """The finished (``status == "ok"``) trial with the highest best validation accuracy."""
-    finished = [
-        t
-        for t in trials
-        if t.get("status") == "ok"
-        and t.get("best_val_accuracy") is not None
-        and math.isfinite(float(t["best_val_accuracy"]))
-    ]
-    return max(finished, key=lambda t: float(t["best_val_accuracy"]), default=None)
-
-
-def trial_table(trials: Sequence[Mapping]) -> list[str]:
-    """Markdown lines of the trial table, best in bold.
-
-    One row per trial and round (a 1-based ``round`` column with successive halving).
-    """
-    best = best_trial(trials)
-    halving = any(int(t.get("rung", 0)) > 0 for t in trials)
-    rows = []
-    order = sorted(trials, key=lambda t: (int(t.get("trial", 0)), int(t.get("rung", 0))))
-    for t in order:
-        p = t.get("params", {})
-        schedule = str(p.get("schedule", "—"))
-        if schedule not in ("constant", "—") and p.get("decay") is not None:
-            schedule += f" ({_num(p['decay'], '.3g')})"
-        status = str(t.get("status", "—"))
-        if t.get("cached"):
-            status += " (cached)"
-        if t.get("error"):
-            error = " ".join(str(t["error"]).split())
-            status += ": " + (error if len(error) <= 80 else error[:77] + "...")
-        trial = str(t.get("trial", "—"))
-        rows.append(
-            [
-                f"**{trial}** (best)" if t is best else trial,
-                *([str(int(t.get("rung", 0)) + 1)] if halving else []),
-                _num(p.get("lr"), ".3g"),
-                _cell(p.get("batch_size", "—")),
-                _num(p.get("momentum"), ".3g"),
-                _cell(p.get("nesterov", "—")),
-                _num(p.get("weight_decay"), ".2g"),
-                _cell(schedule),
-                _cell(status),
-                percent(t.get("best_val_accuracy")),
-                budget_text(t),
-                _num(t.get("seconds"), ".1f"),
-            ]
-        )
-    header = ["trial", *(["round"] if halving else []), "lr", "batch", "momentum", "nesterov"]
-    header += ["weight decay", "schedule"]
-    return _table([*header, "status", "best val acc", "budget", "seconds"], rows)
-
-
 def _run_details(metrics: Mapping, skip: frozenset[str] = frozenset()) -> dict[str, object]:
-    """Scalar entries of ``metrics`` beyond the headline and ``skip``, plus the dataset's name."""
+    """Scalar entries of ``metrics`` beyond the headline and ``skip``, plus the dataset's name,
+    each under its name in words (``model_path``: "model path")."""
     details: dict[str, object] = {}
     for key, value in metrics.items():
+        label = key.replace("_", " ")
         if key in _NOT_DETAILS or key in skip:
             continue
         if value is None or isinstance(value, str | int | float | bool):
-            details[key] = value
+            details[label] = value
         elif isinstance(value, Mapping) and isinstance(value.get("name"), str):
-            details[key] = value["name"]  # e.g. "dataset": {"name": ..., "checksums": ...}
+            details[label] = value["name"]  # e.g. "dataset": {"name": ..., "checksums": ...}
     return details
+
+
+def outcome(metrics: Mapping) -> str | None:
+    """What the run did with its model, in one sentence (None: a run that registers nothing,
+    such as ``mnist-flow evaluate``)."""
+    decision, unfit = metrics.get("registry"), metrics.get("not_registered")
+    if decision is None:
+        return f"Not registered: the {unfit}." if unfit else None
+    version, review = decision["challenger_version"], decision.get("review")
+    if decision["promoted"]:
+        by = f", approved by {review['by']}" if review else ""
+        return f"{version} registered and promoted to champion{by}."
+    if review is not None and not review["approved"]:
+        why = f": {review['reason']}" if review["reason"] else " (no reason given)"
+        return f"{version} registered; its promotion was rejected by {review['by']}{why}."
+    kept = decision["champion_version"]
+    if kept == version:
+        return f"{version} is the champion already ({decision['reason']})."
+    return f"{version} registered; the champion {kept} stays ({decision['reason']})."
+
+
+def _headline(metrics: Mapping) -> list[list[str]]:
+    """The headline rows: with added data, first the accuracy that decided the promotion."""
+    rows = []
+    same_set = metrics.get("eval_set")
+    decided = (metrics.get("registry") or {}).get("evaluated_on", "the test set")
+    n_test = _cell(metrics.get("n_test", "—"))
+    if same_set and decided != "the test set":
+        where = f"test set + {same_set['n_heldout']:,} held-out added images"
+        rows.append([f"accuracy on {where} (decided the promotion)", percent(same_set["accuracy"])])
+        rows.append([f"accuracy on the test set alone ({n_test} images)", ""])
+    else:
+        rows.append(["test accuracy", ""])
+    rows[-1][1] = percent(metrics.get("test_accuracy"))
+    return [
+        *rows,
+        ["test loss (cross-entropy)", _num(metrics.get("test_loss"), ".4f")],
+        ["macro F1", _num(metrics.get("macro_f1"), ".4f")],
+        ["test images", n_test],
+        ["data version (images added)", _lineage(metrics.get("dataset") or {})],
+    ]
 
 
 def render_report(
@@ -245,26 +219,20 @@ def render_report(
             return ["", f"### {caption}", "", note]
         return ["", f"### {caption}", "", f"![{caption}]({images[name]})"]
 
-    lines = ["# mnist-flow report", "", f"Run directory: `{run_dir}`", "", "## Headline metrics"]
-    lines += [
-        "",
-        *_table(
-            ["metric", "value"],
-            [
-                ["test accuracy", percent(metrics.get("test_accuracy"))],
-                ["test loss (cross-entropy)", _num(metrics.get("test_loss"), ".4f")],
-                ["macro F1", _num(metrics.get("macro_f1"), ".4f")],
-                ["test images", _cell(metrics.get("n_test", "—"))],
-                ["data version (images added)", _lineage(metrics.get("dataset") or {})],
-            ],
-        ),
-    ]
+    lines = ["# mnist-flow report", "", f"Run directory: `{run_dir}`", ""]
+    said = outcome(metrics)
+    lines += [f"**Outcome: {said}**", ""] if said else []
+    lines += ["## Headline metrics", "", *_table(["metric", "value"], _headline(metrics))]
     if decision_markdown:
         lines += ["", "## Promotion decision", "", decision_markdown.strip()]
 
     best = best_trial(trials) if trials else None
     if best_params is None and best is not None:
         best_params = best.get("params")
+    choice = (metrics.get("search") or {}).get("choice") or {}
+    shared = {k: v for k, v in (choice.get("settings") or {}).items() if k != "epochs"}
+    if best_params:
+        best_params = {**shared, **best_params}  # the recipe's settings the trial used
     if best_params and best is not None and "epochs" not in best_params:
         best_params = {**best_params, "epochs": best.get("epochs")}  # epochs the trial ran
     train_params = (metrics.get("params") or {}).get("train")
@@ -304,7 +272,7 @@ def render_report(
         ran = f" Trials ran on {where}." if where else ""
         lines += ["", "## Search", "", f"{n_ok} of {len(trials)} trials finished.{ran}"]
         lines += comparison_lines(metrics.get("search"), metrics.get("test_accuracy"), plot)
-        lines += ["", "### Trials", "", *trial_table(trials)]
+        lines += ["", "### Trials", "", *trial_table(trials, shared)]
 
     if metrics.get("parameters_used"):
         lines += ["", "## Parameters used", "", *parameters_used_lines(metrics["parameters_used"])]
@@ -390,8 +358,8 @@ def write_report_files(
     markdown = render_report(metrics, run_dir=str(shown), images=files, **common)
     write_file(report_path, markdown.encode("utf-8"), shown)
     ui_markdown = render_report(metrics, run_dir=str(shown), images=embedded, **common)
-    listing = ", ".join(f"`{shown / f}`" for f in [REPORT_FILENAME, *files.values()])
-    ui_markdown += f"\nFiles: {listing}\n"
+    listing = "".join(f"- `{shown / f}`\n" for f in [REPORT_FILENAME, *files.values()])
+    ui_markdown += f"\n### Files\n\n{listing}"
     return WrittenReport(
         report_path,
         ui_markdown,

@@ -3,12 +3,16 @@
 Plain helpers used by the three flows. The directory is checked before any work
 (:func:`check_out_dir`) and assembled in a staging folder that becomes it only once
 every output is written (:func:`staged_run_dir`): a failed run leaves no partial one.
+A staging folder is named after the process that writes it; one whose process is gone
+(killed) is removed by the next run writing beside it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -17,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from nn.atomic import copy_atomic, write_bytes_atomic, write_directory_atomic, write_json_atomic
+from nn.atomic import copy_atomic, write_bytes_atomic, write_json_atomic
 from tasks.errors import OutputError
 
 
@@ -59,13 +63,56 @@ def check_out_dir(out_dir: str | None) -> Path:
     return target
 
 
+STAGING = "staging-"
+RECORDS = ("report.md", "metrics.json")
+"""What a run folder states about the run: moved into place last."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_staging(folder: Path) -> list[Path]:
+    """Remove the staging folders in ``folder`` whose writing process is gone; return them."""
+    removed = []
+    for path in sorted(folder.glob(f".*.{STAGING}*.tmp")):
+        pid = path.name.rsplit(f".{STAGING}", 1)[1].split(".")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def publish(staging: Path, target: Path) -> None:
+    """Make the folder ``staging`` the run directory ``target``.
+
+    A new ``target`` is one rename. An existing one (``--out`` given again) loses its
+    records (:data:`RECORDS`) first and gets this run's files with the records last, so a
+    kill in between leaves a folder that states nothing rather than the earlier run's
+    outcome beside this run's model; files this run does not write are kept.
+    """
+    if not target.exists():
+        os.rename(staging, target)
+        return
+    for name in RECORDS:
+        (target / name).unlink(missing_ok=True)
+    for item in sorted(staging.iterdir(), key=lambda p: (p.name in RECORDS, p.name)):
+        os.replace(item, target / item.name)
+
+
 @contextlib.contextmanager
 def staged_run_dir(target: Path) -> Iterator[Path]:
     """Yield an empty folder beside ``target`` to write a run's outputs into; publish it at the end.
 
-    When the block ends normally the folder becomes ``target`` (or, if ``target`` already
-    exists, each file replaces the one of the same name there); when it raises, the folder
-    is removed and ``target`` is untouched: a failed run leaves no partial run directory.
+    When the block ends normally the folder becomes ``target`` (:func:`publish`); when it
+    raises, the folder is removed and ``target`` is untouched: a failed run leaves no
+    partial run directory. Staging folders of dead processes beside ``target`` are removed.
 
     Raises
     ------
@@ -74,8 +121,14 @@ def staged_run_dir(target: Path) -> Iterator[Path]:
     """
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        with write_directory_atomic(target, merge=True) as folder:
-            yield folder
+        remove_stale_staging(target.parent)
+        prefix = f".{target.name}.{STAGING}{os.getpid()}."
+        staging = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=target.parent))
+        try:
+            yield staging
+            publish(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     except OSError as exc:
         where = exc.filename or target
         raise OutputError(f"cannot write run directory {where}: {exc.strerror or exc}") from exc

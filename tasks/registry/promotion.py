@@ -104,7 +104,10 @@ class PromotionDecision:
     """What a retraining run did with its model, with both accuracies.
 
     ``champion_version``/``champion_accuracy`` describe the champion *before* the decision
-    (``None`` when the dataset had none).
+    (``None`` when the dataset had none). Both accuracies are on ``evaluated_on``: the
+    test set, or the test set plus the held-out added images (:class:`SameSetScores`).
+    ``review`` is a person's answer when the promotion waited for approval:
+    ``{"approved": bool, "by": name, "reason": text}``.
     """
 
     promoted: bool
@@ -116,6 +119,8 @@ class PromotionDecision:
     champion_accuracy: float | None
     margin: float
     already_registered: bool = False
+    evaluated_on: str = "the test set"
+    review: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         check_margin(self.margin)
@@ -125,25 +130,33 @@ class PromotionDecision:
 
     @property
     def verdict(self) -> str:
-        """``"promoted to champion"`` or ``"not promoted"``."""
-        return "promoted to champion" if self.promoted else "not promoted"
+        """``"promoted to champion"``, ``"rejected by <who>"`` or ``"not promoted"``."""
+        if self.promoted:
+            return "promoted to champion"
+        if self.review is not None and not self.review["approved"]:
+            return f"rejected by {self.review['by']}"
+        return "not promoted"
 
     def to_dict(self) -> dict[str, Any]:
         """Return the decision as a JSON-serialisable dict."""
         return asdict(self)
 
-    def to_markdown(self) -> str:
-        """Return a Markdown summary for the run report and the Prefect artifact."""
+    def to_markdown(self, *, proposal: bool = False) -> str:
+        """A Markdown summary for the report and the artifacts; ``proposal``: the question
+        put to a person before anything is decided (in the conditional)."""
         champ = (
             f"| champion before | {self.champion_version} | {self.champion_accuracy:.4f} |"
             if self.champion_version is not None
             else "| champion before | (none) | - |"
         )
+        title = "would become the champion" if proposal else self.verdict
         return "\n".join(
             [
-                f"### Model {self.challenger_version} ({self.dataset}): {self.verdict}",
+                f"### Model {self.challenger_version} ({self.dataset}) {title}"
+                if proposal
+                else f"### Model {self.challenger_version} ({self.dataset}): {title}",
                 "",
-                "| role | version | test accuracy |",
+                f"| role | version | accuracy on {self.evaluated_on} |",
                 "|---|---|---|",
                 f"| challenger | {self.challenger_version} | {self.challenger_accuracy:.4f} |",
                 champ,
@@ -164,6 +177,11 @@ class SameSetScores:
     champion_version: str | None
     champion: float | None
     n_images: int
+
+    @property
+    def described(self) -> str:
+        """The set, in words: ``"the same 10,300 images (test set and held-out added data)"``."""
+        return f"the same {self.n_images:,} images (test set and held-out added data)"
 
 
 def decide(
@@ -193,12 +211,13 @@ def _decide(
     margin: float,
     scores: SameSetScores | None,
 ) -> PromotionDecision:
-    where = ""
+    evaluated_on, metric = "the test set", "test accuracy"
     if scores is not None and (champion is None or scores.champion_version == champion.version):
         challenger = replace(challenger, test_accuracy=scores.challenger)
         if champion is not None and scores.champion is not None:
             champion = replace(champion, test_accuracy=scores.champion)
-        where = f" on the same {scores.n_images} images (test set and held-out added data)"
+        evaluated_on = scores.described
+        metric = "accuracy"
     common: dict[str, Any] = dict(
         dataset=challenger.dataset,
         challenger_version=challenger.version,
@@ -206,6 +225,7 @@ def _decide(
         champion_version=champion.version if champion else None,
         champion_accuracy=champion.test_accuracy if champion else None,
         margin=margin,
+        evaluated_on=evaluated_on,
     )
     if champion is None:
         reason = f"first model for dataset '{challenger.dataset}', so it becomes the champion"
@@ -218,9 +238,9 @@ def _decide(
     promoted = diff > 0 and diff >= margin - _EPS
     verb = "beats" if promoted else "does not beat"
     reason = (
-        f"test accuracy {challenger.test_accuracy:.4f} {verb} champion {champion.version} "
+        f"{metric} {challenger.test_accuracy:.4f} {verb} champion {champion.version} "
         f"({champion.test_accuracy:.4f}) by at least the margin {margin:.4f} "
-        f"(difference {diff:+.4f}){where}"
+        f"(difference {diff:+.4f}) on {evaluated_on}"
     )
     return PromotionDecision(promoted=promoted, reason=reason, **common)
 

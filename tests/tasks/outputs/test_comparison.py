@@ -60,7 +60,8 @@ def test_a_space_without_the_recipe_is_said_in_bold_and_continuation_is_named():
     assert "**The search space leaves the dataset's recipe out** (lr=0.05 is outside" in report
     assert "The final model was continued from the chosen trial's checkpoint." in report
     assert "| best trial | 2 | 27 | 97.00 % | — |" in report
-    assert "| budget |" in report and "epochs 4-9 of 27" in report  # rung and budget shown
+    assert "| round |" in report and "| 4-9 of 27 |" in report  # rung and epochs shown
+    assert "momentum" not in report  # no trial has one: neither a column nor a mention
 
 
 def test_history_plot_marks_rounds_best_so_far_recipe_and_failures():

@@ -112,7 +112,7 @@ def test_render_report_content(evaluated) -> None:
     assert f"| test loss (cross-entropy) | {metrics['test_loss']:.4f} |" in md
     assert "Run directory: `runs/2026-01-01`" in md
     details = md.split("## Run details")[1].split("##")[0]
-    assert "| dataset | mnist |" in details and "| model_path | runs/x/model.npz |" in details
+    assert "| dataset | mnist |" in details and "| model path | runs/x/model.npz |" in details
     assert "best_epoch" not in details and "history" not in details  # in the summary
     assert "## Promotion decision" in md and "**Promoted**: challenger" in md
     # one parameter table: the best finished trial's values beside the final model's
@@ -128,8 +128,8 @@ def test_render_report_content(evaluated) -> None:
     search = md.split("### Trials")[1].split("##")[0]
     rows = [line for line in search.splitlines() if re.match(r"\| (\*\*)?\d", line)]
     assert len(rows) == 3
-    assert rows[1].startswith("| **1** (best) | 0.2 | 64 | 0.9 | False | 0.0001 | step (0.5) |")
-    assert "ok (cached)" in rows[1] and "96.34%" in rows[1] and "| 12.3 |" in rows[1]
+    assert "Every trial: momentum 0.9, weight decay 0.0001, schedule step ×0.5." in search
+    assert rows[1] == "| **1** (best) | 0.2 | 64 | False | ok (cached) | 96.34% | 1-3 of 3 | 12.3 |"
     assert "diverged: NonFiniteError: loss is NaN \\| epoch 2 | — |" in rows[2]
     assert "2 of 3 trials finished." in md
     for filename, caption in PLOTS.values():
@@ -148,8 +148,8 @@ def test_trial_table_with_halving_rounds() -> None:
         {**make_trial(1, 0.2, 64, 0.97), "rung": 1},
     ]
     md = render_report({"test_accuracy": 0.9}, run_dir="r", images={}, trials=rounds)
-    table = md.split("### Trials")[1].strip().splitlines()
-    assert table[0].startswith("| trial | round | lr | batch |")
+    table = md.split("### Trials")[1].strip().splitlines()[2:]
+    assert table[0].startswith("| trial | round | lr | batch | Nesterov | status |")
     assert [row.split(" | ")[:2] for row in table[2:]] == [
         ["| 0", "1"],
         ["| 1", "1"],
@@ -257,6 +257,9 @@ def test_write_report_files_and_artifact(prefect_harness, evaluated, tmp_path: P
     assert latest.type == "markdown" and latest.key == REPORT_ARTIFACT_KEY
     ui = latest.data
     assert str(run_dir) in ui and "Kept the champion." in ui
+    files = ui.split("### Files")[1].strip().splitlines()
+    listed = ["report.md", *(f for f, _ in PLOTS.values())]
+    assert sorted(files) == sorted(f"- `{run_dir / name}`" for name in listed)  # no stray commas
     assert f"{100 * evaluated['metrics']['test_accuracy']:.2f}%" in ui
     embedded = re.findall(r"\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", ui)
     assert len(embedded) == len(PLOTS)
@@ -360,3 +363,86 @@ def test_plots_are_drawn_once_and_found_again_in_the_cache(evaluated, tmp_path, 
     assert drawn == ["curves"] and changed.plots == first.plots
     write_report_files(str(tmp_path / "d"), evaluated["metrics"], **{**args, "salt": "code-2"})
     assert len(drawn) == 1 + len(first.plots) == 8
+
+
+RECIPE = {"optimizer": "sgd", "momentum": 0.9, "nesterov": True, "schedule": "cosine",
+          "warmup_epochs": 1, "decay": 0.5, "step_size": 5, "beta1": 0.9, "beta2": 0.999,
+          "epsilon": 1e-8, "epochs": 9}  # fmt: skip
+
+
+def test_trial_table_fits_a_window_with_the_recipe_settings_named_once() -> None:
+    trials = [
+        {**make_trial(i, lr, 128 * (1 + i % 2), 0.95 + i / 1000), "params": {"lr": lr,
+         "batch_size": 128 * (1 + i % 2), "weight_decay": 10 ** -(3 + i % 3)}}
+        for i, lr in enumerate([0.05, 0.0213, 0.1187, 0.0371, 0.0712])
+    ]  # fmt: skip
+    metrics = {"test_accuracy": 0.98, "search": {"choice": {"settings": RECIPE}}}
+    md = render_report(metrics, run_dir="r", images={}, trials=trials)
+    section = md.split("### Trials")[1]
+    assert "Every trial: momentum 0.9, Nesterov True, schedule cosine, warm-up 1." in section
+    table = [line for line in section.splitlines() if line.startswith("|")]
+    assert table[0] == "| trial | lr | batch | weight decay | status | val acc | epochs | s |"
+    assert len(table) == 2 + 5 and "—" not in "".join(table)
+    assert max(len(line) for line in table) <= 100  # about 800 px: room in a 1400 px window
+    params = md.split("## Parameters")[1].split("##")[0]
+    assert "| momentum | 0.9 |" in params and "| nesterov | True |" in params  # not "—"
+
+
+def test_parameters_that_do_not_apply_are_left_out() -> None:
+    final = {**RECIPE, "lr": 0.05}
+    md = render_report({"params": {"train": final}}, run_dir="r", images={})
+    params = md.split("## Parameters")[1].split("##")[0]
+    assert "| momentum | 0.9 |" in params and "| warmup_epochs | 1 |" in params
+    for unused in ("beta1", "beta2", "epsilon", "step_size", "decay"):
+        assert f"| {unused} |" not in params, unused
+    step = {**final, "schedule": "step"}
+    params = render_report({"params": {"train": step}}, run_dir="r", images={})
+    assert "| step_size | 5 |" in params and "| decay | 0.5 |" in params
+    adam = {**final, "optimizer": "adam"}
+    params = render_report({"params": {"train": adam}}, run_dir="r", images={})
+    assert "| beta1 | 0.9 |" in params and "momentum" not in params and "nesterov" not in params
+
+
+def decision(promoted: bool, review: dict | None = None, **extra) -> dict:
+    return {"promoted": promoted, "challenger_version": "v0004", "champion_version": "v0003",
+            "reason": "test accuracy 0.9800 does not beat champion v0003", "review": review,
+            "evaluated_on": "the test set", **extra}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("registry", "not_registered", "said"),
+    [
+        (decision(True), None, "v0004 registered and promoted to champion."),
+        (decision(True, {"approved": True, "by": "ada", "reason": "ok"}), None,
+         "v0004 registered and promoted to champion, approved by ada."),
+        (decision(False), None, "v0004 registered; the champion v0003 stays (test accuracy"),
+        (decision(False, {"approved": False, "by": "ada", "reason": "too few 7s"}), None,
+         "v0004 registered; its promotion was rejected by ada: too few 7s."),
+        (None, "test accuracy 0.1000 is at chance level (0.1000)",
+         "Not registered: the test accuracy 0.1000 is at chance level (0.1000)."),
+    ],
+)  # fmt: skip
+def test_the_report_leads_with_the_outcome(registry, not_registered, said) -> None:
+    metrics = {"test_accuracy": 0.98, "registry": registry, "not_registered": not_registered,
+               "seed": 3, "kind": "train"}  # fmt: skip
+    md = render_report(metrics, run_dir="r", images={})
+    assert f"**Outcome: {said}" in md.split("## Headline metrics")[0]  # first, before figures
+    details = md.split("## Run details")[1]
+    assert "| seed | 3 |" in details and "| kind | train |" in details
+    assert "not_registered" not in md and "not registered |" not in details
+    assert "promoted" not in details and "registry" not in details
+
+
+def test_with_added_data_the_figure_that_decided_leads_and_names_its_set() -> None:
+    same_set = {"accuracy": 0.8659, "n": 10300, "n_test": 10000, "n_heldout": 300}
+    registry = decision(True, evaluated_on="the same 10,300 images (test set and held-out "
+                        "added data)", challenger_accuracy=0.8659)  # fmt: skip
+    metrics = {"test_accuracy": 0.8656, "n_test": 10000, "eval_set": same_set,
+               "registry": registry}  # fmt: skip
+    md = render_report(metrics, run_dir="r", images={})
+    rows = md.split("## Headline metrics")[1].split("##")[0].splitlines()
+    assert rows[4] == (
+        "| accuracy on test set + 300 held-out added images (decided the promotion) | 86.59% |"
+    )
+    assert rows[5] == "| accuracy on the test set alone (10000 images) | 86.56% |"
+    assert "test accuracy |" not in md  # one label per figure, never two "test accuracy"
