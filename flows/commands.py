@@ -206,19 +206,32 @@ def cmd_data(args: argparse.Namespace) -> int:
     try:
         version, skipped = add_batch(store, spec, args.sources, skip_bad=args.skip_bad)
     except BatchRefused as exc:
-        for problem in exc.problems:
-            print(f"problem: {problem}")
+        _print_some("problem", exc.problems)
         raise
-    for problem in skipped:
-        print(f"skipped: {problem}")
+    _print_some("skipped", skipped)
     print(
         f"added data version {version.id} to {spec.name}: {version.n_images} images "
         f"({version.n_heldout} held out for evaluation) in {version.directory}"
     )
     from tasks.events import emit_data_added
 
-    emit_data_added(version, str(store.root))
+    # Prefect's events worker warns "Still processing items" while it sends the one event.
+    events_logger = logging.getLogger("EventsWorker")
+    level = events_logger.level
+    events_logger.setLevel(logging.ERROR)
+    try:
+        emit_data_added(version, str(store.root))
+    finally:
+        events_logger.setLevel(level)
     return 0
+
+
+def _print_some(kind: str, problems: list[Any], shown: int = 5) -> None:
+    """The first ``shown`` problems, one a line, then how many more."""
+    for problem in problems[:shown]:
+        print(f"{kind}: {problem}")
+    if len(problems) > shown:
+        print(f"{kind}: ... and {len(problems) - shown} more ({len(problems)} in all)")
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
