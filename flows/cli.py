@@ -207,6 +207,7 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("version", nargs="?", help="the version to promote (v0003 or 3)")
     p.add_argument("--reason", default="", help="why, recorded in the history")
+    p.add_argument("--force", action="store_true", help="promote a worse model than the champion")
     _add_registry_option(p)
 
 

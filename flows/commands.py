@@ -165,7 +165,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             raise ConfigError(
                 "models promote: give the VERSION to promote (see `mnist-flow models`)"
             )
-        entry = history.promote(registry, args.version, args.reason)
+        entry = history.promote(registry, args.version, args.reason, force=args.force)
     elif args.action == "rollback":
         champion = registry.champion(args.dataset)
         dataset = args.dataset or (champion.dataset if champion else "mnist")
@@ -175,7 +175,13 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 0
     else:
         versions = registry.list(args.dataset)
-        print(format_models_table(versions, history.lineage(registry, versions)))
+        broken = {v.version: why for v in versions if v.is_champion and (why := registry.broken(v))}
+        print(format_models_table(versions, history.lineage(registry, versions), list(broken)))
+        for version, why in broken.items():
+            print(
+                f"{version}: BROKEN ({why}); the next model registered for its dataset replaces "
+                "it, or promote another with `mnist-flow models promote VERSION`"
+            )
         return 0
     print(f"{entry['dataset']}: champion {entry['version']} (was {entry['previous'] or 'none'})")
     return 0
