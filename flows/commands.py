@@ -9,6 +9,7 @@ lazily by :func:`flows.cli.main`, after the environment is set.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 from pathlib import Path
 from typing import Any
@@ -273,12 +274,30 @@ COMMANDS = {
 }
 
 
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(exc: BaseException | None) -> OSError | None:
+    """The error of a full disk that ``exc`` is or comes from, if any.
+
+    numpy's ``Not enough free space to write N bytes`` carries no error number.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and (exc.errno in DISK_FULL or "free space" in str(exc)):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 class _NoUserTracebacks(logging.Formatter):
     """Wraps a console formatter: records of project errors are shown without traceback.
 
-    A user error (any :class:`nn.errors.MnistFlowError`), Ctrl-C or ``SIGTERM`` is reported
-    on one line by the command line; Prefect's failure logs keep their message, and the traceback
-    still reaches the Prefect API (and UI), whose handler runs before the console's.
+    A user error (any :class:`nn.errors.MnistFlowError`, or a full disk), Ctrl-C or
+    ``SIGTERM`` is reported on one line by the command line; Prefect's failure logs keep
+    their message, and the traceback still reaches the Prefect API (and UI), whose handler
+    runs before the console's.
     """
 
     def __init__(self, inner: logging.Formatter) -> None:
@@ -291,7 +310,8 @@ class _NoUserTracebacks(logging.Formatter):
         from nn.errors import MnistFlowError
 
         exc = record.exc_info[1] if record.exc_info else None
-        if not isinstance(exc, MnistFlowError | KeyboardInterrupt | TerminationSignal):
+        user = isinstance(exc, MnistFlowError | KeyboardInterrupt | TerminationSignal)
+        if not user and disk_full(exc) is None:
             return self.inner.format(record)
         saved = record.exc_info, record.exc_text
         record.exc_info, record.exc_text = None, None
