@@ -379,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _written_folders(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
-    """The folders the command writes: (option, spellings of the folder), deepest first."""
+    """The folders the command writes: (option, spellings of the folder)."""
     from pathlib import Path
 
     from tasks.data.datasets import resolve_cache_dir
@@ -399,7 +399,7 @@ def _written_folders(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
         if value or (hasattr(args, dest) and default is not None):
             path = Path(value).expanduser() if value else default()
             found.append((option, [str(path), str(path.absolute())]))
-    return sorted(found, key=lambda item: -len(item[1][1]))
+    return found
 
 
 def _disk_full_line(exc: BaseException, args: argparse.Namespace) -> str | None:
@@ -414,10 +414,13 @@ def _disk_full_line(exc: BaseException, args: argparse.Namespace) -> str | None:
     if full.filename and str(full.filename) not in text:
         text = f"{full.filename}: {text}"
     text = re.sub(r"(^|/)\.([^/\s]+)\.[a-z0-9_]{8}\.tmp(?=[/:;,)\s]|$)", r"\1\2", text)
-    for option, spellings in _written_folders(args):
-        if any(spelling in text for spelling in spellings):
-            return f"{text}; the disk is full: free some space or choose another folder ({option})"
-    return f"{text}; the disk is full"
+    # the folder named last is the one written to ("cannot copy model SRC to DST")
+    named = [(max(text.rfind(s) for s in spellings), len(spellings[1]), option)
+             for option, spellings in _written_folders(args)]  # fmt: skip
+    at, _, option = max(named, default=(-1, 0, ""))
+    if at < 0:
+        return f"{text}; the disk is full"
+    return f"{text}; the disk is full: free some space or choose another folder ({option})"
 
 
 def _run_command(args: argparse.Namespace) -> int:

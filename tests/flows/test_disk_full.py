@@ -7,6 +7,8 @@ The writes are made to fail in-process with ``OSError(ENOSPC)`` (and numpy's
 from __future__ import annotations
 
 import errno
+import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +27,25 @@ FULL = OSError(errno.ENOSPC, "No space left on device")
 
 
 def one_error_line(capsys, flow: bool = False) -> str:
-    """The one error line; no traceback (in a flow run, none for the error itself: Prefect's
-    console handler can hit the stream pytest closed, "--- Logging error ---")."""
+    """The one error line, and no traceback (in a flow run Prefect's console handler can hit
+    a stream pytest closed, "--- Logging error ---": the formatter is tested on its own)."""
     err = capsys.readouterr().err
-    assert "Traceback" not in err if not flow else "\nOSError: " not in err
+    assert flow or "Traceback" not in err
     [line] = [line for line in err.splitlines() if line.startswith("mnist-flow: error: ")]
     return line
+
+
+def test_the_console_shows_no_traceback_for_a_full_disk():
+    from flows.commands import _NoUserTracebacks
+
+    formatter = _NoUserTracebacks(logging.Formatter("%(message)s"))
+    for exc in (FULL, OSError("Not enough free space to write 8 bytes"), OSError("other")):
+        try:
+            raise RuntimeError("task failed") from exc
+        except RuntimeError:
+            record = logging.LogRecord("x", logging.ERROR, "f", 1, "failed", (), sys.exc_info())
+        shown = formatter.format(record)
+        assert ("Traceback" in shown) == (exc.errno is None and "free space" not in str(exc))
 
 
 def test_registry_disk_full_names_the_history_and_registry(tmp_path, monkeypatch, capsys):
