@@ -9,6 +9,7 @@ lazily by :func:`flows.cli.main`, after the environment is set.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 from pathlib import Path
@@ -172,7 +173,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             raise ConfigError(
                 "models promote: give the VERSION to promote (see `mnist-flow models`)"
             )
-        entry = history.promote(registry, args.version, args.reason)
+        entry = history.promote(registry, args.version, args.reason, force=args.force)
     elif args.action == "rollback":
         champion = registry.champion(args.dataset)
         dataset = args.dataset or (champion.dataset if champion else "mnist")
@@ -182,7 +183,13 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 0
     else:
         versions = registry.list(args.dataset)
-        print(format_models_table(versions, history.lineage(registry, versions)))
+        broken = {v.version: why for v in versions if v.is_champion and (why := registry.broken(v))}
+        print(format_models_table(versions, history.lineage(registry, versions), list(broken)))
+        for version, why in broken.items():
+            print(
+                f"{version}: BROKEN ({why}); the next model registered for its dataset replaces "
+                "it, or promote another with `mnist-flow models promote VERSION`"
+            )
         return 0
     print(f"{entry['dataset']}: champion {entry['version']} (was {entry['previous'] or 'none'})")
     return 0
@@ -213,19 +220,32 @@ def cmd_data(args: argparse.Namespace) -> int:
     try:
         version, skipped = add_batch(store, spec, args.sources, skip_bad=args.skip_bad)
     except BatchRefused as exc:
-        for problem in exc.problems:
-            print(f"problem: {problem}")
+        _print_some("problem", exc.problems)
         raise
-    for problem in skipped:
-        print(f"skipped: {problem}")
+    _print_some("skipped", skipped)
     print(
         f"added data version {version.id} to {spec.name}: {version.n_images} images "
         f"({version.n_heldout} held out for evaluation) in {version.directory}"
     )
     from tasks.events import emit_data_added
 
-    emit_data_added(version, str(store.root))
+    # Prefect's events worker warns "Still processing items" while it sends the one event.
+    events_logger = logging.getLogger("EventsWorker")
+    level = events_logger.level
+    events_logger.setLevel(logging.ERROR)
+    try:
+        emit_data_added(version, str(store.root))
+    finally:
+        events_logger.setLevel(level)
     return 0
+
+
+def _print_some(kind: str, problems: list[Any], shown: int = 5) -> None:
+    """The first ``shown`` problems, one a line, then how many more."""
+    for problem in problems[:shown]:
+        print(f"{kind}: {problem}")
+    if len(problems) > shown:
+        print(f"{kind}: ... and {len(problems) - shown} more ({len(problems)} in all)")
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
@@ -253,12 +273,30 @@ COMMANDS = {
 }
 
 
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(exc: BaseException | None) -> OSError | None:
+    """The error of a full disk that ``exc`` is or comes from, if any.
+
+    numpy's ``Not enough free space to write N bytes`` carries no error number.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and (exc.errno in DISK_FULL or "free space" in str(exc)):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 class _NoUserTracebacks(logging.Formatter):
     """Wraps a console formatter: records of project errors are shown without traceback.
 
-    A user error (any :class:`nn.errors.MnistFlowError`), Ctrl-C or ``SIGTERM`` is reported
-    on one line by the command line; Prefect's failure logs keep their message, and the traceback
-    still reaches the Prefect API (and UI), whose handler runs before the console's.
+    A user error (any :class:`nn.errors.MnistFlowError`, or a full disk), Ctrl-C or
+    ``SIGTERM`` is reported on one line by the command line; Prefect's failure logs keep
+    their message, and the traceback still reaches the Prefect API (and UI), whose handler
+    runs before the console's.
     """
 
     def __init__(self, inner: logging.Formatter) -> None:
@@ -271,7 +309,8 @@ class _NoUserTracebacks(logging.Formatter):
         from nn.errors import MnistFlowError
 
         exc = record.exc_info[1] if record.exc_info else None
-        if not isinstance(exc, MnistFlowError | KeyboardInterrupt | TerminationSignal):
+        user = isinstance(exc, MnistFlowError | KeyboardInterrupt | TerminationSignal)
+        if not user and disk_full(exc) is None:
             return self.inner.format(record)
         saved = record.exc_info, record.exc_text
         record.exc_info, record.exc_text = None, None

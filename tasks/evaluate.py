@@ -37,7 +37,7 @@ def score_same_set(
     """
     logger = run_logger(__name__)
     mine = eval_set_scores(model_path, data, added)
-    champion = Registry(registry_dir).champion(data.name)
+    champion = Registry(registry_dir).sound_champion(data.name)  # a broken one counts as none
     theirs = eval_set_scores(champion.path, data, added) if champion is not None else None
     logger.info(
         "evaluation set (%d test + %d held-out added images): challenger %.4f, champion %s",

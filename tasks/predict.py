@@ -16,6 +16,8 @@ from tasks.images.classify import (
     list_images,
     load_predictor,
     predict_files,
+    skipped_note,
+    subfolders,
     write_csv,
 )
 
@@ -29,6 +31,8 @@ def predict_folder(model_path: str, folder: str, csv_path: str) -> list[dict[str
     logger = get_run_logger()
     predictor = load_predictor(model_path)
     predictions = predict_files(predictor, list_images(folder))
+    for sub in subfolders(folder):
+        logger.warning("%s", skipped_note(sub))
     for p in predictions:
         if p.error is not None:
             logger.warning("could not score %s: %s", p.file, p.error)

@@ -14,7 +14,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks.registry.history import promote_approved
-from tasks.registry.promotion import PromotionDecision, SameSetScores, decide
+from tasks.registry.promotion import PromotionDecision, SameSetScores
 from tasks.registry.store import Registry
 
 PROMOTION_ARTIFACT_KEY = "mnist-promotion"
@@ -71,7 +71,7 @@ def register_model(
     registry = Registry(registry_dir)
     if hold:
         registered = registry.register(model_path, metrics, dataset=dataset)
-        return decide(registered, registry.champion(dataset), margin, scores)
+        return registry.apply_rule(registered, margin, scores)
     version, decision = registry.register_and_promote(
         model_path, metrics, dataset=dataset, margin=margin, scores=scores
     )

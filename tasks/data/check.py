@@ -165,8 +165,9 @@ def check_new_data(
 
 
 def _seen_by(registry: Registry, store: DataStore, dataset: str) -> tuple[set[str], Any]:
-    """The batch ids the champion of ``dataset`` trained on, and the champion (or None)."""
-    champion = registry.champion(dataset)
+    """The batch ids the champion of ``dataset`` trained on, and the champion (None when
+    there is none or its files are broken)."""
+    champion = registry.sound_champion(dataset)
     if champion is None:
         return set(), None
     try:

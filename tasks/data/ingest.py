@@ -32,6 +32,7 @@ from tasks.images.prepare import MnistStyle, preprocess_file
 
 #: A batch image whose brightest pixel is below this (out of 255) is blank.
 BLANK_LEVEL = 26  # the 0.1 contrast below which predict calls a picture blank
+EARLIER = "duplicate of an image of an earlier batch"
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,8 @@ def class_folders(spec: DatasetSpec) -> dict[str, int]:
 
 def image_hashes(images: np.ndarray) -> list[str]:
     """SHA-256 (hex) of each uint8 ``(n, rows, cols)`` image's pixels."""
-    flat = np.ascontiguousarray(images, dtype=np.uint8).reshape(images.shape[0], -1)
+    n = images.shape[0]
+    flat = np.ascontiguousarray(images, dtype=np.uint8).reshape(n, int(np.prod(images.shape[1:])))
     return [hashlib.sha256(row.tobytes()).hexdigest() for row in flat]
 
 
@@ -168,7 +170,7 @@ def drop_duplicates(batch: Batch, known: set[str]) -> Batch:
     problems = list(batch.problems)
     for i, digest in enumerate(image_hashes(batch.images)):
         if digest in known:
-            problems.append(Problem(batch.files[i], "duplicate of an image of an earlier batch"))
+            problems.append(Problem(batch.files[i], EARLIER))
             keep[i] = False
         elif digest in seen:
             problems.append(Problem(batch.files[i], f"duplicate of {seen[digest]}"))

@@ -33,7 +33,7 @@ from tasks.data.datasets import ROLES, DatasetFiles
 from tasks.data.idx import check_pair, load_idx
 from tasks.data.scaling import pixel_stats, prepare_images
 from tasks.data.versions import Added
-from tasks.errors import ChecksumError, DataError
+from tasks.errors import CacheError, ChecksumError, DataError
 from tasks.settings.declared import default_val_size
 
 __all__ = ["PrepareParams", "PreparedData", "Splits", "load_prepared", "prepare", "split_indices"]
@@ -250,12 +250,15 @@ def _write_atomically(
     and is kept; an incomplete one is replaced.
     """
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with write_directory_atomic(
-        out_dir, replace_existing=lambda existing: load_prepared(existing) is None
-    ) as tmp:
-        for name, array in arrays.items():
-            np.save(tmp / f"{name}.npy", array, allow_pickle=False)
-        digests = {name: file_sha256(tmp / f"{name}.npy") for name in arrays}
-        meta = replace(prepared, sha256=digests).to_json()
-        (tmp / META_NAME).write_text(json.dumps(meta, indent=2))
+    try:
+        with write_directory_atomic(
+            out_dir, replace_existing=lambda existing: load_prepared(existing) is None
+        ) as tmp:
+            for name, array in arrays.items():
+                np.save(tmp / f"{name}.npy", array, allow_pickle=False)
+            digests = {name: file_sha256(tmp / f"{name}.npy") for name in arrays}
+            meta = replace(prepared, sha256=digests).to_json()
+            (tmp / META_NAME).write_text(json.dumps(meta, indent=2))
+    except OSError as exc:  # numpy's "Not enough free space" names no file
+        raise CacheError(f"cannot write the prepared arrays {out_dir}: {exc}") from exc
     return replace(prepared, sha256=digests)

@@ -39,7 +39,7 @@ from platformdirs import user_data_path
 from nn.atomic import write_directory_atomic, write_json_atomic
 from nn.errors import ConfigError
 from tasks.data.datasets import DatasetSpec
-from tasks.data.ingest import Problem, image_hashes, read_batch
+from tasks.data.ingest import EARLIER, Problem, image_hashes, read_batch
 from tasks.errors import DataError
 
 ENV_VAR = "MNIST_FLOW_DATA"
@@ -311,19 +311,34 @@ def add_batch(
     given = " ".join(sources)
     with store.locked(spec.name):
         batch = read_batch(sources, spec, store.known_hashes(spec.name))
+        n = len(batch.problems)
+        if batch.labels.size == 0:
+            raise BatchRefused(_nothing_usable(given, spec.name, batch.problems), batch.problems)
         if batch.problems and not skip_bad:
-            n = len(batch.problems)
             raise BatchRefused(
                 f"{batch.problems[0]} ({n} problem{'s' if n > 1 else ''} in {given}; nothing "
                 "added; --skip-bad adds the other images)",
                 batch.problems,
             )
-        if batch.labels.size == 0:
-            raise BatchRefused(f"{given}: no image to add", batch.problems)
         version = store.add(
             spec.name, batch.images, batch.labels, source=given, n_classes=spec.n_classes or 10
         )
     return version, batch.problems
+
+
+def _nothing_usable(given: str, dataset: str, problems: list[Problem]) -> str:
+    """Why a batch without a single usable image adds nothing."""
+    if not problems:
+        return (
+            f"{given}: no image to add (an empty folder, or class folders without image "
+            "files); nothing added"
+        )
+    if all(p.reason == EARLIER for p in problems):
+        return f"{given}: every image ({len(problems)}) is already in {dataset}; nothing added"
+    return (
+        f"{given}: no usable image, all {len(problems)} refused (the first: {problems[0]}); "
+        "nothing added"
+    )
 
 
 def format_versions(versions: list[DataVersion], class_names: list[str]) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from nn.model import MLP
 from tasks.data.scaling import check_preprocessing, prepare_images
 from tasks.errors import DataError, ImageError
 from tasks.images.prepare import MnistStyle, image_extensions, preprocess_file
+
+logger = logging.getLogger(__name__)
 
 CSV_NAME = "predictions.csv"
 """File name of the CSV written inside a scored folder when no other path is given."""
@@ -169,12 +172,18 @@ def check_top(top: int, n_classes: int) -> int:
     return top
 
 
+def subfolders(folder: str | os.PathLike[str]) -> list[Path]:
+    """The visible folders directly inside ``folder``, sorted: predict does not search them."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 def list_images(folder: str | os.PathLike[str]) -> list[Path]:
     """The image files directly inside ``folder``, sorted by name.
 
     Image files are the visible regular files whose extension Pillow reads
     (``.png``, ``.jpg``, ...); a corrupt ``.png`` is listed (and reported later), other
-    files such as the ``predictions.csv`` written here are not.
+    files such as the ``predictions.csv`` written here are not, nor are subfolders
+    (:func:`subfolders` lists them, to say they were skipped).
 
     Raises
     ------
@@ -191,19 +200,31 @@ def list_images(folder: str | os.PathLike[str]) -> list[Path]:
         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in extensions
     )
     if not files:
-        raise DataError(f"{root}: holds no image files (.png, .jpg, .gif, .bmp, .tif, .webp, ...)")
+        subs = ", ".join(p.name for p in subfolders(root)[:5])
+        hint = f"; its subfolders ({subs}) are not searched: give them as inputs" if subs else ""
+        raise DataError(
+            f"{root}: holds no image files (.png, .jpg, .gif, .bmp, .tif, .webp, ...){hint}"
+        )
     return files
 
 
-def expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
-    """Files as given, folders replaced by their image files (see :func:`list_images`)."""
+def expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> tuple[list[Path], list[Path]]:
+    """Files as given, folders replaced by their image files (see :func:`list_images`);
+    and the subfolders of those folders, which are skipped."""
     if not inputs:
         raise ConfigError("inputs: give at least one image file or folder")
     paths: list[Path] = []
+    skipped: list[Path] = []
     for item in inputs:
         path = Path(item)
         paths.extend(list_images(path) if path.is_dir() else [path])
-    return paths
+        skipped.extend(subfolders(path) if path.is_dir() else [])
+    return paths, skipped
+
+
+def skipped_note(folder: Path) -> str:
+    """Why a subfolder was not scored, on one line."""
+    return f"skipped {_one_line(str(folder))}/: a subfolder, not searched (give it as an input)"
 
 
 def score_images(predictor: Predictor, images: np.ndarray) -> np.ndarray:
@@ -264,9 +285,15 @@ def predict_files(
     return results
 
 
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
 def _one_line(text: str) -> str:
-    """``text`` with newlines and other control characters escaped (``\\n``), else as is."""
-    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+    """``text`` with each control or other unprintable character escaped (``\\n``,
+    ``\\x1b``, ``\\udcff``), so it stays on one line and is valid UTF-8."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _ESCAPES.get(ch) or ascii(ch)[1:-1] for ch in text)
 
 
 def format_text(predictions: Sequence[Prediction], top: int = 1) -> str:
@@ -296,21 +323,24 @@ def format_json(predictions: Sequence[Prediction]) -> str:
 
 
 def csv_cell(text: str) -> str:
-    """``text`` made inert for spreadsheets: a leading ``= + - @`` (or tab, CR) gets a ``'``.
+    """``text`` made inert for spreadsheets: control characters escaped (:func:`_one_line`),
+    then a leading ``= + - @`` prefixed with ``'``.
 
     Spreadsheet programs run a cell that starts with one of those as a formula (CSV
-    injection); a file name such as ``=HYPERLINK(...).png`` must stay text.
+    injection); a file name such as ``=HYPERLINK(...).png`` must stay text, and a
+    ``\\r`` or ``\\n`` in a name must not start a new row whose first cell is a formula.
     """
-    return "'" + text if text.startswith(("=", "+", "-", "@", "\t", "\r")) else text
+    text = _one_line(text)
+    return "'" + text if text.startswith(("=", "+", "-", "@")) else text
 
 
 def csv_text(predictions: Sequence[Prediction]) -> str:
     """CSV with columns file, label, probability, error (empty cells when absent).
 
-    Text cells go through :func:`csv_cell`; the csv module quotes cells with newlines.
+    Every field is quoted, text cells go through :func:`csv_cell`.
     """
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writerow(CSV_COLUMNS)
     for p in predictions:
         prob = "" if p.probability is None else f"{p.probability:.6f}"
@@ -358,7 +388,8 @@ def run_predict(
     -------
     tuple[str, int]
         The text to print and the exit status: 0 when every image was scored, 1 when
-        some could not be (their errors are in the text and the CSV).
+        some could not be (their errors are in the text and the CSV). The subfolders
+        of a folder are not searched: the text lists them as skipped.
 
     Raises
     ------
@@ -371,11 +402,16 @@ def run_predict(
     """
     predictor = load_predictor(model_path)
     check_top(top, predictor.n_classes)
-    paths = expand_inputs(inputs)
+    paths, skipped = expand_inputs(inputs)
     predictions = predict_files(predictor, paths, top)
     if csv_path is None and len(inputs) == 1 and Path(inputs[0]).is_dir():
         csv_path = str(Path(inputs[0]) / CSV_NAME)
-    text = format_json(predictions) if as_json else format_text(predictions, top)
+    if as_json:
+        text = format_json(predictions)
+        for folder in skipped:  # the output stays JSON: the note goes to the log (stderr)
+            logger.warning("%s", skipped_note(folder))
+    else:
+        text = "\n".join([format_text(predictions, top), *map(skipped_note, skipped)])
     if csv_path is not None:
         written = write_csv(predictions, csv_path)
         if not as_json:

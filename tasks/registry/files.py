@@ -1,4 +1,5 @@
-"""The registry's folder and files: where it lives, its JSON records and pointers, copies."""
+"""The registry's folder and files: where it lives, its JSON records and pointers, copies,
+and the checks of a model before it is registered."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from platformdirs import user_data_path
 
-from nn.errors import MnistFlowError
+from nn.errors import MnistFlowError, ModelFileError
+from nn.io import load_model, metadata_path, weights_digest
 from tasks.errors import RegistryError
 from tasks.registry.promotion import VERSION_RE, ModelVersion, check_accuracy, check_dataset
 
@@ -69,7 +71,10 @@ VERSION_FILE = "version.json"
 
 
 def read_entry(directory: Path) -> ModelVersion:
-    """The version record in ``directory``, checked (a :class:`RegistryError` if corrupted)."""
+    """The version record in ``directory``, checked (a :class:`RegistryError` if corrupted).
+
+    Its model files are not read: :meth:`tasks.registry.store.Registry.broken` checks them.
+    """
     path = directory / VERSION_FILE
     data = read_json(path, "version record")
     try:
@@ -84,8 +89,6 @@ def read_entry(directory: Path) -> ModelVersion:
         )
     except (KeyError, ValueError, MnistFlowError) as exc:
         raise RegistryError(f"version record {path} is corrupted: {exc}") from exc
-    if not entry.path.is_file():
-        raise RegistryError(f"registered model {entry.path} is missing")
     return entry
 
 
@@ -113,3 +116,44 @@ def read_pointer(path: Path, models_dir: Path) -> dict[str, Any]:
             f"champion pointer {path} names {data['version']}, which is not in {models_dir}"
         )
     return data
+
+
+class Candidate(NamedTuple):
+    """A model checked for registration; ``digest``: :func:`nn.io.weights_digest`."""
+
+    model_path: Path
+    meta_path: Path
+    dataset: str
+    accuracy: float
+    metrics_json: str
+    digest: str
+
+
+def check_candidate(model_path: Path | str, metrics: dict, dataset: str) -> Candidate:
+    """Validate the inputs of a registration before taking the lock."""
+    check_dataset(dataset)
+    model_path = Path(model_path)
+    meta_path = metadata_path(model_path)
+    for path, what in ((model_path, "model file"), (meta_path, "model metadata")):
+        if not path.is_file():
+            raise RegistryError(f"cannot register {model_path}: {what} {path} does not exist")
+    recorded = metadata_dataset(read_json(meta_path, "model metadata"))
+    if recorded is not None and recorded != dataset:
+        raise RegistryError(
+            f"cannot register {model_path} for dataset '{dataset}': "
+            f"its metadata {meta_path} says dataset '{recorded}'"
+        )
+    if not isinstance(metrics, dict) or "test_accuracy" not in metrics:
+        raise RegistryError(f"metrics for {model_path} must be a dict with 'test_accuracy'")
+    accuracy = check_accuracy(metrics["test_accuracy"], "metrics['test_accuracy']")
+    try:
+        metrics_json = json.dumps(metrics, indent=2, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise RegistryError(f"metrics for {model_path} are not JSON-serialisable: {exc}") from exc
+    try:
+        digest = weights_digest(load_model(model_path)[0])
+    except ModelFileError as exc:
+        raise RegistryError(
+            f"cannot register {model_path}: {exc}; the registry is unchanged"
+        ) from exc
+    return Candidate(model_path, meta_path, dataset, accuracy, metrics_json + "\n", digest)

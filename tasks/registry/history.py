@@ -1,7 +1,7 @@
 """Every change of champion, kept in an append-only history; promote and roll back by hand.
 
 ``root/history.jsonl`` holds one JSON object a line, oldest first, never rewritten but by
-appending (under the registry's lock, through :func:`nn.atomic.write_text_atomic`, so a
+appending (under the registry's lock, through :func:`nn.atomic.write_bytes_atomic`, so a
 reader sees the old or the new file, never half a line)::
 
     {"time", "dataset", "version", "previous", "action", "reason"}
@@ -10,21 +10,27 @@ reader sees the old or the new file, never half a line)::
 approved it in the Prefect UI), ``"promote"`` (``mnist-flow models promote``) or
 ``"rollback"`` (``mnist-flow models rollback``). A rollback returns to the champion that
 the current one replaced, skipping those already rolled back: the history is replayed
-as a stack (each promotion pushes, each rollback pops). Plain code: no Prefect.
+as a stack (each promotion pushes, each rollback pops).
+
+A damaged file still serves: a line that is not a record (torn by a kill, edited by hand)
+is skipped with a warning, a new record never continues a torn last line, and a rollback
+trusts the champion pointer over the history it replays. Plain code: no Prefect.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from nn.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
+from nn.atomic import write_bytes_atomic, write_json_atomic
 from tasks.errors import RegistryError
 from tasks.registry.files import now, read_json
-from tasks.registry.promotion import ModelVersion, PromotionDecision, SameSetScores, decide
+from tasks.registry.promotion import ModelVersion, PromotionDecision, SameSetScores
 
+logger = logging.getLogger(__name__)
 HISTORY_FILE = "history.jsonl"
 ACTIONS = ("auto", "approved", "promote", "rollback")
 
@@ -35,18 +41,33 @@ def history_path(root: Path) -> Path:
 
 
 def read_history(root: Path, dataset: str | None = None) -> list[dict[str, Any]]:
-    """The changes of champion (of ``dataset`` if given), oldest first."""
+    """The changes of champion (of ``dataset`` if given), oldest first.
+
+    A damaged line (not a JSON record of a change, e.g. torn by a kill or edited by hand)
+    is skipped; one warning names the file and the line numbers.
+    """
     path = history_path(root)
     if not path.is_file():
         return []
-    entries = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    entries, damaged = [], []
+    for number, raw in enumerate(path.read_bytes().splitlines(), 1):
         try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise RegistryError(f"{path}:{number}: corrupted history line ({exc})") from None
-        if dataset is None or entry.get("dataset") == dataset:
+            entry = json.loads(raw)
+            if not (isinstance(entry, dict) and entry.get("action") in ACTIONS):
+                raise ValueError("not a change of champion")
+            if not all(isinstance(entry.get(key), str) for key in ("dataset", "version")):
+                raise ValueError("no dataset or version")
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            if raw.strip():
+                damaged.append(f"{number} ({exc})")
+            continue
+        if dataset is None or entry["dataset"] == dataset:
             entries.append(entry)
+    if damaged:
+        logger.warning(
+            "%s: skipped %d damaged line%s: %s",
+            path, len(damaged), "s" if len(damaged) > 1 else "", ", ".join(damaged[:5]),
+        )  # fmt: skip
     return entries
 
 
@@ -74,7 +95,9 @@ def change_champion(
     path = history_path(registry.root)
     before = pointer.read_bytes() if pointer.exists() else None
     try:
-        old = path.read_text(encoding="utf-8") if path.is_file() else ""
+        old = path.read_bytes() if path.is_file() else b""
+        if old and not old.endswith(b"\n"):  # a torn last line stays a line of its own
+            old += b"\n"
         write_json_atomic(
             pointer,
             {
@@ -89,7 +112,7 @@ def change_champion(
             f"could not write champion pointer {pointer}: {exc}; the champion is unchanged"
         ) from exc
     try:
-        write_text_atomic(path, old + json.dumps(entry, sort_keys=True) + "\n")
+        write_bytes_atomic(path, old + json.dumps(entry, sort_keys=True).encode() + b"\n")
     except OSError as exc:  # no change of champion without its line in the history
         if before is None:
             pointer.unlink(missing_ok=True)
@@ -106,23 +129,38 @@ def _current(registry: Any, dataset: str) -> str | None:
     return read_json(pointer, "champion pointer")["version"] if pointer.exists() else None
 
 
-def promote(registry: Any, version: str, reason: str = "") -> dict[str, Any]:
+def _sound(registry: Any, version: str, what: str) -> ModelVersion:
+    """The registered ``version``, unless its files are broken."""
+    target = registry.get(version)
+    if why := registry.broken(target):
+        raise RegistryError(f"{target.version} is broken ({why}); cannot {what} it")
+    return target
+
+
+def promote(registry: Any, version: str, reason: str = "", force: bool = False) -> dict[str, Any]:
     """Make ``version`` the champion of its dataset by hand; return the history entry.
 
     Raises
     ------
     RegistryError
-        Unknown version, or already the champion.
+        No registry, unknown or broken version, already the champion, or (unless
+        ``force``) a lower test accuracy than the champion's.
     """
-    with registry._locked():
-        target = registry.get(version)
-        previous = _current(registry, target.dataset)
-        if previous == target.version:
+    with registry.locked(create=False):
+        target = _sound(registry, version, "promote")
+        champion = registry.sound_champion(target.dataset)
+        if champion is not None and champion.version == target.version:
             raise RegistryError(f"{target.version} is already the champion of {target.dataset}")
+        if champion is not None and target.test_accuracy < champion.test_accuracy and not force:
+            raise RegistryError(
+                f"{target.version} (test accuracy {target.test_accuracy:.4f}) is worse than "
+                f"the champion {champion.version} ({champion.test_accuracy:.4f}); "
+                "--force promotes it anyway"
+            )
         return change_champion(
             registry,
             target,
-            previous=previous,
+            previous=_current(registry, target.dataset),
             action="promote",
             reason=reason or "promoted by hand",
         )
@@ -133,9 +171,9 @@ def promote_approved(
 ) -> PromotionDecision:
     """Apply the promotion rule to ``version`` after a person approved it; ``note`` (who
     approved and why) ends the decision's reason and its history line."""
-    with registry._locked():
+    with registry.locked():
         challenger = registry.get(version)
-        decision = decide(challenger, registry.champion(challenger.dataset), margin, scores)
+        decision = registry.apply_rule(challenger, margin, scores)
         decision = replace(decision, reason=f"{decision.reason}; {note}")
         if decision.promoted:
             change_champion(registry, challenger, previous=decision.champion_version,
@@ -143,8 +181,13 @@ def promote_approved(
     return decision
 
 
-def champion_stack(entries: list[dict[str, Any]]) -> list[str]:
-    """The champions a rollback goes back through, oldest first (replaying ``entries``)."""
+def champion_stack(entries: list[dict[str, Any]], current: str | None) -> list[str]:
+    """The champions a rollback goes back through, oldest first, ending with ``current``.
+
+    Replays ``entries`` (each promotion pushes, each rollback pops), then trusts the
+    champion pointer: the stack is cut after the last ``current``, or ``current`` is pushed
+    when the history lost its line (a damaged line skipped).
+    """
     stack: list[str] = []
     for entry in entries:
         if entry["action"] == "rollback":
@@ -152,7 +195,9 @@ def champion_stack(entries: list[dict[str, Any]]) -> list[str]:
                 stack.pop()
         else:
             stack.append(entry["version"])
-    return stack
+    if current in stack:
+        return stack[: len(stack) - stack[::-1].index(current)]
+    return [*stack, current] if current is not None else stack
 
 
 def rollback(registry: Any, dataset: str, reason: str = "") -> dict[str, Any]:
@@ -161,20 +206,19 @@ def rollback(registry: Any, dataset: str, reason: str = "") -> dict[str, Any]:
     Raises
     ------
     RegistryError
-        No earlier champion to go back to.
+        No registry, no earlier champion to go back to, or a broken one.
     """
-    with registry._locked():
-        stack = champion_stack(read_history(registry.root, dataset))
+    with registry.locked(create=False):
         current = _current(registry, dataset)
-        if len(stack) < 2 or stack[-1] != current:
+        stack = champion_stack(read_history(registry.root, dataset), current)
+        if len(stack) < 2:
             raise RegistryError(
                 f"registry {registry.root}: no earlier champion of {dataset} to roll back to "
                 f"(champion: {current or 'none'})"
             )
-        target = registry.get(stack[-2])
         return change_champion(
             registry,
-            target,
+            _sound(registry, stack[-2], "roll back to"),
             previous=current,
             action="rollback",
             reason=reason or f"rolled back from {current} by hand",

@@ -283,11 +283,14 @@ def chance_level(test_accuracy: float, n_classes: int) -> str | None:
 
 
 def format_models_table(
-    versions: Sequence[ModelVersion], lineage: dict[str, str] | None = None
+    versions: Sequence[ModelVersion],
+    lineage: dict[str, str] | None = None,
+    broken: Sequence[str] = (),
 ) -> str:
     """Return ``versions`` as an aligned plain-text table for ``mnist-flow models``.
 
-    ``lineage`` (version -> the data version it trained on) adds a DATA column.
+    ``lineage`` (version -> the data version it trained on) adds a DATA column; the
+    versions in ``broken`` (files failing their checks) are marked so.
     """
     if not versions:
         return "no models registered yet; train one with `mnist-flow run`"
@@ -298,7 +301,7 @@ def format_models_table(
             v.created_at[:19].replace("T", " "),
             v.dataset,
             f"{v.test_accuracy:.4f}",
-            "*" if v.is_champion else "",
+            ("* " if v.is_champion else "") + ("BROKEN" if v.version in broken else ""),
         )
         for v in versions
     ]

@@ -36,24 +36,23 @@ registered for its dataset is not copied again; the decision names the existing 
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import NamedTuple
 
 from filelock import FileLock, Timeout
 
 from nn.atomic import write_directory_atomic, write_json_atomic
 from nn.errors import ModelFileError
-from nn.io import load_model, metadata_path, weights_digest
+from nn.io import load_model, weights_digest
 from tasks.registry.files import (
     MODEL_FILE,
     VERSION_FILE,
+    Candidate,
+    check_candidate,
     copy_file,
     default_registry_root,
-    metadata_dataset,
     now,
     read_entry,
     read_json,
@@ -66,7 +65,6 @@ from tasks.registry.promotion import (
     PromotionDecision,
     RegistryError,
     SameSetScores,
-    check_accuracy,
     check_dataset,
     check_margin,
     decide,
@@ -86,17 +84,6 @@ __all__ = [
 METADATA_FILE = "model.json"
 METRICS_FILE = "metrics.json"
 _TMP_PREFIX = ".tmp-"
-
-
-class _Candidate(NamedTuple):
-    """A model checked for registration; ``digest``: :func:`nn.io.weights_digest`."""
-
-    model_path: Path
-    meta_path: Path
-    dataset: str
-    accuracy: float
-    metrics_json: str
-    digest: str
 
 
 class Registry:
@@ -124,16 +111,9 @@ class Registry:
     # -- writing ---------------------------------------------------------------------------
 
     def register(self, model_path: Path | str, metrics: dict, *, dataset: str) -> ModelVersion:
-        """Copy a saved model into the next version directory, atomically, under the lock.
-
-        Parameters
-        ----------
-        model_path:
-            The ``.npz`` written by ``nn.io.save_model``; its ``.json`` metadata must be beside it.
-        metrics:
-            JSON-serialisable metrics of the model; must hold ``"test_accuracy"`` in [0, 1].
-        dataset:
-            Name of the dataset whose test set gave ``metrics["test_accuracy"]``.
+        """Copy a saved model (``.npz`` and ``.json`` beside it) into the next version
+        directory, atomically, under the lock; ``metrics`` (JSON) hold the ``"test_accuracy"``
+        on the test set of ``dataset``.
 
         Raises
         ------
@@ -142,8 +122,8 @@ class Registry:
             corrupted, inconsistent), metadata naming another dataset, bad metrics, lock
             timeout, or a failed copy; nothing is then left in the registry.
         """
-        candidate = self._prepare(model_path, metrics, dataset)
-        with self._locked():
+        candidate = check_candidate(model_path, metrics, dataset)
+        with self.locked():
             return self._register_locked(candidate)[0]
 
     def promote_if_better(
@@ -163,7 +143,7 @@ class Registry:
             Unknown version, corrupted champion pointer, or lock timeout.
         """
         margin = check_margin(margin)
-        with self._locked():
+        with self.locked():
             return self._promote_locked(self.get(version), margin, scores)
 
     def register_and_promote(
@@ -187,8 +167,8 @@ class Registry:
             The registered version (``is_champion`` reflects the decision) and the decision.
         """
         margin = check_margin(margin)
-        candidate = self._prepare(model_path, metrics, dataset)
-        with self._locked():
+        candidate = check_candidate(model_path, metrics, dataset)
+        with self.locked():
             registered, is_new = self._register_locked(candidate)
             decision = self._promote_locked(registered, margin, scores, is_new)
         if decision.promoted:
@@ -200,13 +180,12 @@ class Registry:
     ) -> PromotionDecision:
         """What :meth:`register_and_promote` would decide now (without same-set scores)."""
         margin = check_margin(margin)
-        candidate = self._prepare(model_path, metrics, dataset)
+        candidate = check_candidate(model_path, metrics, dataset)
         if (existing := self._same_weights(candidate)) is not None:
-            return decide(existing, self.champion(dataset), margin, duplicate=True)
+            return self.apply_rule(existing, margin, duplicate=True)
         name = self._next_name()
         path = self.models_dir / name / MODEL_FILE
-        challenger = ModelVersion(name, now(), dataset, candidate.accuracy, path)
-        return decide(challenger, self.champion(dataset), margin)
+        return self.apply_rule(ModelVersion(name, now(), dataset, candidate.accuracy, path), margin)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -237,16 +216,64 @@ class Registry:
 
     def champion(self, dataset: str | None = None) -> ModelVersion | None:
         """Return the champion of ``dataset`` (or the most recently promoted one), else None."""
-        if dataset is not None:
-            paths = [self.pointer_path(dataset)]
-        else:
-            paths = self._pointer_paths()
+        paths = [self.pointer_path(dataset)] if dataset is not None else self._pointer_paths()
         pointers = [read_pointer(p, self.models_dir) for p in paths if p.exists()]
         if not pointers:
             return None
         latest = max(pointers, key=lambda p: (p["promoted_at"], p["version"]))
         entry = read_entry(self.models_dir / latest["version"])
         return replace(entry, is_champion=True)
+
+    def broken(self, version: ModelVersion) -> str | None:
+        """Why the files of ``version`` fail their checks, or None when they pass.
+
+        ``model.npz`` must load (its SHA-256 matches its metadata's) and hold the weights
+        whose digest was recorded at registration.
+        """
+        try:
+            model = load_model(version.path)[0]
+        except ModelFileError as exc:
+            return str(exc)
+        recorded = read_json(version.path.parent / VERSION_FILE, "version record")
+        if recorded.get("weights_digest", weights_digest(model)) != weights_digest(model):
+            return f"{version.path}: its weights are not those registered as {version.version}"
+        return None
+
+    def sound_champion(self, dataset: str) -> ModelVersion | None:
+        """The champion of ``dataset`` unless its files are broken (then None)."""
+        champion = self.champion(dataset)
+        return None if champion is None or self.broken(champion) else champion
+
+    def apply_rule(
+        self,
+        challenger: ModelVersion,
+        margin: float,
+        scores: SameSetScores | None = None,
+        duplicate: bool = False,
+    ) -> PromotionDecision:
+        """The promotion rule for ``challenger`` against its dataset's champion, as now.
+
+        A broken champion (:meth:`broken`) counts as absent: the challenger replaces it,
+        and the reason says why.
+        """
+        champion = self.champion(challenger.dataset)
+        same = champion is None or champion.version == challenger.version
+        why = None if same else self.broken(champion)
+        if why is None:
+            return decide(challenger, champion, margin, scores, duplicate=duplicate)
+        decision = decide(challenger, None, margin, duplicate=duplicate)
+        reason = (
+            f"champion {champion.version} is broken ({why}), so it counts as absent and "
+            f"{challenger.version} replaces it"
+        )
+        if duplicate:
+            reason = f"same weights as {challenger.version}, registered before; {reason}"
+        return replace(
+            decision,
+            reason=reason,
+            champion_version=champion.version,
+            champion_accuracy=champion.test_accuracy,
+        )
 
     def model_path(
         self, version: ModelVersion | str | int | None = None, *, dataset: str | None = None
@@ -277,7 +304,11 @@ class Registry:
     # -- internals ------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def locked(self, create: bool = True) -> Iterator[None]:
+        """Hold the registry's lock (every write does); ``create``: make a missing registry,
+        else a missing one is a :class:`RegistryError`, as is a lock that cannot be taken."""
+        if not create and not self.models_dir.is_dir():
+            raise RegistryError(f"registry_dir={self.root}: no registry there; nothing changed")
         try:
             self.models_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -299,38 +330,7 @@ class Registry:
         finally:
             lock.release()
 
-    def _prepare(self, model_path: Path | str, metrics: dict, dataset: str) -> _Candidate:
-        """Validate the inputs of a registration before taking the lock."""
-        check_dataset(dataset)
-        model_path = Path(model_path)
-        meta_path = metadata_path(model_path)
-        for path, what in ((model_path, "model file"), (meta_path, "model metadata")):
-            if not path.is_file():
-                raise RegistryError(f"cannot register {model_path}: {what} {path} does not exist")
-        recorded = metadata_dataset(read_json(meta_path, "model metadata"))
-        if recorded is not None and recorded != dataset:
-            raise RegistryError(
-                f"cannot register {model_path} for dataset '{dataset}': "
-                f"its metadata {meta_path} says dataset '{recorded}'"
-            )
-        if not isinstance(metrics, dict) or "test_accuracy" not in metrics:
-            raise RegistryError(f"metrics for {model_path} must be a dict with 'test_accuracy'")
-        accuracy = check_accuracy(metrics["test_accuracy"], "metrics['test_accuracy']")
-        try:
-            metrics_json = json.dumps(metrics, indent=2, sort_keys=True, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise RegistryError(
-                f"metrics for {model_path} are not JSON-serialisable: {exc}"
-            ) from exc
-        try:
-            digest = weights_digest(load_model(model_path)[0])
-        except ModelFileError as exc:
-            raise RegistryError(
-                f"cannot register {model_path}: {exc}; the registry is unchanged"
-            ) from exc
-        return _Candidate(model_path, meta_path, dataset, accuracy, metrics_json + "\n", digest)
-
-    def _same_weights(self, candidate: _Candidate) -> ModelVersion | None:
+    def _same_weights(self, candidate: Candidate) -> ModelVersion | None:
         """The registered version of ``candidate``'s dataset with the same weights, if any."""
         for directory in sorted(self.models_dir.glob("v*")):
             if directory.is_dir() and VERSION_RE.match(directory.name):
@@ -347,7 +347,7 @@ class Registry:
         numbers = [int(d.name[1:]) for d in names if VERSION_RE.match(d.name)]
         return f"v{max(numbers, default=0) + 1:04d}"
 
-    def _register_locked(self, candidate: _Candidate) -> tuple[ModelVersion, bool]:
+    def _register_locked(self, candidate: Candidate) -> tuple[ModelVersion, bool]:
         """Register ``candidate`` unless its weights already are; return (version, is_new)."""
         for stale in self.models_dir.glob(f"{_TMP_PREFIX}*"):  # only crashed writers leave these
             shutil.rmtree(stale, ignore_errors=True)
@@ -387,8 +387,7 @@ class Registry:
         scores: SameSetScores | None = None,
         is_new: bool = True,
     ) -> PromotionDecision:
-        champion = self.champion(challenger.dataset)
-        decision = decide(challenger, champion, margin, scores, duplicate=not is_new)
+        decision = self.apply_rule(challenger, margin, scores, duplicate=not is_new)
         if decision.promoted:
             change_champion(
                 self, challenger, previous=decision.champion_version, action="auto",

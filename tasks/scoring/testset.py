@@ -20,7 +20,7 @@ from tasks.data.datasets import DatasetFiles
 from tasks.data.idx import check_pair, read_idx
 from tasks.data.scaling import prepare_images
 from tasks.data.versions import Added
-from tasks.registry.store import metadata_dataset
+from tasks.registry.files import metadata_dataset
 from tasks.scoring.metrics import (
     EvaluationError,
     class_names,

@@ -171,3 +171,40 @@ def test_idx_pair_is_added_and_a_blank_image_refuses_it(tmp_path, digits, emitte
 def test_list_without_data_says_base_only(tmp_path, capsys):
     assert data(tmp_path, "list", "--dataset", "mnist") == 0
     assert "base dataset only" in capsys.readouterr().out
+
+
+def test_an_empty_folder_or_empty_class_folders_add_nothing(tmp_path, emitted, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _refused(tmp_path, capsys, empty, str(empty), "no image to add")
+    (empty / "3").mkdir()
+    (empty / "7").mkdir()
+    _refused(tmp_path, capsys, empty, str(empty), "no image to add")
+    assert emitted == []
+
+
+def test_skip_bad_with_every_image_bad_adds_nothing(tmp_path, emitted, capsys):
+    folder = tmp_path / "batch"
+    (folder / "4").mkdir(parents=True)
+    Image.new("L", (40, 40), 255).save(folder / "4" / "blank.png")
+    (folder / "4" / "broken.png").write_bytes(b"not an image")
+    capsys.readouterr()
+    assert data(tmp_path, "add", "--dataset", "mnist", "--skip-bad", str(folder)) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("mnist-flow: error: ") and str(folder) in line
+    assert "all 2 refused" in line and "nothing added" in line
+    assert versions(tmp_path) == [] and emitted == []
+
+
+def test_adding_the_same_folder_again_is_one_short_refusal(tmp_path, digits, emitted, capsys):
+    folder = write_folder(tmp_path / "batch", *digits)
+    assert data(tmp_path, "add", "--dataset", "mnist", str(folder)) == 0
+    capsys.readouterr()
+    assert data(tmp_path, "add", "--dataset", "mnist", str(folder)) == 1
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
+    assert len(lines) == 6 and all(line.startswith("problem: ") for line in lines)
+    assert "55 more (60 in all)" in lines[-1]
+    [line] = captured.err.strip().splitlines()
+    assert "every image (60) is already in mnist" in line and "nothing added" in line
+    assert len(versions(tmp_path)) == 1

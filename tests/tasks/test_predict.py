@@ -257,18 +257,53 @@ def test_folder_flow_end_to_end_with_a_corrupt_file(
 def test_hostile_file_names_stay_text_in_the_csv_and_one_line_each(
     digit_model, tmp_path, monkeypatch
 ):
-    """Formula-like names are neutralised in the CSV; a newline in a name is shown escaped."""
-    paths, indices = write_renders(digit_model, tmp_path, n=5, seed=5)
-    names = ["=1+2.png", "+cmd.png", "-x.png", "@sum.png", "new\nline.png"]
+    """Formula-like names are neutralised in the CSV, whatever control character they hold;
+    a newline in a name is shown escaped."""
+    names = ["=1+2.png", "+cmd.png", "-x.png", "@sum.png", "new\nline.png",
+             "a\r=cmd|' C calc'!A0.png", "\t=tab.png", "\r-cr.png", "b\t@x\x1b.png"]  # fmt: skip
+    paths, indices = write_renders(digit_model, tmp_path, n=len(names), seed=5)
     for path, name in zip(paths, names, strict=True):
         path.rename(tmp_path / name)
     monkeypatch.chdir(tmp_path)
     text, code = run_predict(str(digit_model.path), names, csv_path="out.csv")
     assert code == 0
     lines = text.splitlines()
-    assert len(lines) == len(names) + 2  # one per image, "scored 5 of 5", "wrote out.csv"
+    assert len(lines) == len(names) + 2  # one per image, "scored 9 of 9", "wrote out.csv"
     assert lines[4].startswith(f"new\\nline.png: {digit_model.predicted[indices[4]]} (")
+    raw = Path("out.csv").read_text(encoding="utf-8")
+    assert "\r" not in raw and "\t" not in raw and raw.count("\n") == len(names) + 1
+    for line in raw.splitlines():  # every field quoted, none starting a formula
+        cells = line.split('","')
+        assert line.startswith('"') and line.endswith('"') and len(cells) == 4, line
+        assert not cells[0][1:].startswith(("=", "+", "-", "@")), line
     with open("out.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert [r["file"] for r in rows] == ["'=1+2.png", "'+cmd.png", "'-x.png", "'@sum.png", names[4]]
+    assert [r["file"] for r in rows] == [
+        "'=1+2.png", "'+cmd.png", "'-x.png", "'@sum.png", "new\\nline.png",
+        "a\\r=cmd|' C calc'!A0.png", "\\t=tab.png", "\\r-cr.png", "b\\t@x\\x1b.png",
+    ]  # fmt: skip
     assert [int(r["label"]) for r in rows] == [int(digit_model.predicted[i]) for i in indices]
+
+
+def test_subfolders_are_listed_as_skipped(digit_model, tmp_path, caplog):
+    folder = tmp_path / "scans"
+    paths, _ = write_renders(digit_model, folder, n=2, seed=6)
+    write_renders(digit_model, folder / "more", n=1, seed=7)
+    (folder / ".hidden").mkdir()
+    text, code = run_predict(str(digit_model.path), [str(folder)])
+    assert code == 0
+    lines = text.splitlines()
+    assert lines[2] == "scored 2 of 2 images"
+    note = f"skipped {folder / 'more'}/: a subfolder, not searched (give it as an input)"
+    assert lines[3] == note
+    assert len(lines) == 5 and lines[4].startswith("wrote ")
+    with open(folder / "predictions.csv", newline="") as fh:
+        assert sorted(Path(r["file"]).name for r in csv.DictReader(fh)) == [p.name for p in paths]
+    with caplog.at_level(logging.WARNING):
+        text, _ = run_predict(str(digit_model.path), [str(folder)], as_json=True)
+    assert len(json.loads(text)) == 2
+    assert [r.getMessage() for r in caplog.records] == [note]
+    only_folders = tmp_path / "classes"
+    write_renders(digit_model, only_folders / "3", n=1, seed=8)
+    with pytest.raises(DataError, match=r"its subfolders \(3\) are not searched"):
+        run_predict(str(digit_model.path), [str(only_folders)])
