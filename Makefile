@@ -8,9 +8,14 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
 .PHONY: run test test-fast bench lint constraints clean server deploy worker alerts
 
-# The local Prefect server that `make deploy` and `make worker` talk to.
+# The local Prefect server that `make deploy`, `make worker` and `make alerts` talk to.
+# `prefect server start --port` alone moves the API but not the address the UI calls:
+# Prefect builds that from PREFECT_UI_API_URL, else PREFECT_API_URL, else the
+# PREFECT_SERVER_API_HOST/PORT settings, so the server gets all of them.
 PREFECT_PORT ?= 4200
 PREFECT_API := http://127.0.0.1:$(PREFECT_PORT)/api
+SERVER_ENV := PREFECT_SERVER_API_HOST=127.0.0.1 PREFECT_SERVER_API_PORT=$(PREFECT_PORT) \
+	PREFECT_API_URL=$(PREFECT_API) PREFECT_UI_API_URL=$(PREFECT_API)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,7 +46,7 @@ constraints: $(STAMP)
 	mv constraints.txt.new constraints.txt
 
 server: $(STAMP)
-	$(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
+	$(SERVER_ENV) $(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
 
 # Creates the work pool if missing, then deploys everything in prefect.yaml to the server above
 # (never to a temporary one). make does not update PWD, which prefect.yaml's pull step reads.

@@ -1,18 +1,26 @@
 """The alert of the project: a webhook is called when a retraining run fails or crashes.
 
 :func:`install_alerts` declares it on the Prefect server (``PREFECT_API_URL``): a
-``Webhook`` block named :data:`BLOCK_NAME` holding the URL, and the automation
-:data:`AUTOMATION_NAME`, which reacts to ``prefect.flow-run.Failed`` and
-``prefect.flow-run.Crashed`` events of flow runs tagged ``retrain`` (the runs of the
-``mnist-retrain`` deployment, scheduled or triggered by new data) and POSTs a JSON body
-``{"text", "event", "flow_run", "flow_run_id", "occurred"}`` to the webhook. Installing
-again replaces both, so the URL can change. ``mnist-flow alerts --webhook URL`` (or
-``make alerts WEBHOOK=URL``) calls it.
+``Webhook`` block named :data:`BLOCK_NAME` holding the URL (its requests carry
+``Content-Type: application/json``), and the automation :data:`AUTOMATION_NAME`, which
+reacts to ``prefect.flow-run.Failed`` and ``prefect.flow-run.Crashed`` events of flow runs
+tagged ``retrain`` (the runs of the ``mnist-retrain`` deployment, scheduled or triggered
+by new data) and POSTs :data:`PAYLOAD`. Installing again replaces both, so the URL can
+change. ``mnist-flow alerts --webhook URL`` (or ``make alerts WEBHOOK=URL``) calls it.
+
+The body is one JSON object that a Slack-style incoming webhook shows as is (its
+``text``: the run, its state, the failure message and the link to the run in the UI)
+and a generic receiver reads field by field: ``flow_run`` (the run's name),
+``flow_run_id`` (its id), ``state`` (``Failed`` or ``Crashed``), ``message`` (the
+state's message), ``url`` (the run in the Prefect UI; null when the server knows no UI
+address: ``make server`` gives it one), ``event`` and ``occurred``. The server renders
+it with Prefect's templates: the name, state and message come from the event, the link
+from the flow run; ``tojson`` escapes every value, so quotes and newlines in a message
+keep the body valid JSON.
 """
 
 from __future__ import annotations
 
-import json
 from uuid import UUID
 
 from prefect.automations import Automation, CallWebhook, EventTrigger, Posture
@@ -26,15 +34,24 @@ BLOCK_NAME = "mnist-flow-alerts"
 RETRAIN_TAG = "retrain"
 FAILURES = ("prefect.flow-run.Failed", "prefect.flow-run.Crashed")
 
-PAYLOAD = json.dumps(
-    {
-        "text": "mnist-flow: retraining run {{ event.resource.name }} {{ event.event }}",
-        "event": "{{ event.event }}",
-        "flow_run": "{{ event.resource.name }}",
-        "flow_run_id": "{{ event.resource.id }}",
-        "occurred": "{{ event.occurred }}",
-    }
-)
+PAYLOAD = """\
+{%- set run = event.resource -%}
+{%- set state = event.event | replace("prefect.flow-run.", "") -%}
+{%- set message = run.get("prefect.state-message") or "" -%}
+{%- set url = flow_run | ui_url -%}
+{
+  "text": {{ ("mnist-flow: retraining run " ~ run.name ~ " " ~ state | lower
+              ~ (": " ~ message if message else "") ~ (" " ~ url if url else "")) | tojson }},
+  "flow_run": {{ run.name | tojson }},
+  "flow_run_id": {{ run.id | replace("prefect.flow-run.", "") | tojson }},
+  "state": {{ state | tojson }},
+  "message": {{ message | tojson }},
+  "url": {{ (url or none) | tojson }},
+  "event": {{ event.event | tojson }},
+  "occurred": {{ event.occurred.isoformat() | tojson }}
+}"""
+"""The webhook's body: a Prefect template rendered by the server for the failing event."""
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 def alert_automation(block_id: UUID) -> Automation:
@@ -53,11 +70,16 @@ def alert_automation(block_id: UUID) -> Automation:
     )
 
 
-def install_alerts(webhook_url: str) -> Automation:
-    """Create (or replace) the webhook block and the automation; return the automation."""
+def webhook_block(webhook_url: str) -> Webhook:
+    """The block that POSTs JSON to ``webhook_url`` (an ``http(s)://`` URL)."""
     if not webhook_url.startswith(("http://", "https://")):
         raise ConfigError(f"--webhook {webhook_url}: give an http:// or https:// URL")
-    block_id = Webhook(method="POST", url=webhook_url).save(BLOCK_NAME, overwrite=True)
+    return Webhook(method="POST", url=webhook_url, headers=JSON_HEADERS)
+
+
+def install_alerts(webhook_url: str) -> Automation:
+    """Create (or replace) the webhook block and the automation; return the automation."""
+    block_id = webhook_block(webhook_url).save(BLOCK_NAME, overwrite=True)
     try:
         Automation.read(name=AUTOMATION_NAME).delete()
     except (ObjectNotFound, ValueError):

@@ -204,6 +204,7 @@ def random_search(
         reference=reference,
         keep_checkpoints=settings["keep_checkpoints"],
         keep_best=keep_best,
+        logger=logger,
     )
     if excluded:
         result.choice["recipe_excluded"] = excluded

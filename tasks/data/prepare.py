@@ -7,7 +7,9 @@ only), else ``X = images / 255``; labels ``y`` are int64 ``(n,)``.
 
 The training file is split, stratified by label, into training and validation
 parts (``val_size`` examples; 0 means no validation split), then the training
-part is optionally subsampled, stratified, to ``train_size`` examples. Both use
+part is optionally subsampled, stratified, to ``train_size`` examples. Without
+``val_size``, ``train_size`` images are drawn first and the validation part (a sixth of
+them, :func:`tasks.settings.default_val_size`) is taken from those. Both draws use
 random streams derived from ``seed``. Arrays are written to a directory that
 appears atomically, with a ``prepared.json`` describing them, so big arrays stay
 out of Prefect's result store and can be memory-mapped.
@@ -47,9 +49,10 @@ class PrepareParams:
     ----------
     val_size:
         Validation examples taken from the training file (>= 0; 0: no validation split;
-        None: :func:`tasks.settings.default_val_size` of the file's size).
+        None: :func:`tasks.settings.default_val_size` of the images used, drawn from them).
     train_size:
-        Training examples kept after the split (>= 1), or None for all of them.
+        Training examples kept after the split (>= 1), or None for all of them; with
+        ``val_size`` None, the images used, the validation part included.
     standardize:
         Whether to standardise with the training split's global mean and std.
     seed:
@@ -98,9 +101,19 @@ def split_indices(labels: np.ndarray, params: PrepareParams) -> tuple[np.ndarray
     """
     n = labels.shape[0]
     index = np.arange(n)
-    val_size = params.val_size
-    if val_size is None:
-        val_size = default_val_size(n, int(np.unique(labels).size))
+    val_size, train_size = params.val_size, params.train_size
+    n_classes = int(np.unique(labels).size)
+    used = n if train_size is None else min(train_size, n)
+    if val_size is None and default_val_size(used, n_classes) < n_classes:
+        used = n  # too few images to hold out one per class: the rest of the file does
+    if val_size is None and used < n:
+        # the default split adapts to the images used: drawn from the train_size images
+        # (the same ones val_size=0 trains on), not from the whole file
+        index = _subsample(index, labels, used, params.seed)
+        val_size, train_size = default_val_size(used, n_classes), None
+    elif val_size is None:
+        val_size = default_val_size(n, n_classes)
+        train_size = None if train_size == n else train_size  # every image, as without it
     elif val_size >= n:
         raise ConfigError(
             f"val_size={val_size} must be < {n}, the number of images in the training file"
@@ -114,29 +127,31 @@ def split_indices(labels: np.ndarray, params: PrepareParams) -> tuple[np.ndarray
             train_idx, val_idx = train_test_split(
                 index,
                 test_size=val_size,
-                stratify=labels,
+                stratify=labels[index],
                 random_state=_stream_seed(params.seed, 1),
             )
         except ValueError as exc:
             raise ConfigError(f"val_size={val_size}: cannot split stratified ({exc})") from None
-    if params.train_size is not None and params.train_size < train_idx.shape[0]:
-        try:
-            train_idx, _ = train_test_split(
-                train_idx,
-                train_size=params.train_size,
-                stratify=labels[train_idx],
-                random_state=_stream_seed(params.seed, 2),
-            )
-        except ValueError as exc:
-            raise ConfigError(
-                f"train_size={params.train_size}: cannot subsample stratified ({exc})"
-            ) from None
-    elif params.train_size is not None and params.train_size > train_idx.shape[0]:
+    if train_size is not None and train_size < train_idx.shape[0]:
+        train_idx = _subsample(train_idx, labels, train_size, params.seed)
+    elif train_size is not None and train_size > train_idx.shape[0]:
         raise ConfigError(
-            f"train_size={params.train_size} must be <= {train_idx.shape[0]}, the training "
+            f"train_size={train_size} must be <= {train_idx.shape[0]}, the training "
             f"images left after the validation split of {val_idx.shape[0]}"
         )
     return np.sort(train_idx), np.sort(val_idx)
+
+
+def _subsample(index: np.ndarray, labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """``size`` of ``index``, stratified by label (``train_size``'s random stream)."""
+    from sklearn.model_selection import train_test_split
+
+    try:
+        return train_test_split(
+            index, train_size=size, stratify=labels[index], random_state=_stream_seed(seed, 2)
+        )[0]
+    except ValueError as exc:
+        raise ConfigError(f"train_size={size}: cannot subsample stratified ({exc})") from None
 
 
 def read_verified(files: DatasetFiles) -> dict[str, np.ndarray]:

@@ -1,13 +1,15 @@
 """Fetch a dataset's four files: from the cache, local folders, then mirrors.
 
-For each file the sources are tried in order: the cache; ``--data-dir``; the
-dataset's local folders (Debian's package for Fashion-MNIST); ``--mirror``;
-the built-in mirrors. A failing source is logged and the next one tried; a mirror
-whose host cannot be reached (name not resolved, connection refused) is not tried
-again for the other files. When all fail, one :class:`~tasks.errors.FetchError`
-lists every attempt, compactly (offline, that is one line per reason). Downloads
-are verified before an atomic rename into the cache; a corrupt cache entry is
-dropped and fetched again. Files found in a folder are verified and used in place.
+A folder given with ``--data-dir`` is the only source: a folder that is missing or
+lacks a file is an error naming it, and nothing is downloaded. Otherwise, for each
+file the sources are tried in order: the cache; the dataset's local folders
+(Debian's package for Fashion-MNIST); ``--mirror``; the built-in mirrors. A
+failing source is logged and the next one tried; a mirror whose host cannot be
+reached (name not resolved, connection refused) is not tried again for the other
+files. When all fail, one :class:`~tasks.errors.FetchError` lists every attempt,
+compactly (offline, that is one line per reason). Downloads are verified before an
+atomic rename into the cache; a corrupt cache entry is dropped and fetched again.
+Files found in a folder are verified and used in place.
 
 This module is pure: no Prefect.
 """
@@ -102,9 +104,9 @@ def fetch_files(
 ) -> DatasetFiles:
     """Find, download if needed, and verify the four files of a dataset.
 
-    Sources, in order, for each file: the cache; ``data_dir``; the dataset's
-    local folders (Debian's package); ``mirror``; the built-in mirrors. A
-    failing source is logged and the next one tried. Downloads are verified
+    ``data_dir`` is the only source when given. Otherwise, for each file: the cache;
+    the dataset's local folders (Debian's package); ``mirror``; the built-in mirrors.
+    A failing source is logged and the next one tried. Downloads are verified
     before being renamed into the cache. Files of a folder are used in place.
 
     Parameters
@@ -112,7 +114,8 @@ def fetch_files(
     dataset:
         A key of :data:`DATASETS`.
     data_dir:
-        Folder holding the four files (required for ``idx`` unless ``mirror`` is given).
+        Folder holding the four files, used in place and nothing else tried (required
+        for ``idx`` unless ``mirror`` is given).
     mirror:
         Base URL (``http(s)://`` or ``file://``) tried before the built-in mirrors.
     cache_dir:
@@ -126,6 +129,8 @@ def fetch_files(
 
     Raises
     ------
+    DataError
+        ``data_dir`` is missing or lacks one of the files (``data_dir=FOLDER: ...``).
     FetchError
         A file could not be obtained from any source; lists every attempt.
     CacheError
@@ -139,8 +144,9 @@ def fetch_files(
         raise ConfigError(
             "dataset 'idx' reads a folder of IDX files: give data_dir=FOLDER (or mirror=URL)"
         )
-    folders = [Path(data_dir).expanduser()] if data_dir is not None else []
-    folders += [Path(d) for d in (spec.local_dirs if local_dirs is None else local_dirs)]
+    if data_dir is not None:
+        return _from_folder(spec, Path(data_dir).expanduser(), log)
+    folders = [Path(d) for d in (spec.local_dirs if local_dirs is None else local_dirs)]
     urls = [mirror] if mirror else []
     urls += list(spec.mirrors if mirrors is None else mirrors)
     cache = None
@@ -186,6 +192,19 @@ def fetch_files(
     if failures:
         raise FetchError(_failure_message(spec, failures), transient=transient)
     return _assemble(spec, found, sources)
+
+
+def _from_folder(spec: DatasetSpec, folder: Path, log: Logger) -> DatasetFiles:
+    """The four files of the folder the user gave, in place: no other source is tried."""
+    found: dict[str, IDXFile] = {}
+    for fs in spec.files:
+        try:
+            found[fs.role] = verify_file(find_in_dir(folder, fs.role), fs)
+        except DataError as exc:
+            reason = str(exc).removeprefix(f"{folder}: ")
+            raise DataError(f"data_dir={folder}: {reason}") from None
+        log.info("%s: verified, from folder (%s)", fs.filename, found[fs.role].path)
+    return _assemble(spec, found, dict.fromkeys(found, "folder"))
 
 
 class _NotCached(DataError):

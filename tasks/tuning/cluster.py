@@ -10,7 +10,9 @@ was fetched or after minutes of silence:
   ``tcp://`` connection the scheduler speaks first (its handshake), while a web server,
   such as the scheduler's own dashboard, waits for a request; Dask's client would then wait
   for an answer that never comes, beyond its own connect timeout. The probe waits a few
-  seconds for the first bytes instead.
+  seconds for the first bytes instead;
+- :func:`wait_for_workers`: a scheduler without workers is waited for, with a log line every
+  few seconds naming it and the time left, then a one-line error.
 
 :class:`Placement` records where the trials ran (backend, address, workers, threads); the
 report and ``metrics.json`` show it.
@@ -19,7 +21,9 @@ report and ``metrics.json`` show it.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,6 +39,7 @@ __all__ = [
     "check_backend",
     "probe_scheduler",
     "split_address",
+    "wait_for_workers",
 ]
 
 SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
@@ -43,6 +48,8 @@ DEFAULT_PORT = 8786
 """The scheduler's port when the address gives none (Dask's default)."""
 PROBE_SECONDS = 10.0
 """How long :func:`probe_scheduler` waits to connect, then for the scheduler's first bytes."""
+WAIT_LOG_SECONDS = 5.0
+"""How often :func:`wait_for_workers` says that it is still waiting."""
 INSTALL_HINT = "pip install -c constraints.txt '.[dask]'"
 
 
@@ -165,3 +172,39 @@ def probe_scheduler(address: str, timeout: float = PROBE_SECONDS) -> None:
             f"no Dask scheduler at {address}: the connection was closed without a Dask "
             "handshake (is it the scheduler's port?)"
         )
+
+
+def wait_for_workers(
+    client: Any,
+    address: str,
+    timeout: float,
+    logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+    every: float | None = None,
+) -> None:
+    """Wait until the scheduler of ``client`` has a worker, logging every ``every`` seconds
+    (default :data:`WAIT_LOG_SECONDS`).
+
+    Raises
+    ------
+    SearchError
+        No worker after ``timeout`` seconds; the message names ``address`` and the fix.
+    """
+    log = logger or logging.getLogger(__name__)
+    every = every or WAIT_LOG_SECONDS
+    start = time.monotonic()
+    start_some = f"start some with `dask worker {address}`"
+    while True:
+        left = timeout - (time.monotonic() - start)
+        try:
+            client.wait_for_workers(1, timeout=max(0.1, min(every, left)))
+            return
+        except TimeoutError:
+            left = timeout - (time.monotonic() - start)
+        if left <= 0:
+            raise SearchError(
+                f"the Dask scheduler at {address} has no worker after {timeout:.0f} s: {start_some}"
+            )
+        log.warning(
+            "the Dask scheduler at %s has no worker yet; waiting %.0f s more (of %.0f s): %s",
+            address, left, timeout, start_some,
+        )  # fmt: skip

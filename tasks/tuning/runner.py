@@ -43,7 +43,7 @@ from tasks.errors import CacheError, SearchError
 from tasks.settings import SEARCH
 from tasks.tuning.checkpoints import CheckpointStore
 from tasks.tuning.choice import choose, score_on_test
-from tasks.tuning.cluster import Placement, check_backend, probe_scheduler
+from tasks.tuning.cluster import Placement, check_backend, probe_scheduler, wait_for_workers
 from tasks.tuning.space import SearchSpace, Value
 from tasks.tuning.trials import (
     ExtrasHandler,
@@ -153,7 +153,7 @@ def _check_args(
 
 @contextlib.contextmanager
 def _workers(
-    backend: str, n_jobs: int, dask_address: str | None, data: TrialData
+    backend: str, n_jobs: int, dask_address: str | None, data: TrialData, logger: Any = None
 ) -> Iterator[tuple[TrialData, int, Placement]]:
     """Configure joblib for ``backend``; yields (data for the workers, BLAS threads, placement)."""
     if backend == "loky":
@@ -179,13 +179,7 @@ def _workers(
             cluster.close()
         raise SearchError(f"cannot reach the Dask scheduler at {dask_address}: {exc}") from exc
     try:
-        try:
-            client.wait_for_workers(1, timeout=DASK_WORKERS_TIMEOUT)
-        except TimeoutError:
-            raise SearchError(
-                f"the Dask scheduler at {dask_address} has no worker after "
-                f"{DASK_WORKERS_TIMEOUT} s: start some with `dask worker {dask_address}`"
-            ) from None
+        wait_for_workers(client, dask_address, DASK_WORKERS_TIMEOUT, logger)
         threads = client.nthreads()
         placement = Placement("dask", dask_address, len(threads), sum(threads.values()))
         arrays = TrialArrays.from_data(data)
@@ -265,6 +259,7 @@ def run_search(
     reference: dict[str, Value] | None = None,
     keep_checkpoints: bool = False,
     keep_best: bool = False,
+    logger: Any = None,
 ) -> SearchResult:
     """Run a random search over ``space`` and return every trial and the best parameters.
 
@@ -299,6 +294,8 @@ def run_search(
     keep_checkpoints, keep_best:
         Keep every trial checkpoint (in ``<cache_dir>/checkpoints``), or only the chosen
         trial's last one (:attr:`SearchResult.checkpoint`); by default all are removed.
+    logger:
+        Where to say that a Dask scheduler has no worker yet (default: the module's logger).
 
     Raises
     ------
@@ -342,7 +339,7 @@ def run_search(
     survivors = list(range(n_trials))
     specs: list[TrialSpec] = []
     try:
-        with _workers(backend, n_jobs, dask_address, data) as (payload, blas, placement):
+        with _workers(backend, n_jobs, dask_address, data, logger) as (payload, blas, placement):
             for rung, (count, epochs) in enumerate(rounds):
                 if rung:
                     previous = [r for r in results if r.rung == rung - 1 and r.status == "ok"]

@@ -132,7 +132,8 @@ class Receiver(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", 0))
-        self.received.put((self.path, self.rfile.read(length).decode("utf-8")))
+        body = self.rfile.read(length).decode("utf-8")
+        self.received.put((self.path, self.headers.get("Content-Type"), body))
         self.send_response(200)
         self.end_headers()
 
@@ -159,7 +160,7 @@ def test_a_failed_retraining_calls_the_webhook(
         with prefect_server.client() as client:
             [failed] = [r for r in client.read_flow_runs() if r.state.is_failed()]
         try:
-            path, body = Receiver.received.get(timeout=120)
+            path, content_type, body = Receiver.received.get(timeout=120)
         except queue.Empty:
             raise AssertionError(
                 f"no webhook call; the worker said:\n{worker.describe()}"
@@ -167,6 +168,14 @@ def test_a_failed_retraining_calls_the_webhook(
     finally:
         receiver.shutdown()
     message = json.loads(body)
-    assert path == "/hook" and message["event"] == "prefect.flow-run.Failed"
-    assert message["flow_run"] == failed.name and message["flow_run_id"].endswith(str(failed.id))
-    assert failed.name in message["text"]
+    assert path == "/hook" and content_type == "application/json"
+    assert message["event"] == "prefect.flow-run.Failed" and message["state"] == "Failed"
+    assert message["flow_run"] == failed.name and message["flow_run_id"] == str(failed.id)
+    # the failure (a data_dir that does not exist, named as the deployment's parameter)
+    missing = f"data.data_dir={tmp_path / 'missing'}: no such directory"
+    assert missing in message["message"] and message["message"] == failed.state.message
+    ui = prefect_server.api_url.removesuffix("/api")
+    assert message["url"] == f"{ui}/runs/flow-run/{failed.id}"
+    assert message["text"] == (
+        f"mnist-flow: retraining run {failed.name} failed: {failed.state.message} {message['url']}"
+    )

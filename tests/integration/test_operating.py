@@ -1,5 +1,9 @@
-"""What a person meets when operating the project: a deployment run given some parameters,
-run names and tags, a Dask cluster given wrongly, and what the UI shows of a run.
+"""What a person meets when operating the project: ``make server`` on another port, a
+deployment run given some parameters, run names and tags, a Dask cluster given wrongly or
+without workers, and what the UI shows of a run.
+
+``make server PREFECT_PORT=N`` (the Makefile's own command line) serves a UI that calls the
+API on port N, and ``make deploy``, ``make worker`` and ``make alerts`` use that port.
 
 Against a real Prefect server, ``prefect deploy`` and a process worker (as in
 ``test_deployment.py``), and a real ``dask scheduler`` with one ``dask worker`` of two
@@ -246,3 +250,38 @@ def test_a_deployment_run_that_cannot_fetch_names_its_parameters(
     assert mirror in message and "data.data_dir=FOLDER" in message and "data.mirror=URL" in message
     assert "--mirror" not in message and "--data-dir" not in message
     assert "\n" not in message and "\\n" not in message
+
+
+def make(*args: str) -> list[str]:
+    """``make ARGS`` with this interpreter's ``bin`` folder, the install step taken as done."""
+    return ["make", "-o", ".venv/.installed", *args, f"BIN={Path(sys.executable).parent}"]
+
+
+def test_make_server_on_another_port_serves_a_ui_calling_that_port(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MNIST_FLOW_"))}
+    # a profile's address of another server must not leak into the UI's settings
+    env.update(PREFECT_HOME=str(tmp_path / "home"), PREFECT_API_URL="http://127.0.0.1:4200/api")
+    log = tmp_path / "server.log"
+    server = start_logged(make("server", f"PREFECT_PORT={port}"), REPO_ROOT, env, log)
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ui-settings", timeout=5) as r:
+                    settings = json.loads(r.read())
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, tail(log)
+                time.sleep(1.0)
+    finally:
+        stop_group(server)
+    assert settings["api_url"] == api
+    planned = subprocess.run(
+        make("-n", "deploy", "worker", "alerts", f"PREFECT_PORT={port}", "WEBHOOK=http://x"),
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    commands = [line for line in planned.splitlines() if "prefect " in line or "mnist-flow" in line]
+    assert len(commands) == 5, planned
+    assert all(f"PREFECT_API_URL={api} " in line for line in commands), planned

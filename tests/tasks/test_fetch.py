@@ -15,7 +15,7 @@ from nn.errors import ConfigError
 from tasks.data.datasets import ROLES, get_dataset
 from tasks.data.download import DownloadFailed, download
 from tasks.data.sources import fetch_files
-from tasks.errors import CacheError, FetchError, IDXFormatError
+from tasks.errors import CacheError, DataError, FetchError, IDXFormatError
 from tests.tasks.idx_helpers import ROLE_FILES, idx_folder_from_mnist_test, serve
 
 FASHION_SHA = {fs.role: fs.sha256 for fs in get_dataset("fashion-mnist").files}
@@ -330,3 +330,30 @@ def test_fetch_task_does_not_retry_an_unreachable_host(prefect_harness, tmp_path
         task_run = client.read_task_run(task_run_id)
     assert task_run.run_count == 1  # a transient failure would run again after 5 s
     assert elapsed < 5.0
+
+
+def _no_download(*args: object, **kwargs: object) -> None:
+    raise AssertionError(f"a download was attempted: {args}")
+
+
+def test_a_given_folder_is_the_only_source(
+    fashion_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A missing folder, or one without the files, fails naming it: no cache, no mirror."""
+    cache = tmp_path / "cache"
+    _fetch("fashion-mnist", cache, mirror=fashion_dir.as_uri())  # fills the cache
+    monkeypatch.setattr("tasks.data.sources.download", _no_download)
+    missing = tmp_path / "nonexistent" / "fashion-mnist"
+    options = {"mirror": fashion_dir.as_uri(), "local_dirs": [fashion_dir]}
+    with pytest.raises(DataError) as info:
+        _fetch("fashion-mnist", cache, data_dir=str(missing), **options)
+    assert str(info.value) == f"data_dir={missing}: no such directory"
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / ROLE_FILES["train_images"]).write_bytes(
+        (fashion_dir / ROLE_FILES["train_images"]).read_bytes()
+    )
+    with pytest.raises(DataError) as info:
+        _fetch("fashion-mnist", cache, data_dir=str(partial), **options)
+    assert str(info.value).startswith(f"data_dir={partial}: no file named train-labels")
+    assert not isinstance(info.value, FetchError)  # not "could not fetch": nothing else tried

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -92,17 +93,27 @@ def test_dask_without_address_starts_a_local_cluster(
     assert result.placement["workers"] == 1 and result.placement["address"].startswith("tcp://")
 
 
-def test_a_scheduler_without_workers_is_a_search_error(
-    fashion_dir: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+def test_a_scheduler_without_workers_is_waited_for_aloud_then_a_search_error(
+    fashion_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     from distributed import LocalCluster
 
     data = small_fashion(fashion_dir, tmp_path_factory)
-    monkeypatch.setattr(search_runner, "DASK_WORKERS_TIMEOUT", 1)
+    monkeypatch.setattr(search_runner, "DASK_WORKERS_TIMEOUT", 3)
+    monkeypatch.setattr("tasks.tuning.cluster.WAIT_LOG_SECONDS", 1.0)
+    logger = logging.getLogger("test-dask-wait")
     with LocalCluster(
         n_workers=0, processes=False, protocol="tcp", host="127.0.0.1", dashboard_address=None
-    ) as cluster:
+    ) as cluster, caplog.at_level(logging.WARNING, logger.name):  # fmt: skip
         address = cluster.scheduler_address
         space = build_space(OVERRIDES)
-        with pytest.raises(SearchError, match=f"scheduler at {address} has no worker after 1 s"):
-            run_search(data, space, n_trials=1, backend="dask", dask_address=address)
+        with pytest.raises(SearchError, match=f"scheduler at {address} has no worker after 3 s"):
+            run_search(data, space, n_trials=1, backend="dask", dask_address=address, logger=logger)
+    waiting = [r.getMessage() for r in caplog.records if r.name == logger.name]
+    assert len(waiting) >= 2, waiting  # every second over three seconds, the last one raises
+    for line in waiting:
+        assert f"the Dask scheduler at {address} has no worker yet; waiting " in line
+        assert "s more (of 3 s): start some with `dask worker " in line
