@@ -284,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
         add(sub)
     _add_alerts(sub)
     _add_server(sub, _Formatter)
+    from flows.serve.command import add_parser as _add_serve
+
+    _add_serve(sub, _Formatter)
     return parser
 
 

@@ -242,7 +242,15 @@ def cmd_server(args: argparse.Namespace) -> int:
     return command(args.action)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``mnist-flow serve``: the champion as a web page and an HTTP API."""
+    from flows.serve.command import run
+
+    return run(args)
+
+
 COMMANDS = {
+    "serve": cmd_serve,
     "alerts": cmd_alerts,
     "server": cmd_server,
     "data": cmd_data,
