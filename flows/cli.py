@@ -281,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_add_run, _add_train, _add_evaluate, _add_models, _add_predict, _add_data):
         add(sub)
     _add_alerts(sub)
+    from flows.serve.command import add_parser as _add_serve
+
+    _add_serve(sub, _Formatter)
     return parser
 
 

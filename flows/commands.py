@@ -262,7 +262,15 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``mnist-flow serve``: the champion as a web page and an HTTP API."""
+    from flows.serve.command import run
+
+    return run(args)
+
+
 COMMANDS = {
+    "serve": cmd_serve,
     "alerts": cmd_alerts,
     "data": cmd_data,
     "run": cmd_run,
