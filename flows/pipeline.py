@@ -23,7 +23,8 @@ checkpoint instead of retraining. The report says which happened.
 ``augment`` fixes the augmentation of trials and final model (``"none"`` turns it off).
 
 The test set is touched by the evaluation of the final model, and, for the report
-only, by the recipe's and the best trial's checkpoints; no choice uses it.
+only, by the recipe's and the best trial's checkpoints; the search makes no choice on
+it. The registry's promotion does (README, "The model registry": what that costs).
 
 Caching: fetch, preprocess, finished trials and the final model are cached on
 their inputs (file checksums, parameters, seed, code version) under the cache

@@ -3,7 +3,10 @@
 A challenger is promoted when ``challenger - champion >= margin`` and ``challenger > champion``:
 a tie never replaces the champion, and a tolerance of 1e-9 absorbs floating-point rounding of
 the difference (0.91 - 0.90 is 0.0100000000000000089). The first model of a dataset becomes
-its champion. See :mod:`tasks.registry.store` for the storage.
+its champion. Accuracies are on the test set (with added data, the test set plus the
+held-out added images), so the test set decides promotions, at the cost of a champion's
+test accuracy overstating its accuracy on new images a little (selection bias). See
+:mod:`tasks.registry.store` for the storage.
 """
 
 from __future__ import annotations

@@ -64,8 +64,13 @@ def test_train_uses_the_added_batches_and_records_the_lineage(
     [registered] = (tmp_path / "reg" / "models").iterdir()
     recorded = json.loads((registered / "metrics.json").read_text())
     assert recorded["data_version"] == version_id and recorded["n_added"] == 200
-    report = (Path(metrics["params"]["options"]["out_dir"])).glob("**/report.md")
-    assert any(f"{version_id} (200)" in p.read_text() for p in report)
+    [report] = [
+        p.read_text() for p in Path(metrics["params"]["options"]["out_dir"]).glob("**/report.md")
+    ]
+    assert f"{version_id} (200)" in report
+    # the figure that decided the promotion leads, named with its set; one figure per label
+    assert "| accuracy on test set + 40 held-out added images (decided the promotion) |" in report
+    assert "| test accuracy |" not in report and "the same 10,040 images" in report
 
     pinned = run(tmp_path, mnist_dir, store, "base")  # the same run without the added data
     assert pinned["dataset"]["version"] == "base" and pinned["dataset"]["n_added"] == 0

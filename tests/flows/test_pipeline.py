@@ -26,8 +26,8 @@ PREPROCESS = (  # the search's split, then every training image for the final mo
     "preprocess-fashion-mnist-train3000-val1000",
     "preprocess-fashion-mnist-train3000-val0",
 )
-# Registration comes after metrics.json is written (a failed output registers nothing).
-STEPS = ("fetch", "preprocess", "search", "train", "evaluate", "report")
+# Registration comes before the report: the records narrate the settled decision.
+STEPS = ("fetch", "preprocess", "search", "train", "evaluate", "register", "report")
 
 
 def task_states(flow_run_id: UUID) -> dict[str, str]:
@@ -102,7 +102,12 @@ def test_every_output_file_exists_and_parses(small_run):
     pngs = sorted(p.name for p in run_dir.glob("*.png"))
     assert {"curves.png", "confusion_matrix.png", "search.png"} <= set(pngs), pngs
     report = (run_dir / "report.md").read_text()
-    assert "promoted" in report and "curves.png" in report
+    assert "**Outcome: v0001 registered and promoted to champion.**" in report
+    assert "curves.png" in report
+    # the recipe's settings every trial used are named once above the trial table, not "—"
+    [shared] = [line for line in report.splitlines() if line.startswith("Every trial: ")]
+    assert "momentum 0.9, Nesterov True" in shared and "schedule cosine" in shared, shared
+    assert "beta1" not in report and "step_size" not in report  # not used by SGD with cosine
     json.loads((run_dir / "model.json").read_text())
 
 
@@ -178,7 +183,8 @@ def test_artifacts_are_published_with_stable_keys(small_run):
     from tasks.outputs.report import percent
 
     accuracy = percent(summary["test_accuracy"])  # the run's own figure, shown in the UI
-    assert found["mnist-report"].description.startswith(f"Test accuracy {accuracy};")
+    said = "v0001 registered and promoted to champion."  # the outcome first
+    assert found["mnist-report"].description.startswith(f"{said} Test accuracy {accuracy};")
     assert found["mnist-report"].data.count("data:image/png;base64,") == 7  # every plot inline
     assert found["mnist-trials"].type == "table"
     assert found["mnist-train-progress"].type == "progress"
