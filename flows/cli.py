@@ -415,11 +415,12 @@ def _disk_full_line(exc: BaseException, args: argparse.Namespace) -> str | None:
         text = f"{full.filename}: {text}"
     text = re.sub(r"(^|/)\.([^/\s]+)\.[a-z0-9_]{8}\.tmp(?=[/:;,)\s]|$)", r"\1\2", text)
     # the folder named last is the one written to ("cannot copy model SRC to DST")
+    folders = _written_folders(args)
     named = [(max(text.rfind(s) for s in spellings), len(spellings[1]), option)
-             for option, spellings in _written_folders(args)]  # fmt: skip
+             for option, spellings in folders]  # fmt: skip
     at, _, option = max(named, default=(-1, 0, ""))
-    if at < 0:
-        return f"{text}; the disk is full"
+    if at < 0:  # no file named: every folder the command writes is a suspect
+        option = ", ".join(option for option, _ in folders)
     return f"{text}; the disk is full: free some space or choose another folder ({option})"
 
 
