@@ -142,15 +142,15 @@ def test_out_disk_full_names_the_run_folder_not_its_staging(train, tmp_path, mon
 def test_a_full_disk_without_a_file_names_every_folder_written(tmp_path):
     from argparse import Namespace
 
-    from flows.cli import _disk_full_line
+    from flows.diskfull import disk_full_line
 
     args = Namespace(cache_dir=str(tmp_path / "c"), out_dir=None, registry_dir=str(tmp_path))
-    assert _disk_full_line(FULL, args) == (
+    assert disk_full_line(FULL, args) == (
         "No space left on device; the disk is full: free some space or choose another folder "
         "(--registry, --cache-dir, --out)"
     )
     staged = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / ".run.ab_12x9z.tmp"))
     args.out_dir = str(tmp_path / "run")
-    line = _disk_full_line(staged, args)
+    line = disk_full_line(staged, args)
     assert line.startswith(f"{tmp_path / 'run'}: No space") and line.endswith("(--out)")
-    assert _disk_full_line(OSError(errno.EACCES, "Permission denied"), args) is None
+    assert disk_full_line(OSError(errno.EACCES, "Permission denied"), args) is None
