@@ -357,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from pydantic import ValidationError
 
+    from flows.diskfull import disk_full_line
     from nn.errors import ConfigError, MnistFlowError
     from tasks.errors import SearchSpaceError
 
@@ -369,57 +370,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         return _error(name_options(str(exc)), EXIT_USAGE)
     except MnistFlowError as exc:
-        return _error(_disk_full_line(exc, args) or name_options(str(exc)), EXIT_RUNTIME)
+        return _error(disk_full_line(exc, args) or name_options(str(exc)), EXIT_RUNTIME)
     except OSError as exc:  # disk full, permissions, ... outside the project's own checks
         where = f"{exc.filename}: " if exc.filename else ""
-        return _error(_disk_full_line(exc, args) or f"{where}{exc.strerror or exc}", EXIT_RUNTIME)
+        return _error(disk_full_line(exc, args) or f"{where}{exc.strerror or exc}", EXIT_RUNTIME)
     except KeyboardInterrupt:
         return _error("interrupted (Ctrl-C)", EXIT_INTERRUPTED)
-
-
-def _written_folders(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
-    """The folders the command writes: (option, spellings of the folder)."""
-    from pathlib import Path
-
-    from tasks.data.datasets import resolve_cache_dir
-    from tasks.data.versions import resolve_store
-    from tasks.registry.files import default_registry_root
-
-    defaults = {
-        "registry_dir": ("--registry", default_registry_root),
-        "cache_dir": ("--cache-dir", lambda: resolve_cache_dir(None)),
-        "data_store": ("--data-store", lambda: resolve_store(None)),
-        "out_dir": ("--out", lambda: Path("runs")),
-        "csv": ("--csv", None),
-    }
-    found = []
-    for dest, (option, default) in defaults.items():
-        value = getattr(args, dest, None)
-        if value or (hasattr(args, dest) and default is not None):
-            path = Path(value).expanduser() if value else default()
-            found.append((option, [str(path), str(path.absolute())]))
-    return found
-
-
-def _disk_full_line(exc: BaseException, args: argparse.Namespace) -> str | None:
-    """One line for a full disk: the file (a run's staging folder named as the run folder)
-    and the option that puts what was written on another disk."""
-    from flows.commands import disk_full
-
-    full = disk_full(exc)
-    if full is None:
-        return None
-    text = str(exc) if exc is not full else f"{full.strerror or full}"
-    if full.filename and str(full.filename) not in text:
-        text = f"{full.filename}: {text}"
-    text = re.sub(r"(^|/)\.([^/\s]+)\.[a-z0-9_]{8}\.tmp(?=[/:;,)\s]|$)", r"\1\2", text)
-    # the folder named last is the one written to ("cannot copy model SRC to DST")
-    named = [(max(text.rfind(s) for s in spellings), len(spellings[1]), option)
-             for option, spellings in _written_folders(args)]  # fmt: skip
-    at, _, option = max(named, default=(-1, 0, ""))
-    if at < 0:
-        return f"{text}; the disk is full"
-    return f"{text}; the disk is full: free some space or choose another folder ({option})"
 
 
 def _run_command(args: argparse.Namespace) -> int:

@@ -9,7 +9,6 @@ lazily by :func:`flows.cli.main`, after the environment is set.
 from __future__ import annotations
 
 import argparse
-import errno
 import importlib
 import logging
 from pathlib import Path
@@ -281,23 +280,6 @@ COMMANDS = {
 }
 
 
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-
-
-def disk_full(exc: BaseException | None) -> OSError | None:
-    """The error of a full disk that ``exc`` is or comes from, if any.
-
-    numpy's ``Not enough free space to write N bytes`` carries no error number.
-    """
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, OSError) and (exc.errno in DISK_FULL or "free space" in str(exc)):
-            return exc
-        exc = exc.__cause__ or exc.__context__
-    return None
-
-
 class _NoUserTracebacks(logging.Formatter):
     """Wraps a console formatter: records of project errors are shown without traceback.
 
@@ -314,11 +296,12 @@ class _NoUserTracebacks(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         from prefect.exceptions import TerminationSignal
 
+        from flows.diskfull import full_disk_error
         from nn.errors import MnistFlowError
 
         exc = record.exc_info[1] if record.exc_info else None
         user = isinstance(exc, MnistFlowError | KeyboardInterrupt | TerminationSignal)
-        if not user and disk_full(exc) is None:
+        if not user and full_disk_error(exc) is None:
             return self.inner.format(record)
         saved = record.exc_info, record.exc_text
         record.exc_info, record.exc_text = None, None

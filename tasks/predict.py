@@ -11,15 +11,8 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
-from tasks.images.classify import (
-    artifact_rows,
-    list_images,
-    load_predictor,
-    predict_files,
-    skipped_note,
-    subfolders,
-    write_csv,
-)
+from tasks.images.classify import list_images, load_predictor, predict_files, subfolders
+from tasks.images.predictions import artifact_rows, skipped_note, write_csv
 
 ARTIFACT_KEY = "mnist-predictions"
 """Key of the table artifact published by :func:`predict_folder`."""

@@ -1,4 +1,4 @@
-"""Classify digit images with a saved model: batch scoring and output formats.
+"""Classify digit images with a saved model (outputs: :mod:`tasks.images.predictions`).
 
 Each image goes through :func:`tasks.images.prepare.preprocess_file` (MNIST-style 28x28),
 then :func:`tasks.data.prepare.prepare_images` with the model's stored preprocessing
@@ -14,9 +14,6 @@ itself (missing, corrupt, or not taking 28x28 images) raise
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -26,60 +23,24 @@ from typing import Any
 
 import numpy as np
 
-from nn.atomic import write_text_atomic
 from nn.errors import ConfigError, ModelFileError
 from nn.io import load_model, metadata_path
 from nn.model import MLP
 from tasks.data.scaling import check_preprocessing, prepare_images
 from tasks.errors import DataError, ImageError
+from tasks.images.predictions import (
+    CSV_NAME,
+    Prediction,
+    format_json,
+    format_text,
+    skipped_note,
+    write_csv,
+)
 from tasks.images.prepare import MnistStyle, image_extensions, preprocess_file
 
 logger = logging.getLogger(__name__)
 
-CSV_NAME = "predictions.csv"
-"""File name of the CSV written inside a scored folder when no other path is given."""
-
-CSV_COLUMNS = ("file", "label", "probability", "error")
-
 EXIT_OK, EXIT_SOME_FAILED = 0, 1
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """The outcome for one image file.
-
-    Attributes
-    ----------
-    file:
-        The path as given (or as listed from a folder).
-    label:
-        The most likely class, or None when the file could not be scored.
-    probability:
-        Its probability in [0, 1], or None.
-    top:
-        ``(label, probability)`` of the most likely classes, most likely first.
-    error:
-        Why the file could not be scored, or None.
-    """
-
-    file: str
-    label: int | None = None
-    probability: float | None = None
-    top: tuple[tuple[int, float], ...] = ()
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON types: file, label, probability (6 decimals), top, error.
-
-        ``top`` is a list of ``{"label", "probability"}``, most likely first.
-        """
-        return {
-            "file": self.file,
-            "label": self.label,
-            "probability": None if self.probability is None else round(self.probability, 6),
-            "top": [{"label": k, "probability": round(p, 6)} for k, p in self.top],
-            "error": self.error,
-        }
 
 
 @dataclass(frozen=True)
@@ -222,11 +183,6 @@ def expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> tuple[list[Path],
     return paths, skipped
 
 
-def skipped_note(folder: Path) -> str:
-    """Why a subfolder was not scored, on one line."""
-    return f"skipped {_one_line(str(folder))}/: a subfolder, not searched (give it as an input)"
-
-
 def score_images(predictor: Predictor, images: np.ndarray) -> np.ndarray:
     """Class probabilities of MNIST-style images.
 
@@ -283,82 +239,6 @@ def predict_files(
                 file=results[i].file, label=best[0][0], probability=best[0][1], top=best
             )
     return results
-
-
-_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _one_line(text: str) -> str:
-    """``text`` with each control or other unprintable character escaped (``\\n``,
-    ``\\x1b``, ``\\udcff``), so it stays on one line and is valid UTF-8."""
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else _ESCAPES.get(ch) or ascii(ch)[1:-1] for ch in text)
-
-
-def format_text(predictions: Sequence[Prediction], top: int = 1) -> str:
-    """One line per image: ``file: label (probability)``, the top K with ``top > 1``.
-
-    A file name holding a newline or another control character is shown escaped, so
-    each image stays on one line.
-    """
-    lines = []
-    for p in predictions:
-        if p.error is not None:
-            lines.append(f"{_one_line(p.file)}: error: {_one_line(p.error)}")
-            continue
-        line = f"{_one_line(p.file)}: {p.label} ({p.probability:.4f})"
-        if top > 1:
-            line += f"  top {top}: " + ", ".join(f"{k} ({q:.4f})" for k, q in p.top)
-        lines.append(line)
-    failed = sum(p.error is not None for p in predictions)
-    if len(predictions) > 1 or failed:
-        lines.append(f"scored {len(predictions) - failed} of {len(predictions)} images")
-    return "\n".join(lines)
-
-
-def format_json(predictions: Sequence[Prediction]) -> str:
-    """A JSON list of :meth:`Prediction.to_dict` objects."""
-    return json.dumps([p.to_dict() for p in predictions], indent=2)
-
-
-def csv_cell(text: str) -> str:
-    """``text`` made inert for spreadsheets: control characters escaped (:func:`_one_line`),
-    then a leading ``= + - @`` prefixed with ``'``.
-
-    Spreadsheet programs run a cell that starts with one of those as a formula (CSV
-    injection); a file name such as ``=HYPERLINK(...).png`` must stay text, and a
-    ``\\r`` or ``\\n`` in a name must not start a new row whose first cell is a formula.
-    """
-    text = _one_line(text)
-    return "'" + text if text.startswith(("=", "+", "-", "@")) else text
-
-
-def csv_text(predictions: Sequence[Prediction]) -> str:
-    """CSV with columns file, label, probability, error (empty cells when absent).
-
-    Every field is quoted, text cells go through :func:`csv_cell`.
-    """
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_ALL)
-    writer.writerow(CSV_COLUMNS)
-    for p in predictions:
-        prob = "" if p.probability is None else f"{p.probability:.6f}"
-        label = "" if p.label is None else p.label
-        writer.writerow([csv_cell(p.file), label, prob, csv_cell(p.error or "")])
-    return buf.getvalue()
-
-
-def write_csv(predictions: Sequence[Prediction], path: str | os.PathLike[str]) -> Path:
-    """Write :func:`csv_text` to ``path`` atomically (temporary file + ``os.replace``)."""
-    target = Path(path)
-    if not target.parent.is_dir():
-        raise DataError(f"{target}: cannot write the CSV, folder {target.parent} does not exist")
-    try:
-        write_text_atomic(target, csv_text(predictions), fsync=False)
-    except OSError as exc:
-        raise DataError(f"{target}: cannot write the CSV: {exc.strerror or exc}") from exc
-    return target
 
 
 def run_predict(
@@ -418,16 +298,3 @@ def run_predict(
             text += f"\nwrote {written}"
     failed = any(p.error is not None for p in predictions)
     return text, EXIT_SOME_FAILED if failed else EXIT_OK
-
-
-def artifact_rows(predictions: Sequence[Prediction]) -> list[dict[str, Any]]:
-    """Rows of the table artifact: file (str), label (int | None), probability, error (str)."""
-    return [
-        {
-            "file": p.file,
-            "label": p.label,
-            "probability": None if p.probability is None else round(p.probability, 4),
-            "error": p.error or "",
-        }
-        for p in predictions
-    ]

@@ -137,3 +137,20 @@ def test_out_disk_full_names_the_run_folder_not_its_staging(train, tmp_path, mon
     assert line.endswith("choose another folder (--out)")
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith((".run", "run"))] == []
     assert Registry(tmp_path / "registry").list() == []
+
+
+def test_a_full_disk_without_a_file_names_every_folder_written(tmp_path):
+    from argparse import Namespace
+
+    from flows.diskfull import disk_full_line
+
+    args = Namespace(cache_dir=str(tmp_path / "c"), out_dir=None, registry_dir=str(tmp_path))
+    assert disk_full_line(FULL, args) == (
+        "No space left on device; the disk is full: free some space or choose another folder "
+        "(--registry, --cache-dir, --out)"
+    )
+    staged = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / ".run.ab_12x9z.tmp"))
+    args.out_dir = str(tmp_path / "run")
+    line = disk_full_line(staged, args)
+    assert line.startswith(f"{tmp_path / 'run'}: No space") and line.endswith("(--out)")
+    assert disk_full_line(OSError(errno.EACCES, "Permission denied"), args) is None

@@ -18,13 +18,8 @@ from nn.errors import ConfigError, ModelFileError
 from nn.io import load_model, save_model
 from nn.model import MLP
 from tasks.errors import DataError
-from tasks.images.classify import (
-    CSV_COLUMNS,
-    load_predictor,
-    predict_files,
-    run_predict,
-    score_images,
-)
+from tasks.images.classify import load_predictor, predict_files, run_predict, score_images
+from tasks.images.predictions import CSV_COLUMNS
 from tasks.predict import ARTIFACT_KEY
 from tests.tasks.digit_images import mnist10k, render, train_digit_model
 
