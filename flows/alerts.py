@@ -8,15 +8,11 @@ tagged ``retrain`` (the runs of the ``mnist-retrain`` deployment, scheduled or t
 by new data) and POSTs :data:`PAYLOAD`. Installing again replaces both, so the URL can
 change. ``mnist-flow alerts --webhook URL`` (or ``make alerts WEBHOOK=URL``) calls it.
 
-The body is one JSON object that a Slack-style incoming webhook shows as is (its
-``text``: the run, its state, the failure message and the link to the run in the UI)
-and a generic receiver reads field by field: ``flow_run`` (the run's name),
-``flow_run_id`` (its id), ``state`` (``Failed`` or ``Crashed``), ``message`` (the
-state's message), ``url`` (the run in the Prefect UI; null when the server knows no UI
-address: ``make server`` gives it one), ``event`` and ``occurred``. The server renders
-it with Prefect's templates: the name, state and message come from the event, the link
-from the flow run; ``tojson`` escapes every value, so quotes and newlines in a message
-keep the body valid JSON.
+The body (documented in the README) is JSON a Slack-style incoming webhook shows as is
+(``text``) and a generic receiver reads field by field. The server renders it with
+Prefect's templates: name, state and message from the event, the link from the flow run
+(null when the server knows no UI address; ``make server`` gives it one); ``tojson``
+keeps quotes and newlines of a message valid JSON.
 """
 
 from __future__ import annotations

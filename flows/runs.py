@@ -12,8 +12,10 @@ came from (the report's "Parameters used" table and the ``mnist-parameters`` art
 
 Run names tell runs apart: kind, dataset, training images, backend of the search,
 trigger (``cli``, ``schedule``, ``event``, ``manual`` for a deployment run asked for by a
-person or a script, ``local`` for a flow called from Python), seed and the end of the run's
-id: ``pipeline-fashion-mnist-train3000-dask-manual-seed0-3f9c1a``.
+person or a script, ``local`` for a flow called from Python), seed, then the end of the run's
+id, or for a deployment's run the name Prefect gave it at creation (``complex-bullfrog``,
+printed by ``prefect deployment run``; a deployment cannot name its runs itself), which the
+UI's search then finds: ``pipeline-mnist-train-all-manual-seed0-complex-bullfrog``.
 
 Errors: the plain code names settings ``name=value`` (``data_dir=FOLDER``); the command
 line writes them as options (``--data-dir FOLDER``, :func:`flows.cli.name_options`), a
@@ -140,6 +142,8 @@ def run_name(kind: str) -> Callable[[], str]:
 
         context = FlowRunContext.get()
         flow_run = context.flow_run
+        if flow_run.name.startswith(f"{kind}-"):
+            return flow_run.name  # named already: a retry of this run, or given so
         given = {k: v for k, v in (context.parameters or {}).items() if isinstance(v, BaseModel)}
         try:
             params = effective_parameters(**given)
@@ -150,7 +154,8 @@ def run_name(kind: str) -> Callable[[], str]:
         parts = [kind, data.dataset, size]
         if "search" in params:
             parts.append(params["search"].backend)
-        parts += [_trigger(flow_run), f"seed{options.seed}", flow_run.id.hex[-6:]]
+        end = flow_run.name if flow_run.deployment_id is not None else flow_run.id.hex[-6:]
+        parts += [_trigger(flow_run), f"seed{options.seed}", end]
         return "-".join(str(part) for part in parts)
 
     return name

@@ -43,6 +43,7 @@ class DeployedRun:
     flow_run_id: UUID
     out_dir: Path
     worker: CommandResult
+    created_as: str = ""  # the name ``prefect deployment run`` printed
 
     def metrics(self) -> dict[str, Any]:
         return json.loads((self.out_dir / "metrics.json").read_text(encoding="utf-8"))
@@ -73,11 +74,13 @@ def run_deployment(server: PrefectServer, parameters: dict[str, Any]) -> Deploye
     )
     match = re.search(r"UUID: ([0-9a-f-]{36})", triggered.output)
     assert match, f"no flow-run id in the output:\n{triggered.describe()}"
+    created = re.search(r"Created flow run '([^']+)'", triggered.output)
     worker = server.prefect("worker", "start", "--pool", POOL, "--run-once", timeout=300)
     return DeployedRun(
         flow_run_id=UUID(match.group(1)),
         out_dir=Path(parameters["options"]["out_dir"]),
         worker=worker,
+        created_as=created.group(1) if created else "",
     )
 
 

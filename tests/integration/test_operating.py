@@ -153,9 +153,10 @@ def test_trials_ran_on_the_cluster_and_the_report_says_where(partial_run, dask_c
     assert artifacts["mnist-trials"].description.endswith(f"ran on {where}")
 
 
-def test_the_run_is_named_after_what_it_ran(partial_run) -> None:
-    _, flow_run, _ = partial_run
-    expected = f"pipeline-fashion-mnist-train3000-dask-manual-seed0-{flow_run.id.hex[-6:]}"
+def test_the_run_is_named_after_what_it_ran_ending_with_the_name_printed(partial_run) -> None:
+    run, flow_run, _ = partial_run
+    assert re.fullmatch(r"[a-z]+-[a-z]+", run.created_as), run.created_as  # Prefect's name
+    expected = f"pipeline-fashion-mnist-train3000-dask-manual-seed0-{run.created_as}"
     assert flow_run.name == expected
     assert {"mnist-flow", "retrain", "fashion-mnist", "pipeline"} <= set(flow_run.tags)
 
