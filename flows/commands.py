@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from flows.cache import command as cache_command
 from flows.params import DataParams, PipelineOptions, RunOptions, SearchParams, TrainOptions
 from flows.server import load_flow
 from tasks.outputs.rundir import check_out_dir
@@ -244,6 +245,7 @@ def cmd_server(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "alerts": cmd_alerts,
+    "cache": cache_command,
     "server": cmd_server,
     "data": cmd_data,
     "run": cmd_run,
