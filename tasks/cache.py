@@ -4,8 +4,11 @@ Prefect caches nothing (every task runs with ``NO_CACHE``). A cached step names 
 result by :func:`content_key` of its inputs and the ``CODE_VERSION`` of the area whose
 code makes it, looks for that file under the cache folder, checks it, and reuses it or
 makes it again; a reuse ends the task in a Completed state named ``Cached``
-(:func:`reused`), as the UI shows for Prefect's own cache. ``docs/data.md`` lists each
-step's files and key. A ``CODE_VERSION`` is bumped by hand when its area's behaviour
+(:func:`reused`), as the UI shows for Prefect's own cache (a caller reads the value with
+``return_state=True`` and ``.result()``). Why not Prefect's cache: the results are files
+(hundreds of MB of arrays) that its result store would pickle, and a record pointing at
+them needs a second check that they still exist. ``docs/data.md`` lists each step's
+files and key. A ``CODE_VERSION`` is bumped by hand when its area's behaviour
 changes; an edit elsewhere (a docstring in ``flows/``) keeps every key.
 
 :func:`summarize` and :func:`prune` are ``mnist-flow cache``: what the cache holds, and

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -324,6 +325,8 @@ class TrialStore:
             result = TrialResult.from_dict(stored["result"])
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
+        with contextlib.suppress(OSError):  # used: `mnist-flow cache --older-than` counts anew
+            os.utime(self.path(spec))
         return dataclasses.replace(result, rung=spec.rung, cached=True)
 
     def put(self, spec: TrialSpec, result: TrialResult) -> Path:

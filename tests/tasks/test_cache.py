@@ -21,7 +21,7 @@ from tasks.cache import content_key, entries, prune, reused, summarize
 from tasks.data.datasets import ROLES, DatasetFiles
 from tasks.data.prepare import PrepareParams, pool_dir, split_name
 from tasks.train import final_key
-from tasks.tuning.trials import TrialSpec, TrialStore, versions
+from tasks.tuning.trials import TrialResult, TrialSpec, TrialStore, versions
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -107,6 +107,14 @@ def test_a_reused_result_is_a_completed_state_named_cached(tmp_path: Path) -> No
     state = reused({"n": 1}, path)
     assert state.is_completed() and state.name == "Cached" and state.data == {"n": 1}
     assert path.stat().st_mtime > 1  # reuse counts as use for --older-than
+
+
+def test_a_reused_trial_counts_as_used(tmp_path: Path) -> None:
+    store = TrialStore(tmp_path, {"data": "d", "code": versions()})
+    spec = TrialSpec(0, 0, {"lr": 0.1}, 1)
+    path = store.put(spec, TrialResult(0, 0, 1, 0, {"lr": 0.1}, "ok"))
+    os.utime(path, (1, 1))
+    assert store.get(spec).cached and path.stat().st_mtime > 1
 
 
 def _fill(root: Path) -> None:
