@@ -7,7 +7,8 @@ Three measurements on the complete Fashion-MNIST read from ``--data-dir``
 1. ``fetch`` + ``preprocess`` as Prefect tasks in a flow, against a temporary
    Prefect server (``prefect_test_harness``): *cold* (empty cache directory:
    verify the four files, split, scale, write the ``.npy`` files) and *warm*
-   (same inputs again: both tasks answer ``Cached``). Times are the two task
+   (same inputs again: ``preprocess`` answers ``Cached``, ``fetch`` verifies the
+   folder's files again). Times are the two task
    calls inside the flow and the whole flow run (which adds Prefect's own
    start-up and log flushing).
 2. The pure functions underneath: ``fetch_files`` (parse and verify the four

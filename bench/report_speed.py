@@ -1,135 +1,94 @@
-"""Cost of the report: time to draw, write and shrink each plot, and the sizes produced.
+"""The report step with and without the plot cache: is keeping the plots worth it?
 
-Draws every plot of a run report from realistic inputs and prints a markdown table:
-plot, seconds to build the Figure, seconds to render the file PNG (100 dpi) and
-its size, seconds to make the embedded PNG and its base64 size (the artifact
-budget is ``MAX_EMBED_CHARS`` per image). Inputs: the real Fashion-MNIST test set
-(10,000 images, ``../shared/data`` beside the checkout or ``$MNIST_FLOW_SHARED_DATA``)
-classified by nearest class centroid (a cheap, imperfect model: many mistakes to
-show), a 15-epoch history and ``--trials`` search trials (10% diverged, 5% failed)
-with 15 epochs each. No Prefect: the markdown artifact itself is not published.
+Writes a report of eight trials, an 18-epoch history, a confusion matrix and 16
+misclassified MNIST test images (a nearest-centroid classifier on 1,000 of them) with
+:func:`tasks.outputs.report.write_report_files`: *drawn* with no plot cache, *cached*
+from a plot cache that an identical earlier report filled. Prints the best and median
+seconds of ``--repeat`` reports of each kind.
 
-Example::
-
-    python bench/report_speed.py --trials 40
+Usage: ``python bench/report_speed.py [--repeat 5]``
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import os
+import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 
-from tasks.data.idx import read_idx
-from tasks.outputs import plots
-from tasks.outputs.embed import MAX_EMBED_CHARS, compact_png
-from tasks.outputs.figures import FILE_DPI, build_plots
-from tasks.scoring.metrics import class_names, evaluation_metrics, select_misclassified
+from tasks.data.idx import read_idx  # noqa: E402
+from tasks.outputs.report import write_report_files  # noqa: E402
+from tasks.scoring.metrics import class_names, evaluation_metrics, select_misclassified  # noqa: E402
 
-DATA = Path(
-    os.environ.get(
-        "MNIST_FLOW_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"
-    )
-)
+SHARED = Path(os.environ.get("MNIST_FLOW_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
-def centroid_model(data: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Test images in [0, 1], labels, and nearest-centroid probabilities (centroids from train)."""
-    train_x = read_idx(data / "train-images-idx3-ubyte.gz")[:20000].reshape(20000, -1) / 255
-    train_y = read_idx(data / "train-labels-idx1-ubyte.gz")[:20000]
-    test = read_idx(data / "t10k-images-idx3-ubyte.gz").astype(np.float32) / 255
-    labels = read_idx(data / "t10k-labels-idx1-ubyte.gz").astype(np.int64)
-    centroids = np.stack([train_x[train_y == c].mean(axis=0) for c in range(10)]).astype(np.float32)
-    flat = test.reshape(len(test), -1)
-    d2 = (flat**2).sum(1)[:, None] - 2 * flat @ centroids.T + (centroids**2).sum(1)[None]
-    z = -d2 / 8.0
+def report_inputs() -> tuple[dict, dict]:
+    """(metrics, keyword arguments) of a report with every plot."""
+    folder = SHARED / "mnist"
+    images = read_idx(folder / "t10k-images-idx3-ubyte.gz")[:2000].astype(np.float32) / 255
+    labels = read_idx(folder / "t10k-labels-idx1-ubyte.gz")[:2000].astype(np.int64)
+    flat = images.reshape(len(images), -1)
+    centroids = np.stack([flat[:1000][labels[:1000] == c].mean(axis=0) for c in range(10)])
+    z = -((flat[1000:, None, :] - centroids[None]) ** 2).sum(axis=2) / 8.0
     proba = np.exp(z - z.max(axis=1, keepdims=True))
-    return test, labels, proba / proba.sum(axis=1, keepdims=True)
-
-
-def fake_trials(n: int, rng: np.random.Generator) -> list[dict]:
-    """Search trials shaped like ``TrialResult.to_dict()``."""
-    trials = []
-    for i in range(n):
-        status = "diverged" if rng.random() < 0.1 else "failed" if rng.random() < 0.05 else "ok"
-        epochs = 15 if status == "ok" else int(rng.integers(0, 4))
-        acc = list(0.9 - 0.2 * np.exp(-np.arange(1, epochs + 1) / 3) + rng.normal(0, 0.005, epochs))
-        params = {
-            "lr": float(10 ** rng.uniform(-3, 0.5)),
-            "batch_size": int(rng.choice([32, 64, 128, 256])),
-            "momentum": 0.9,
-            "nesterov": True,
-            "weight_decay": 1e-4,
-            "schedule": "cosine",
+    proba /= proba.sum(axis=1, keepdims=True)
+    names = class_names("mnist", 10)
+    metrics = evaluation_metrics(labels[1000:], proba, names)
+    errors = select_misclassified(images[1000:], labels[1000:], proba, limit=16)
+    trials = [
+        {
+            "trial": i, "seed": i, "status": "ok", "error": None, "epochs": 18, "rung": 0,
+            "params": {"lr": 0.01 * (i + 1), "batch_size": 64, "momentum": 0.9},
+            "val_accuracy": [0.9 + 0.001 * (i + e) for e in range(18)],
+            "val_loss": [0.3 - 0.005 * e for e in range(18)],
+            "best_val_accuracy": 0.9 + 0.001 * (i + 17), "seconds": 10.0, "cached": False,
         }
-        trials.append(
-            {
-                "trial": i,
-                "params": params,
-                "seed": i,
-                "status": status,
-                "error": None if status == "ok" else "loss became non-finite",
-                "val_accuracy": acc,
-                "val_loss": [1.0 - a for a in acc],
-                "best_val_accuracy": max(acc) if status == "ok" else None,
-                "epochs": epochs,
-                "seconds": 30.0,
-                "cached": False,
-            }
-        )
-    return trials
+        for i in range(8)
+    ]  # fmt: skip
+    history = [
+        {"epoch": e, "train_loss": 0.5 / e, "train_accuracy": 0.9, "val_loss": 0.5 / e,
+         "val_accuracy": 0.9, "lr": 0.1, "seconds": 2.0}
+        for e in range(1, 19)
+    ]  # fmt: skip
+    kwargs = {
+        "images_for_errors": errors.images, "y_true": errors.y_true, "y_pred": errors.y_pred,
+        "class_names": names, "trials": trials, "history": history,
+    }  # fmt: skip
+    return metrics, kwargs
+
+
+def timed(repeat: int, cache: Path | None, metrics: dict, kwargs: dict) -> list[float]:
+    """Seconds of ``repeat`` reports, each into a new folder."""
+    seconds = []
+    with tempfile.TemporaryDirectory() as out:
+        for i in range(repeat):
+            start = time.perf_counter()
+            write_report_files(f"{out}/{i}", metrics, plot_cache=cache, **kwargs)
+            seconds.append(time.perf_counter() - start)
+    return seconds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=40, help="number of search trials")
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    rng = np.random.default_rng(0)
-    images, labels, proba = centroid_model(DATA / "fashion-mnist")
-    names = class_names("fashion-mnist", 10)
-    metrics = evaluation_metrics(labels, proba, names)
-    errors = select_misclassified(images, labels, proba, limit=36)
-    history = [
-        {
-            "epoch": e,
-            "train_loss": 1 / e,
-            "train_accuracy": 1 - 0.3 / e,
-            "val_loss": 1.1 / e,
-            "val_accuracy": 1 - 0.32 / e,
-        }
-        for e in range(1, 16)
-    ]
-    builders = build_plots(
-        metrics,
-        names,
-        history,
-        (errors.images, errors.y_true, errors.y_pred),
-        fake_trials(args.trials, rng),
-    )
-    print(f"test accuracy of the centroid model: {metrics['test_accuracy']:.4f}")
-    print(f"embedded budget: {MAX_EMBED_CHARS} base64 chars per image\n")
-    print("| plot | build s | file s | file KB | embed s | embed base64 KB |")
-    print("|---|---|---|---|---|---|")
-    for name, spec in builders.items():
-        t0 = time.perf_counter()
-        fig = spec.draw()
-        t1 = time.perf_counter()
-        png = plots.figure_to_png(fig, FILE_DPI)
-        t2 = time.perf_counter()
-        small = compact_png(fig)
-        t3 = time.perf_counter()
-        embedded = len(base64.b64encode(small)) / 1000 if small else float("nan")
-        print(
-            f"| {name} | {t1 - t0:.2f} | {t2 - t1:.2f} | {len(png) / 1000:.0f} | "
-            f"{t3 - t2:.2f} | {embedded:.1f} |"
-        )
+    metrics, kwargs = report_inputs()
+    with tempfile.TemporaryDirectory() as cache:
+        timed(1, Path(cache), metrics, kwargs)  # fills the cache (and imports matplotlib)
+        cached = timed(args.repeat, Path(cache), metrics, kwargs)
+        drawn = timed(args.repeat, None, metrics, kwargs)
+    print(f"load average {os.getloadavg()[0]:.1f}; seconds per report, best / median:")
+    for name, seconds in (("drawn", drawn), ("cached", cached)):
+        print(f"  {name:<7} {min(seconds):7.3f} / {statistics.median(seconds):7.3f}")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 Subcommands: ``run`` (the whole pipeline), ``train`` (one training run with given
 hyperparameters), ``evaluate`` (a saved model on a test set), ``models`` (the
-registry), ``predict`` (classify image files), ``data`` (add labelled images) and
-``alerts`` (a webhook called when a retraining fails).
+registry), ``predict`` (classify image files), ``data`` (add labelled images),
+``cache`` (what the cache holds; prune it), ``alerts`` (a webhook called when a
+retraining fails) and ``serve`` (the champion as a web page and an HTTP API).
 Option defaults come from the flows' parameter models (:mod:`flows.params`), so the
 command line and the Prefect UI agree. User errors print ``mnist-flow: error: <message>`` on stderr
 and exit with 2 (usage or configuration) or 1 (runtime: data, network, files);
@@ -278,8 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    from flows.cache import add_parser as _add_cache
+
     for add in (_add_run, _add_train, _add_evaluate, _add_models, _add_predict, _add_data):
         add(sub)
+    _add_cache(sub, _Formatter)
     _add_alerts(sub)
     from flows.serve.command import add_parser as _add_serve
 

@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from flows.cache import command as cache_command
 from flows.params import DataParams, PipelineOptions, RunOptions, SearchParams, TrainOptions
 from tasks.outputs.rundir import check_out_dir
 
@@ -271,6 +272,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 COMMANDS = {
     "serve": cmd_serve,
     "alerts": cmd_alerts,
+    "cache": cache_command,
     "data": cmd_data,
     "run": cmd_run,
     "train": cmd_train,

@@ -3,9 +3,8 @@
 ``prepare_data`` runs fetch -> preprocess; ``train_and_report`` runs the cached
 final training, evaluation on the test set, registration (and approval), then the
 report and ``metrics.json`` from the settled decision. The pipeline calls both around
-its search; ``mnist_train`` calls them back to back. Every cached task stores its Prefect
-result under ``<cache_dir>/prefect-results``, so one folder holds everything a re-run
-reuses.
+its search; ``mnist_train`` calls them back to back. The steps keep what a re-run reuses
+in ``<cache_dir>`` (:mod:`tasks.cache`); Prefect caches nothing.
 """
 
 from __future__ import annotations
@@ -32,8 +31,6 @@ from tasks.registry.promotion import chance_level, divergence
 from tasks.report import write_report
 from tasks.train import train_final
 
-RESULTS_DIR = "prefect-results"
-
 
 def tag_flow_run(*names: str) -> None:
     """Add ``names`` to the tags of the current flow run (the UI filters runs by tag).
@@ -57,23 +54,16 @@ def cache_root(data: DataParams) -> Path:
     return ensure_dir(resolve_cache_dir(data.cache_dir))
 
 
-def with_cache(task: Any, cache_dir: Path, name: str | None = None) -> Any:
-    """``task`` storing its cached Prefect results under ``cache_dir``, its runs named ``name``."""
-    options: dict[str, Any] = {"result_storage": cache_dir / RESULTS_DIR, "persist_result": True}
-    if name is not None:
-        options["task_run_name"] = name
-    return task.with_options(**options)
-
-
 def fetch_files(data: DataParams, cache_dir: Path) -> Any:
     """Run the fetch task (cached, retried ``data.fetch_retries`` times on network errors)."""
-    fetcher = with_cache(fetch, cache_dir, f"fetch-{data.dataset}")
-    return fetcher.with_options(retries=data.fetch_retries)(
+    fetcher = fetch.with_options(task_run_name=f"fetch-{data.dataset}", retries=data.fetch_retries)
+    return fetcher(
         dataset=data.dataset,
         data_dir=data.data_dir,
         mirror=data.mirror,
         cache_dir=str(cache_dir),
-    )
+        return_state=True,  # a reuse returns its Cached state (tasks.cache.reused)
+    ).result()
 
 
 class DataSteps(NamedTuple):
@@ -122,7 +112,7 @@ def preprocess_files(
     subset = f"train{data.train_size}" if data.train_size else "train-all"
     val = "auto" if data.val_size is None else data.val_size
     name = f"preprocess-{data.dataset}-{subset}-val{val}"
-    prepared = with_cache(preprocess, cache_dir, name)(
+    prepared = preprocess.with_options(task_run_name=name)(
         files,
         val_size=data.val_size,
         train_size=data.train_size,
@@ -130,7 +120,8 @@ def preprocess_files(
         seed=seed,
         cache_dir=str(cache_dir),
         added=added if added.ids else None,
-    )
+        return_state=True,
+    ).result()
     return DataSteps(files, prepared, cache_dir, added, check)
 
 
@@ -209,14 +200,15 @@ def train_and_report(
     files, prepared, cache_dir, added, check = steps
     params = hyper.model_dump()
     with timings.step("train"):
-        final = with_cache(train_final, cache_dir)(
+        final = train_final(
             prepared,
             params,
             seed=options.seed,
             cache_dir=str(cache_dir),
             threads=options.threads,
             start_from=start_from,
-        )
+            return_state=True,
+        ).result()
     with timings.step("evaluate"):
         evaluator = evaluate_model.with_options(task_run_name=f"evaluate-{data.dataset}")
         evaluation = evaluator(str(final.model_path), files)

@@ -1,151 +1,153 @@
-"""Cache keys of the pipeline's tasks: a version of the code, hashes of small inputs.
+"""The pipeline's cache: content-addressed files, each owned by the step that makes them.
 
-Prefect's ``TASK_SOURCE`` cache policy hashes only the text of the task function:
-a change in a helper it calls would still hit the old cache. :func:`code_version`
-hashes every Python source file of the packages instead, so any change of the
-code invalidates the caches keyed on it. :class:`InputsAndCode` is the tasks' cache
-policy: its key hashes a few small inputs (names, checksums, settings, paths) plus
-that version, and a cached result that points at files is only served while those
-files exist (otherwise the task runs again and recreates them).
+Prefect caches nothing (every task runs with ``NO_CACHE``). A cached step names its
+result by :func:`content_key` of its inputs and the ``CODE_VERSION`` of the area whose
+code makes it, looks for that file under the cache folder, checks it, and reuses it or
+makes it again; a reuse ends the task in a Completed state named ``Cached``
+(:func:`reused`), as the UI shows for Prefect's own cache (a caller reads the value with
+``return_state=True`` and ``.result()``). Why not Prefect's cache: the results are files
+(hundreds of MB of arrays) that its result store would pickle, and a record pointing at
+them needs a second check that they still exist. ``docs/data.md`` lists each step's
+files and key. A ``CODE_VERSION`` is bumped by hand when its area's behaviour
+changes; an edit elsewhere (a docstring in ``flows/``) keeps every key.
+
+:func:`summarize` and :func:`prune` are ``mnist-flow cache``: what the cache holds, and
+removing the oldest entries. Plain code: Prefect is imported by :func:`reused` only.
 """
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import hashlib
 import json
-import logging
-from collections.abc import Callable, Sequence
+import os
+import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from prefect.cache_policies import CachePolicy
+from tasks.data.datasets import DATASETS
 
-if TYPE_CHECKING:
-    from prefect.context import TaskRunContext
-    from prefect.results import ResultStore
+#: The cache's top-level folders that :func:`summarize` lists, with what they hold.
+KINDS: dict[str, str] = {
+    "downloads": "verified downloads",
+    "prepared": "prepared arrays (one folder per dataset content) and their splits",
+    "trials": "finished search trials",
+    "checkpoints": "search checkpoints kept with --keep-checkpoints",
+    "models": "final models",
+    "plots": "the report's plots",
+    "other": "left by an older version",
+}
 
-PACKAGES: tuple[str, ...] = ("nn", "tasks", "flows")
-#: The folder holding the packages (the checkout, or site-packages when installed).
-SOURCE_ROOT: Path = Path(__file__).resolve().parent.parent
 
-logger = logging.getLogger(__name__)
+def content_key(**parts: Any) -> str:
+    """24 hex digits of the SHA-256 of ``parts`` as JSON (sorted keys, ``str`` for paths)."""
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def code_version(root: Path | None = None, packages: Sequence[str] = PACKAGES) -> str:
-    """Return a hex digest of the ``.py`` files of ``packages`` under ``root``.
+def reused(value: Any, where: Path | str) -> Any:
+    """A Completed state named ``Cached`` holding ``value``, found at ``where``."""
+    from prefect.states import Completed
 
-    Parameters
-    ----------
-    root:
-        Folder holding the packages. By default :data:`SOURCE_ROOT`, hashed once per
-        process (the code a process runs is the code it imported;
-        :func:`forget_code_version` makes the next call hash the files again). A
-        given ``root`` is hashed at every call.
-    packages:
-        Package folder names to hash (missing ones are skipped).
+    with contextlib.suppress(OSError):  # `mnist-flow cache --older-than` counts from here
+        os.utime(where)
+    return Completed(data=value, name="Cached", message=f"reused {where}")
 
-    Returns
-    -------
-    str
-        24 hex characters; changes whenever a file is added, removed, renamed or edited.
+
+@dataclass(frozen=True)
+class Entry:
+    """One removable unit of the cache: its files (a folder counts with its content)."""
+
+    kind: str
+    paths: tuple[Path, ...]
+    bytes: int
+    mtime: float
+
+    def remove(self) -> None:
+        """Delete the entry's files."""
+        for path in self.paths:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _entry(kind: str, paths: list[Path]) -> Entry:
+    size = sum(_size(p) for p in paths)
+    return Entry(kind, tuple(sorted(paths)), size, max(p.stat().st_mtime for p in paths))
+
+
+def entries(root: Path) -> list[Entry]:
+    """Every entry of the cache at ``root``, most recently written or reused first.
+
+    A download folder, a prepared folder (with its splits), a trial, a model (``.npz``
+    and ``.json``) and a checkpoint (its files) are one entry each; any other folder
+    (left by an older version) is one entry of kind ``other``.
     """
-    if root is None:
-        return _hash_once(SOURCE_ROOT, tuple(packages))
-    return _hash_sources(Path(root), tuple(packages))
+    found: list[Entry] = []
+    tops = sorted(p for p in root.iterdir() if not p.name.startswith(".")) if root.is_dir() else []
+    for top in tops:
+        if top.name == "idx" and top.is_dir():
+            found += [_entry("downloads", [p]) for p in top.iterdir() if p.is_dir()]
+        elif top.name in DATASETS:
+            found.append(_entry("downloads", [top]))
+        elif top.name in KINDS and top.is_dir():
+            groups: dict[str, list[Path]] = {}
+            for path in top.iterdir():
+                if not path.name.startswith("."):  # a write in progress
+                    stem = path.name.split(".")[0]
+                    stem = stem.rsplit("-e", 1)[0] if top.name == "checkpoints" else stem
+                    groups.setdefault(stem, []).append(path)
+            found += [_entry(top.name, paths) for paths in groups.values()]
+        else:
+            found.append(_entry("other", [top]))
+    return sorted(found, key=lambda e: e.mtime, reverse=True)
 
 
-def forget_code_version() -> None:
-    """Forget the default :func:`code_version`, for tests that edit the sources it hashes."""
-    _hash_once.cache_clear()
+def summarize(root: Path) -> list[dict[str, Any]]:
+    """One row per kind of entry: ``kind``, ``entries``, ``bytes``, ``what``."""
+    rows: dict[str, dict[str, Any]] = {}
+    for entry in entries(root):
+        row = rows.setdefault(
+            entry.kind, {"kind": entry.kind, "entries": 0, "bytes": 0, "what": KINDS[entry.kind]}
+        )
+        row.update(entries=row["entries"] + 1, bytes=row["bytes"] + entry.bytes)
+    return [rows[kind] for kind in KINDS if kind in rows]
 
 
-def _hash_sources(root: Path, packages: tuple[str, ...]) -> str:
-    digest = hashlib.sha256()
-    for package in packages:
-        for path in sorted((root / package).rglob("*.py")):
-            if "__pycache__" in path.parts:
-                continue
-            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-            digest.update(path.read_bytes() + b"\0")
-    return digest.hexdigest()[:24]
+def prune(root: Path, *, older_than: float | None = None, keep: int | None = None) -> list[Entry]:
+    """Remove the entries neither written nor reused for ``older_than`` days, and all but
+    the ``keep`` most recent of each kind; return the entries removed."""
+    cutoff = None if older_than is None else time.time() - older_than * 86400
+    counts: dict[str, int] = {}
+    removed = []
+    for entry in entries(root):
+        counts[entry.kind] = counts.get(entry.kind, 0) + 1
+        if (cutoff is not None and entry.mtime < cutoff) or (
+            keep is not None and counts[entry.kind] > keep
+        ):
+            entry.remove()
+            removed.append(entry)
+    return removed
 
 
-_hash_once = functools.cache(_hash_sources)
-
-
-def hash_key(**parts: Any) -> str:
-    """Return a SHA-256 hex digest of ``parts`` (JSON, sorted keys, ``str`` for paths)."""
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _always(result: Any) -> bool:
-    return True
-
-
-@dataclass(kw_only=True)
-class InputsAndCode(CachePolicy):
-    """Cache on a task's small inputs plus :func:`code_version`; files gone mean a miss.
-
-    Attributes
-    ----------
-    inputs:
-        Maps the task's parameters to the small, JSON-able values its result depends
-        on (names, paths, checksums, settings); None runs the task uncached (e.g. it
-        reports an invalid parameter itself).
-    files_exist:
-        Tells whether a cached result can still be served (its files are on disk).
-    """
-
-    inputs: Callable[[dict[str, Any]], dict[str, Any] | None]
-    files_exist: Callable[[Any], bool] = _always
-
-    def compute_key(
-        self,
-        task_ctx: TaskRunContext,
-        inputs: dict[str, Any],
-        flow_parameters: dict[str, Any],
-        **kwargs: Any,
-    ) -> str | None:
-        """``<task name>-<hash of the small inputs and the code version>``, or None."""
-        parts = self.inputs(inputs)
-        if parts is None:
-            return None
-        key = f"{task_ctx.task.name}-{hash_key(code=code_version(), inputs=parts)}"
-        return _unless_stale(task_ctx.result_store, key, self.files_exist)
-
-
-def _unless_stale(store: ResultStore, key: str, valid: Callable[[Any], bool]) -> str | None:
-    """Return ``key``, or None when a result is cached under it but is no longer ``valid``.
-
-    Why this reads the record: in Prefect 3 a cache policy only computes a key, and
-    the task's transaction serves any unexpired record stored under it
-    (``Transaction.begin`` asks ``ResultStore.exists``). Neither the policy, the
-    record nor the store offers a check of the cached value, and the store cannot
-    delete a record; ``refresh_cache`` is fixed per task, not decided per run. So the
-    policy reads the record from the run's store (the one the transaction uses) and
-    returns None: Prefect runs the task without reading or writing the cache. Since
-    the task writes its files at the same deterministic places, the old record
-    becomes valid again afterwards.
-
-    Parameters
-    ----------
-    store:
-        The task run's ``ResultStore`` (``TaskRunContext.result_store``).
-    key:
-        The cache key computed from the inputs.
-    valid:
-        Tells whether a cached result can still be used (e.g. its files exist).
-    """
-    try:
-        if not store.exists(key):
-            return key
-        if valid(store.read(key).result):
-            return key
-    except Exception as exc:  # unreadable record: run again rather than fail
-        logger.warning("cached result %s unreadable (%s); running again", key, exc)
-        return None
-    logger.warning("cached result %s refers to files gone or changed; running again", key)
-    return None
+def format_summary(root: Path) -> str:
+    """The table ``mnist-flow cache`` prints: kind, entries, size, what; then the total."""
+    rows = summarize(root)
+    if not rows:
+        return f"cache {root}: empty"
+    lines = [f"cache {root}:", f"{'kind':<12} {'entries':>7} {'MB':>9}  what"]
+    for row in rows:
+        mb = row["bytes"] / 1e6
+        lines.append(f"{row['kind']:<12} {row['entries']:>7} {mb:>9.1f}  {row['what']}")
+    total = sum(row["bytes"] for row in rows) / 1e6
+    lines.append(f"{'total':<12} {sum(r['entries'] for r in rows):>7} {total:>9.1f}")
+    return "\n".join(lines)

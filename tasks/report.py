@@ -14,7 +14,6 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tasks.cache import code_version
 from tasks.logs import run_logger
 from tasks.outputs.report import PLOTS, outcome, percent, write_report_files
 
@@ -30,11 +29,11 @@ def write_report(
 
     ``extras`` are those of :func:`tasks.outputs.report.write_report_files`; with a
     ``cache_dir`` the plots are kept in ``<cache_dir>/plots`` and an identical re-run
-    copies them (keyed on their data and the code version) instead of drawing them.
+    copies them (keyed on their data and the plots' code version) instead of drawing them.
     """
     logger = run_logger(__name__)
     if cache_dir is not None:
-        extras.update(plot_cache=Path(cache_dir) / "plots", salt=code_version())
+        extras.update(plot_cache=Path(cache_dir) / "plots")
     written = write_report_files(run_dir, metrics, **extras)
     for name in written.not_embedded:
         logger.warning(

@@ -15,7 +15,6 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tasks.cache import code_version
 from tasks.data.datasets import resolve_cache_dir
 from tasks.data.prepare import PreparedData
 from tasks.outputs.tables import tidy_columns
@@ -197,7 +196,6 @@ def random_search(
         dask_address=settings["dask_address"],
         halving=halving,
         cache_dir=resolve_cache_dir(cache_dir),
-        code_version=code_version(),
         on_trial=report,
         extras_handler=extras_handler or augment_extras,
         base=base,

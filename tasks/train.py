@@ -1,12 +1,13 @@
-"""Train the final model: a cached Prefect task around :func:`tasks.fitting.fit.fit`.
+"""Train the final model: a Prefect task around :func:`tasks.fitting.fit.fit`.
 
 The task logs one line per epoch, keeps a progress artifact up to date, and saves
 the model with :func:`nn.io.save_model` into ``<cache_dir>/models/<key>.npz``,
-where ``key`` hashes everything that determines the weights: the prepared data
-(dataset checksums, preprocessing, split files), the hyperparameters, the seed and
-the package's code version. Prefect's cache uses the same key, so a re-run with the
-same inputs returns the saved model without training, while changing only the
-number of epochs trains again. The flow copies the model into its run directory.
+where ``key`` (:func:`final_key`) names everything that determines the weights: the
+prepared data, the hyperparameters, the seed, the checkpoint continued and the training
+code's :data:`tasks.fitting.fit.CODE_VERSION`. The model's metadata keeps what the task
+returns, so a re-run with the same inputs returns the saved model without training
+(the task ends ``Cached``), while changing only the number of epochs trains again.
+The flow copies the model into its run directory.
 
 Randomness: ``np.random.default_rng(seed)`` draws the initial weights
 (:meth:`nn.model.MLP.create`) and then drives shuffling and augmentation in
@@ -18,7 +19,6 @@ weights can differ in rounding between runs: :mod:`tasks.fitting.threads`).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -28,11 +28,14 @@ from typing import Any
 import numpy as np
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
 
 from nn.checkpoint import load_checkpoint
-from nn.io import save_model
+from nn.errors import ModelFileError
+from nn.io import load_model, save_model
 from nn.train import EpochRecord, TrainConfig, TrainState, optimizer_for
-from tasks.cache import InputsAndCode, code_version
+from tasks.cache import content_key, reused
+from tasks.fitting import fit as fitting
 from tasks.fitting.augment import default_augment, make_augmenter
 from tasks.fitting.fit import fit
 from tasks.fitting.threads import AUTO
@@ -74,33 +77,23 @@ class FinalModel:
 
 
 def final_key(data: Any, params: dict[str, Any], seed: int, start: str | None = None) -> str:
-    """Hex digest naming the model trained on ``data`` with ``params`` and ``seed``.
+    """The content key naming the model trained on ``data`` with ``params`` and ``seed``.
 
     Parameters
     ----------
     data:
-        The ``PreparedData`` from :func:`tasks.preprocess.preprocess` (a dataclass).
+        The ``PreparedData`` from :func:`tasks.preprocess.preprocess` (named by its
+        ``key``: the pool's content and the split's settings).
     params:
         ``TrainParams.model_dump()``: hyperparameters, hidden sizes, augmentation.
     seed:
         Seed of the initial weights, shuffling and augmentation.
+    start:
+        The SHA-256 of the weights of a trial checkpoint continued (None: none).
     """
-    payload = {
-        "data": dataclasses.asdict(data),
-        "params": params,
-        "seed": int(seed),
-        "code": code_version(),
-    }
-    if start is not None:  # continued from a trial's checkpoint: named by its weights
-        payload["start"] = start
-    text = json.dumps(payload, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
-
-
-def _cache_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
-    """What the cache key hashes besides the code version: the key naming the model file."""
-    start = inputs.get("start_from")
-    return {"model": final_key(inputs["data"], inputs["params"], inputs["seed"], _start_id(start))}
+    return content_key(
+        version=fitting.CODE_VERSION, data=data.key, params=params, seed=int(seed), start=start
+    )
 
 
 def _start_id(start_from: str | None) -> str | None:
@@ -111,17 +104,21 @@ def _start_id(start_from: str | None) -> str | None:
     return str(meta["weights_sha256"])
 
 
+def _saved(path: Path) -> FinalModel | None:
+    """The model saved at ``path`` by an earlier run, if its files are there and intact."""
+    try:
+        _, meta = load_model(path)
+        return FinalModel(model_path=str(path), **meta["final"])
+    except (ModelFileError, KeyError, TypeError):
+        return None
+
+
 def _resume(start_from: str | None, config: TrainConfig, seed: int) -> tuple[Any, ...]:
     """(model, state, rng, earlier records) to continue ``start_from``; a new run if None."""
     if start_from is None:
         return None, TrainState(), np.random.default_rng(seed), []
     model, state, rng, meta = load_checkpoint(start_from, optimizer_for(config))
     return model, state, rng, list(meta.get("records", []))
-
-
-def _model_exists(result: FinalModel) -> bool:
-    path = Path(result.model_path)
-    return path.is_file() and path.with_suffix(".json").is_file()
 
 
 def _run_name() -> str:
@@ -135,8 +132,7 @@ def _run_name() -> str:
 @task(
     name="train-final",
     task_run_name=_run_name,
-    cache_policy=InputsAndCode(inputs=_cache_inputs, files_exist=_model_exists),
-    persist_result=True,
+    cache_policy=NO_CACHE,
 )
 def train_final(
     data: Any,
@@ -173,6 +169,11 @@ def train_final(
     FinalModel
     """
     logger = get_run_logger()
+    key = final_key(data, params, seed, _start_id(start_from))
+    path = Path(cache_dir) / "models" / f"{key}.npz"
+    if (saved := _saved(path)) is not None:
+        logger.info("reusing the final model %s", path)
+        return reused(saved, path)
     hyper = resolve(params, explicit=params)  # checked as given, nothing repaired
     config = TrainConfig.from_values(hyper)
     data.verify()  # never train on a cached array that changed since it was prepared
@@ -227,8 +228,15 @@ def train_final(
         logger.info("early stopping: kept the weights of epoch %d", history.best_epoch)
     update_progress_artifact(progress, 100.0, description="Final training: done")
 
-    key = final_key(data, params, seed, _start_id(start_from))
-    path = Path(cache_dir) / "models" / f"{key}.npz"
+    final = FinalModel(
+        model_path=str(path),
+        key=key,
+        history=earlier + history.to_dicts(),
+        best_epoch=int(history.best_epoch),
+        stopped_early=bool(history.stopped_early),
+        seconds=seconds,
+        params=dict(params),
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     save_model(
         path,
@@ -240,14 +248,7 @@ def train_final(
             "dataset": {"name": data.name, "checksums": dict(data.checksums)},
             "seed": int(seed),
             "best_epoch": int(history.best_epoch),
+            "final": {k: v for k, v in dataclasses.asdict(final).items() if k != "model_path"},
         },
     )
-    return FinalModel(
-        model_path=str(path),
-        key=key,
-        history=earlier + history.to_dicts(),
-        best_epoch=int(history.best_epoch),
-        stopped_early=bool(history.stopped_early),
-        seconds=seconds,
-        params=dict(params),
-    )
+    return final

@@ -12,7 +12,7 @@ import pytest
 
 from flows.cli import build_parser, main
 
-SUBCOMMANDS = ["run", "train", "evaluate", "models", "predict", "data", "alerts"]
+SUBCOMMANDS = ["run", "train", "evaluate", "models", "predict", "data", "alerts", "cache"]
 
 
 def test_data_add_help_names_the_store_and_its_default(capsys):

@@ -1,10 +1,15 @@
-"""Prepared arrays on disk: the handle on the ``.npy`` files, their checksums, loading them.
+"""Prepared data on disk: a dataset's arrays stored once, a split as indices into them.
 
-:class:`PreparedData` is what the preprocessing step returns (small and picklable); the
-arrays stay in ``.npy`` files that :meth:`PreparedData.load` memory-maps. Each file's
-SHA-256 is recorded in ``prepared.json`` when it is written, and the steps that read the
-arrays check it first (:meth:`PreparedData.verify`), so a cached array that was changed
-or damaged is never trained on: the preprocessing step prepares it anew.
+A *pool* folder holds a dataset's images as read from its files, uint8: the training
+file's images (with the training part of any added batches after them), the test
+images, their labels, and ``arrays.json`` with each file's SHA-256. A *split* is two
+small files in that folder, ``split-<key>.npz`` (sorted training and validation indices
+into the pool) and ``split-<key>.json`` (settings, scaling statistics, counts, the
+``.npz``'s SHA-256): another seed or validation size adds a split, never a copy of the
+images. :meth:`PreparedData.load` gathers and scales a split's images
+(:func:`tasks.data.scaling.prepare_images`); the steps that read them check every
+file's SHA-256 first (:meth:`PreparedData.verify`), so a changed or damaged file is
+never trained on: the preprocessing step prepares it anew.
 
 This module is pure: no Prefect.
 """
@@ -21,11 +26,12 @@ from typing import Any
 import numpy as np
 
 from tasks.data.datasets import fingerprint
+from tasks.data.scaling import prepare_images
 from tasks.errors import ChecksumError, DataError
 
-FORMAT_VERSION = 2  # 2: the arrays' SHA-256 in prepared.json
-META_NAME = "prepared.json"
-ARRAY_NAMES: tuple[str, ...] = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
+FORMAT_VERSION = 3  # 3: one pool of images per dataset, splits as indices
+POOL_META = "arrays.json"
+POOL_FILES: tuple[str, ...] = ("train_images", "train_labels", "test_images", "test_labels")
 
 
 @dataclass
@@ -46,7 +52,7 @@ class Splits:
 
 @dataclass(frozen=True)
 class PreparedData:
-    """A small, picklable handle on prepared arrays stored as ``.npy`` files.
+    """A small, picklable handle on a split of a dataset stored as ``.npy`` files.
 
     Attributes
     ----------
@@ -61,19 +67,20 @@ class PreparedData:
     preprocessing:
         ``{"standardize": bool, "mean": float, "std": float}``: apply with
         :func:`prepare_images` to new images (store it with the model).
-    paths:
-        Array name (:data:`ARRAY_NAMES`) -> ``.npy`` path; without ``X_val``/``y_val``
-        when ``n_val == 0``.
+    directory:
+        The pool folder.
+    split:
+        The split's name in it (``split-<key>``).
     n_train, n_val, n_test:
         Example counts.
     params:
-        The :class:`PrepareParams` used, as a dict.
+        The :class:`tasks.data.prepare.PrepareParams` used, as a dict.
     added:
         :meth:`tasks.data.versions.Added.lineage` of the added batches whose training
         part is appended to the training split (empty: the base dataset alone).
     sha256:
-        Array name -> SHA-256 of its ``.npy`` file, recorded when it was written and
-        checked by :meth:`verify` (the steps that read the arrays call it).
+        File name -> SHA-256, recorded when written (the pool's arrays and the split's
+        indices) and checked by :meth:`verify`.
     """
 
     name: str
@@ -81,7 +88,8 @@ class PreparedData:
     n_classes: int
     image_shape: tuple[int, int]
     preprocessing: dict[str, Any] = field(hash=False)
-    paths: dict[str, Path] = field(hash=False)
+    directory: Path
+    split: str
     n_train: int
     n_val: int
     n_test: int
@@ -90,29 +98,29 @@ class PreparedData:
     sha256: dict[str, str] = field(default_factory=dict, hash=False)
 
     @property
-    def directory(self) -> Path:
-        """The directory holding the arrays."""
-        return Path(self.paths["X_train"]).parent
+    def key(self) -> str:
+        """What names this data by content: the pool folder's name and the split's."""
+        return f"{Path(self.directory).name}/{self.split}"
 
     @property
     def fingerprint(self) -> str:
         """SHA-256 identifying the source dataset's content."""
         return fingerprint(self.checksums)
 
-    def missing(self) -> list[Path]:
-        """Return the array files that no longer exist."""
-        return [Path(p) for p in self.paths.values() if not Path(p).is_file()]
+    def files(self) -> dict[str, Path]:
+        """File name -> path of every file the split reads."""
+        return {name: Path(self.directory) / name for name in self.sha256}
 
     def changed(self) -> list[str]:
-        """The arrays whose file no longer has the SHA-256 recorded when it was written.
+        """The files that are missing or no longer have the SHA-256 recorded for them.
 
-        A missing file counts as changed. Each file is hashed once per process while
-        its size and modification time stay the same (:func:`file_sha256`).
+        Each file is hashed once per process while its size and modification time stay
+        the same (:func:`file_sha256`).
         """
         changed = []
-        for name, path in self.paths.items():
+        for name, path in self.files().items():
             try:
-                same = file_sha256(Path(path)) == self.sha256.get(name)
+                same = file_sha256(path) == self.sha256[name]
             except OSError:
                 same = False
             if not same:
@@ -120,84 +128,108 @@ class PreparedData:
         return changed
 
     def verify(self) -> None:
-        """Check every array against its recorded SHA-256 before a step reads it.
+        """Check every file against its recorded SHA-256 before a step reads it.
 
         Raises
         ------
         ChecksumError
             Naming the changed files; running the command again prepares them anew
-            (the preprocessing step checks them too and recomputes changed arrays).
+            (the preprocessing step checks them too and recomputes changed files).
         """
         changed = self.changed()
         if changed:
-            files = ", ".join(str(self.paths[name]) for name in changed)
+            names = ", ".join(str(Path(self.directory) / name) for name in changed)
             raise ChecksumError(
-                f"{files}: prepared array(s) changed since they were written (SHA-256 "
-                "mismatch); run the command again to prepare them anew"
+                f"{names}: prepared data changed since it was written (SHA-256 "
+                "mismatch); run the command again to prepare it anew"
             )
 
     def load(self, mmap: bool = True) -> Splits:
-        """Load the arrays, memory-mapped read-only when ``mmap`` (the default).
+        """Gather and scale the split's images: float32 arrays in memory.
+
+        ``mmap`` is accepted for the callers' sake: the pool is always memory-mapped and
+        only the split's rows are read.
 
         Raises
         ------
         DataError
-            An array file is missing or unreadable.
+            A file is missing or unreadable.
         """
-        arrays: dict[str, np.ndarray | None] = {"X_val": None, "y_val": None}
-        for name, path in self.paths.items():
-            try:
-                arrays[name] = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-            except (OSError, ValueError) as exc:
-                raise DataError(
-                    f"{path}: cannot load prepared array {name} ({exc}); delete {self.directory} "
-                    "and run the preprocessing again"
-                ) from None
-        return Splits(**arrays)
+        folder = Path(self.directory)
+        try:
+            pool = {n: np.load(folder / f"{n}.npy", mmap_mode="r") for n in POOL_FILES}
+            with np.load(folder / f"{self.split}.npz", allow_pickle=False) as index:
+                train_idx, val_idx = index["train"], index["val"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise DataError(
+                f"{folder}: cannot load prepared data ({exc}); delete {folder} and run the "
+                "preprocessing again"
+            ) from None
+        images, labels = pool["train_images"], pool["train_labels"]
+        has_val = val_idx.size > 0
+        return Splits(
+            X_train=prepare_images(images[train_idx], self.preprocessing),
+            y_train=np.asarray(labels[train_idx]),
+            X_val=prepare_images(images[val_idx], self.preprocessing) if has_val else None,
+            y_val=np.asarray(labels[val_idx]) if has_val else None,
+            X_test=prepare_images(pool["test_images"], self.preprocessing),
+            y_test=np.asarray(pool["test_labels"]),
+        )
 
     def to_json(self) -> dict[str, Any]:
-        """Return a JSON-able description (paths relative to :attr:`directory`)."""
+        """Return the split's JSON description (without its folder)."""
         data = asdict(self)
-        data["paths"] = {k: Path(p).name for k, p in self.paths.items()}
+        del data["directory"]
         data["image_shape"] = list(self.image_shape)
         return {"format_version": FORMAT_VERSION, **data}
 
     @classmethod
     def from_json(cls, data: dict[str, Any], directory: Path) -> PreparedData:
-        """Rebuild from :meth:`to_json` output, with arrays in ``directory``."""
+        """Rebuild from :meth:`to_json` output, with the pool in ``directory``."""
         if data.get("format_version") != FORMAT_VERSION:
-            raise DataError(f"{directory / META_NAME}: unsupported format_version")
+            raise DataError(f"{directory}: unsupported format_version")
         fields = {k: v for k, v in data.items() if k != "format_version"}
-        fields["paths"] = {k: Path(directory) / name for k, name in fields["paths"].items()}
         fields["image_shape"] = tuple(fields["image_shape"])
-        return cls(**fields)
+        return cls(directory=Path(directory), **fields)
 
 
 def load_prepared(
-    out_dir: Path, logger: logging.Logger | logging.LoggerAdapter[Any] | None = None
+    directory: Path, split: str, logger: logging.Logger | logging.LoggerAdapter[Any] | None = None
 ) -> PreparedData | None:
-    """Return the complete, unchanged result stored in ``out_dir``, or None.
+    """Return the split ``split`` of the pool in ``directory`` if complete and unchanged.
 
-    None when absent, incomplete, of an older format, or when an array no longer has
-    the SHA-256 recorded for it (logged as a warning: the caller prepares it anew).
+    None when absent, incomplete, of an older format, or when a file no longer has the
+    SHA-256 recorded for it (logged as a warning: the caller prepares it anew).
     """
     try:
-        data = json.loads((Path(out_dir) / META_NAME).read_text())
-        prepared = PreparedData.from_json(data, Path(out_dir))
+        data = json.loads((Path(directory) / f"{split}.json").read_text(encoding="utf-8"))
+        prepared = PreparedData.from_json(data, Path(directory))
     except (OSError, ValueError, TypeError, KeyError, DataError):
-        return None
-    if prepared.missing():
         return None
     changed = prepared.changed()
     if changed:
         (logger or logging.getLogger(__name__)).warning(
-            "prepared arrays %s in %s changed since they were written (SHA-256 mismatch); "
+            "prepared files %s in %s changed since they were written (SHA-256 mismatch); "
             "preparing them again",
             ", ".join(changed),
-            out_dir,
+            directory,
         )
         return None
     return prepared
+
+
+def load_pool(directory: Path) -> dict[str, Any] | None:
+    """The pool's ``arrays.json`` if every array is there unchanged, else None."""
+    try:
+        meta = json.loads((Path(directory) / POOL_META).read_text(encoding="utf-8"))
+        if meta.get("format_version") != FORMAT_VERSION:
+            return None
+        digests = {f"{name}.npy": meta["sha256"][f"{name}.npy"] for name in POOL_FILES}
+        if all(file_sha256(Path(directory) / n) == d for n, d in digests.items()):
+            return dict(meta, sha256=digests)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        pass
+    return None
 
 
 _HASHED: dict[tuple[str, int, int, int], str] = {}

@@ -10,35 +10,58 @@ parts (``val_size`` examples; 0 means no validation split), then the training
 part is optionally subsampled, stratified, to ``train_size`` examples. Without
 ``val_size``, ``train_size`` images are drawn first and the validation part (a sixth of
 them, :func:`tasks.settings.default_val_size`) is taken from those. Both draws use
-random streams derived from ``seed``. Arrays are written to a directory that
-appears atomically, with a ``prepared.json`` describing them, so big arrays stay
-out of Prefect's result store and can be memory-mapped.
-
-The handle on the stored arrays and their checksums live in :mod:`tasks.data.arrays`
-(re-exported here). This module is pure: no Prefect.
+random streams derived from ``seed``. The images are stored once per dataset content
+(a *pool* folder that appears atomically) and each split as its indices
+(:mod:`tasks.data.arrays`, whose handle is re-exported here); both are named by
+content keys and :data:`CODE_VERSION` (:mod:`tasks.cache`). This module is pure: no
+Prefect.
 """
 
 from __future__ import annotations
 
-import json
+import io
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from nn.atomic import write_directory_atomic
+from nn.atomic import write_bytes_atomic, write_directory_atomic, write_json_atomic
 from nn.errors import ConfigError
-from tasks.data.arrays import META_NAME, PreparedData, Splits, file_sha256, load_prepared
+from tasks.cache import content_key
+from tasks.data.arrays import (
+    FORMAT_VERSION,
+    POOL_FILES,
+    POOL_META,
+    PreparedData,
+    Splits,
+    file_sha256,
+    load_pool,
+    load_prepared,
+)
 from tasks.data.datasets import ROLES, DatasetFiles
 from tasks.data.idx import check_pair, load_idx
-from tasks.data.scaling import pixel_stats, prepare_images
+from tasks.data.scaling import pixel_stats
 from tasks.data.versions import Added
 from tasks.errors import CacheError, ChecksumError, DataError
 from tasks.settings.declared import default_val_size
 
-__all__ = ["PrepareParams", "PreparedData", "Splits", "load_prepared", "prepare", "split_indices"]
+__all__ = [
+    "CODE_VERSION",
+    "PrepareParams",
+    "PreparedData",
+    "Splits",
+    "load_prepared",
+    "pool_dir",
+    "prepare",
+    "split_indices",
+    "split_name",
+]
+
+CODE_VERSION = 1
+"""Bump when a change here or in :mod:`tasks.data.arrays`, :mod:`tasks.data.scaling` or
+:mod:`tasks.data.idx` changes the prepared data: every pool and split is made anew."""
 
 
 @dataclass(frozen=True)
@@ -184,15 +207,33 @@ def read_verified(files: DatasetFiles) -> dict[str, np.ndarray]:
     return arrays
 
 
+def pool_dir(root: Path, files: DatasetFiles, added: Added | None = None) -> Path:
+    """The pool folder of ``files`` (and the ``added`` batches) under ``root``.
+
+    Named by the files' checksums, the batches' ids (content hashes) and
+    :data:`CODE_VERSION`, so the same content always maps to the same folder.
+    """
+    ids = list(added.ids) if added is not None else []
+    key = content_key(
+        version=CODE_VERSION, checksums=files.checksums, n_classes=files.n_classes, added=ids
+    )
+    return Path(root) / f"{files.name}-{key}"
+
+
+def split_name(params: PrepareParams) -> str:
+    """The name of the split made with ``params`` in a pool folder."""
+    return "split-" + content_key(version=CODE_VERSION, **asdict(params))
+
+
 def prepare(
     files: DatasetFiles,
     params: PrepareParams,
-    out_dir: Path,
+    root: Path,
     *,
     logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
     added: Added | None = None,
 ) -> PreparedData:
-    """Read, split, scale and store a dataset; return the handle on the stored arrays.
+    """Store the dataset's pool (unless already there) and the split; return its handle.
 
     Parameters
     ----------
@@ -200,9 +241,8 @@ def prepare(
         The verified files from the fetch step.
     params:
         Split and scaling settings.
-    out_dir:
-        Directory to create (atomically) with the ``.npy`` files and ``prepared.json``.
-        If it already holds a complete result (a concurrent run), that result is returned.
+    root:
+        The folder of the pool folders (``<cache>/prepared``).
     logger:
         Where to log progress (defaults to this module's logger).
     added:
@@ -211,69 +251,72 @@ def prepare(
         held-out part is left for the evaluation.
     """
     log = logger or logging.getLogger(__name__)
-    raw = read_verified(files)
-    train_idx, val_idx = split_indices(raw["train_labels"], params)
-    train_images = raw["train_images"][train_idx]
-    train_labels = raw["train_labels"][train_idx].astype(np.int64)
-    if added is not None and added.ids:
-        extra_images, extra_labels = added.load(heldout=False)
-        train_images = np.concatenate([train_images, extra_images])
-        train_labels = np.concatenate([train_labels, extra_labels])
+    directory = pool_dir(root, files, added)
+    meta = load_pool(directory) or _write_pool(directory, files, added)
+    pool = {name: np.load(directory / f"{name}.npy", mmap_mode="r") for name in POOL_FILES}
+    n_file = int(meta["n_train_file"])
+    train_idx, val_idx = split_indices(np.asarray(pool["train_labels"][:n_file]), params)
+    train_idx = np.concatenate([train_idx, np.arange(n_file, pool["train_labels"].shape[0])])
+    train_images = pool["train_images"][train_idx]
     mean, std = pixel_stats(train_images) if params.standardize else (0.0, 1.0)
     if params.standardize and std == 0.0:
         raise DataError(f"{files.train_images}: every training pixel has the same value; std is 0")
-    preprocessing = {"standardize": params.standardize, "mean": mean, "std": std}
-    arrays: dict[str, np.ndarray] = {
-        "X_train": prepare_images(train_images, preprocessing),
-        "y_train": train_labels,
-    }
-    if val_idx.size:
-        arrays["X_val"] = prepare_images(raw["train_images"][val_idx], preprocessing)
-        arrays["y_val"] = raw["train_labels"][val_idx].astype(np.int64)
-    arrays["X_test"] = prepare_images(raw["test_images"], preprocessing)
-    arrays["y_test"] = raw["test_labels"].astype(np.int64)
-    rows, cols = raw["train_images"].shape[1:]
+    split = split_name(params)
+    buf = io.BytesIO()
+    np.savez(buf, train=train_idx.astype(np.int64), val=val_idx.astype(np.int64))
+    write_bytes_atomic(directory / f"{split}.npz", buf.getvalue())
+    rows, cols = pool["train_images"].shape[1:]
     prepared = PreparedData(
         name=files.name,
         checksums=dict(files.checksums),
         n_classes=files.n_classes,
         image_shape=(int(rows), int(cols)),
-        preprocessing=preprocessing,
-        paths={name: out_dir / f"{name}.npy" for name in arrays},
-        n_train=int(train_labels.size),
+        preprocessing={"standardize": params.standardize, "mean": mean, "std": std},
+        directory=directory,
+        split=split,
+        n_train=int(train_idx.size),
         n_val=int(val_idx.size),
-        n_test=int(raw["test_labels"].shape[0]),
+        n_test=int(pool["test_labels"].shape[0]),
         params=asdict(params),
         added=added.lineage() if added is not None and added.ids else {},
+        sha256={**meta["sha256"], f"{split}.npz": file_sha256(directory / f"{split}.npz")},
     )
-    prepared = _write_atomically(out_dir, arrays, prepared)
+    write_json_atomic(directory / f"{split}.json", prepared.to_json(), indent=2)
     log.info(
         "prepared %s: %d train, %d validation, %d test examples (mean %.4f, std %.4f) in %s",
-        files.name, prepared.n_train, prepared.n_val, prepared.n_test, mean, std, out_dir,
+        files.name, prepared.n_train, prepared.n_val, prepared.n_test, mean, std, directory,
     )  # fmt: skip
     return prepared
 
 
-def _write_atomically(
-    out_dir: Path, arrays: dict[str, np.ndarray], prepared: PreparedData
-) -> PreparedData:
-    """Write the arrays and metadata into a temporary directory, then rename it to ``out_dir``.
-
-    Returns ``prepared`` with the SHA-256 of each array file.
-
-    A complete result already in ``out_dir`` came from a concurrent run with the same inputs
-    and is kept; an incomplete one is replaced.
-    """
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+def _write_pool(directory: Path, files: DatasetFiles, added: Added | None) -> dict[str, Any]:
+    """Write the pool's arrays and ``arrays.json`` into a folder that appears atomically;
+    return that JSON. A complete pool already there (a concurrent run) is kept."""
+    raw = read_verified(files)
+    train_images, train_labels = raw["train_images"], raw["train_labels"].astype(np.int64)
+    if added is not None and added.ids:
+        extra_images, extra_labels = added.load(heldout=False)
+        train_images = np.concatenate([train_images, extra_images])
+        train_labels = np.concatenate([train_labels, extra_labels.astype(np.int64)])
+    arrays = {
+        "train_images": train_images,
+        "train_labels": train_labels,
+        "test_images": raw["test_images"],
+        "test_labels": raw["test_labels"].astype(np.int64),
+    }
     try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
         with write_directory_atomic(
-            out_dir, replace_existing=lambda existing: load_prepared(existing) is None
+            directory, replace_existing=lambda existing: load_pool(existing) is None
         ) as tmp:
             for name, array in arrays.items():
                 np.save(tmp / f"{name}.npy", array, allow_pickle=False)
-            digests = {name: file_sha256(tmp / f"{name}.npy") for name in arrays}
-            meta = replace(prepared, sha256=digests).to_json()
-            (tmp / META_NAME).write_text(json.dumps(meta, indent=2))
+            meta = {
+                "format_version": FORMAT_VERSION,
+                "n_train_file": int(raw["train_labels"].size),
+                "sha256": {f"{n}.npy": file_sha256(tmp / f"{n}.npy") for n in arrays},
+            }
+            write_json_atomic(tmp / POOL_META, meta, indent=2)
     except OSError as exc:  # numpy's "Not enough free space" names no file
-        raise CacheError(f"cannot write the prepared arrays {out_dir}: {exc}") from exc
-    return replace(prepared, sha256=digests)
+        raise CacheError(f"cannot write the prepared arrays {directory}: {exc}") from exc
+    return load_pool(directory) or meta

@@ -24,7 +24,11 @@ from nn.model import MLP
 from nn.train import EpochRecord, History, TrainConfig, TrainState, train
 from tasks.fitting.threads import available_cores, blas_threads
 
-__all__ = ["fit"]
+__all__ = ["CODE_VERSION", "fit"]
+
+CODE_VERSION = 1
+"""Bump when a change in ``nn/`` or ``tasks/fitting/`` changes what training gives:
+every stored trial and final model is then trained anew (:mod:`tasks.cache`)."""
 
 
 def fit(

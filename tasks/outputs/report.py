@@ -318,7 +318,6 @@ def write_report_files(
     history: list[dict] | None = None,
     best_params: dict | None = None,
     plot_cache: str | Path | None = None,
-    salt: str = "",
     display_dir: str | None = None,
 ) -> WrittenReport:
     """Write the plots and ``report.md`` into ``run_dir``; return them with the UI's markdown.
@@ -327,7 +326,7 @@ def write_report_files(
     the misclassified grid; ``history`` (``EpochRecord.to_dict()`` list) the learning curves;
     ``class_names`` default to ``metrics["class_names"]``; ``best_params`` to the best
     finished trial's. ``plot_cache``: a folder keeping each plot's images under a hash of its
-    data and ``salt`` (None: draw every plot). ``display_dir``: the folder the report names.
+    data (None: draw every plot). ``display_dir``: the folder the report names.
     """
     out = Path(run_dir).resolve()
     shown = Path(display_dir).resolve() if display_dir else out
@@ -346,7 +345,7 @@ def write_report_files(
     cache = None if plot_cache is None else Path(plot_cache)
     for name, spec in build_plots(metrics, names, history, errors, trials).items():
         filename = PLOTS[name][0]
-        data, small = render(spec, cache, name, salt)
+        data, small = render(spec, cache, name)
         write_file(out / filename, data, shown)
         files[name] = filename
         embedded[name] = None

@@ -8,8 +8,9 @@ in one go, and a checkpoint that is missing (removed, or written on another mach
 replaced by training from the start, at the cost of time only.
 
 :class:`CheckpointStore` keeps ``<directory>/<key>-e<epoch>.npz`` (+ ``.json`` and
-``.state.npz``), written atomically; ``key`` hashes what determines the trial's run
-(data, code, parameters, fixed settings, seed, index, schedule length), so a checkpoint
+``.state.npz``), written atomically; ``key`` (:func:`tasks.cache.content_key`) names what
+determines the trial's run (data, code versions, parameters, fixed settings, seed, index,
+schedule length), so a checkpoint
 is never resumed by another trial. A trial keeps only its latest checkpoint. The search
 removes its checkpoints when it ends (:meth:`CheckpointStore.remove`), unless asked to
 keep them.
@@ -17,8 +18,6 @@ keep them.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from nn.checkpoint import load_checkpoint, remove_checkpoint, save_checkpoint
 from nn.errors import ModelFileError
 from nn.model import MLP
 from nn.train import TrainConfig, TrainState, optimizer_for
+from tasks.cache import content_key
 
 __all__ = ["CheckpointStore", "Resumed"]
 
@@ -44,16 +44,14 @@ class CheckpointStore:
 
     def key(self, spec: Any) -> str:
         """Hex digest naming the run of trial ``spec`` (a ``TrialSpec``), whatever its epochs."""
-        what = {
-            "identity": self.identity,
-            "params": spec.params,
-            "base": spec.base,
-            "seed": spec.seed,
-            "index": spec.index,
-            "horizon": spec.schedule_epochs,
-        }
-        text = json.dumps(what, sort_keys=True, separators=(",", ":"), default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:32]
+        return content_key(
+            identity=self.identity,
+            params=spec.params,
+            base=spec.base,
+            seed=spec.seed,
+            index=spec.index,
+            horizon=spec.schedule_epochs,
+        )
 
     def path(self, spec: Any, epoch: int) -> Path:
         """The weights file of ``spec``'s checkpoint after ``epoch`` epochs."""

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import math
 import tempfile
 import time
@@ -53,6 +52,7 @@ from tasks.tuning.trials import (
     TrialSpec,
     TrialStore,
     run_trial,
+    versions,
 )
 
 __all__ = ["BACKENDS", "SearchResult", "data_fingerprint", "halving_rungs", "run_search"]
@@ -113,19 +113,15 @@ def halving_rungs(n_trials: int, trial_epochs: int, factor: int = 3) -> list[tup
 
 
 def data_fingerprint(data: TrialData) -> str:
-    """SHA-256 naming the training and validation data a trial sees.
+    """What names the training and validation data a trial sees.
 
-    For ``PreparedData`` it covers the source checksums, the preparation settings and the
-    preprocessing statistics; for arrays held in memory, their content.
-
+    ``PreparedData`` is named by its ``key`` (the pool's content and the split's
+    settings); arrays held in memory by the SHA-256 of their content.
     """
+    key = getattr(data, "key", None)
+    if isinstance(key, str):
+        return key
     digest = hashlib.sha256()
-    checksums = getattr(data, "checksums", None)
-    if checksums is not None:
-        fields = ("name", "checksums", "params", "preprocessing", "n_train", "n_val")
-        what = {name: getattr(data, name, None) for name in fields}
-        digest.update(json.dumps(what, sort_keys=True, default=str).encode())
-        return digest.hexdigest()
     splits = data.load(mmap=True)
     for name in ("X_train", "y_train", "X_val", "y_val"):
         array = np.ascontiguousarray(getattr(splits, name))
@@ -252,7 +248,6 @@ def run_search(
     halving: bool = False,
     halving_factor: int = 3,
     cache_dir: str | Path | None = None,
-    code_version: str = "",
     on_trial: OnTrial | None = None,
     extras_handler: ExtrasHandler | None = None,
     base: dict[str, Value] | None = None,
@@ -280,8 +275,6 @@ def run_search(
         Successive halving with this reduction factor (see :func:`halving_rungs`).
     cache_dir:
         Finished trials are stored in ``<cache_dir>/trials`` and reused (None: no store).
-    code_version:
-        Part of every stored trial's key, so a code change retrains.
     on_trial:
         ``on_trial(result, done, total)`` in this process as each trial finishes.
     extras_handler:
@@ -312,8 +305,11 @@ def run_search(
             f"search parameters {list(space.extras)} are not known to the trainer; "
             "pass an extras_handler that turns them into training options"
         )
-    splits = data.load(mmap=True)
-    if splits.X_val is None or len(splits.X_val) == 0:
+    n_val = getattr(data, "n_val", None)
+    if n_val is None:  # arrays in memory
+        X_val = data.load(mmap=True).X_val
+        n_val = 0 if X_val is None else len(X_val)
+    if not n_val:
         raise ConfigError("the random search needs a validation split (val_size > 0)")
     start_time = time.perf_counter()
     rounds = (
@@ -323,15 +319,14 @@ def run_search(
     )
     store = checkpoints = None
     scratch = None
-    identity = {"data": data_fingerprint(data), "code": code_version}
+    identity = {"data": data_fingerprint(data), "code": versions()}
     if cache_dir is not None:
         store = TrialStore(Path(cache_dir) / "trials", identity)
         checkpoints = CheckpointStore(Path(cache_dir) / "checkpoints", identity)
     elif len(rounds) > 1:
         scratch = tempfile.TemporaryDirectory(prefix="mnist-flow-checkpoints-")
         checkpoints = CheckpointStore(scratch.name, identity)
-    draws = store.directory / "draws" if store else None  # beside the trials, not among them
-    params = space.sample_all(seed, n_trials, draws, code_version)
+    params = {i: space.sample(seed, i) for i in range(n_trials)}
     if reference is not None:
         params[0] = dict(reference)
     shared = dict(base or {})
@@ -371,7 +366,7 @@ def run_search(
             errors = "; ".join(f"trial {r.trial}: {r.status} ({r.error})" for r in results[-3:])
             raise SearchError(f"no trial of the search finished successfully; last: {errors}")
         top = max(final, key=_rank)
-        chosen, choice = choose(final, top, reference is not None, len(splits.X_val))
+        chosen, choice = choose(final, top, reference is not None, n_val)
         kept = None
         if checkpoints is not None:
             last = {s.index: s for s in specs if s.rung == len(rounds) - 1}

@@ -6,8 +6,8 @@ A space maps parameter names to one of two specifications:
   optionally exactly zero with probability ``zero`` (an L2 penalty "off or 1e-6..1e-3");
 - :class:`Choice` a finite set of values, drawn uniformly (a single value fixes the parameter).
 
-Sampling turns each specification into a :mod:`scipy.stats` distribution (or a list) and
-draws one configuration per trial with scikit-learn's :class:`ParameterSampler`. Trial ``i``
+Each specification draws its value with a :class:`numpy.random.Generator`, parameters in
+name order, so drawing costs microseconds and needs no cache. Trial ``i``
 of a run with seed ``s`` draws from its own stream, ``SeedSequence(s, spawn_key=(i, 0))``,
 the ``i``-th child of ``SeedSequence(s).spawn``; its training uses ``spawn_key=(i, 1)``. A
 trial's parameters therefore depend only on ``(s, i)``, not on how many trials run.
@@ -19,19 +19,14 @@ space is built. Any other name is an *extra* categorical parameter (for instance
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import hashlib
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from nn.atomic import write_json_atomic
 from nn.config import TRAINING, Setting
 from nn.errors import ConfigError
 from tasks.errors import SearchSpaceError
@@ -71,19 +66,17 @@ class Range:
     integer: bool = False
     zero: float = 0.0
 
-    def distribution(self) -> Any:
-        """A frozen distribution with an ``rvs(random_state=...)`` method."""
-        from scipy import stats  # here: a cached run draws nothing (a slow import)
-
-        if self.integer and self.log:
-            dist: Any = _IntLogUniform(int(self.low), int(self.high))
-        elif self.integer:
-            dist = stats.randint(int(self.low), int(self.high) + 1)
-        elif self.log:
-            dist = stats.loguniform(self.low, self.high)
+    def draw(self, rng: np.random.Generator) -> float | int:
+        """One value: exactly 0 with probability ``zero``, else uniform (in ``log`` when
+        ``log``) between the bounds; integers are drawn from ``[low, high]``."""
+        if self.zero > 0 and rng.random() < self.zero:
+            return 0 if self.integer else 0.0
+        low, high = (self.low, self.high + 1) if self.integer else (self.low, self.high)
+        if self.log:
+            value = math.exp(rng.uniform(math.log(low), math.log(high)))
         else:
-            dist = stats.uniform(self.low, self.high - self.low)
-        return _ZeroOr(dist, self.zero) if self.zero > 0 else dist
+            value = rng.uniform(low, high)
+        return min(int(value), int(self.high)) if self.integer else float(value)
 
     def describe(self) -> str:
         """The override syntax of this range, e.g. ``"0.001:0.3:log"``."""
@@ -99,9 +92,9 @@ class Choice:
 
     values: tuple[Value, ...]
 
-    def distribution(self) -> list[Value]:
-        """The list of values (scikit-learn samples a list uniformly)."""
-        return list(self.values)
+    def draw(self, rng: np.random.Generator) -> Value:
+        """One of the values, uniformly."""
+        return self.values[int(rng.integers(len(self.values)))]
 
     def describe(self) -> str:
         """The override syntax, e.g. ``"64,128,256"``."""
@@ -111,30 +104,6 @@ class Choice:
 
 
 Spec = Range | Choice
-
-
-class _ZeroOr:
-    """Exactly zero with probability ``p``, otherwise a draw from ``dist``."""
-
-    def __init__(self, dist: Any, p: float) -> None:
-        self.dist, self.p = dist, p
-
-    def rvs(self, random_state: np.random.RandomState) -> float:
-        draw = self.dist.rvs(random_state=random_state)
-        return 0.0 if random_state.uniform() < self.p else draw
-
-
-class _IntLogUniform:
-    """Integers in ``[low, high]`` with ``log(value)`` roughly uniform."""
-
-    def __init__(self, low: int, high: int) -> None:
-        from scipy import stats
-
-        self.dist = stats.loguniform(low, high + 1)
-        self.high = high
-
-    def rvs(self, random_state: np.random.RandomState) -> int:
-        return min(int(self.dist.rvs(random_state=random_state)), self.high)
 
 
 SEARCHABLE = (
@@ -219,41 +188,8 @@ class SearchSpace:
         """
         if seed < 0 or index < 0:
             raise SearchSpaceError(f"seed and trial index must be >= 0, got {seed} and {index}")
-        from sklearn.model_selection import ParameterSampler  # here: see Range.distribution
-
-        stream, _ = trial_seeds(seed, index)
-        state = np.random.RandomState(np.random.MT19937(stream))
-        dists = {name: spec.distribution() for name, spec in self.specs.items()}
-        (drawn,) = ParameterSampler(dists, n_iter=1, random_state=state)
-        return {name: _plain(name, drawn[name]) for name in sorted(drawn)}
-
-    def sample_all(
-        self, seed: int, n_trials: int, folder: Path | None = None, salt: str = ""
-    ) -> dict[int, dict[str, Value]]:
-        """Trial ``i``'s parameters (:meth:`sample`) for ``i < n_trials``, kept in ``folder``.
-
-        Drawing imports scipy.stats and scikit-learn, which takes longer than the rest of
-        a search whose trials are all stored; given a ``folder`` (beside the trial store), a
-        re-run with the same space, seed, ``salt`` (the code version) and library versions
-        reads its draws back instead (JSON returns every value exactly). Any folder error
-        just means drawing again.
-        """
-        if folder is None:
-            return {i: self.sample(seed, i) for i in range(n_trials)}
-        from importlib.metadata import version
-
-        specs = {name: [type(s).__name__, dataclasses.asdict(s)] for name, s in self.specs.items()}
-        what = [specs, seed, n_trials, salt, version("scipy"), version("scikit-learn")]
-        text = json.dumps(what, sort_keys=True, default=str)
-        path = Path(folder) / f"draws-{hashlib.sha256(text.encode()).hexdigest()[:32]}.json"
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            stored = json.loads(path.read_text(encoding="utf-8"))
-            return {int(index): dict(params) for index, params in stored.items()}
-        draws = {i: self.sample(seed, i) for i in range(n_trials)}
-        with contextlib.suppress(OSError):
-            Path(folder).mkdir(parents=True, exist_ok=True)
-            write_json_atomic(path, {str(i): params for i, params in draws.items()})
-        return draws
+        rng = np.random.default_rng(trial_seeds(seed, index)[0])
+        return {name: _plain(name, self.specs[name].draw(rng)) for name in sorted(self.specs)}
 
     def describe(self) -> dict[str, str]:
         """Each parameter in override syntax, for logs and reports."""

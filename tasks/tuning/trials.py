@@ -10,15 +10,16 @@ sent (paths only) and memory-maps its ``.npy`` files in the worker; :class:`Tria
 carries the arrays themselves for workers that cannot see those files (a Dask cluster).
 
 :class:`TrialStore` keeps one small JSON file per finished trial, written atomically, named
-by a hash of everything that determines the result (data, parameters, seed, epochs, code).
+by the content key (:mod:`tasks.cache`) of what determines the result: the data, the
+parameters, seed and epochs, and the code versions of :func:`versions`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from threadpoolctl import threadpool_limits
 from nn.atomic import write_json_atomic
 from nn.errors import NonFiniteError
 from nn.train import TrainConfig, TrainState
+from tasks.cache import content_key
+from tasks.fitting import fit as fitting
 from tasks.fitting.fit import fit
 from tasks.settings import resolve
 from tasks.tuning.checkpoints import CheckpointStore
@@ -49,6 +52,15 @@ __all__ = [
 ]
 
 STATUSES = ("ok", "diverged", "failed")
+
+CODE_VERSION = 1
+"""Bump when a change in ``tasks/tuning/`` changes what a trial gives: every stored trial
+and checkpoint is then trained anew (:func:`versions`)."""
+
+
+def versions() -> dict[str, int]:
+    """The code versions a trial's result depends on: the trial's and the training's."""
+    return {"tuning": CODE_VERSION, "fitting": fitting.CODE_VERSION}
 
 
 class TrialData(Protocol):
@@ -294,18 +306,11 @@ class TrialStore:
         self.identity = dict(identity)
 
     def key(self, spec: TrialSpec) -> str:
-        """SHA-256 of the identity, the parameters, seed, index and epochs of ``spec``."""
-        what = {
-            "identity": self.identity,
-            "params": spec.params,
-            "seed": spec.seed,
-            "index": spec.index,
-            "epochs": spec.epochs,
-        }
+        """Content key of the identity, the parameters, seed, index and epochs of ``spec``."""
+        what = {"params": spec.params, "seed": spec.seed, "index": spec.index}
         if spec.base or spec.horizon is not None:  # a trial resumed or retrained: same result
             what.update(base=spec.base, horizon=spec.schedule_epochs)
-        text = json.dumps(what, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()
+        return content_key(identity=self.identity, epochs=spec.epochs, **what)
 
     def path(self, spec: TrialSpec) -> Path:
         """The file of ``spec``'s result."""
@@ -320,6 +325,8 @@ class TrialStore:
             result = TrialResult.from_dict(stored["result"])
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
+        with contextlib.suppress(OSError):  # used: `mnist-flow cache --older-than` counts anew
+            os.utime(self.path(spec))
         return dataclasses.replace(result, rung=spec.rung, cached=True)
 
     def put(self, spec: TrialSpec, result: TrialResult) -> Path:

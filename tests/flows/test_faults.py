@@ -94,12 +94,12 @@ def test_a_failed_output_leaves_no_run_folder_and_says_what_was_registered(
 
 
 def test_a_changed_cached_array_is_prepared_again(cli, tmp_path) -> None:
-    """The issue's case: noise over the cached X_train.npy, then a re-run with another --lr."""
+    """The issue's case: noise over the cached training images, then a re-run with another --lr."""
     assert cli(cache=tmp_path / "cache") == (0, [])
-    (x_train,) = (tmp_path / "cache" / "prepared").glob("*/X_train.npy")
-    recorded = json.loads((x_train.parent / "prepared.json").read_text())["sha256"]["X_train"]
+    (x_train,) = (tmp_path / "cache" / "prepared").glob("*/train_images.npy")
+    recorded = json.loads((x_train.parent / "arrays.json").read_text())["sha256"][x_train.name]
     original = np.load(x_train)
-    np.save(x_train, np.random.default_rng(0).standard_normal(original.shape, dtype=np.float32))
+    np.save(x_train, np.random.default_rng(0).integers(0, 256, original.shape, dtype=np.uint8))
     assert file_sha256(x_train) != recorded
     assert cli("--lr", "0.03", out="rerun", cache=tmp_path / "cache") == (0, [])
     np.testing.assert_array_equal(np.load(x_train), original)  # prepared anew

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from tasks.data.prepare import PreparedData, PrepareParams, load_prepared, prepare
+from tasks.data.prepare import (
+    PreparedData,
+    PrepareParams,
+    load_prepared,
+    pool_dir,
+    prepare,
+    split_name,
+)
 from tasks.data.sources import fetch_files
 
 
@@ -14,8 +21,6 @@ def small_fashion(fashion_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     """Prepare (once per test session) a small stratified subset of the real Fashion-MNIST."""
     root = tmp_path_factory.getbasetemp() / "search-fashion"
     out = root / "prepared"
-    existing = load_prepared(out)
-    if existing is not None:
-        return existing
     files = fetch_files("fashion-mnist", data_dir=fashion_dir, cache_dir=root / "cache")
-    return prepare(files, PrepareParams(val_size=500, train_size=2000, seed=0), out)
+    params = PrepareParams(val_size=500, train_size=2000, seed=0)
+    return load_prepared(pool_dir(out, files), split_name(params)) or prepare(files, params, out)

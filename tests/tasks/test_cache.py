@@ -1,92 +1,195 @@
-"""The code version follows every source file; the cache policy keys on it and small inputs."""
+"""Cache keys follow the inputs and the area's code version, not the source tree;
+``mnist-flow cache`` lists and prunes what the cache holds."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-import tasks.cache
-from tasks.cache import PACKAGES, InputsAndCode, code_version, forget_code_version
+import tasks.data.prepare
+import tasks.fitting.fit
+import tasks.tuning.trials
+from tasks.cache import content_key, entries, prune, reused, summarize
+from tasks.data.datasets import ROLES, DatasetFiles
+from tasks.data.prepare import PrepareParams, pool_dir, split_name
+from tasks.train import final_key
+from tasks.tuning.trials import TrialResult, TrialSpec, TrialStore, versions
+
+ROOT = Path(__file__).resolve().parents[2]
+
+KEYS = """
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from tasks.data.datasets import ROLES, DatasetFiles
+from tasks.data.prepare import PrepareParams, pool_dir, split_name
+from tasks.train import final_key
+from tasks.tuning.trials import TrialSpec, TrialStore, versions
+
+files = DatasetFiles("mnist", *[Path(f"/d/{i}") for i in range(4)], dict.fromkeys(ROLES, "a" * 64))
+data = SimpleNamespace(key="mnist-0123/split-4567")
+print(json.dumps([
+    pool_dir(Path("/cache"), files).name,
+    split_name(PrepareParams(val_size=100, seed=3)),
+    final_key(data, {"lr": 0.1}, seed=3),
+    TrialStore("/t", {"data": data.key, "code": versions()}).key(TrialSpec(1, 3, {"lr": 0.1}, 2)),
+]))
+"""
 
 
-def _tree(root: Path) -> Path:
-    for package in PACKAGES:
-        (root / package).mkdir(parents=True)
-        (root / package / "__init__.py").write_text(f'"""{package}."""\n')
-    (root / "tasks" / "helper.py").write_text("def helper():\n    return 1\n")
-    return root
+def _keys(root: Path) -> list[str]:
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    out = subprocess.run(
+        [sys.executable, "-c", KEYS], cwd=root, env=env, check=True, capture_output=True, text=True
+    )
+    return json.loads(out.stdout)
 
 
-def test_changes_with_any_source_file(tmp_path: Path) -> None:
-    root = _tree(tmp_path)
-    first = code_version(root)
-    assert code_version(root) == first and len(first) == 24
-    (root / "tasks" / "__pycache__").mkdir()
-    (root / "tasks" / "__pycache__" / "helper.cpython-311.py").write_text("x")
-    (root / "tasks" / "notes.txt").write_text("not code")
-    assert code_version(root) == first
-    helper = root / "tasks" / "helper.py"
-    helper.write_text("def helper():\n    return 2\n")
-    edited = code_version(root)
-    assert edited != first
-    (root / "flows" / "extra.py").write_text("")
-    assert code_version(root) not in (first, edited)
-    helper.rename(root / "tasks" / "renamed.py")
-    assert code_version(root) not in (first, edited)
+def test_a_docstring_edit_outside_an_area_keeps_every_key(tmp_path: Path) -> None:
+    for package in ("nn", "tasks", "flows"):
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__py*"))
+    before = _keys(tmp_path)
+    cli = tmp_path / "flows" / "cli.py"
+    cli.write_text('"""An edited docstring."""\n' + cli.read_text(encoding="utf-8"))
+    (tmp_path / "tasks" / "train.py").write_text(
+        (tmp_path / "tasks" / "train.py").read_text(encoding="utf-8") + "\n# a comment\n"
+    )
+    assert _keys(tmp_path) == before
+    assert len(set(before)) == 4
 
 
-def test_the_packages_beside_this_module_have_a_version(tmp_path: Path) -> None:
-    version = code_version()
-    assert len(version) == 24 and version != code_version(tmp_path)
+def _current_keys() -> list[str]:
+    files = DatasetFiles(
+        "mnist", *[Path(f"/d/{i}") for i in range(4)], dict.fromkeys(ROLES, "a" * 64)
+    )
+    data = SimpleNamespace(key="mnist-0123/split-4567")
+    spec = TrialSpec(1, 3, {"lr": 0.1}, 2)
+    return [
+        pool_dir(Path("/cache"), files).name,
+        split_name(PrepareParams(val_size=100, seed=3)),
+        final_key(data, {"lr": 0.1}, seed=3),
+        TrialStore("/t", {"data": data.key, "code": versions()}).key(spec),
+    ]
 
 
-def test_the_default_version_is_hashed_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_bumping_an_area_version_changes_its_keys_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    pool, split, final, trial = _current_keys()
+    monkeypatch.setattr(tasks.data.prepare, "CODE_VERSION", tasks.data.prepare.CODE_VERSION + 1)
+    assert _current_keys()[:2] != [pool, split] and _current_keys()[0] != pool
+    assert _current_keys()[2:] == [final, trial]
+    monkeypatch.undo()
+    monkeypatch.setattr(tasks.fitting.fit, "CODE_VERSION", tasks.fitting.fit.CODE_VERSION + 1)
+    now = _current_keys()
+    assert now[:2] == [pool, split] and now[2] != final and now[3] != trial
+    monkeypatch.undo()
+    monkeypatch.setattr(tasks.tuning.trials, "CODE_VERSION", tasks.tuning.trials.CODE_VERSION + 1)
+    assert _current_keys()[:3] == [pool, split, final] and _current_keys()[3] != trial
+
+
+def test_content_key_is_the_inputs_not_their_order() -> None:
+    assert content_key(a=1, b=[1, 2]) == content_key(b=[1, 2], a=1)
+    assert content_key(a=1, b=[1, 2]) != content_key(a=1, b=[2, 1])
+    assert len(content_key(a=Path("/x"))) == 24
+
+
+def test_a_reused_result_is_a_completed_state_named_cached(tmp_path: Path) -> None:
+    path = tmp_path / "model.npz"
+    path.write_bytes(b"x")
+    os.utime(path, (1, 1))
+    state = reused({"n": 1}, path)
+    assert state.is_completed() and state.name == "Cached" and state.data == {"n": 1}
+    assert path.stat().st_mtime > 1  # reuse counts as use for --older-than
+
+
+def test_a_reused_trial_counts_as_used(tmp_path: Path) -> None:
+    store = TrialStore(tmp_path, {"data": "d", "code": versions()})
+    spec = TrialSpec(0, 0, {"lr": 0.1}, 1)
+    path = store.put(spec, TrialResult(0, 0, 1, 0, {"lr": 0.1}, "ok"))
+    os.utime(path, (1, 1))
+    assert store.get(spec).cached and path.stat().st_mtime > 1
+
+
+def _fill(root: Path) -> None:
+    """A cache of every kind, the older entries first (a day apart)."""
+    now = time.time()
+    layout = {
+        "mnist/train-images-idx3-ubyte.gz": 400,
+        "prepared/mnist-aaa/train_images.npy": 1000,
+        "prepared/mnist-aaa/split-1.npz": 10,
+        "prepared/mnist-bbb/train_images.npy": 2000,
+        "trials/t1.json": 5,
+        "trials/t2.json": 6,
+        "trials/t3.json": 7,
+        "models/m1.npz": 50,
+        "models/m1.json": 3,
+        "checkpoints/c1-e2.npz": 20,
+        "checkpoints/c1-e2.json": 1,
+        "checkpoints/c1-e2.state.npz": 2,
+        "prefect-results/old": 9,
+        "prepared/.mnist-ccc.tmp/x.npy": 99,  # a write in progress
+    }
+    for age, (name, size) in enumerate(layout.items()):
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * size)
+        os.utime(path, (now - age * 86400, now - age * 86400))
+        os.utime(path.parent, (now - age * 86400, now - age * 86400))
+
+
+def test_summarize_counts_entries_and_bytes_by_kind(tmp_path: Path) -> None:
+    _fill(tmp_path)
+    rows = {row["kind"]: (row["entries"], row["bytes"]) for row in summarize(tmp_path)}
+    assert rows == {
+        "downloads": (1, 400),
+        "prepared": (2, 3010),
+        "trials": (3, 18),
+        "checkpoints": (1, 23),
+        "models": (1, 53),
+        "other": (1, 9),
+    }
+    assert summarize(tmp_path / "missing") == []
+
+
+def test_prune_keeps_the_newest_of_each_kind(tmp_path: Path) -> None:
+    _fill(tmp_path)
+    removed = prune(tmp_path, keep=1)
+    assert sorted(e.kind for e in removed) == ["prepared", "trials", "trials"]
+    assert sorted(p.name for p in (tmp_path / "trials").iterdir()) == ["t1.json"]
+    assert [p.name for p in (tmp_path / "prepared").iterdir() if p.name[0] != "."] == ["mnist-aaa"]
+    assert (tmp_path / "prepared" / ".mnist-ccc.tmp").is_dir()  # never touched
+
+
+def test_prune_older_than_removes_whole_entries(tmp_path: Path) -> None:
+    _fill(tmp_path)
+    removed = prune(tmp_path, older_than=6.5)  # the model: its .npz is 7 days old
+    assert sorted(e.kind for e in removed) == ["checkpoints", "models", "other"]
+    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
+    assert not list((tmp_path / "checkpoints").iterdir())  # weights, state and metadata
+    assert len(entries(tmp_path)) == 6
+
+
+def test_the_cache_command_shows_sizes_and_prunes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = _tree(tmp_path)
-    monkeypatch.setattr(tasks.cache, "SOURCE_ROOT", root)
-    first = code_version()
-    assert first == code_version(root)
-    (root / "tasks" / "helper.py").write_text("def helper():\n    return 2\n")
-    assert code_version() == first != code_version(root)  # given a root: hashed again
-    forget_code_version()
-    assert code_version() == code_version(root) != first
+    from flows.cli import main
 
-
-class _Store:
-    """A result store holding ``records`` (key -> cached value)."""
-
-    def __init__(self, records: dict[str, object]) -> None:
-        self.records = records
-
-    def exists(self, key: str) -> bool:
-        return key in self.records
-
-    def read(self, key: str) -> SimpleNamespace:
-        return SimpleNamespace(result=self.records[key])
-
-
-def _context(name: str, records: dict[str, object]) -> SimpleNamespace:
-    return SimpleNamespace(task=SimpleNamespace(name=name), result_store=_Store(records))
-
-
-def test_policy_keys_on_the_task_the_small_inputs_and_the_code() -> None:
-    policy = InputsAndCode(inputs=lambda p: None if p["n"] < 0 else {"n": p["n"]})
-    key = policy.compute_key(_context("fit", {}), {"n": 1, "big": object()}, {})
-    assert key is not None and key.startswith("fit-")
-    assert policy.compute_key(_context("fit", {}), {"n": 1, "big": None}, {}) == key
-    assert policy.compute_key(_context("fit", {}), {"n": 2}, {}) != key
-    assert policy.compute_key(_context("other", {}), {"n": 1}, {}) != key
-    assert policy.compute_key(_context("fit", {}), {"n": -1}, {}) is None
-
-
-def test_a_cached_result_whose_files_are_gone_is_a_miss(tmp_path: Path) -> None:
-    policy = InputsAndCode(inputs=lambda p: {"n": p["n"]}, files_exist=lambda r: r.is_file())
-    key = policy.compute_key(_context("fit", {}), {"n": 1}, {})
-    assert key is not None
-    (tmp_path / "out").write_text("")
-    assert policy.compute_key(_context("fit", {key: tmp_path / "out"}), {"n": 1}, {}) == key
-    gone = _context("fit", {key: tmp_path / "gone"})
-    assert policy.compute_key(gone, {"n": 1}, {}) is None  # run uncached, rewrite the files
+    _fill(tmp_path)
+    assert main(["cache", "--cache-dir", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"cache {tmp_path}:"
+    assert lines[3].split()[:3] == ["prepared", "2", "0.0"]  # 3,010 bytes
+    assert lines[-1].split() == ["total", "9", "0.0"]
+    assert main(["cache", "--cache-dir", str(tmp_path), "--keep", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("removed 3 entries (0.0 MB)\n") and "total              6" in out
+    assert main(["cache", "--cache-dir", str(tmp_path), "--older-than", "-1"]) == 2
+    assert capsys.readouterr().err.strip() == "mnist-flow: error: --older-than=-1.0 must be >= 0"
+    assert len(entries(tmp_path)) == 6

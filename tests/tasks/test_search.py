@@ -10,7 +10,6 @@ from uuid import UUID
 import pytest
 from prefect import flow
 
-import tasks.search
 from tasks.data.prepare import PreparedData
 from tasks.search import ARTIFACT_KEY, format_trial, random_search, trial_table
 from tasks.tuning.runner import SearchResult
@@ -77,10 +76,6 @@ def test_random_search_task_logs_publishes_and_resumes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     data: PreparedData = small_fashion(fashion_dir, tmp_path_factory)
-    # the code version hashes the whole source tree; pin it so that concurrent edits of
-    # unrelated files during the test cannot invalidate the store between the two runs
-    version = tasks.search.code_version()
-    monkeypatch.setattr(tasks.search, "code_version", lambda: version)
     seen: list[int] = []
 
     @flow

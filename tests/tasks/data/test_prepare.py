@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from prefect.states import Failed
 
-import tasks.cache
 from nn.errors import ConfigError
+from tasks.data.arrays import POOL_FILES
 from tasks.data.datasets import DATASETS, DatasetFiles
 from tasks.data.idx import read_idx
 from tasks.data.prepare import PrepareParams, load_prepared, prepare, split_indices
@@ -42,7 +42,7 @@ def test_full_fashion_mnist(fashion_dir: Path, tmp_path: Path) -> None:
     prepared = prepare(files, params, tmp_path / "out")
     assert (prepared.n_train, prepared.n_val, prepared.n_test) == (50_000, 10_000, 10_000)
     splits = prepared.load()
-    assert isinstance(splits.X_train, np.memmap) and splits.X_train.dtype == np.float32
+    assert splits.X_train.dtype == np.float32
     assert splits.X_train.shape == (50_000, 784) and splits.y_train.dtype == np.int64
     assert splits.X_val is not None and splits.y_val is not None
     np.testing.assert_array_equal(np.bincount(splits.y_val), np.full(10, 1000))  # stratified
@@ -56,7 +56,12 @@ def test_full_fashion_mnist(fashion_dir: Path, tmp_path: Path) -> None:
     assert prepared.preprocessing["mean"] != pytest.approx(pixel_stats(images)[0], abs=1e-6)
     raw_test = read_idx(files.test_images)
     np.testing.assert_array_equal(prepare_images(raw_test, prepared.preprocessing), splits.X_test)
-    assert load_prepared(tmp_path / "out") == prepared
+    assert load_prepared(prepared.directory, prepared.split) == prepared
+    # another seed adds a split of indices, not a copy of the images
+    other = prepare(files, PrepareParams(seed=4), tmp_path / "out")
+    assert other.directory == prepared.directory and other.split != prepared.split
+    split_bytes = (other.directory / f"{other.split}.npz").stat().st_size
+    assert split_bytes < 600_000 < (other.directory / "train_images.npy").stat().st_size
 
 
 def _moments(X: np.ndarray) -> tuple[float, float]:
@@ -162,27 +167,29 @@ def test_prepare_images_rejects_bad_input() -> None:
 
 def test_missing_array_is_reported(digits: DatasetFiles, tmp_path: Path) -> None:
     prepared = prepare(digits, PrepareParams(val_size=100), tmp_path / "out")
-    prepared.paths["y_test"].unlink()
-    assert load_prepared(tmp_path / "out") is None
-    assert prepared.missing() == [prepared.paths["y_test"]]
-    with pytest.raises(DataError, match=r"y_test\.npy: cannot load prepared array y_test"):
+    (prepared.directory / "test_labels.npy").unlink()
+    assert load_prepared(prepared.directory, prepared.split) is None
+    assert prepared.changed() == ["test_labels.npy"]
+    with pytest.raises(DataError, match=r"cannot load prepared data"):
         prepared.load()
 
 
-def test_an_incomplete_result_is_replaced_and_a_complete_one_kept(
+def test_an_incomplete_pool_is_replaced_and_a_complete_one_kept(
     digits: DatasetFiles, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
     first = prepare(digits, PrepareParams(val_size=100, train_size=500), out)
-    first.paths["y_test"].unlink()  # a crashed or tampered result: incomplete
+    (first.directory / "test_labels.npy").unlink()  # a crashed or tampered result: incomplete
     second = prepare(digits, PrepareParams(val_size=100, train_size=500), out)
-    assert load_prepared(out) == second
-    x_train = np.load(out / "X_train.npy")
-    # A complete result already there (a concurrent run with the same inputs) is kept.
-    prepare(digits, PrepareParams(val_size=100, train_size=400), out)
-    np.testing.assert_array_equal(np.load(out / "X_train.npy"), x_train)
-    assert load_prepared(out).n_train == 500
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary left
+    assert load_prepared(second.directory, second.split) == second == first
+    images = first.directory / "train_images.npy"
+    written = images.stat().st_mtime_ns
+    # Another split of the same data keeps the pool and adds its indices.
+    third = prepare(digits, PrepareParams(val_size=100, train_size=400), out)
+    assert images.stat().st_mtime_ns == written and third.n_train == 400
+    assert load_prepared(first.directory, first.split).n_train == 500
+    assert [p.name for p in out.iterdir()] == [first.directory.name]  # no temporary left
+    assert sorted(p.suffix for p in first.directory.glob("split-*")) == [".json"] * 2 + [".npz"] * 2
 
 
 def test_retry_only_on_network_errors() -> None:
@@ -232,16 +239,17 @@ def test_second_run_is_served_from_the_cache(
     table = json.loads(_latest_artifact("data-idx").data)
     assert [row["examples"] for row in table] == [2000, 500, 2000]
     second_fetch, second = _run(digits_dir, tmp_path)
-    assert second_fetch.name == "Cached" and second.name == "Cached"
+    assert second_fetch.name == "Completed"  # a folder's files are verified in place each time
+    assert second.name == "Cached"
     assert second.result() == first.result()
     assert second.result().load().X_train.shape == (2000, 784)
     other_seed = _run(digits_dir, tmp_path, seed=1)[1]
     assert other_seed.name == "Completed"
 
     # Deleted arrays: the cache is not served with dangling paths; the task runs again.
-    first.result().paths["X_train"].unlink()
+    (first.result().directory / "train_images.npy").unlink()
     rebuilt = _run(digits_dir, tmp_path)[1]
-    assert rebuilt.name == "Completed" and not rebuilt.result().missing()
+    assert rebuilt.name == "Completed" and not rebuilt.result().changed()
     assert _run(digits_dir, tmp_path)[1].name == "Cached"
 
 
@@ -275,37 +283,12 @@ def test_a_replaced_file_is_fetched_again(
     folder = tmp_path / "digits"
     shutil.copytree(digits_dir, folder)
     first = fetch("idx", data_dir=str(folder), cache_dir=str(tmp_path), return_state=True)
-    again = fetch("idx", data_dir=str(folder), cache_dir=str(tmp_path), return_state=True)
-    assert (first.name, again.name) == ("Completed", "Cached")
     labels = folder / ROLE_FILES["test_labels"]
     write_idx(labels, read_idx(labels)[::-1].copy())
     changed = fetch("idx", data_dir=str(folder), cache_dir=str(tmp_path), return_state=True)
     assert changed.name == "Completed"
     assert changed.result().checksums["test_labels"] != first.result().checksums["test_labels"]
     assert changed.result().checksums["test_images"] == first.result().checksums["test_images"]
-
-
-@outside_flow
-def test_changing_a_helper_invalidates_the_cache(
-    prefect_harness: None, digits_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """TASK_SOURCE would miss this: the edit is in a helper, not in the task function."""
-    source = tmp_path / "src"
-    for package in tasks.cache.PACKAGES:
-        shutil.copytree(
-            tasks.cache.SOURCE_ROOT / package,
-            source / package,
-            ignore=shutil.ignore_patterns("__pycache__"),
-        )
-    monkeypatch.setattr(tasks.cache, "SOURCE_ROOT", source)
-    cache = tmp_path / "cache"
-    assert _run(digits_dir, cache)[1].name == "Completed"
-    assert _run(digits_dir, cache)[1].name == "Cached"
-    with open(source / "tasks" / "data" / "prepare.py", "a") as f:
-        f.write("\n# a change in a helper of the task\n")
-    tasks.cache.forget_code_version()  # the version is hashed once per process
-    fetched, prepared = _run(digits_dir, cache)
-    assert fetched.name == "Completed" and prepared.name == "Completed"
 
 
 @outside_flow
@@ -322,25 +305,26 @@ def test_fetch_task_fails_with_one_clear_error(
 
 
 def test_a_tampered_array_is_detected_and_prepared_again(digits: DatasetFiles, tmp_path: Path):
-    """Noise of the same shape written over X_train.npy is never trained on."""
+    """Other images of the same shape written over train_images.npy are never trained on."""
     from tasks.data.arrays import file_sha256
 
     out = tmp_path / "prepared"
     prepared = prepare(digits, PrepareParams(val_size=500, train_size=2000), out)
-    assert set(prepared.sha256) == set(prepared.paths)
-    assert prepared.sha256["X_train"] == file_sha256(out / "X_train.npy")
-    assert load_prepared(out) == prepared and prepared.changed() == []
+    pool = prepared.directory
+    assert set(prepared.sha256) == {*(f"{n}.npy" for n in POOL_FILES), f"{prepared.split}.npz"}
+    assert prepared.sha256["train_images.npy"] == file_sha256(pool / "train_images.npy")
+    assert load_prepared(pool, prepared.split) == prepared and prepared.changed() == []
     prepared.verify()
-    original = np.load(out / "X_train.npy")
-    noise = np.random.default_rng(0).standard_normal(original.shape).astype(np.float32)
-    np.save(out / "X_train.npy", noise)  # same shape and dtype: only the checksum tells
-    assert prepared.changed() == ["X_train"]
-    with pytest.raises(ChecksumError, match=r"X_train\.npy.*changed since they were written"):
+    original = np.load(pool / "train_images.npy")
+    noise = np.random.default_rng(0).integers(0, 256, original.shape, dtype=np.uint8)
+    np.save(pool / "train_images.npy", noise)  # same shape and dtype: only the checksum tells
+    assert prepared.changed() == ["train_images.npy"]
+    with pytest.raises(ChecksumError, match=r"train_images\.npy.*changed since it was written"):
         prepared.verify()
-    assert load_prepared(out) is None  # the preprocessing step prepares them anew
+    assert load_prepared(pool, prepared.split) is None  # the preprocessing step prepares anew
     again = prepare(digits, PrepareParams(val_size=500, train_size=2000), out)
     assert again == prepared and again.changed() == []
-    np.testing.assert_array_equal(np.load(out / "X_train.npy"), original)
+    np.testing.assert_array_equal(np.load(pool / "train_images.npy"), original)
 
 
 def test_labels_outside_the_classes_of_an_idx_folder_are_named(

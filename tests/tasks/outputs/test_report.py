@@ -335,7 +335,6 @@ def test_plots_are_drawn_once_and_found_again_in_the_cache(evaluated, tmp_path, 
         "trials": TRIALS,
         "history": HISTORY,
         "plot_cache": tmp_path / "plots",
-        "salt": "code-1",
     }
     first = write_report_files(str(tmp_path / "a"), evaluated["metrics"], **args)
     drawn = []
@@ -361,7 +360,8 @@ def test_plots_are_drawn_once_and_found_again_in_the_cache(evaluated, tmp_path, 
         str(tmp_path / "c"), evaluated["metrics"], **{**args, "history": HISTORY[:-1]}
     )
     assert drawn == ["curves"] and changed.plots == first.plots
-    write_report_files(str(tmp_path / "d"), evaluated["metrics"], **{**args, "salt": "code-2"})
+    monkeypatch.setattr(figures, "CODE_VERSION", figures.CODE_VERSION + 1)
+    write_report_files(str(tmp_path / "d"), evaluated["metrics"], **args)
     assert len(drawn) == 1 + len(first.plots) == 8
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.cache import code_version
+import tasks.tuning.trials
 from tasks.data.prepare import PreparedData
 from tasks.tuning.overrides import build_space
 from tasks.tuning.runner import run_search
@@ -32,7 +32,7 @@ import pickle, sys, time
 from tasks.tuning.runner import run_search
 from tasks.tuning.overrides import build_space
 
-data, cache_dir, version, overrides, n_trials, more = pickle.loads(open(sys.argv[1], "rb").read())
+data, cache_dir, overrides, n_trials, more = pickle.loads(open(sys.argv[1], "rb").read())
 
 def pause(result, done, total):
     print(f"finished trial {result.trial} round {result.rung}", flush=True)
@@ -40,7 +40,7 @@ def pause(result, done, total):
 
 options = {"trial_epochs": 1, **more}
 run_search(data, build_space(overrides), n_trials=n_trials, seed=2, n_jobs=1,
-           cache_dir=cache_dir, code_version=version, on_trial=pause, **options)
+           cache_dir=cache_dir, on_trial=pause, **options)
 print("search complete", flush=True)
 """
 
@@ -70,12 +70,14 @@ def run_child_until(args: Path, finished: int, timeout: float = 60.0) -> list[st
 
 
 def test_killed_search_resumes_with_only_unfinished_trials(
-    fashion_dir: Path, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+    fashion_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     data: PreparedData = small_fashion(fashion_dir, tmp_path_factory)
-    version = code_version()  # fixed for this test: others may edit files meanwhile
     args = tmp_path / "args.pickle"
-    args.write_bytes(pickle.dumps((data, tmp_path / "cache", version, OVERRIDES, N_TRIALS, {})))
+    args.write_bytes(pickle.dumps((data, tmp_path / "cache", OVERRIDES, N_TRIALS, {})))
 
     lines = run_child_until(args, finished=2)
     assert "search complete" not in lines
@@ -95,7 +97,7 @@ def test_killed_search_resumes_with_only_unfinished_trials(
         (cached if result.cached else trained).append(result.trial)
 
     space = build_space(OVERRIDES)
-    store = {"cache_dir": tmp_path / "cache", "code_version": version}
+    store = {"cache_dir": tmp_path / "cache"}
     resumed = run_search(data, space, n_trials=N_TRIALS, trial_epochs=1, seed=2, n_jobs=1,
                          on_trial=record, **store)  # fmt: skip
     assert sorted(cached) == sorted(stored)
@@ -110,11 +112,11 @@ def test_killed_search_resumes_with_only_unfinished_trials(
     ]
     assert resumed.best_params == fresh.best_params
 
-    # a third run trains nothing; a new code version retrains everything
+    # a third run trains nothing; a new code version of the trials retrains everything
     again = run_search(data, space, n_trials=N_TRIALS, trial_epochs=1, seed=2, n_jobs=1, **store)
     assert (again.n_trained, again.n_cached) == (0, N_TRIALS)
-    changed = run_search(data, space, n_trials=2, trial_epochs=1, seed=2, n_jobs=1,
-                         cache_dir=tmp_path / "cache", code_version=version + "x")  # fmt: skip
+    monkeypatch.setattr(tasks.tuning.trials, "CODE_VERSION", tasks.tuning.trials.CODE_VERSION + 1)
+    changed = run_search(data, space, n_trials=2, trial_epochs=1, seed=2, n_jobs=1, **store)
     assert changed.n_trained == 2
 
 
@@ -126,9 +128,8 @@ def test_a_search_killed_in_a_later_round_loses_no_finished_round(
 ) -> None:
     """Halving 6 trials (1, 2 then 4 epochs): kill it in round 2, after its first trial."""
     data: PreparedData = small_fashion(fashion_dir, tmp_path_factory)
-    version = code_version()
     args = tmp_path / "args.pickle"
-    args.write_bytes(pickle.dumps((data, tmp_path / "cache", version, OVERRIDES, 6, HALVING)))
+    args.write_bytes(pickle.dumps((data, tmp_path / "cache", OVERRIDES, 6, HALVING)))
     lines = run_child_until(args, finished=7)  # the 6 trials of round 1, one of round 2
     assert "search complete" not in lines
     assert [line.split()[-1] for line in lines if line.startswith("finished")] == ["0"] * 6 + ["1"]
@@ -139,7 +140,7 @@ def test_a_search_killed_in_a_later_round_loses_no_finished_round(
     space = build_space(OVERRIDES)
     resumed = run_search(
         data, space, n_trials=6, seed=2, n_jobs=1, cache_dir=tmp_path / "cache",
-        code_version=version, on_trial=lambda r, d, t: runs.append(
+        on_trial=lambda r, d, t: runs.append(
             (r.rung, r.trial, r.cached, r.resumed)), **HALVING,
     )  # fmt: skip
     first = [r for r in runs if r[0] == 0]
