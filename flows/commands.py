@@ -269,7 +269,7 @@ class _NoUserTracebacks(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         from prefect.exceptions import TerminationSignal
 
-        from nn.errors import MnistFlowError
+        from tasks.errors import MnistFlowError
 
         exc = record.exc_info[1] if record.exc_info else None
         if not isinstance(exc, MnistFlowError | KeyboardInterrupt | TerminationSignal):

@@ -49,8 +49,9 @@ from pathlib import Path
 from typing import Any
 
 from flows.lifetime import SERVER_MODULE, end_processes, server_environment
-from nn.atomic import write_json_atomic
-from nn.errors import ConfigError, MnistFlowError
+from nn.errors import ConfigError
+from tasks.errors import MnistFlowError
+from tasks.files import write_json_atomic
 
 IDLE_ENV = "MNIST_FLOW_SERVER_IDLE"
 DEFAULT_IDLE = 900.0

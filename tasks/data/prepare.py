@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from nn.atomic import write_directory_atomic
 from nn.errors import ConfigError
 from tasks.data.arrays import META_NAME, PreparedData, Splits, file_sha256, load_prepared
 from tasks.data.datasets import ROLES, DatasetFiles
@@ -34,6 +33,7 @@ from tasks.data.idx import check_pair, load_idx
 from tasks.data.scaling import pixel_stats, prepare_images
 from tasks.data.versions import Added
 from tasks.errors import ChecksumError, DataError
+from tasks.files import write_directory_atomic
 from tasks.settings.declared import default_val_size
 
 __all__ = ["PrepareParams", "PreparedData", "Splits", "load_prepared", "prepare", "split_indices"]

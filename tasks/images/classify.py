@@ -25,12 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from nn.atomic import write_text_atomic
 from nn.errors import ConfigError, ModelFileError
 from nn.io import load_model, metadata_path
 from nn.model import MLP
 from tasks.data.scaling import check_preprocessing, prepare_images
 from tasks.errors import DataError, ImageError
+from tasks.files import write_text_atomic
 from tasks.images.prepare import MnistStyle, image_extensions, preprocess_file
 
 CSV_NAME = "predictions.csv"

@@ -11,8 +11,7 @@ from typing import Any
 
 from platformdirs import user_data_path
 
-from nn.errors import MnistFlowError
-from tasks.errors import RegistryError
+from tasks.errors import MnistFlowError, RegistryError
 from tasks.registry.promotion import VERSION_RE, ModelVersion, check_accuracy, check_dataset
 
 ENV_VAR = "MNIST_FLOW_REGISTRY"

@@ -28,9 +28,9 @@ from typing import Any, Protocol
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from nn.atomic import write_json_atomic
 from nn.errors import NonFiniteError
 from nn.train import TrainConfig, TrainState
+from tasks.files import write_json_atomic
 from tasks.fitting.fit import fit
 from tasks.settings import resolve
 from tasks.tuning.checkpoints import CheckpointStore
