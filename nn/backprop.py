@@ -36,6 +36,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from nn.activations import get_activation
+from nn.errors import ConfigError
 from nn.losses import cross_entropy, softmax
 
 
@@ -148,6 +149,8 @@ def sgd_step(
     step), updated in place; it is needed when ``momentum > 0``. Returns ``J`` before
     the update.
     """
+    if momentum and velocities is None:
+        raise ConfigError(f"momentum={momentum} needs the velocities of the previous steps")
     J, grads_w, grads_b = loss_and_gradients(weights, biases, activation, X, y, weight_decay)
     params = [p for pair in zip(weights, biases, strict=True) for p in pair]
     grads = [g for pair in zip(grads_w, grads_b, strict=True) for g in pair]
