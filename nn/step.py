@@ -43,10 +43,9 @@ class Rows(NamedTuple):
         Per layer, (m, n_out): hidden activations ``a_i``, then the logits.
     deltas:
         Per layer, (m, n_out): gradients with respect to ``z_i``; the last one is
-        where the loss writes its gradient. Empty without backward buffers.
+        where the loss writes its gradient.
     scratch:
-        Per hidden layer, (m, n_out): room for the activation derivative. Empty
-        without backward buffers.
+        Per hidden layer, (m, n_out): room for the activation derivative.
     rowmax, sums:
         (m, 1): row maxima of the logits and row sums of ``exp(z - rowmax)``.
     rowloss:
@@ -72,19 +71,15 @@ class Workspace:
         Largest number of rows a batch may have.
     dtype:
         The network's float dtype.
-    backward:
-        Also allocate the buffers of the backward pass (not needed for inference).
     """
 
-    def __init__(
-        self, layer_sizes: Sequence[int], capacity: int, dtype: np.dtype, *, backward: bool = True
-    ) -> None:
+    def __init__(self, layer_sizes: Sequence[int], capacity: int, dtype: np.dtype) -> None:
         outs = list(layer_sizes[1:])
         self.capacity = capacity
         self._full = Rows(
             outputs=[np.empty((capacity, n), dtype=dtype) for n in outs],
-            deltas=[np.empty((capacity, n), dtype=dtype) for n in outs] if backward else [],
-            scratch=[np.empty((capacity, n), dtype=dtype) for n in outs[:-1]] if backward else [],
+            deltas=[np.empty((capacity, n), dtype=dtype) for n in outs],
+            scratch=[np.empty((capacity, n), dtype=dtype) for n in outs[:-1]],
             rowmax=np.empty((capacity, 1), dtype=dtype),
             sums=np.empty((capacity, 1), dtype=dtype),
             rowloss=np.empty(capacity, dtype=dtype),
