@@ -23,14 +23,13 @@ epoch alone (batch 128), i.e. what no implementation of this training step
 with numpy's BLAS can beat; ours minus the floor is our per-batch overhead.
 
 ``--threads`` caps the BLAS threads of both networks and of the peak and floor
-measurements alike (via threadpoolctl). It defaults to 0, the library's own
-setting (all cores), which is how a user runs the trainer. On a machine that
-other processes keep busy, a multithreaded BLAS whose threads wait for a core
-spins, and both networks then run several times slower with figures that mean
-little: use ``--threads 1`` there (the header prints the load average and the
-thread count in effect, to judge). This benchmark fixes the thread count;
-``mnist-flow train`` chooses it as it goes (``--threads auto``), which
-``bench/thread_speed.py`` measures, idle and with a core taken.
+measurements alike (via threadpoolctl). It defaults to 1, the default of
+``mnist-flow train`` (``tasks.fitting.fit.BLAS_THREADS``); 0 leaves the library's
+own setting (all cores). On a machine that other processes keep busy, a
+multithreaded BLAS whose threads wait for a core spins, and both networks then run
+several times slower with figures that mean little (the header prints the load
+average and the thread count in effect, to judge). ``bench/thread_speed.py``
+compares 1 and 2 threads for the trainer itself.
 
 Example::
 
@@ -202,8 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--threads",
         type=int,
-        default=0,
-        help="cap on BLAS threads (default 0: the library's setting; use 1 on a busy machine)",
+        default=1,
+        help="cap on BLAS threads (default 1, as mnist-flow train; 0: the library's setting)",
     )
     parser.add_argument("--no-sklearn", action="store_true", help="time only our network")
     args = parser.parse_args(argv)

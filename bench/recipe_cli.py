@@ -48,13 +48,13 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from accuracy import mnist10k_split, shared_data_dir  # noqa: E402
 
-from nn.atomic import write_bytes_atomic  # noqa: E402
+from tasks.files import write_bytes_atomic  # noqa: E402
 
 DATASETS = ("mnist", "mnist10k", "fashion-mnist")
 
 
 def write_idx_gz(path: Path, array: np.ndarray) -> None:
-    """Write a uint8 array as a gzipped IDX file, atomically (:func:`nn.atomic.write_bytes_atomic`).
+    """Write a uint8 array as a gzipped IDX file, atomically (:mod:`tasks.files`).
 
     Parameters
     ----------

@@ -32,7 +32,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], str]] = {
     "threads": (
         "thread_speed.py",
         [],
-        "training threads and prefetching, against PyTorch",
+        "1 and 2 BLAS threads, plain and elastic epochs",
     ),
     "search": ("search_speed.py", [], "parallel trials and successive halving"),
     "pipeline": ("pipeline_speed.py", [], "the default `mnist-flow run`, then a cached re-run"),

@@ -362,8 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     from pydantic import ValidationError
 
     from flows.diskfull import disk_full_line
-    from nn.errors import ConfigError, MnistFlowError
-    from tasks.errors import SearchSpaceError
+    from nn.errors import ConfigError
+    from tasks.errors import MnistFlowError, SearchSpaceError
 
     try:
         return _run_command(args)

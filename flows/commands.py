@@ -299,7 +299,7 @@ class _NoUserTracebacks(logging.Formatter):
         from prefect.exceptions import TerminationSignal
 
         from flows.diskfull import full_disk_error
-        from nn.errors import MnistFlowError
+        from tasks.errors import MnistFlowError
 
         exc = record.exc_info[1] if record.exc_info else None
         user = isinstance(exc, MnistFlowError | KeyboardInterrupt | TerminationSignal)

@@ -33,7 +33,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
-from nn.errors import MnistFlowError
+from tasks.errors import MnistFlowError
 
 POLL_SECONDS = 0.5
 """How often the watchdog checks that the command is alive and lists its descendants."""

@@ -179,7 +179,7 @@ def name_parameters(message: str, groups: Mapping[str, type[BaseModel]]) -> str:
 @contextlib.contextmanager
 def flow_errors(groups: Mapping[str, type[BaseModel]]) -> Iterator[None]:
     """Re-raise a project error with its message on one line, settings named as parameters."""
-    from nn.errors import MnistFlowError
+    from tasks.errors import MnistFlowError
 
     try:
         yield

@@ -1,18 +1,20 @@
 """A multilayer perceptron written from scratch in numpy.
 
-This package imports numpy and the standard library only: no Prefect,
-matplotlib, joblib or scikit-learn.
+Start with :mod:`nn.backprop`: the forward pass, backpropagation and the SGD step,
+written to be read, in the notation of the maths. This package imports numpy and
+the standard library only: no Prefect, matplotlib, joblib or scikit-learn.
 
 Modules:
 
-- ``model``: :class:`~nn.model.MLP` (parameters and batched inference);
-- ``backprop``: the one forward pass and backward pass, over preallocated buffers;
-- ``step``: the training step (forward, loss, backward, update) used by ``train``;
+- ``backprop``: the readable forward pass, backward pass and SGD step (inference runs it);
 - ``activations``, ``losses``, ``init``: the pieces of the network, each beside its gradient;
+- ``model``: :class:`~nn.model.MLP` (parameters and batched inference);
+- ``step``: the fused training step, the same maths over buffers allocated once;
 - ``optim``: SGD (momentum, Nesterov) and Adam, holding their state; the subnormal flush;
 - ``schedules``: learning-rate schedules as pure functions of the epoch;
 - ``config``, ``train``: :class:`~nn.train.TrainConfig` and :func:`~nn.train.train`;
-- ``io``: ``.npz`` + JSON model files, written atomically and validated on loading;
-- ``atomic``: atomic writes of files and directories, for ``io`` and the pipeline;
-- ``errors``: the project's exception classes.
+- ``batches``: minibatches, optionally prepared one step ahead in a thread;
+- ``io``, ``checkpoint``: ``.npz`` + JSON model files and checkpoints, written atomically
+  and validated on loading;
+- ``errors``: the network's exception classes.
 """

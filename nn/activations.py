@@ -1,13 +1,14 @@
-"""Hidden-layer activations, each written beside its gradient.
+"""Hidden-layer activations, each written beside its derivative.
 
-Both functions of a pair work in place on preallocated buffers so the training
-loop allocates nothing per minibatch:
+An :class:`Activation` is a pair of functions of arrays (m, n):
 
-- ``forward(z)`` overwrites the pre-activation ``z`` (batch, n) with ``f(z)``;
-- ``backward(delta, a, scratch)`` multiplies ``delta`` (batch, n), the gradient with
-  respect to the activation output, by ``f'(z)`` expressed through the output
-  ``a = f(z)``, giving the gradient with respect to ``z``. ``scratch`` is a
-  buffer of ``a``'s shape and dtype.
+- ``f(z)``: the activation ``a = f(z)``;
+- ``df(a)``: the derivative ``f'(z)``, expressed through the output ``a = f(z)`` (the
+  forward pass keeps ``a``, not ``z``).
+
+Both take an optional ``out`` array of the argument's shape and dtype (possibly the
+argument itself): the fused training step (:mod:`nn.step`) passes its buffers, the
+readable passes (:mod:`nn.backprop`) pass none and get new arrays.
 """
 
 from __future__ import annotations
@@ -20,55 +21,54 @@ import numpy as np
 from nn.errors import ConfigError
 
 
-def relu_forward(z: np.ndarray) -> None:
-    """``z <- max(z, 0)`` in place."""
-    np.maximum(z, 0, out=z)
+def relu(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``max(z, 0)``."""
+    return np.maximum(z, 0, out=out)
 
 
-def relu_backward(delta: np.ndarray, a: np.ndarray, scratch: np.ndarray) -> None:
-    """``delta <- delta * 1[a > 0]`` in place."""
-    np.greater(a, 0, out=scratch)
-    np.multiply(delta, scratch, out=delta)
+def relu_derivative(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``1[a > 0]``, in ``a``'s dtype."""
+    if out is None:
+        out = np.empty_like(a)
+    return np.greater(a, 0, out=out)
 
 
-def tanh_forward(z: np.ndarray) -> None:
-    """``z <- tanh(z)`` in place."""
-    np.tanh(z, out=z)
+def tanh(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``tanh(z)``."""
+    return np.tanh(z, out=out)
 
 
-def tanh_backward(delta: np.ndarray, a: np.ndarray, scratch: np.ndarray) -> None:
-    """``delta <- delta * (1 - a**2)`` in place."""
-    np.multiply(a, a, out=scratch)
-    np.subtract(1, scratch, out=scratch)
-    np.multiply(delta, scratch, out=delta)
+def tanh_derivative(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``1 - a**2``."""
+    out = np.multiply(a, a, out=out)
+    return np.subtract(1, out, out=out)
 
 
-def sigmoid_forward(z: np.ndarray) -> None:
-    """``z <- 1 / (1 + exp(-z))`` in place, computed as ``(1 + tanh(z / 2)) / 2`` (no overflow)."""
-    np.multiply(z, 0.5, out=z)
-    np.tanh(z, out=z)
-    np.add(z, 1, out=z)
-    np.multiply(z, 0.5, out=z)
+def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``1 / (1 + exp(-z))``, computed as ``(1 + tanh(z / 2)) / 2`` (no overflow)."""
+    out = np.multiply(z, 0.5, out=out)
+    np.tanh(out, out=out)
+    np.add(out, 1, out=out)
+    return np.multiply(out, 0.5, out=out)
 
 
-def sigmoid_backward(delta: np.ndarray, a: np.ndarray, scratch: np.ndarray) -> None:
-    """``delta <- delta * a * (1 - a)`` in place."""
-    np.subtract(1, a, out=scratch)
-    np.multiply(scratch, a, out=scratch)
-    np.multiply(delta, scratch, out=delta)
+def sigmoid_derivative(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``a * (1 - a)``."""
+    out = np.subtract(1, a, out=out)
+    return np.multiply(out, a, out=out)
 
 
 class Activation(NamedTuple):
-    """An activation's in-place forward function and its gradient."""
+    """An activation ``f`` and its derivative ``df``, written in terms of ``f``'s output."""
 
-    forward: Callable[[np.ndarray], None]
-    backward: Callable[[np.ndarray, np.ndarray, np.ndarray], None]
+    f: Callable[..., np.ndarray]
+    df: Callable[..., np.ndarray]
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    "relu": Activation(relu_forward, relu_backward),
-    "tanh": Activation(tanh_forward, tanh_backward),
-    "sigmoid": Activation(sigmoid_forward, sigmoid_backward),
+    "relu": Activation(relu, relu_derivative),
+    "tanh": Activation(tanh, tanh_derivative),
+    "sigmoid": Activation(sigmoid, sigmoid_derivative),
 }
 
 

@@ -1,155 +1,164 @@
-"""The network's forward pass and backpropagation, over buffers allocated once.
+"""The network's maths, written to be read: forward pass, backpropagation, SGD step.
 
-This is the one implementation of both passes: training (:mod:`nn.step`) and
-inference (:meth:`nn.model.MLP.logits` and the methods built on it) call it.
+Start here. Every array is new, every line is one equation below. Inference
+(:meth:`nn.model.MLP.logits` and the methods built on it) runs :func:`forward`;
+training runs a fused version of :func:`sgd_step` over buffers allocated once
+(:mod:`nn.step`), which the tests check equal to these functions, and these
+functions against finite differences.
 
-Notation (layer ``i = 0 .. L-1``): ``a_{-1} = X`` (m, d), ``z_i = a_{i-1} W_i + b_i``,
-``a_i = f(z_i)`` for hidden layers and ``z_{L-1}`` are the logits. Backward,
-with ``delta_i = dLoss/dz_i``::
+Notation, for a batch of ``m`` rows, layers ``i = 0 .. L-1`` and ``k`` classes::
 
-    dW_i = a_{i-1}^T delta_i        db_i = sum_rows(delta_i)
+    a_{-1} = X                                   (m, d)
+    z_i    = a_{i-1} W_i + b_i                   (m, n_i);  W_i (n_{i-1}, n_i), b_i (n_i,)
+    a_i    = f(z_i)                              hidden layers i < L-1
+    z_{L-1}                                      the logits (m, k)
+    J      = mean_r l_r + lambda / 2 * sum_i ||W_i||^2
+
+where ``l_r`` is the softmax cross-entropy of row ``r`` (:mod:`nn.losses`). Backward,
+with ``delta_i = dJ/dz_i``::
+
+    delta_{L-1} = (softmax(z_{L-1}) - onehot(y)) / m
+    dJ/dW_i     = a_{i-1}^T delta_i + lambda W_i        dJ/db_i = sum_r delta_i
     delta_{i-1} = (delta_i W_i^T) * f'(z_{i-1})
 
-The gradient with respect to the input ``X`` is never formed (it is not needed
-and would be the largest matrix product of the backward pass).
+The biases are not decayed. SGD with momentum ``mu``, rate ``eta``, velocity ``v``
+(zero at first), for every parameter ``p`` with gradient ``g``::
 
-A :class:`Workspace` holds every intermediate array for batches of up to
-``capacity`` rows; :meth:`Workspace.rows` hands out row views for a batch of
-``m`` rows, made once per ``m``, so a training step allocates and slices nothing.
+    v <- mu v - eta g
+    p <- p + v                       (classical)
+    p <- p + mu v - eta g            (Nesterov, in the form of Sutskever et al. 2013)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import numpy as np
 
-from nn.activations import Activation
-
-
-class Rows(NamedTuple):
-    """Row views of a :class:`Workspace` for one batch of ``m`` rows.
-
-    Attributes
-    ----------
-    outputs:
-        Per layer, (m, n_out): hidden activations ``a_i``, then the logits.
-    deltas:
-        Per layer, (m, n_out): gradients with respect to ``z_i``; the last one is
-        where the loss writes its gradient. Empty without backward buffers.
-    scratch:
-        Per hidden layer, (m, n_out): room for the activation derivative. Empty
-        without backward buffers.
-    rowmax, sums:
-        (m, 1): row maxima of the logits and row sums of ``exp(z - rowmax)``.
-    rowloss:
-        (m,): the cross-entropy of each row.
-    """
-
-    outputs: list[np.ndarray]
-    deltas: list[np.ndarray]
-    scratch: list[np.ndarray]
-    rowmax: np.ndarray
-    sums: np.ndarray
-    rowloss: np.ndarray
-
-
-class Workspace:
-    """Buffers for one network shape, batch capacity and dtype.
-
-    Parameters
-    ----------
-    layer_sizes:
-        (n_inputs, hidden..., n_classes).
-    capacity:
-        Largest number of rows a batch may have.
-    dtype:
-        The network's float dtype.
-    backward:
-        Also allocate the buffers of the backward pass (not needed for inference).
-    """
-
-    def __init__(
-        self, layer_sizes: Sequence[int], capacity: int, dtype: np.dtype, *, backward: bool = True
-    ) -> None:
-        outs = list(layer_sizes[1:])
-        self.capacity = capacity
-        self._full = Rows(
-            outputs=[np.empty((capacity, n), dtype=dtype) for n in outs],
-            deltas=[np.empty((capacity, n), dtype=dtype) for n in outs] if backward else [],
-            scratch=[np.empty((capacity, n), dtype=dtype) for n in outs[:-1]] if backward else [],
-            rowmax=np.empty((capacity, 1), dtype=dtype),
-            sums=np.empty((capacity, 1), dtype=dtype),
-            rowloss=np.empty(capacity, dtype=dtype),
-        )
-        self._views: dict[int, Rows] = {capacity: self._full}
-
-    def rows(self, m: int) -> Rows:
-        """The leading ``m`` rows (``m <= capacity``) of every buffer, made once per ``m``."""
-        v = self._views.get(m)
-        if v is None:
-            f = self._full
-            v = self._views[m] = Rows(
-                [o[:m] for o in f.outputs],
-                [d[:m] for d in f.deltas],
-                [s[:m] for s in f.scratch],
-                f.rowmax[:m],
-                f.sums[:m],
-                f.rowloss[:m],
-            )
-        return v
+from nn.activations import get_activation
+from nn.errors import ConfigError
+from nn.losses import cross_entropy, softmax
 
 
 def forward(
-    weights: Sequence[np.ndarray],
-    biases: Sequence[np.ndarray],
-    activation: Activation,
-    X: np.ndarray,
-    rows: Rows,
-) -> np.ndarray:
-    """Run the network on ``X`` (m, d); returns the logits, a view (m, k) of ``rows.outputs[-1]``.
+    weights: Sequence[np.ndarray], biases: Sequence[np.ndarray], activation: str, X: np.ndarray
+) -> list[np.ndarray]:
+    """Run the network on a batch.
 
-    ``X`` has the weights' dtype and is not modified; ``rows`` comes from
-    :meth:`Workspace.rows` with the same ``m``. The hidden activations stay in
-    ``rows.outputs`` for :func:`backward`.
+    Parameters
+    ----------
+    weights, biases:
+        ``W_i`` (n_{i-1}, n_i) and ``b_i`` (n_i,), one float dtype.
+    activation:
+        The hidden activation ``f`` by name (:data:`nn.activations.ACTIVATIONS`).
+    X:
+        (m, d) inputs in the parameters' dtype.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        ``[X, a_0, ..., a_{L-2}, z_{L-1}]``: the input, each hidden layer's output
+        (m, n_i) and the logits (m, k).
     """
-    outputs = rows.outputs
+    f = get_activation(activation).f
+    outputs = [X]
     last = len(weights) - 1
-    a = X
-    for i in range(last + 1):  # z_i = a_{i-1} W_i + b_i, a_i = f(z_i) in place
-        z = outputs[i]
-        np.matmul(a, weights[i], out=z)
-        np.add(z, biases[i], out=z)
-        if i < last:
-            activation.forward(z)
-        a = z
-    return a
+    for i, (W, b) in enumerate(zip(weights, biases, strict=True)):
+        z = outputs[-1] @ W + b
+        outputs.append(z if i == last else f(z))
+    return outputs
 
 
 def backward(
-    weights: Sequence[np.ndarray],
-    activation: Activation,
-    X: np.ndarray,
-    rows: Rows,
-    grads_w: Sequence[np.ndarray],
-    grads_b: Sequence[np.ndarray],
-) -> None:
-    """Backpropagate ``rows.deltas[-1]`` (m, k) through the network :func:`forward` last ran.
+    weights: Sequence[np.ndarray], activation: str, outputs: list[np.ndarray], delta: np.ndarray
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Backpropagate ``delta`` = dJ/dz_{L-1} (m, k) through the network.
 
-    ``X`` (m, d) is the input of that forward pass. Fills ``grads_w`` (per layer
-    (n_in, n_out)) and ``grads_b`` (per layer (n_out,)) with the gradients of the loss
-    whose gradient with respect to the logits is ``rows.deltas[-1]``; overwrites the
-    other deltas.
+    Parameters
+    ----------
+    weights, activation:
+        As for :func:`forward`.
+    outputs:
+        What :func:`forward` returned for this batch.
+    delta:
+        The gradient of the loss with respect to the logits (m, k).
+
+    Returns
+    -------
+    grads_w, grads_b
+        Per layer, dJ/dW_i (n_{i-1}, n_i) and dJ/db_i (n_i,), without weight decay.
     """
-    outputs, deltas, scratch = rows.outputs, rows.deltas, rows.scratch
-    delta = deltas[-1]
-    for i in range(len(weights) - 1, -1, -1):  # dW_i = a_{i-1}^T delta_i, db_i = sum(delta_i)
-        a_prev = X if i == 0 else outputs[i - 1]
-        np.matmul(a_prev.T, delta, out=grads_w[i])
-        np.sum(delta, axis=0, out=grads_b[i])
+    df = get_activation(activation).df
+    n_layers = len(weights)
+    grads_w: list[np.ndarray] = [np.empty(0)] * n_layers
+    grads_b: list[np.ndarray] = [np.empty(0)] * n_layers
+    for i in reversed(range(n_layers)):
+        a_prev = outputs[i]  # a_{i-1}; outputs[0] is X
+        grads_w[i] = a_prev.T @ delta
+        grads_b[i] = delta.sum(axis=0)
         if i > 0:
-            d_prev = deltas[i - 1]
-            np.matmul(delta, weights[i].T, out=d_prev)
-            activation.backward(d_prev, a_prev, scratch[i - 1])
-            delta = d_prev
+            delta = (delta @ weights[i].T) * df(a_prev)
+    return grads_w, grads_b
+
+
+def loss_and_gradients(
+    weights: Sequence[np.ndarray],
+    biases: Sequence[np.ndarray],
+    activation: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    weight_decay: float = 0.0,
+) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
+    """The objective ``J`` of the batch ``X`` (m, d), ``y`` (m,) and its gradients.
+
+    Returns
+    -------
+    J, grads_w, grads_b
+        ``J`` (float, nats, with the L2 penalty ``weight_decay / 2 * sum ||W_i||^2``),
+        dJ/dW_i (n_{i-1}, n_i) and dJ/db_i (n_i,) in the parameters' dtype.
+    """
+    m = X.shape[0]
+    outputs = forward(weights, biases, activation, X)
+    logits = outputs[-1]
+    delta = softmax(logits)
+    delta[np.arange(m), y] -= 1
+    delta /= m
+    grads_w, grads_b = backward(weights, activation, outputs, delta)
+    lam = weights[0].dtype.type(weight_decay)
+    grads_w = [g + lam * W for g, W in zip(grads_w, weights, strict=True)]
+    penalty = 0.5 * weight_decay * sum(float(np.vdot(W, W)) for W in weights)
+    return float(np.mean(cross_entropy(logits, y), dtype=np.float64)) + penalty, grads_w, grads_b
+
+
+def sgd_step(
+    weights: list[np.ndarray],
+    biases: list[np.ndarray],
+    activation: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    lr: float,
+    *,
+    weight_decay: float = 0.0,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    velocities: list[np.ndarray] | None = None,
+) -> float:
+    """One step of minibatch SGD on ``X`` (m, d), ``y`` (m,); updates the parameters in place.
+
+    ``velocities`` holds ``v`` for ``[W_0, b_0, W_1, b_1, ...]`` (zeros before the first
+    step), updated in place; it is needed when ``momentum > 0``. Returns ``J`` before
+    the update.
+    """
+    if momentum and velocities is None:
+        raise ConfigError(f"momentum={momentum} needs the velocities of the previous steps")
+    J, grads_w, grads_b = loss_and_gradients(weights, biases, activation, X, y, weight_decay)
+    params = [p for pair in zip(weights, biases, strict=True) for p in pair]
+    grads = [g for pair in zip(grads_w, grads_b, strict=True) for g in pair]
+    for j, (p, g) in enumerate(zip(params, grads, strict=True)):
+        if momentum == 0.0:
+            p -= lr * g
+            continue
+        v = velocities[j]
+        v[...] = momentum * v - lr * g
+        p += momentum * v - lr * g if nesterov else v
+    return J

@@ -5,7 +5,7 @@ plus the optimizer's state arrays in ``c.state.npz``. The JSON metadata holds th
 rest: ``"checkpoint": {"epoch", "optimizer": {"name", "t", "sha256"}, "rng"}`` where
 ``rng`` is the generator's bit-generator state (plain integers), and whatever the
 caller adds. Writing order: the state file, then the weights, then the JSON, each
-atomically (:mod:`nn.atomic`); the JSON records both files' SHA-256, so a pair left
+atomically (:func:`nn.io.write_bytes_atomic`); the JSON records both files' SHA-256, so a pair left
 inconsistent by a kill between two writes is refused on loading, never half-used.
 
 Resuming from a checkpoint continues the run bit for bit: the same weights, the same
@@ -23,9 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from nn.atomic import write_bytes_atomic
 from nn.errors import ConfigError, ModelFileError
-from nn.io import load_model, metadata_path, save_model
+from nn.io import load_model, metadata_path, save_model, write_bytes_atomic
 from nn.model import MLP
 from nn.optim import Adam, Optimizer
 from nn.train import TrainState

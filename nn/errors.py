@@ -1,25 +1,25 @@
-"""Exceptions raised by the network and, through subclasses, by the whole project.
+"""The network's exceptions: a bad setting, a bad array, a bad model file, a diverged run.
 
-Every error a user can cause derives from :class:`MnistFlowError`, so the command
-line can turn it into one readable line instead of a traceback.
+Each derives from :class:`NNError`, so a caller can tell an error it can act on from
+a bug with one ``except``.
 """
 
 from __future__ import annotations
 
 
-class MnistFlowError(Exception):
-    """Base class of every error the project raises on purpose."""
+class NNError(Exception):
+    """Base class of every error ``nn`` raises on purpose."""
 
 
-class ConfigError(MnistFlowError, ValueError):
+class ConfigError(NNError, ValueError):
     """A setting is outside its allowed range; the message names the field."""
 
 
-class ModelFileError(MnistFlowError):
+class ModelFileError(NNError):
     """A model file is missing, truncated, corrupted or does not match its metadata."""
 
 
-class NonFiniteError(MnistFlowError, FloatingPointError):
+class NonFiniteError(NNError, FloatingPointError):
     """The loss or the weights became NaN or infinite during training.
 
     Parameters
@@ -35,5 +35,5 @@ class NonFiniteError(MnistFlowError, FloatingPointError):
         self.epoch = epoch
 
 
-class InputError(MnistFlowError, ValueError):
+class InputError(NNError, ValueError):
     """An array argument has the wrong shape, dtype or values; the message names the parameter."""

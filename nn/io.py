@@ -7,9 +7,9 @@
   "weights_sha256", **metadata}``; callers add ``"training"`` (TrainConfig.to_dict()),
   ``"preprocessing"`` ({"standardize", "mean", "std"}), ``"dataset"`` and so on.
 
-Each file is written atomically with :mod:`nn.atomic` (a temporary file in the
-same folder moved into place with :func:`os.replace`), so a reader sees either the
-old or the new file, never half of one. The npz is written first; the JSON records
+Each file is written atomically with :func:`write_bytes_atomic` (a temporary file in
+the same folder moved into place with :func:`os.replace`), so a reader sees either
+the old or the new file, never half of one. The npz is written first; the JSON records
 its SHA-256, so a pair left inconsistent (or a corrupted npz) is detected on loading.
 
 :func:`load_model` checks the JSON, the checksum, the array names, every shape
@@ -19,10 +19,13 @@ raises :class:`~nn.errors.ModelFileError` naming the file and the fault.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import itertools
 import json
+import os
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -30,13 +33,38 @@ from typing import Any
 import numpy as np
 
 from nn.activations import ACTIVATIONS
-from nn.atomic import write_bytes_atomic, write_text_atomic
 from nn.errors import ConfigError, ModelFileError
 from nn.model import MLP
 
 FORMAT_VERSION = 1
 RESERVED_KEYS = ("format_version", "layer_sizes", "activation", "dtype", "weights_sha256")
 DTYPES = ("float32", "float64")
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *, fsync: bool = True) -> None:
+    """Write ``data`` to ``path`` (its folder must exist) so that it appears whole or not at all.
+
+    A temporary file beside ``path`` is written, flushed to disk with ``fsync`` (so the
+    rename survives a power cut), given the mode ``open()`` would give it (``0o666``
+    less the umask, not ``mkstemp``'s private ``0o600``: model files are meant to be
+    read) and renamed over ``path``. Raises :class:`OSError` with nothing left behind.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def metadata_path(path: str | Path) -> Path:
@@ -95,7 +123,7 @@ def save_model(path: str | Path, model: MLP, metadata: dict[str, Any]) -> None:
         raise ConfigError(f"metadata for {path} is not JSON serialisable: {exc}") from exc
     try:
         write_bytes_atomic(path, npz_bytes)
-        write_text_atomic(metadata_path(path), text)
+        write_bytes_atomic(metadata_path(path), text.encode("utf-8"))
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot write the model files: {exc}") from exc
 

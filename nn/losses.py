@@ -1,20 +1,19 @@
-"""Softmax and softmax cross-entropy, numerically stable, into caller-given buffers.
+"""Softmax and the softmax cross-entropy, numerically stable.
 
-Notation: ``z`` are the logits (m, k), ``y`` the integer labels (m,),
-``p = softmax(z)``. With the row maximum ``c_i = max_j z_ij`` subtracted first,
-``p_ij = exp(z_ij - c_i) / s_i`` where ``s_i = sum_j exp(z_ij - c_i)`` lies in
-``[1, k]`` (no overflow, no ``log(0)``), and the cross-entropy of row ``i`` is::
+Notation: ``z`` are the logits (m, k), ``y`` the integer labels (m,) in ``[0, k)``,
+``p = softmax(z)``. With the row maximum ``c_r = max_j z_rj`` subtracted first,
+``p_rj = exp(z_rj - c_r) / s_r`` where ``s_r = sum_j exp(z_rj - c_r)`` lies in
+``[1, k]`` (no overflow, no ``log(0)``), and the cross-entropy of row ``r`` is::
 
-    l_i = log(s_i) - (z_{i, y_i} - c_i)
+    l_r = log(s_r) - (z_{r, y_r} - c_r)
 
-The gradient of the summed loss ``sum_i l_i`` with respect to ``z`` is
-``p - onehot(y)``: :func:`softmax_cross_entropy` leaves ``p`` in its ``out``
-buffer, and the training step (:mod:`nn.step`) subtracts the one-hot labels
-there. The labels arrive as flat indices ``i * k + y_i`` into the (m, k) logits,
-which the training step builds once per epoch.
+Its gradient with respect to the row's logits is ``p_r - onehot(y_r)``.
 
-Every buffer argument is optional (allocated when omitted); the training step
-passes preallocated ones so a minibatch allocates nothing.
+:func:`softmax` and :func:`cross_entropy` are the readable forms (the inference
+and :mod:`nn.backprop` use them). :func:`softmax_cross_entropy` is the fused
+training step's form: it takes the labels as flat indices ``r * k + y_r`` into the
+(m, k) logits, writes ``p`` into a buffer where the step subtracts the one-hot
+labels in place, and allocates nothing when given its buffers.
 """
 
 from __future__ import annotations
@@ -57,6 +56,13 @@ def softmax(
     return out
 
 
+def cross_entropy(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The cross-entropy ``l_r`` (m,) of each row of ``logits`` (m, k) against ``y`` (m,)."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return -log_p[np.arange(len(y)), y]
+
+
 def softmax_cross_entropy(
     logits: np.ndarray,
     flat: np.ndarray,
@@ -74,7 +80,7 @@ def softmax_cross_entropy(
         (m, k) float array; not modified unless it is ``out``.
     flat:
         (m,) integer flat indices ``i * k + y_i`` of the true classes, all within
-        ``[0, m * k)`` (see :func:`flat_labels`).
+        ``[0, m * k)``.
     out:
         (m, k) buffer that receives ``softmax(logits)``, possibly ``logits`` itself;
         ``out - onehot(y)`` is the gradient of the returned sum with respect to ``logits``.
@@ -98,8 +104,3 @@ def softmax_cross_entropy(
     np.log(sums, out=sums)  # s is spent once out holds p
     np.subtract(sums[:, 0], rowloss, out=rowloss)  # l_i
     return float(np.sum(rowloss, dtype=np.float64))
-
-
-def flat_labels(y: np.ndarray, k: int) -> np.ndarray:
-    """Flat indices (m,) ``i * k + y_i`` of the labels ``y`` (m,) in ``[0, k)`` into (m, k)."""
-    return np.arange(y.shape[0], dtype=np.intp) * k + y.astype(np.intp, copy=False)

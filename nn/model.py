@@ -3,8 +3,8 @@
 The model is a list of weight matrices ``W_l`` (n_in, n_out) and bias vectors
 ``b_l`` (n_out,), all of one float dtype (float32 normally; float64 for gradient
 checks), plus the name of the hidden activation. This module holds the
-parameters and inference; inference runs the forward pass of :mod:`nn.backprop`
-that training (:mod:`nn.step`, :mod:`nn.train`) runs too.
+parameters and inference; inference runs the readable forward pass of
+:mod:`nn.backprop`, a batch of rows at a time.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from nn.activations import get_activation
-from nn.backprop import Rows, Workspace, forward
+from nn.backprop import forward
 from nn.errors import ConfigError, InputError
 from nn.init import get_initializer
-from nn.losses import flat_labels, softmax, softmax_cross_entropy
+from nn.losses import cross_entropy, softmax
 
 DEFAULT_LAYER_SIZES: tuple[int, ...] = (784, 300, 10)
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -172,34 +172,24 @@ class MLP:
             raise InputError(f"{name} holds labels outside [0, {k}): min {y.min()}, max {y.max()}")
         return y
 
-    def _forward_batches(
-        self, X: np.ndarray, batch_size: int
-    ) -> Iterator[tuple[slice, np.ndarray, Rows]]:
-        """Run the network on checked inputs ``X`` (n, d), ``batch_size`` rows at a time.
-
-        Yields ``(slice of X, logits (m, k), buffers)`` per batch; the logits and the
-        buffers are views of one workspace, overwritten by the next batch.
-        """
+    def _logits_batches(self, X: np.ndarray, batch_size: int) -> Iterator[tuple[slice, np.ndarray]]:
+        """``(slice of X, logits (m, k))`` for checked inputs ``X`` (n, d), batch by batch."""
         if (
             isinstance(batch_size, bool)
             or not isinstance(batch_size, int | np.integer)
             or batch_size < 1
         ):
             raise InputError(f"batch_size={batch_size!r} must be a positive integer")
-        n = X.shape[0]
-        ws = Workspace(self.layer_sizes, min(n, batch_size), self.dtype, backward=False)
-        act = get_activation(self.activation)
-        for start in range(0, n, batch_size):
-            s = slice(start, min(start + batch_size, n))
+        for start in range(0, X.shape[0], batch_size):
+            s = slice(start, start + batch_size)
             xb = np.asarray(X[s], dtype=self.dtype)
-            rows = ws.rows(xb.shape[0])
-            yield s, forward(self.weights, self.biases, act, xb, rows), rows
+            yield s, forward(self.weights, self.biases, self.activation, xb)[-1]
 
     def logits(self, X: np.ndarray, *, batch_size: int = INFERENCE_BATCH) -> np.ndarray:
         """Raw output scores (n, k) in the model's dtype for ``X`` (n, d); batched."""
         X = self.check_inputs(X)
         out = np.empty((X.shape[0], self.layer_sizes[-1]), dtype=self.dtype)
-        for s, z, _ in self._forward_batches(X, batch_size):
+        for s, z in self._logits_batches(X, batch_size):
             out[s] = z
         return out
 
@@ -207,15 +197,15 @@ class MLP:
         """Class probabilities (n, k) in the model's dtype for ``X`` (n, d); batched."""
         X = self.check_inputs(X)
         out = np.empty((X.shape[0], self.layer_sizes[-1]), dtype=self.dtype)
-        for s, z, rows in self._forward_batches(X, batch_size):
-            softmax(z, out[s], rowmax=rows.rowmax, sums=rows.sums)
+        for s, z in self._logits_batches(X, batch_size):
+            softmax(z, out[s])
         return out
 
     def predict(self, X: np.ndarray, *, batch_size: int = INFERENCE_BATCH) -> np.ndarray:
         """Predicted labels (n,) int64 for ``X`` (n, d); batched."""
         X = self.check_inputs(X)
         out = np.empty(X.shape[0], dtype=np.int64)
-        for s, z, _ in self._forward_batches(X, batch_size):
+        for s, z in self._logits_batches(X, batch_size):
             np.argmax(z, axis=1, out=out[s])
         return out
 
@@ -227,13 +217,10 @@ class MLP:
         y = self.check_labels(y, X.shape[0])
         if X.shape[0] == 0:
             raise InputError("X is empty: cannot evaluate on zero samples")
-        k = self.layer_sizes[-1]
         loss_sum, correct = 0.0, 0
-        for s, z, rows in self._forward_batches(X, batch_size):
+        for s, z in self._logits_batches(X, batch_size):
             correct += int(np.count_nonzero(z.argmax(axis=1) == y[s]))
-            loss_sum += softmax_cross_entropy(
-                z, flat_labels(y[s], k), z, rowmax=rows.rowmax, sums=rows.sums, rowloss=rows.rowloss
-            )
+            loss_sum += float(np.sum(cross_entropy(z, y[s]), dtype=np.float64))
         n = X.shape[0]
         return loss_sum / n, correct / n
 

@@ -175,31 +175,10 @@ class SGD(Optimizer):
 
     def step(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray], lr: float) -> None:
         self._prepare(params, grads, lr)
-        scaled = self._scratch
-        for g, s in zip(grads, scaled, strict=True):
-            np.multiply(g, lr, out=s)  # lr * g
-        self._update(params, scaled)
-
-    def step_scaled(self, params: Sequence[np.ndarray], scaled_grads: Sequence[np.ndarray]) -> None:
-        """Same update as :meth:`step` from the products ``lr * g`` already formed.
-
-        The trainer folds ``lr`` into backpropagation (the output delta is scaled once,
-        so the weight gradients come out of the matrix products as ``lr * g``) and saves
-        a pass over every weight matrix. ``step(p, g, lr)`` equals
-        ``step_scaled(p, [lr * g for g in grads])`` exactly. Shapes and dtypes are
-        checked on the first step only; ``scaled_grads`` may be overwritten.
-        """
-        if self.t == 0 or len(params) != len(self._scratch):
-            self._prepare(params, scaled_grads, 1.0)
-        else:
-            self.t += 1
-        self._update(params, scaled_grads)
-
-    def _update(self, params: Sequence[np.ndarray], scaled: Sequence[np.ndarray]) -> None:
-        """``v <- mu * v - s``, then ``p <- p + v`` (or the Nesterov form), with ``s = lr * g``."""
         mu = self.momentum
         flush = self.flush and self.t % self._flush_every == 0
-        for i, (p, s) in enumerate(zip(params, scaled, strict=True)):
+        for i, (p, g) in enumerate(zip(params, grads, strict=True)):
+            s = np.multiply(g, lr, out=self._scratch[i])  # lr * g
             if mu == 0.0:
                 np.subtract(p, s, out=p)
                 continue

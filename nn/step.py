@@ -1,41 +1,152 @@
-"""One training step (forward, loss, backward, update) over buffers allocated once.
+"""The fused training step: :func:`nn.backprop.sgd_step`'s maths over buffers allocated once.
 
-At batch 128 the two large matrix products of the 784-300-10 network
-(``X W_0`` forward, ``X^T delta_0`` backward) take most of a step's time;
-everything else is some forty small numpy calls and the Python around them,
-which :class:`TrainStep` keeps short:
+The same forward pass, loss, backward pass and update as :mod:`nn.backprop` (and its
+notation), written for speed; the tests check the two equal. At batch 128 the two
+large matrix products of the 784-300-10 network (``X W_0`` forward, ``X^T delta_0``
+backward) take most of a step's time; everything else is some forty small numpy
+calls and the Python around them, which :class:`TrainStep` keeps short:
 
 - every intermediate array (activations, deltas, gradients, loss scratch) is
-  allocated once in a :class:`nn.backprop.Workspace`, whose row views for a full
-  batch and for the last, shorter batch of an epoch are made once, so a step
-  slices nothing;
-- :func:`nn.losses.softmax_cross_entropy` writes the softmax into the output
-  delta buffer, and the gradient ``p - onehot(y)`` is formed there in place; the
-  labels arrive as an epoch-wide one-hot matrix and flat indices
-  (:meth:`TrainStep.epoch_labels`), built once per epoch;
-- with SGD the factor ``lr / batch`` is folded into the (batch, k) output delta
-  before backpropagation: every gradient then comes out of its matrix product
-  already multiplied by ``lr`` and the update (:meth:`nn.optim.SGD.step_scaled`)
-  makes three passes over each weight matrix instead of four. The maths is the
-  same; only the rounding of ``lr * (A^T delta)`` against ``A^T (lr * delta)``
-  differs. Other optimizers receive the plain gradient;
+  allocated once in a :class:`Workspace`, whose row views for a full batch and for
+  the last, shorter batch of an epoch are made once, so a step slices nothing;
+- the activations and the loss work in place (their ``out`` arguments);
+  :func:`nn.losses.softmax_cross_entropy` writes the softmax into the output delta
+  buffer, where ``p - onehot(y)`` is formed; the labels arrive as an epoch-wide
+  one-hot matrix and flat indices (:meth:`TrainStep.epoch_labels`), built once per
+  epoch;
 - the predicted class of each row is written into an epoch-wide array and
   compared with the labels once per epoch.
 
-The forward and backward passes are :func:`nn.backprop.forward` and
-:func:`nn.backprop.backward`, the ones inference uses too. Notation as in
-:mod:`nn.backprop`: ``z_i = a_{i-1} W_i + b_i``, ``a_{-1} = X``.
+The gradient with respect to the input ``X`` is never formed (it is not needed
+and would be the largest matrix product of the backward pass).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import NamedTuple
+
 import numpy as np
 
-from nn.activations import get_activation
-from nn.backprop import Workspace, backward, forward
+from nn.activations import Activation, get_activation
 from nn.losses import softmax_cross_entropy
 from nn.model import MLP
-from nn.optim import SGD, Optimizer
+from nn.optim import Optimizer
+
+
+class Rows(NamedTuple):
+    """Row views of a :class:`Workspace` for one batch of ``m`` rows.
+
+    Attributes
+    ----------
+    outputs:
+        Per layer, (m, n_out): hidden activations ``a_i``, then the logits.
+    deltas:
+        Per layer, (m, n_out): gradients with respect to ``z_i``; the last one is
+        where the loss writes its gradient.
+    scratch:
+        Per hidden layer, (m, n_out): room for the activation derivative.
+    rowmax, sums:
+        (m, 1): row maxima of the logits and row sums of ``exp(z - rowmax)``.
+    rowloss:
+        (m,): the cross-entropy of each row.
+    """
+
+    outputs: list[np.ndarray]
+    deltas: list[np.ndarray]
+    scratch: list[np.ndarray]
+    rowmax: np.ndarray
+    sums: np.ndarray
+    rowloss: np.ndarray
+
+
+class Workspace:
+    """Buffers for one network shape, batch capacity and dtype.
+
+    Parameters
+    ----------
+    layer_sizes:
+        (n_inputs, hidden..., n_classes).
+    capacity:
+        Largest number of rows a batch may have.
+    dtype:
+        The network's float dtype.
+    """
+
+    def __init__(self, layer_sizes: Sequence[int], capacity: int, dtype: np.dtype) -> None:
+        outs = list(layer_sizes[1:])
+        self.capacity = capacity
+        self._full = Rows(
+            outputs=[np.empty((capacity, n), dtype=dtype) for n in outs],
+            deltas=[np.empty((capacity, n), dtype=dtype) for n in outs],
+            scratch=[np.empty((capacity, n), dtype=dtype) for n in outs[:-1]],
+            rowmax=np.empty((capacity, 1), dtype=dtype),
+            sums=np.empty((capacity, 1), dtype=dtype),
+            rowloss=np.empty(capacity, dtype=dtype),
+        )
+        self._views: dict[int, Rows] = {capacity: self._full}
+
+    def rows(self, m: int) -> Rows:
+        """The leading ``m`` rows (``m <= capacity``) of every buffer, made once per ``m``."""
+        v = self._views.get(m)
+        if v is None:
+            f = self._full
+            v = self._views[m] = Rows(
+                [o[:m] for o in f.outputs],
+                [d[:m] for d in f.deltas],
+                [s[:m] for s in f.scratch],
+                f.rowmax[:m],
+                f.sums[:m],
+                f.rowloss[:m],
+            )
+        return v
+
+
+def _forward(
+    weights: Sequence[np.ndarray],
+    biases: Sequence[np.ndarray],
+    activation: Activation,
+    X: np.ndarray,
+    rows: Rows,
+) -> np.ndarray:
+    """:func:`nn.backprop.forward` into ``rows.outputs``; returns the logits (m, k), a view."""
+    outputs = rows.outputs
+    last = len(weights) - 1
+    a = X
+    for i in range(last + 1):  # z_i = a_{i-1} W_i + b_i, a_i = f(z_i) in place
+        z = outputs[i]
+        np.matmul(a, weights[i], out=z)
+        np.add(z, biases[i], out=z)
+        if i < last:
+            activation.f(z, out=z)
+        a = z
+    return a
+
+
+def _backward(
+    weights: Sequence[np.ndarray],
+    activation: Activation,
+    X: np.ndarray,
+    rows: Rows,
+    grads_w: Sequence[np.ndarray],
+    grads_b: Sequence[np.ndarray],
+) -> None:
+    """:func:`nn.backprop.backward` of ``rows.deltas[-1]`` (m, k) into ``grads_w``, ``grads_b``.
+
+    ``X`` (m, d) is the input of the last :func:`_forward` on ``rows``; the other
+    deltas are overwritten.
+    """
+    outputs, deltas, scratch = rows.outputs, rows.deltas, rows.scratch
+    delta = deltas[-1]
+    for i in range(len(weights) - 1, -1, -1):  # dW_i = a_{i-1}^T delta_i, db_i = sum(delta_i)
+        a_prev = X if i == 0 else outputs[i - 1]
+        np.matmul(a_prev.T, delta, out=grads_w[i])
+        np.sum(delta, axis=0, out=grads_b[i])
+        if i > 0:
+            d_prev = deltas[i - 1]
+            np.matmul(delta, weights[i].T, out=d_prev)
+            np.multiply(d_prev, activation.df(a_prev, out=scratch[i - 1]), out=d_prev)
+            delta = d_prev
 
 
 class TrainStep:
@@ -48,16 +159,16 @@ class TrainStep:
     batch_size:
         Rows of a full minibatch; a shorter last batch is allowed.
     optimizer:
-        The optimizer; :class:`nn.optim.SGD` takes the scaled fast path.
+        The update rule (:mod:`nn.optim`); it receives the gradients below.
     weight_decay:
         L2 coefficient added to the weight gradients (not the biases).
 
     Attributes
     ----------
     grads_w, grads_b:
-        Per layer, (n_in, n_out) and (n_out,): after a step, the gradients of the
-        mean cross-entropy plus ``weight_decay / 2 * sum ||W||^2`` that the update
-        used, multiplied by ``lr`` with SGD.
+        Per layer, (n_in, n_out) and (n_out,): after a step, the gradients dJ/dW_i
+        and dJ/db_i of the objective ``J`` (mean cross-entropy plus
+        ``weight_decay / 2 * sum ||W_i||^2``) that the optimizer received.
     """
 
     def __init__(
@@ -66,7 +177,6 @@ class TrainStep:
         self.model = model
         self.batch_size = batch_size
         self.optimizer = optimizer
-        self.scaled = isinstance(optimizer, SGD)
         self.weight_decay = float(weight_decay)
         self._activation = get_activation(model.activation)
         self._workspace = Workspace(model.layer_sizes, batch_size, model.dtype)
@@ -123,15 +233,15 @@ class TrainStep:
         m = X.shape[0]
         rows = self._workspace.rows(m)
         weights, act = self.model.weights, self._activation
-        logits = forward(weights, self.model.biases, act, X, rows)
+        logits = _forward(weights, self.model.biases, act, X, rows)
         np.argmax(logits, axis=1, out=pred)
         g = rows.deltas[-1]
         loss = softmax_cross_entropy(
             logits, flat, g, rowmax=rows.rowmax, sums=rows.sums, rowloss=rows.rowloss
         )
         np.subtract(g, onehot, out=g)  # gradient of the summed loss
-        np.multiply(g, lr / m if self.scaled else 1.0 / m, out=g)  # of the mean (times lr)
-        backward(weights, act, X, rows, self.grads_w, self.grads_b)
+        np.multiply(g, 1.0 / m, out=g)  # delta_{L-1}: of the mean
+        _backward(weights, act, X, rows, self.grads_w, self.grads_b)
         self._update(lr)
         return loss
 
@@ -139,11 +249,7 @@ class TrainStep:
         """Add the weight decay to the weight gradients, then let the optimizer step."""
         wd = self.weight_decay
         if wd:
-            coef = lr * wd if self.scaled else wd
             for gwi, w, tmp in zip(self.grads_w, self.model.weights, self._decay_tmp, strict=True):
-                np.multiply(w, coef, out=tmp)
+                np.multiply(w, wd, out=tmp)
                 np.add(gwi, tmp, out=gwi)
-        if self.scaled:
-            self.optimizer.step_scaled(self._params, self._grads)
-        else:
-            self.optimizer.step(self._params, self._grads, lr)
+        self.optimizer.step(self._params, self._grads, lr)

@@ -4,9 +4,11 @@
 fresh permutation from the caller's :class:`numpy.random.Generator`, gathers
 (and augments) each minibatch into a preallocated buffer (:class:`nn.batches.Batches`,
 optionally one step ahead in a background thread), runs one vectorised forward
-and backward pass and one optimizer step. It records an :class:`EpochRecord` per
+and backward pass and one optimizer step (:class:`nn.step.TrainStep`, the fused
+form of :func:`nn.backprop.sgd_step`). It records an :class:`EpochRecord` per
 epoch, calls ``callback`` with it, and never prints. Same generator seed and
-same data give bit-identical weights.
+same data give bit-identical weights on a given machine with a given number of BLAS
+threads (which changes how the matrix products' sums are split).
 
 A run can stop and resume: ``stop_epoch`` ends it early (the schedule still spans
 ``config.epochs``) and a :class:`TrainState` holds what continuing needs besides the
@@ -105,7 +107,6 @@ class _Buffers:
     step: TrainStep
     batches: Batches
     pred: np.ndarray
-    on_batch: Callable[[], None] | None = None
 
 
 def _check_data(
@@ -140,7 +141,7 @@ def _run_epoch(
     the memory held).
     """
     n = y.shape[0]
-    step, pred, on_batch = buffers.step, buffers.pred, buffers.on_batch
+    step, pred = buffers.step, buffers.pred
     bs = step.batch_size
     order, minibatches = buffers.batches.epoch(rng)
     ys = y[order]
@@ -148,8 +149,6 @@ def _run_epoch(
     loss_sum = 0.0
     with contextlib.closing(minibatches):
         for start, xb in zip(range(0, n, bs), minibatches, strict=True):
-            if on_batch is not None:
-                on_batch()
             stop = start + bs
             loss = step(xb, onehot[start:stop], flat[start:stop], pred[start:stop], lr)
             if not math.isfinite(loss):
@@ -184,7 +183,6 @@ def train(
     callback: Callable[[EpochRecord], None] | None = None,
     augment: Augment | None = None,
     prefetch: bool = False,
-    on_batch: Callable[[], None] | None = None,
     state: TrainState | None = None,
     stop_epoch: int | None = None,
 ) -> History:
@@ -212,9 +210,6 @@ def train(
         Gather and augment the next minibatches in a background thread while the
         current one trains (:class:`nn.batches.Batches`): the same random draws in
         the same order, so the same weights as without.
-    on_batch:
-        Called in the training thread before each minibatch's step (e.g. to adjust
-        the BLAS threads between steps).
     state:
         Resume from here (see :class:`TrainState`), and keep it up to date; None: start
         at epoch 1 with a new optimizer.
@@ -265,7 +260,6 @@ def train(
         step=TrainStep(model, bs, optimizer, config.weight_decay),
         batches=Batches(X, bs, augment, prefetch=prefetch),
         pred=np.empty(X.shape[0], dtype=np.intp),
-        on_batch=on_batch,
     )
     flush_buffers = [(np.empty_like(p), np.empty(p.shape, dtype=bool)) for p in model.parameters()]
 

@@ -1,4 +1,4 @@
-"""Errors of the pipeline steps, all subclasses of :class:`nn.errors.MnistFlowError`.
+"""The project's errors: the base :data:`MnistFlowError` and the pipeline steps' own classes.
 
 Each area adds its own small block of classes (data, search, predict, registry, outputs, scoring).
 Messages name the file, parameter or value at fault and what is allowed.
@@ -6,7 +6,12 @@ Messages name the file, parameter or value at fault and what is allowed.
 
 from __future__ import annotations
 
-from nn.errors import MnistFlowError
+from nn.errors import NNError
+
+MnistFlowError = NNError
+"""Base of every error the project raises on purpose; the command line turns it into one
+line. It is the network's own base (:class:`nn.errors.NNError`): ``nn`` imports nothing of
+the project, so the project's errors extend the network's, and one ``except`` catches both."""
 
 # --- data: fetch, parse, preprocess ------------------------------------------------------
 

@@ -12,8 +12,7 @@ The flow copies the model into its run directory.
 Randomness: ``np.random.default_rng(seed)`` draws the initial weights
 (:meth:`nn.model.MLP.create`) and then drives shuffling and augmentation in
 :func:`nn.train.train`, so ``seed`` fixes the model completely for a given number of
-BLAS threads (``threads``; with ``"auto"`` the count follows the machine's load, and the
-weights can differ in rounding between runs: :mod:`tasks.fitting.threads`).
+BLAS threads (``threads``, :data:`tasks.fitting.fit.BLAS_THREADS` by default) on a given machine.
 """
 
 from __future__ import annotations
@@ -37,8 +36,7 @@ from nn.train import EpochRecord, TrainConfig, TrainState, optimizer_for
 from tasks.cache import content_key, reused
 from tasks.fitting import fit as fitting
 from tasks.fitting.augment import default_augment, make_augmenter
-from tasks.fitting.fit import fit
-from tasks.fitting.threads import AUTO
+from tasks.fitting.fit import BLAS_THREADS, fit
 from tasks.settings import resolve
 
 PROGRESS_KEY = "mnist-train-progress"
@@ -157,7 +155,7 @@ def train_final(
     cache_dir:
         Cache root; the model goes to ``<cache_dir>/models/<key>.npz``.
     threads:
-        BLAS threads; None: ``"auto"`` (:mod:`tasks.fitting.threads`). Not part of the
+        BLAS threads; None: :data:`tasks.fitting.fit.BLAS_THREADS`. Not part of the
         cache key: it changes the speed and the rounding of the sums, not what is trained.
     start_from:
         A search trial's checkpoint (:mod:`nn.checkpoint`) to continue instead of
@@ -217,7 +215,7 @@ def train_final(
         rng=rng,
         callback=on_epoch,
         augment=make_augmenter(augment_config),
-        threads=AUTO if threads is None else threads,
+        threads=BLAS_THREADS if threads is None else threads,
         model=model,
         state=state,
     )

@@ -188,20 +188,20 @@ def test_parser_reads_every_option_of_run():
 
 
 @pytest.mark.parametrize("command", ["run", "train"])
-def test_threads_is_an_option_of_the_trainings_with_auto_as_default(command):
+def test_threads_is_an_option_of_the_trainings_with_one_as_default(command):
     from flows.commands import _values
     from flows.params import RunOptions
     from tasks.settings import RUN
 
     parser = build_parser()
-    assert parser.parse_args([command]).threads is None  # auto
+    assert parser.parse_args([command]).threads is None  # BLAS_THREADS
     args = parser.parse_args([command, "--threads", "3"])
     assert RunOptions(**_values(args, RUN)).threads == 3
     help_text = " ".join(
         parser._subparsers._group_actions[0].choices[command].format_help().split()
     )
     assert "--threads THREADS BLAS threads of the (final) training" in help_text
-    assert "(default: auto: every core, or one while that is faster)" in help_text
+    assert "(default: 1 (the same seed gives the same metrics))" in help_text
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-from nn.atomic import write_bytes_atomic, write_directory_atomic, write_json_atomic
 from nn.errors import ConfigError
 from tasks.cache import content_key
 from tasks.data.arrays import (
@@ -45,6 +44,7 @@ from tasks.data.idx import check_pair, load_idx
 from tasks.data.scaling import pixel_stats
 from tasks.data.versions import Added
 from tasks.errors import CacheError, ChecksumError, DataError
+from tasks.files import write_bytes_atomic, write_directory_atomic, write_json_atomic
 from tasks.settings.declared import default_val_size
 
 __all__ = [

@@ -11,7 +11,7 @@ the user data folder: not the cache, so clearing the cache never loses added dat
 
 ``id`` is the first 12 hex digits of the SHA-256 of the batch's images and labels, so the
 same content always gets the same id; ``seq`` orders the versions. A version directory
-appears atomically (:func:`nn.atomic.write_directory_atomic`) and is never rewritten.
+appears atomically (:func:`tasks.files.write_directory_atomic`) and is never rewritten.
 
 A data version names the base dataset plus every batch up to and including it;
 ``"base"`` is the base dataset alone and ``"latest"`` (the default of ``train`` and ``run``)
@@ -36,11 +36,11 @@ import numpy as np
 from filelock import FileLock, Timeout
 from platformdirs import user_data_path
 
-from nn.atomic import write_directory_atomic, write_json_atomic
 from nn.errors import ConfigError
 from tasks.data.datasets import DatasetSpec
 from tasks.data.ingest import EARLIER, Problem, image_hashes, read_batch
 from tasks.errors import DataError
+from tasks.files import write_directory_atomic, write_json_atomic
 
 ENV_VAR = "MNIST_FLOW_DATA"
 HELDOUT_SHARE = 0.2

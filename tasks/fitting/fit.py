@@ -9,26 +9,51 @@ network the same way: ``rng`` first draws the initial weights
 With augmentation the minibatches are prepared one step ahead in a background
 thread (``prefetch`` of :func:`nn.train.train`: the same random draws, so the same
 model), when the process has more than one core; ``threads`` sets the BLAS threads
-(:func:`tasks.fitting.threads.blas_threads`). A trial that continues
-from a checkpoint passes the checkpoint's ``model``, ``state`` and generator instead.
+(threadpoolctl). A trial that continues from a checkpoint passes the checkpoint's
+``model``, ``state`` and generator instead.
+
+A thread count changes how BLAS splits the sums of the matrix products, so weights
+differ in their last bits between counts and training amplifies that: a seed gives
+the same metrics for a given count on a given machine. A training that runs alone
+(``mnist-flow train``, the final model) therefore uses a fixed count,
+:data:`BLAS_THREADS`, unless ``--threads`` says otherwise.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
+from nn.errors import ConfigError
 from nn.model import MLP
 from nn.train import EpochRecord, History, TrainConfig, TrainState, train
-from tasks.fitting.threads import available_cores, blas_threads
 
-__all__ = ["CODE_VERSION", "fit"]
+__all__ = ["BLAS_THREADS", "CODE_VERSION", "fit"]
 
 CODE_VERSION = 1
 """Bump when a change in ``nn/`` or ``tasks/fitting/`` changes what training gives:
 every stored trial and final model is then trained anew (:mod:`tasks.cache`)."""
+
+BLAS_THREADS = 1
+"""BLAS threads of a training that runs alone unless ``--threads`` says otherwise.
+
+One: a second thread did not save the 25 % of an epoch that would justify results
+that depend on the count and a training several times slower when another process
+takes a core (``bench/thread_speed.py``; the README's "Speed" gives the figures).
+"""
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
 
 
 def fit(
@@ -40,7 +65,7 @@ def fit(
     rng: np.random.Generator,
     callback: Callable[[EpochRecord], None] | None = None,
     augment: Any = None,
-    threads: int | str | None = None,
+    threads: int | None = None,
     model: MLP | None = None,
     state: TrainState | None = None,
     stop_epoch: int | None = None,
@@ -65,17 +90,22 @@ def fit(
     augment:
         The minibatch augmenter (:func:`tasks.fitting.augment.make_augmenter`), or None.
     threads:
-        BLAS threads: a count, ``"auto"`` (the cores it has, one when that is faster),
-        or None to leave them as the caller set them.
+        BLAS threads during the training (a count >= 1), or None to leave them as the
+        caller set them (a search trial gets its share of the cores).
     model, state, stop_epoch:
         Resume ``model`` (None: create one) from ``state`` and stop after ``stop_epoch``
         (see :func:`nn.train.train`); ``state`` is updated as training goes.
     """
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    ):
+        raise ConfigError(f"threads={threads!r} must be a number of threads >= 1")
     if model is None:
         sizes = (int(splits.X_train.shape[1]), *(int(units) for units in hidden), int(n_classes))
         model = MLP.create(sizes, rng=rng)
     prefetch = augment is not None and available_cores() > 1
-    with blas_threads(threads, prefetch=prefetch) as pacer:
+    limit = threadpool_limits(threads, user_api="blas") if threads else contextlib.nullcontext()
+    with limit:
         history = train(
             model,
             splits.X_train,
@@ -87,7 +117,6 @@ def fit(
             callback=callback,
             augment=augment,
             prefetch=prefetch,
-            on_batch=pacer,
             state=state,
             stop_epoch=stop_epoch,
         )

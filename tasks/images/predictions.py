@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nn.atomic import write_text_atomic
+from tasks.files import write_text_atomic
 from tasks.errors import DataError
 
 CSV_NAME = "predictions.csv"

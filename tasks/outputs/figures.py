@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from nn.atomic import write_bytes_atomic
+from tasks.files import write_bytes_atomic
 from tasks.outputs.embed import compact_png
 from tasks.outputs.plots import (
     figure_to_png,

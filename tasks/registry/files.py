@@ -12,9 +12,9 @@ from typing import Any, NamedTuple
 
 from platformdirs import user_data_path
 
-from nn.errors import MnistFlowError, ModelFileError
+from nn.errors import ModelFileError
 from nn.io import load_model, metadata_path, weights_digest
-from tasks.errors import RegistryError
+from tasks.errors import MnistFlowError, RegistryError
 from tasks.registry.promotion import VERSION_RE, ModelVersion, check_accuracy, check_dataset
 
 ENV_VAR = "MNIST_FLOW_REGISTRY"

@@ -1,7 +1,7 @@
 """Every change of champion, kept in an append-only history; promote and roll back by hand.
 
 ``root/history.jsonl`` holds one JSON object a line, oldest first, never rewritten but by
-appending (under the registry's lock, through :func:`nn.atomic.write_bytes_atomic`, so a
+appending (under the registry's lock, through :func:`tasks.files.write_bytes_atomic`, so a
 reader sees the old or the new file, never half a line)::
 
     {"time", "dataset", "version", "previous", "action", "reason"}
@@ -25,8 +25,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from nn.atomic import write_bytes_atomic, write_json_atomic
 from tasks.errors import RegistryError
+from tasks.files import write_bytes_atomic, write_json_atomic, write_text_atomic
 from tasks.registry.files import now, read_json
 from tasks.registry.promotion import ModelVersion, PromotionDecision, SameSetScores
 

@@ -43,9 +43,9 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from nn.atomic import write_directory_atomic, write_json_atomic
 from nn.errors import ModelFileError
 from nn.io import load_model, weights_digest
+from tasks.files import write_directory_atomic, write_json_atomic
 from tasks.registry.files import (
     MODEL_FILE,
     VERSION_FILE,

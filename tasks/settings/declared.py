@@ -102,7 +102,7 @@ RUN = _group(
             "it in the Prefect UI (needs a Prefect server: PREFECT_API_URL)"),
     Setting("threads", int, None, "BLAS threads of the (final) training; the search gives each "
             "trial its share of the cores", 1, 1024,
-            none="auto: every core, or one while that is faster"),
+            none="1 (the same seed gives the same metrics)"),
 )  # fmt: skip
 """Seed, outputs, registry and threads of a run."""
 

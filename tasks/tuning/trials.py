@@ -29,10 +29,10 @@ from typing import Any, Protocol
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from nn.atomic import write_json_atomic
 from nn.errors import NonFiniteError
 from nn.train import TrainConfig, TrainState
 from tasks.cache import content_key
+from tasks.files import write_json_atomic
 from tasks.fitting import fit as fitting
 from tasks.fitting.fit import fit
 from tasks.settings import resolve

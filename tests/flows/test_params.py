@@ -81,11 +81,11 @@ def test_flow_parameter_forms_show_plain_text():
             assert not re.search(r"<[^<>]*>|:[a-z]+:`|``|(?<![\w-])--[a-z]", text), text
 
 
-def test_the_forms_offer_the_threads_of_the_training_auto_by_default():
+def test_the_forms_offer_the_threads_of_the_training_one_by_default():
     for model in (RunOptions, PipelineOptions):
         field = model.model_json_schema()["properties"]["threads"]
         assert field["anyOf"][0] == {"minimum": 1, "maximum": 1024, "type": "integer"}
-        assert field["default"] is None and "auto" in field["description"]
+        assert field["default"] is None and "1 (the same seed" in field["description"]
         with pytest.raises(ValidationError, match="threads"):
             model(threads=0)
 

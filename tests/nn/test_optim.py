@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from nn.backprop import loss_and_gradients
 from nn.errors import ConfigError, InputError
 from nn.model import MLP
 from nn.optim import (
@@ -15,7 +16,6 @@ from nn.optim import (
     flush_subnormals,
     make_optimizer,
 )
-from tests.nn.reference import loss_and_gradients
 
 F = np.float32
 TINY = np.finfo(np.float32).tiny
@@ -59,22 +59,6 @@ def test_momentum_sgd_by_hand(nesterov):
             np.testing.assert_array_equal(got, want)
             np.testing.assert_array_equal(v_got, v_want)
     assert opt.t == 3
-
-
-@pytest.mark.parametrize(("momentum", "nesterov"), [(0.0, False), (0.9, False), (0.9, True)])
-def test_step_scaled_equals_step_exactly(momentum, nesterov):
-    """The trainer's path (``lr * g`` formed inside backprop) makes the very same update."""
-    params, grads = _problem(2)
-    twin = [p.copy() for p in params]
-    a, b = SGD(momentum, nesterov=nesterov), SGD(momentum, nesterov=nesterov)
-    for lr, gs in zip([0.1, 0.05, 0.01], grads, strict=True):
-        a.step(params, gs, lr)
-        b.step_scaled(twin, [F(lr) * g for g in gs])
-        for got, want in zip(twin, params, strict=True):
-            np.testing.assert_array_equal(got, want)
-    assert a.t == b.t == 3
-    with pytest.raises(InputError, match="gradient 0"):
-        SGD(0.9).step_scaled(params, [np.zeros((3, 4), dtype=F), grads[0][1]])
 
 
 def test_nesterov_differs_from_classical_momentum():
@@ -184,7 +168,9 @@ def test_real_training_keeps_velocities_free_of_subnormals(mnist_test_set):
         worst = 0
         for step in range(1500):
             idx = order.integers(0, len(y), size=32)
-            _, gw, gb = loss_and_gradients(model, X[idx], y[idx])
+            _, gw, gb = loss_and_gradients(
+                model.weights, model.biases, model.activation, X[idx], y[idx]
+            )
             opt.step(model.parameters(), [gw[0], gb[0], gw[1], gb[1]], 0.1)
             if step % 50 == 49:
                 worst = max(worst, *(count_subnormals(v) for v in opt.velocities))

@@ -1,128 +1,128 @@
-"""Pinned behaviour: small fixed-seed runs whose results must stay bit-identical.
+"""What a training run can promise, pinned without depending on the CPU's BLAS kernels.
 
-These tests guard refactorings of the forward pass, the loss and the backward pass:
-a change that only moves code keeps every float operation and its order, so the
-trained weights, the recorded losses and the inference outputs keep their exact
-bytes. Each test hashes the bytes (SHA-256) and compares with a digest recorded
-before the refactoring.
-
-The digests hold for the pinned numpy (``constraints.txt``) and its bundled
-OpenBLAS on x86-64; another numpy or BLAS may round differently, so the tests
-skip on another numpy version. A deliberate change of the arithmetic (another
-summation order, a fused operation) changes the digests: check the tolerance-based
-tests (``test_step``, ``test_gradients``, ``test_model``) first, then record the
-new digests and say why in the commit.
+Exact bytes are promised only within one process (same machine, same BLAS, same
+threads) for the same computation: two runs with the same seed. BLAS may block its
+sums differently on another machine, or for another number of rows, so values are
+compared with the readable maths of :mod:`nn.backprop`, or across batch sizes, to a
+tolerance instead of recorded digests.
+(Resuming from a checkpoint is pinned bit for bit in ``test_checkpoint.py``.)
 """
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
-import pytest
 
+from nn.backprop import sgd_step
+from nn.losses import softmax
 from nn.model import MLP
+from nn.schedules import learning_rate
 from nn.train import History, TrainConfig, train
 
-NUMPY_VERSION = "2.4.6"  # the version the digests below were recorded with
-
-pytestmark = pytest.mark.skipif(
-    np.__version__ != NUMPY_VERSION,
-    reason=f"digests recorded with numpy {NUMPY_VERSION}, running {np.__version__}",
+SGD_CONFIG = TrainConfig(
+    epochs=2,
+    batch_size=48,
+    lr=0.1,
+    optimizer="sgd",
+    momentum=0.9,
+    nesterov=True,
+    weight_decay=1e-3,
+    schedule="cosine",
+    warmup_epochs=1,
 )
 
 
-def _digest(*parts: np.ndarray | float) -> str:
-    """SHA-256 of the bytes of arrays (dtype and shape included) and floats (exact hex)."""
-    h = hashlib.sha256()
-    for p in parts:
-        if isinstance(p, np.ndarray):
-            h.update(f"{p.dtype.str}{p.shape}".encode())
-            h.update(np.ascontiguousarray(p).tobytes())
-        else:
-            h.update(float(p).hex().encode())
-    return h.hexdigest()
-
-
 def _history_floats(history: History) -> list[float]:
-    floats: list[float] = []
-    for r in history.records:
-        floats += [r.train_loss, r.train_accuracy, r.val_loss, r.val_accuracy, r.lr]
-    return floats
+    return [
+        value
+        for r in history.records
+        for value in (r.train_loss, r.train_accuracy, r.val_loss, r.val_accuracy, r.lr)
+    ]
 
 
 def _sgd_run(mnist_test_set) -> tuple[MLP, History]:
-    """784-32-10 ReLU, SGD with Nesterov momentum, weight decay, warm-up then cosine.
-
-    The first 512 real test images in batches of 48 (ten full batches and a short one
-    of 32, so both row counts of the step are exercised), validated on the next 256.
-    """
+    """784-32-10 ReLU on the first 512 real test images in batches of 48 (ten full
+    batches and a short one of 32), validated on the next 256."""
     X, y = mnist_test_set
     rng = np.random.default_rng(20240601)
     model = MLP.create((784, 32, 10), rng=rng)
-    config = TrainConfig(
-        epochs=2,
-        batch_size=48,
-        lr=0.1,
-        optimizer="sgd",
-        momentum=0.9,
-        nesterov=True,
-        weight_decay=1e-3,
-        schedule="cosine",
-        warmup_epochs=1,
+    history = train(
+        model, X[:512], y[:512], SGD_CONFIG, rng=rng, X_val=X[512:768], y_val=y[512:768]
     )
-    history = train(model, X[:512], y[:512], config, rng=rng, X_val=X[512:768], y_val=y[512:768])
     return model, history
 
 
-def test_sgd_training_is_bit_identical_to_the_recorded_run(mnist_test_set):
+def _readable_sgd_run(mnist_test_set) -> MLP:
+    """The same run written with :func:`nn.backprop.sgd_step`: the same generator draws
+    the weights, then one permutation per epoch; the same rate per epoch."""
+    X, y = mnist_test_set
+    X, y = X[:512], y[:512]
+    c = SGD_CONFIG
+    rng = np.random.default_rng(20240601)
+    model = MLP.create((784, 32, 10), rng=rng)
+    velocities = [np.zeros_like(p) for p in model.parameters()]
+    for epoch in range(c.epochs):
+        lr = learning_rate(
+            c.schedule, epoch, lr=c.lr, epochs=c.epochs, decay=c.decay,
+            step_size=c.step_size, warmup_epochs=c.warmup_epochs,
+        )  # fmt: skip
+        order = rng.permutation(len(y))
+        for start in range(0, len(y), c.batch_size):
+            rows = order[start : start + c.batch_size]
+            sgd_step(
+                model.weights, model.biases, model.activation, X[rows], y[rows], lr,
+                weight_decay=c.weight_decay, momentum=c.momentum, nesterov=c.nesterov,
+                velocities=velocities,
+            )  # fmt: skip
+    return model
+
+
+def test_training_follows_the_readable_sgd_step(mnist_test_set):
+    """22 steps of the fused step against the readable one. Each step rounds differently
+    in float32 (about 1e-7 relative) and training carries the differences on; a hundred
+    times that, 1e-5, leaves room for another BLAS (the largest weights are about 0.9).
+    Leaving out the weight decay or the Nesterov correction, or a momentum of 0.89 for
+    0.9, moves the weights by 1e-2 or more."""
     model, history = _sgd_run(mnist_test_set)
     assert history.records[-1].train_accuracy > 0.5  # it learned something: chance is 0.1
-    assert _digest(*model.parameters()) == (
-        "2351d0ea5f9fb2a32818d982ee73b91c619022974a168067a56ee1e9a33ac6ff"
-    )
-    assert _digest(*_history_floats(history)) == (
-        "5a9392bd58f2e7c848bc02e7702120a6e7142621c018c47d86f04ce0ed4a52ee"
-    )
+    readable = _readable_sgd_run(mnist_test_set)
+    for got, want in zip(model.parameters(), readable.parameters(), strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
 
 
-def test_adam_training_with_two_tanh_layers_is_bit_identical(mnist_test_set):
-    """784-24-16-10 tanh with Adam: the unscaled gradient path and a deeper backward pass."""
+def test_the_same_seed_gives_the_same_bits_in_one_process(mnist_test_set):
+    """SGD (one hidden ReLU layer, validation) and Adam (two tanh layers), each run twice."""
     X, y = mnist_test_set
-    rng = np.random.default_rng(7)
-    model = MLP.create((784, 24, 16, 10), activation="tanh", init="xavier", rng=rng)
-    config = TrainConfig(epochs=2, batch_size=48, lr=2e-3, optimizer="adam", weight_decay=1e-4)
-    history = train(model, X[:512], y[:512], config, rng=rng)
-    assert history.records[-1].train_accuracy > 0.5
-    assert _digest(*model.parameters()) == (
-        "34493b08e98744c19d5e1a3f35783e36674173c9756e320039201331fdb338ff"
-    )
-    assert _digest(*(r.train_loss for r in history.records)) == (
-        "5c6c859dc5dc84f780e89e65e0fb5bcfe7dca44a6efc09174ae5728753c4691f"
-    )
+    first, again = _sgd_run(mnist_test_set), _sgd_run(mnist_test_set)
+    adam = TrainConfig(epochs=2, batch_size=48, lr=2e-3, optimizer="adam", weight_decay=1e-4)
+    runs = []
+    for _ in range(2):
+        rng = np.random.default_rng(7)
+        model = MLP.create((784, 24, 16, 10), activation="tanh", init="xavier", rng=rng)
+        runs.append((model, train(model, X[:512], y[:512], adam, rng=rng)))
+    for (a, ha), (b, hb) in ((first, again), tuple(runs)):
+        assert ha.records[-1].train_accuracy > 0.5
+        assert _history_floats(ha) == _history_floats(hb)
+        for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+            assert pa.tobytes() == pb.tobytes()
 
 
-def test_inference_of_the_trained_network_is_bit_identical(mnist_test_set):
-    """logits, predict_proba, predict and evaluate on 600 unseen images, in one batch and in
-    batches of 128 (four full, one short): the same bytes as recorded, and the same bytes
-    whatever the batch size."""
+def test_inference_does_not_depend_on_the_batch_size_beyond_rounding(mnist_test_set):
+    """logits, predict_proba, predict and evaluate on 600 unseen images, in one batch and
+    in batches of 128 (four full, one short). BLAS may pick another kernel for another
+    number of rows, so the logits agree to float32 rounding (sums of 784 products), not
+    bit for bit; a prediction could change only where two logits tie to within that."""
     model, _ = _sgd_run(mnist_test_set)
     X, y = mnist_test_set
     X, y = X[1000:1600], y[1000:1600]
     logits = model.logits(X)
-    proba = model.predict_proba(X)
     pred = model.predict(X)
     loss, acc = model.evaluate(X, y)
     assert 0.5 < acc < 1.0 and 0.0 < loss < 2.0
     np.testing.assert_array_equal(pred, logits.argmax(axis=1))
-    assert _digest(logits) == "6384e2ec318940c38c4289b2e878c3f9a8ddfce86ff957044cf410d8f53a7809"
-    assert _digest(proba) == "018e9ee5827de1fdcd4ab89502f464f2d78218abe76fad14d4873004393057e6"
-    assert _digest(pred) == "9ed7f105e1c479c0f132a4d0a8a4b3e78ad35a1345877156573e210401d480d0"
-    assert _digest(loss, acc) == (
-        "43956e9c845e4a85bf0ed945651678b8f55a096446251d99f872cfda7ff58b41"
-    )
-    assert _digest(model.predict_proba(X, batch_size=128)) == _digest(proba)
-    assert _digest(model.predict(X, batch_size=128)) == _digest(pred)
-    # the row losses are float32 within about 17 binades of each other, so their float64
-    # sum is exact in any order: batching cannot change the mean loss here
-    assert model.evaluate(X, y, batch_size=128) == (loss, acc)
+    np.testing.assert_allclose(model.logits(X, batch_size=128), logits, rtol=1e-5, atol=1e-5)
+    proba = model.predict_proba(X)
+    np.testing.assert_allclose(proba, softmax(logits.astype(np.float64)), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(model.predict_proba(X, batch_size=128), proba, atol=1e-6)
+    np.testing.assert_array_equal(model.predict(X, batch_size=128), pred)
+    loss_128, acc_128 = model.evaluate(X, y, batch_size=128)
+    assert acc_128 == acc and abs(loss_128 - loss) < 1e-6

@@ -1,16 +1,11 @@
-"""Atomic writes: the one implementation, for model files, run outputs, the registry and data.
+"""Atomic writes of files and directories, shared by the pipeline's areas.
 
-A file is written to a temporary file in the target's folder and moved into place with
-:func:`os.replace`; a directory is filled under a temporary name beside the target and
-renamed to it. A reader sees either the previous content or the complete new one, never a
-partial write, and a failed write leaves no temporary behind.
-
-Files get the mode ``open()`` would give them (``0o666`` less the umask) rather than
-``mkstemp``'s private ``0o600``: model files, run outputs and registry entries are meant
-to be read. Directories keep ``mkdtemp``'s ``0o700``.
-
-It lives in ``nn`` because ``nn.io`` needs it and ``nn`` imports only numpy and the
-standard library; ``tasks`` imports it from here. Standard library only.
+A file is written to a temporary file in the target's folder and moved into place
+with :func:`os.replace` (:func:`nn.io.write_bytes_atomic`, the one implementation,
+which the network's own model files use too); a directory is filled under a
+temporary name beside the target and renamed to it. A reader sees either the
+previous content or the complete new one, never a partial write, and a failed
+write leaves no temporary behind. Directories keep ``mkdtemp``'s ``0o700``.
 """
 
 from __future__ import annotations
@@ -24,55 +19,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from nn.io import write_bytes_atomic
+
+__all__ = [
+    "copy_atomic",
+    "write_bytes_atomic",
+    "write_directory_atomic",
+    "write_json_atomic",
+    "write_text_atomic",
+]
+
 PathLike = str | os.PathLike[str]
-
-
-def file_mode() -> int:
-    """``0o666`` less the process umask: the mode ``open()`` would give a new file."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _replace_from_temp(path: Path, fill: Callable[[str, int], None]) -> None:
-    """Create a temp file beside ``path``, let ``fill(tmp_path, fd)`` write it, then rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        fill(tmp, fd)
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def write_bytes_atomic(path: PathLike, data: bytes, *, fsync: bool = True) -> None:
-    """Write ``data`` to ``path`` atomically.
-
-    Parameters
-    ----------
-    path:
-        The destination; its folder must exist.
-    data:
-        The whole content.
-    fsync:
-        Flush the content to disk before the rename (survives a power cut).
-
-    Raises
-    ------
-    OSError
-        If the file cannot be written; nothing is left behind.
-    """
-
-    def fill(_tmp: str, fd: int) -> None:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            if fsync:
-                fh.flush()
-                os.fsync(fh.fileno())
-
-    _replace_from_temp(Path(path), fill)
 
 
 def write_text_atomic(path: PathLike, text: str, *, fsync: bool = True) -> None:
@@ -103,19 +60,8 @@ def write_json_atomic(
 
 
 def copy_atomic(src: PathLike, dst: PathLike) -> None:
-    """Copy the file ``src`` to ``dst`` atomically.
-
-    Raises
-    ------
-    OSError
-        If ``src`` cannot be read or ``dst`` written; nothing is left behind.
-    """
-
-    def fill(tmp: str, fd: int) -> None:
-        os.close(fd)
-        shutil.copyfile(src, tmp)
-
-    _replace_from_temp(Path(dst), fill)
+    """Copy the file ``src`` to ``dst`` atomically; :class:`OSError` leaves nothing behind."""
+    write_bytes_atomic(dst, Path(src).read_bytes())
 
 
 @contextlib.contextmanager

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from nn import atomic
+from tasks import files
 
 
 def test_write_json_replaces_the_file_and_respects_the_umask(tmp_path):
@@ -15,7 +15,7 @@ def test_write_json_replaces_the_file_and_respects_the_umask(tmp_path):
     target.write_text("old")
     old_mask = os.umask(0o027)
     try:
-        atomic.write_json_atomic(target, {"b": 1, "a": [1.5]})
+        files.write_json_atomic(target, {"b": 1, "a": [1.5]})
     finally:
         os.umask(old_mask)
     assert json.loads(target.read_text()) == {"a": [1.5], "b": 1}
@@ -27,10 +27,10 @@ def test_nan_is_refused_before_anything_is_written(tmp_path):
     target = tmp_path / "m.json"
     target.write_text('{"kept": true}')
     with pytest.raises(ValueError):
-        atomic.write_json_atomic(target, {"loss": float("nan")})
+        files.write_json_atomic(target, {"loss": float("nan")})
     assert json.loads(target.read_text()) == {"kept": True}
     assert list(tmp_path.iterdir()) == [target]
-    atomic.write_json_atomic(target, {"loss": float("inf")}, allow_nan=True)
+    files.write_json_atomic(target, {"loss": float("inf")}, allow_nan=True)
     assert "Infinity" in target.read_text()
 
 
@@ -41,9 +41,9 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, mon
     def broken_replace(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(atomic.os, "replace", broken_replace)
+    monkeypatch.setattr(files.os, "replace", broken_replace)
     with pytest.raises(OSError, match="No space"):
-        atomic.write_text_atomic(target, "new report")
+        files.write_text_atomic(target, "new report")
     assert target.read_text() == "old report"
     assert list(tmp_path.iterdir()) == [target]
 
@@ -53,17 +53,17 @@ def test_copy_and_missing_source(tmp_path):
     src.write_bytes(b"\x00\x01payload")
     dst = tmp_path / "out" / "dst.bin"
     dst.parent.mkdir()
-    atomic.copy_atomic(src, dst)
+    files.copy_atomic(src, dst)
     assert dst.read_bytes() == b"\x00\x01payload"
     with pytest.raises(FileNotFoundError):
-        atomic.copy_atomic(tmp_path / "missing.bin", dst)
+        files.copy_atomic(tmp_path / "missing.bin", dst)
     assert dst.read_bytes() == b"\x00\x01payload"
     assert list(dst.parent.iterdir()) == [dst]
 
 
 def test_a_directory_appears_complete_or_not_at_all(tmp_path):
     target = tmp_path / "v0001"
-    with atomic.write_directory_atomic(target, prefix=".tmp-") as tmp:
+    with files.write_directory_atomic(target, prefix=".tmp-") as tmp:
         assert tmp.parent == tmp_path and tmp.name.startswith(".tmp-")
         (tmp / "a.txt").write_text("a")
         assert not target.exists()  # a reader cannot see it half written
@@ -71,7 +71,7 @@ def test_a_directory_appears_complete_or_not_at_all(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v0001"]
 
     with pytest.raises(RuntimeError, match="crash"):
-        with atomic.write_directory_atomic(tmp_path / "v0002") as tmp:
+        with files.write_directory_atomic(tmp_path / "v0002") as tmp:
             (tmp / "half.npy").write_bytes(b"\x93NUMPY")
             raise RuntimeError("crash while filling")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v0001"]
@@ -83,7 +83,7 @@ def test_an_existing_directory_is_an_error_unless_the_caller_decides(tmp_path):
     (target / "old.txt").write_text("old")
 
     def fill(replace_existing):
-        with atomic.write_directory_atomic(target, replace_existing=replace_existing) as tmp:
+        with files.write_directory_atomic(target, replace_existing=replace_existing) as tmp:
             (tmp / "new.txt").write_text("new")
 
     with pytest.raises(OSError):
