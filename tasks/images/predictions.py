@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.files import write_text_atomic
 from tasks.errors import DataError
+from tasks.files import write_text_atomic
 
 CSV_NAME = "predictions.csv"
 """File name of the CSV written inside a scored folder when no other path is given."""

@@ -21,9 +21,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from tasks.files import copy_atomic, write_bytes_atomic, write_json_atomic
 from tasks.errors import OutputError
-from tasks.files import copy_atomic, write_bytes_atomic, write_directory_atomic, write_json_atomic
+from tasks.files import copy_atomic, write_bytes_atomic, write_json_atomic
 
 
 def run_dir_path(out_dir: str | None, run_name: str | None = None) -> Path:

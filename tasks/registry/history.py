@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.errors import RegistryError
-from tasks.files import write_bytes_atomic, write_json_atomic, write_text_atomic
+from tasks.files import write_bytes_atomic, write_json_atomic
 from tasks.registry.files import now, read_json
 from tasks.registry.promotion import ModelVersion, PromotionDecision, SameSetScores
 

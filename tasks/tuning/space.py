@@ -30,7 +30,6 @@ import numpy as np
 from nn.config import TRAINING, Setting
 from nn.errors import ConfigError
 from tasks.errors import SearchSpaceError
-from tasks.files import write_json_atomic
 from tasks.settings import MODEL
 
 __all__ = [
