@@ -126,26 +126,6 @@ class Registry:
         with self.locked():
             return self._register_locked(candidate)[0]
 
-    def promote_if_better(
-        self,
-        version: ModelVersion | str | int,
-        *,
-        margin: float = 0.0,
-        scores: SameSetScores | None = None,
-    ) -> PromotionDecision:
-        """Make ``version`` the champion of its dataset if it beats the current one by ``margin``.
-
-        Raises
-        ------
-        ConfigError
-            If ``margin`` is not in [0, 1).
-        RegistryError
-            Unknown version, corrupted champion pointer, or lock timeout.
-        """
-        margin = check_margin(margin)
-        with self.locked():
-            return self._promote_locked(self.get(version), margin, scores)
-
     def register_and_promote(
         self,
         model_path: Path | str,

@@ -19,6 +19,7 @@ import tasks.registry.store as registry_mod
 from nn.errors import ConfigError
 from nn.io import load_model, save_model
 from nn.model import MLP
+from tasks.registry import history
 from tasks.registry.store import (
     PromotionDecision,
     Registry,
@@ -92,13 +93,15 @@ def test_promotion_needs_the_margin(reg, tmp_path, champion, challenger, margin,
     assert [v.is_champion for v in reg.list()] == [not promoted, promoted]
 
 
-def test_promote_if_better_on_registered_versions(reg, tmp_path):
+def test_the_rule_applies_to_registered_versions(reg, tmp_path):
+    from tasks.registry.history import promote_approved
+
     low = reg.register(fake_model(tmp_path / "a"), {"test_accuracy": 0.8}, dataset="mnist")
     high = reg.register(fake_model(tmp_path / "b"), {"test_accuracy": 0.9}, dataset="mnist")
     assert reg.champion() is None and not low.is_champion
-    assert reg.promote_if_better(high).promoted
-    assert not reg.promote_if_better("v0001").promoted  # worse than the champion
-    again = reg.promote_if_better(2, margin=0.5)
+    assert promote_approved(reg, high.version, 0.0, None, "ok").promoted
+    assert not promote_approved(reg, "v0001", 0.0, None, "ok").promoted  # worse
+    again = promote_approved(reg, "2", 0.5, None, "ok")
     assert not again.promoted and "already the champion" in again.reason
     assert reg.champion().version == "v0002"
 
@@ -278,7 +281,7 @@ def test_failing_pointer_write_keeps_the_champion(reg, tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", failing_replace)
     with pytest.raises(RegistryError, match=r"champion-mnist\.json.*champion is unchanged"):
-        reg.promote_if_better(challenger)
+        history.promote(reg, challenger.version)
     monkeypatch.undo()
     assert (reg.root / "champion-mnist.json").read_bytes() == before
     assert sorted(p.name for p in reg.root.iterdir()) == [
