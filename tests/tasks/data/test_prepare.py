@@ -300,7 +300,7 @@ def test_fetch_task_fails_with_one_clear_error(
     (folder / ROLE_FILES["test_images"]).unlink()
     state = fetch("idx", data_dir=str(folder), return_state=True)
     assert state.is_failed()
-    with pytest.raises(FetchError, match=r"t10k-images-idx3-ubyte\.gz: every source failed"):
+    with pytest.raises(DataError, match=rf"data_dir={folder}: no file named t10k-images-idx3"):
         state.result()
 
 
