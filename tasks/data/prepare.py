@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from nn.atomic import write_directory_atomic
+from nn.config import SettingError
 from nn.errors import ConfigError
 from tasks.data.arrays import META_NAME, PreparedData, Splits, file_sha256, load_prepared
 from tasks.data.datasets import ROLES, DatasetFiles
@@ -34,7 +35,7 @@ from tasks.data.idx import check_pair, load_idx
 from tasks.data.scaling import pixel_stats, prepare_images
 from tasks.data.versions import Added
 from tasks.errors import ChecksumError, DataError
-from tasks.settings.declared import default_val_size
+from tasks.settings import default_val_size
 
 __all__ = ["PrepareParams", "PreparedData", "Splits", "load_prepared", "prepare", "split_indices"]
 
@@ -102,8 +103,8 @@ def split_indices(labels: np.ndarray, params: PrepareParams) -> tuple[np.ndarray
     if val_size is None:
         val_size = default_val_size(n, int(np.unique(labels).size))
     elif val_size >= n:
-        raise ConfigError(
-            f"val_size={val_size} must be < {n}, the number of images in the training file"
+        raise SettingError(
+            "val_size", val_size, f"must be < {n}, the number of images in the training file"
         )
     val_idx = index[:0]
     train_idx = index
@@ -118,7 +119,7 @@ def split_indices(labels: np.ndarray, params: PrepareParams) -> tuple[np.ndarray
                 random_state=_stream_seed(params.seed, 1),
             )
         except ValueError as exc:
-            raise ConfigError(f"val_size={val_size}: cannot split stratified ({exc})") from None
+            raise SettingError("val_size", val_size, f"cannot split stratified ({exc})") from None
     if params.train_size is not None and params.train_size < train_idx.shape[0]:
         try:
             train_idx, _ = train_test_split(
@@ -128,13 +129,15 @@ def split_indices(labels: np.ndarray, params: PrepareParams) -> tuple[np.ndarray
                 random_state=_stream_seed(params.seed, 2),
             )
         except ValueError as exc:
-            raise ConfigError(
-                f"train_size={params.train_size}: cannot subsample stratified ({exc})"
+            raise SettingError(
+                "train_size", params.train_size, f"cannot subsample stratified ({exc})"
             ) from None
     elif params.train_size is not None and params.train_size > train_idx.shape[0]:
-        raise ConfigError(
-            f"train_size={params.train_size} must be <= {train_idx.shape[0]}, the training "
-            f"images left after the validation split of {val_idx.shape[0]}"
+        raise SettingError(
+            "train_size",
+            params.train_size,
+            f"must be <= {train_idx.shape[0]}, the training images left after the validation "
+            f"split of {val_idx.shape[0]}",
         )
     return np.sort(train_idx), np.sort(val_idx)
 
