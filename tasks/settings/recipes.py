@@ -37,7 +37,6 @@ __all__ = [
     "VAL_SIZE_MAX",
     "default_val_size",
     "final_params",
-    "given_values",
     "recipe_for",
     "recipe_help",
     "resolve",
@@ -142,11 +141,6 @@ def recipe_for(dataset: str, recipe: str = "tuned") -> dict[str, Any]:
     return {key: list(value) if isinstance(value, list) else value for key, value in table.items()}
 
 
-def given_values(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The hyperparameters of ``values`` that were given: neither None nor :data:`UNSET`."""
-    return {k: v for k, v in values.items() if k in HYPER and v is not None and v != UNSET}
-
-
 def resolve(values: Mapping[str, Any], explicit: Collection[str] = ()) -> dict[str, Any]:
     """Complete, repair and check the hyperparameters of one training run.
 
@@ -211,7 +205,7 @@ def train_params(dataset: str, recipe: str, given: Mapping[str, Any]) -> dict[st
     recipe's warm-up and Nesterov momentum belong to its schedule: with another schedule
     given they fall back to :data:`DEFAULTS` (none), unless given too.
     """
-    chosen = given_values(given)
+    chosen = {k: v for k, v in given.items() if k in HYPER and v is not None and v != UNSET}
     base = {key: value for key, value in recipe_for(dataset, recipe).items() if key in HYPER}
     if chosen.get("schedule", base["schedule"]) != base["schedule"]:
         base.pop("warmup_epochs")
