@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
+import typing
 from typing import Any, NoReturn
 
 PROG = "mnist-flow"
@@ -46,80 +46,95 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def _hidden(text: str) -> list[int]:
-    from flows.params import parse_hidden
-
+    """``"300"`` or ``"500,100"``: the hidden layer sizes of ``--hidden``."""
     try:
-        return parse_hidden(text)
+        sizes = [int(item) for item in text.split(",")]
     except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
         raise argparse.ArgumentTypeError(
             f"{text!r} must be positive integers separated by commas, e.g. 500,100"
-        ) from None
+        )
+    return sizes
 
 
-def _add(group: Any, setting: Any, *, default: Any = ..., default_text: str | None = None) -> None:
-    """Add the option of one declared setting; its help ends with the default it takes."""
-    from flows.params import describe
+OPTIONS = {"out_dir": "--out", "registry_dir": "--registry"}
+"""The options not spelled after their field (``--batch-size`` for ``batch_size``)."""
 
-    options: dict[str, Any] = {"dest": setting.name, "help": describe(setting, default_text)}
-    options["default"] = setting.default if default is ... else default
-    if setting.kind is bool:
+
+def flag(name: str) -> str:
+    """The command-line option of the field ``name``."""
+    return OPTIONS.get(name) or "--" + name.replace("_", "-")
+
+
+def spell(name: str, value: Any) -> str:
+    """A setting and its value as typed on the command line: ``--lr 0.5``, ``--no-nesterov``."""
+    if isinstance(value, bool):
+        return flag(name) if value else "--no-" + flag(name)[2:]
+    if isinstance(value, list | tuple):
+        value = ",".join(map(str, value))
+    return f"{flag(name)} {value}"
+
+
+def _add(
+    group: Any, model: Any, name: str, *, default: Any = ..., shown: str | None = None
+) -> None:
+    """Add the option of the field ``name`` of ``model``; its help ends with its default
+    (``shown``, else the field's, else what leaving it unset means)."""
+    from flows.params import base_type, unset_text
+
+    field = model.model_fields[name]
+    default = field.get_default(call_default_factory=True) if default is ... else default
+    shown = shown or (None if default is not None else unset_text(field))
+    help_text = field.description + (f" (default: {shown})" if shown else "")
+    options: dict[str, Any] = {"dest": name, "default": default, "help": help_text}
+    kind = base_type(field.annotation)
+    if kind is bool:
         options["action"] = argparse.BooleanOptionalAction
-    elif setting.kind is list:
+    elif typing.get_origin(kind) is list:
         options.update(type=_hidden, metavar="N[,N...]")
+    elif typing.get_origin(kind) is typing.Literal:
+        options.update(type=str, choices=list(typing.get_args(kind)))
     else:
-        options["type"] = setting.kind
-        if setting.choices:
-            options["choices"] = list(setting.choices)
-        else:
-            options["metavar"] = setting.flag[2:].upper().replace("-", "_")
-    group.add_argument(setting.flag, **options)
+        options.update(type=kind, metavar=flag(name)[2:].upper().replace("-", "_"))
+    group.add_argument(flag(name), **options)
 
 
-def _add_group(parser: argparse.ArgumentParser, title: str, settings: Any, **kwargs: Any) -> Any:
+def _add_group(parser: Any, title: str, model: Any, names: Any = None, **kw: Any) -> Any:
     group = parser.add_argument_group(title)
-    for setting in settings:
-        _add(group, setting, **kwargs)
+    for name in names or [n for n in model.model_fields if n != "space"]:
+        _add(group, model, name, **kw.get(name, {}))
     return group
 
 
 TRAIN_DATA_DEFAULTS = {
-    "val_size": "(default: 0, every training image trains, as the recipe says; with "
-    "--patience a sixth of them, at most 10,000)",
-    "standardize": "(default: on; --recipe plain: off)",
+    "val_size": "0, every training image trains, as the recipe says; with --patience a sixth "
+    "of them, at most 10,000",
+    "standardize": "on; --recipe plain: off",
 }
 """The defaults ``mnist-flow train`` shows for its data options that the recipe sets."""
-
 
 ADDED_DATA = ("data_store", "data_version")  # the added batches: for training only
 
 
-def _add_data_options(
-    parser: argparse.ArgumentParser, *, run: bool = True, defaults: dict[str, str] | None = None
-) -> None:
-    """The data options, then the run's seed and outputs (``run``: also the registry).
+def _add_data_options(parser: argparse.ArgumentParser, command: str) -> None:
+    """The data options, then the run's seed and outputs (``run``, ``train``: all of them)."""
+    from flows.params import DataParams, RunOptions
 
-    ``defaults`` replaces the ``(default: ...)`` text of the options it names.
-    """
-    from tasks.settings import DATA, RUN
-
-    group = parser.add_argument_group("data")
-    for name, setting in DATA.items():
-        if run or name not in ADDED_DATA:  # evaluate scores on the test set only
-            _add(group, setting, default_text=(defaults or {}).get(name))
-    names = ("seed", "out_dir", "registry_dir", "margin", "approve", "threads")
-    if not run:
-        names = ("seed", "out_dir")
-    _add_group(parser, "run", [RUN[name] for name in names])
+    names = [n for n in DataParams.model_fields if command != "evaluate" or n not in ADDED_DATA]
+    shown = {n: {"shown": text} for n, text in TRAIN_DATA_DEFAULTS.items() if command == "train"}
+    _add_group(parser, "data", DataParams, names, **shown)
+    _add_group(parser, "run", RunOptions, ["seed", "out_dir"] if command == "evaluate" else None)
 
 
 def _add_registry_option(parser: argparse.ArgumentParser) -> None:
-    from tasks.settings import RUN
+    from flows.params import RunOptions
 
-    _add(parser, RUN["registry_dir"])
+    _add(parser, RunOptions, "registry_dir")
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
-    from tasks.settings import PIPELINE, SEARCH
+    from flows.params import PipelineOptions, RunOptions, SearchParams
 
     p = sub.add_parser(
         "run",
@@ -133,8 +148,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "the search's split and may continue the chosen trial.",
         formatter_class=_Formatter,
     )
-    _add_data_options(p)
-    g = _add_group(p, "search", SEARCH.values())
+    _add_data_options(p, "run")
+    g = _add_group(p, "search", SearchParams)
     g.add_argument(
         "--space",
         nargs="+",
@@ -143,12 +158,13 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         help="search-space overrides, e.g. lr=1e-3:0.3:log batch_size=64,128 augment=none,shift",
     )
     g.add_argument("--space-file", help="YAML/JSON mapping NAME: SPEC of search-space overrides")
-    _add_group(p, "final model", PIPELINE.values())
+    final = [n for n in PipelineOptions.model_fields if n not in RunOptions.model_fields]
+    _add_group(p, "final model", PipelineOptions, final)
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from tasks.settings import RECIPE
-    from tasks.settings.recipes import HYPER, RECIPE_KEYS, recipe_help
+    from flows.params import TrainOptions
+    from tasks.settings import recipe_help
 
     p = sub.add_parser(
         "train",
@@ -164,16 +180,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "plain minibatch SGD.",
         formatter_class=_Formatter,
     )
-    _add_data_options(p, defaults=TRAIN_DATA_DEFAULTS)
-    g = p.add_argument_group("training")
-    _add(g, RECIPE)
-    for name, setting in HYPER.items():
-        _add(
-            g,
-            setting,
-            default=None,
-            default_text=recipe_help(name) if name in RECIPE_KEYS else None,
-        )
+    _add_data_options(p, "train")
+    shown = {n: {"shown": recipe_help(n)} for n in TrainOptions.model_fields if n != "recipe"}
+    _add_group(p, "training", TrainOptions, **shown)
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -184,7 +193,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         formatter_class=_Formatter,
     )
     p.add_argument("--model", help="model .npz (default: the registry's champion)")
-    _add_data_options(p, run=False)
+    _add_data_options(p, "evaluate")
     _add_registry_option(p)
 
 
@@ -212,7 +221,7 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_data(sub: argparse._SubParsersAction) -> None:
-    from tasks.settings import DATA
+    from flows.params import DataParams
 
     p = sub.add_parser(
         "data",
@@ -237,8 +246,8 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         "list", help="the data versions of a dataset", formatter_class=_Formatter
     )
     for parser in (add, listing):
-        _add(parser, DATA["dataset"])
-        _add(parser, DATA["data_store"])
+        _add(parser, DataParams, "dataset")
+        _add(parser, DataParams, "data_store")
     add.add_argument(
         "--skip-bad", action="store_true", help="add the good images, list the others as skipped"
     )
@@ -300,48 +309,22 @@ def _error(message: str, code: int, limit: int = 400) -> int:
     return code
 
 
-def _flags() -> dict[str, str]:
-    """Setting name -> its command-line option, for every declared setting."""
-    from tasks.settings import DATA, PIPELINE, RECIPE, RUN, SEARCH
-    from tasks.settings.recipes import HYPER
-
-    groups = (HYPER, DATA, SEARCH, RUN, PIPELINE, {RECIPE.name: RECIPE})
-    return {name: setting.flag for group in groups for name, setting in group.items()}
-
-
-def name_options(message: str) -> str:
-    """``message`` with each ``name=value`` of a setting written as its option ``--name value``.
-
-    ``"warmup_epochs=5 must be in [0, 2] (fewer than epochs=3)"`` becomes
-    ``"--warmup-epochs 5 must be in [0, 2] (fewer than --epochs 3)"``; a flow's
-    ``data.data_dir=FOLDER`` (:func:`flows.runs.name_parameters`) becomes ``--data-dir FOLDER``.
-    """
-    flags = _flags()
-
-    def option(match: re.Match[str]) -> str:
-        name, value = match.group(1), match.group(2)
-        if name not in flags:
-            return match.group(0)
-        if value in ("True", "False"):  # a switch: --nesterov, --no-nesterov
-            return flags[name] if value == "True" else "--no-" + flags[name][2:]
-        return f"{flags[name]} {value}"
-
-    return re.sub(r"(?<![\w.-])(?:[a-z]+\.)?([a-z][a-z0-9_]*)=(True|False|)", option, message)
+def worded(exc: BaseException) -> str:
+    """The message of ``exc`` with the settings it names spelled as options (:func:`spell`)."""
+    return exc.worded(spell) if hasattr(exc, "worded") else str(exc)
 
 
 def _validation_message(exc: Any) -> str:
-    """One line from a pydantic ValidationError, fields named like the command-line options."""
+    """One line from a pydantic ValidationError, fields named as their options."""
     parts = []
     for err in exc.errors():
+        cause = (err.get("ctx") or {}).get("error")
         loc = [str(item) for item in err.get("loc", ()) if not isinstance(item, int)]
         message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-        if not loc or message.startswith(f"{loc[-1]}="):  # our own message names the setting
-            parts.append(name_options(message))
-            continue
-        value = err.get("input")
-        shown = "" if isinstance(value, dict) else f" (got {value!r})"
-        flag = _flags().get(loc[-1], "--" + loc[-1].replace("_", "-"))
-        parts.append(f"{flag}: {message}{shown}")
+        if isinstance(cause, Exception) or not loc:
+            parts.append(worded(cause) if isinstance(cause, Exception) else message)
+        else:
+            parts.append(f"{flag(loc[-1])}: {message} (got {err.get('input')!r})")
     return "; ".join(parts)
 
 
@@ -372,9 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     except SearchSpaceError as exc:
         return _error(f"--space: {exc}", EXIT_USAGE)
     except ConfigError as exc:
-        return _error(name_options(str(exc)), EXIT_USAGE)
+        return _error(worded(exc), EXIT_USAGE)
     except MnistFlowError as exc:
-        return _error(disk_full_line(exc, args) or name_options(str(exc)), EXIT_RUNTIME)
+        return _error(disk_full_line(exc, args) or worded(exc), EXIT_RUNTIME)
     except OSError as exc:  # disk full, permissions, ... outside the project's own checks
         where = f"{exc.filename}: " if exc.filename else ""
         return _error(disk_full_line(exc, args) or f"{where}{exc.strerror or exc}", EXIT_RUNTIME)

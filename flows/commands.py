@@ -43,16 +43,16 @@ def space_overrides(items: list[str], path: str | None) -> dict[str, Any]:
     return raw
 
 
-def _values(args: argparse.Namespace, names: Any) -> dict[str, Any]:
-    """The options of ``args`` whose names are ``names`` (declared settings)."""
-    return {name: getattr(args, name) for name in names if hasattr(args, name)}
+def _values(args: argparse.Namespace, model: Any) -> dict[str, Any]:
+    """The options of ``args`` that are fields of ``model``."""
+    return {name: getattr(args, name) for name in model.model_fields if hasattr(args, name)}
 
 
 def data_params(args: argparse.Namespace) -> DataParams:
     """The data options of ``args``; for ``train``, those unset take the recipe's."""
-    from tasks.settings import DATA, train_data
+    from tasks.settings import train_data
 
-    values = _values(args, DATA)
+    values = _values(args, DataParams)
     if args.command == "train":
         values = train_data(args.dataset, args.recipe, values, args.patience)
     return DataParams(**values)  # run: mnist_pipeline standardises unless told otherwise
@@ -62,20 +62,22 @@ def _check_approve(options: Any) -> None:
     """``--approve`` waits for a person in the Prefect UI: the commands' own server has none."""
     from prefect.settings import PREFECT_API_URL
 
-    from nn.errors import ConfigError
+    from nn.config import SettingError
 
     if options.approve and not PREFECT_API_URL.value():
-        raise ConfigError(
-            "approve=True waits for a person in the Prefect UI: start a server (`make server`) "
-            "and set PREFECT_API_URL=http://127.0.0.1:4200/api"
+        raise SettingError(
+            "approve",
+            True,
+            "waits for a person in the Prefect UI: start a server (`make server`) and set "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api",
         )
 
 
 def _check_data_dir(data: DataParams) -> None:
-    from nn.errors import ConfigError
+    from nn.config import SettingError
 
     if data.data_dir is not None and not Path(data.data_dir).is_dir():
-        raise ConfigError(f"--data-dir {data.data_dir}: no such directory")
+        raise SettingError("data_dir", data.data_dir, "is not a directory")
     from tasks.data.versions import DataStore
 
     DataStore(data.data_store).select(data.dataset, data.data_version)  # before any flow run
@@ -104,18 +106,16 @@ def _summary(result: dict[str, Any]) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``mnist-flow run``: the whole pipeline."""
-    from tasks.settings import PIPELINE, RUN, SEARCH
+    from nn.config import SettingError
 
     space = space_overrides(args.space, args.space_file)
     data = data_params(args)
-    search = SearchParams(**_values(args, SEARCH), space=space)
-    options = PipelineOptions(**_values(args, {**RUN, **PIPELINE}))
+    search = SearchParams(**{**_values(args, SearchParams), "space": space})
+    options = PipelineOptions(**_values(args, PipelineOptions))
     _check_approve(options)
     _check_data_dir(data)
     if data.val_size == 0:
-        from nn.errors import ConfigError
-
-        raise ConfigError("val_size=0: the search scores its trials on a validation split")
+        raise SettingError("val_size", 0, "leaves no validation split to score the trials on")
     check_out_dir(options.out_dir)
     result = run_flow("flows.pipeline", "mnist_pipeline", data=data, search=search, options=options)
     _summary(result)
@@ -124,23 +124,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def train_options(args: argparse.Namespace) -> TrainOptions:
     """The training options of ``train``: the recipe and each option given (None: not given)."""
-    from tasks.settings.recipes import HYPER
-
-    return TrainOptions(recipe=args.recipe, **_values(args, HYPER))
+    return TrainOptions(**_values(args, TrainOptions))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``mnist-flow train``: one training run, options not given taken from the recipe."""
-    from tasks.settings import RUN, train_params
+    from nn.config import SettingError
+    from tasks.settings import train_params
 
     data = data_params(args)
     train = train_options(args)
     train_params(data.dataset, train.recipe, train.model_dump())  # refuse bad options up front
     if train.patience is not None and data.val_size == 0:
-        from nn.errors import ConfigError
-
-        raise ConfigError(f"patience={train.patience} needs a validation split: val_size=0")
-    options = RunOptions(**_values(args, RUN))
+        raise SettingError("patience", train.patience, "needs a validation split (val size 0)")
+    options = RunOptions(**_values(args, RunOptions))
     _check_approve(options)
     _check_data_dir(data)
     check_out_dir(options.out_dir)

@@ -17,16 +17,15 @@ id, or for a deployment's run the name Prefect gave it at creation (``complex-bu
 printed by ``prefect deployment run``; a deployment cannot name its runs itself), which the
 UI's search then finds: ``pipeline-mnist-train-all-manual-seed0-complex-bullfrog``.
 
-Errors: the plain code names settings ``name=value`` (``data_dir=FOLDER``); the command
-line writes them as options (``--data-dir FOLDER``, :func:`flows.cli.name_options`), a
-flow as parameters (``data.data_dir=FOLDER``), on one line, since the Prefect UI shows a
-run's message as one line.
+Errors: an error that names a setting carries its name (:class:`nn.config.SettingError`,
+:class:`tasks.errors.Worded`); the command line spells it as an option (``--data-dir
+FOLDER``, :func:`flows.cli.spell`), a flow as a parameter (``data.data_dir=FOLDER``), on one
+line, since the Prefect UI shows a run's message as one line.
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -35,7 +34,6 @@ from pydantic import BaseModel
 __all__ = [
     "effective_parameters",
     "flow_errors",
-    "name_parameters",
     "parameters_used",
     "run_name",
 ]
@@ -98,16 +96,15 @@ def parameters_used(groups: Mapping[str, BaseModel]) -> list[dict[str, Any]]:
     default) or ``given`` (set for this run: an option, a run parameter). A value left
     empty shows what it stands for, in parentheses: ``(download)``, ``(the recipe's)``.
     """
-    from tasks.settings import DATA, PIPELINE, RUN, SEARCH
+    from flows.params import TrainOptions, unset_text
 
-    meaning = {n: s.none for g in (DATA, SEARCH, RUN, PIPELINE) for n, s in g.items() if s.none}
     defaults = deployment_parameters()
     rows = []
     for group, model in groups.items():
         base = defaults.get(group) if isinstance(defaults.get(group), Mapping) else {}
         values = model.model_dump(mode="json")
         for name, info in type(model).model_fields.items():
-            value = values[name]
+            value = values.get(name)  # an empty field is left out
             default = info.get_default(call_default_factory=True)
             if name in base and base[name] == value:
                 source = "deployment"
@@ -116,7 +113,8 @@ def parameters_used(groups: Mapping[str, BaseModel]) -> list[dict[str, Any]]:
             else:
                 source = "given"
             if value is None:
-                value = "(" + meaning.get(name, "the recipe's") + ")"
+                meaning = "the recipe's" if isinstance(model, TrainOptions) else unset_text(info)
+                value = f"({meaning})"
             rows.append({"parameter": f"{group}.{name}", "value": value, "source": source})
     return rows
 
@@ -161,19 +159,14 @@ def run_name(kind: str) -> Callable[[], str]:
     return name
 
 
-def name_parameters(message: str, groups: Mapping[str, type[BaseModel]]) -> str:
-    """``message`` on one line, each ``name=`` of a parameter written ``group.name=``."""
-    owners: dict[str, str] = {}
-    for group, model in groups.items():
-        for field in model.model_fields:
-            owners[field] = group if field not in owners else ""  # ambiguous: left alone
+def flow_spelling(groups: Mapping[str, type[BaseModel]]) -> Callable[[str, Any], str]:
+    """How a flow names a setting: ``data.data_dir=FOLDER`` (the group of its parameter)."""
+    owners = {field: group for group, model in groups.items() for field in model.model_fields}
 
-    def qualify(match: re.Match[str]) -> str:
-        group = owners.get(match.group(1))
-        return f"{group}.{match.group(0)}" if group else match.group(0)
+    def spell(name: str, value: Any) -> str:
+        return f"{owners[name]}.{name}={value}" if name in owners else f"{name}={value}"
 
-    line = " ".join(str(message).split())
-    return re.sub(r"(?<![\w.-])([a-z][a-z0-9_]*)=", qualify, line)
+    return spell
 
 
 @contextlib.contextmanager
@@ -185,5 +178,6 @@ def flow_errors(groups: Mapping[str, type[BaseModel]]) -> Iterator[None]:
         yield
     except MnistFlowError as exc:
         if exc.args and isinstance(exc.args[0], str):
-            exc.args = (name_parameters(exc.args[0], groups), *exc.args[1:])
+            message = exc.worded(flow_spelling(groups)) if hasattr(exc, "worded") else exc.args[0]
+            exc.args = (" ".join(message.split()), *exc.args[1:])
         raise

@@ -1,17 +1,64 @@
 """The project's errors: the base :data:`MnistFlowError` and the pipeline steps' own classes.
 
 Each area adds its own small block of classes (data, search, predict, registry, outputs, scoring).
-Messages name the file, parameter or value at fault and what is allowed.
+Messages name the file, parameter or value at fault and what is allowed. A message that
+tells the user which setting to change names it ``{data_dir:FOLDER}`` (:class:`Worded`):
+the command line shows ``--data-dir FOLDER``, a flow run ``data.data_dir=FOLDER``.
 """
 
 from __future__ import annotations
 
-from nn.errors import NNError
+import string
+from collections.abc import Callable
+from typing import Any
+
+from nn.errors import ConfigError, NNError
 
 MnistFlowError = NNError
 """Base of every error the project raises on purpose; the command line turns it into one
 line. It is the network's own base (:class:`nn.errors.NNError`): ``nn`` imports nothing of
 the project, so the project's errors extend the network's, and one ``except`` catches both."""
+
+Spell = Callable[[str, Any], str]
+"""How a place names a setting and its value: ``("data_dir", "FOLDER") -> "--data-dir FOLDER"``."""
+
+
+def plain(name: str, value: Any) -> str:
+    """The settings' own names: ``data_dir=FOLDER``."""
+    return f"{name}={value}"
+
+
+class _Spelled(string.Formatter):
+    """Formats ``{name:VALUE}`` as ``spell(name, "VALUE")``."""
+
+    def __init__(self, spell: Spell) -> None:
+        self.spell = spell
+
+    def get_value(self, key: Any, args: Any, kwargs: Any) -> Any:
+        return key
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        return self.spell(value, format_spec)
+
+
+class Worded(MnistFlowError):
+    """An error whose ``template`` names settings ``{name:VALUE}``; ``str()`` is
+    :func:`plain`, :meth:`worded` spells them as the place that shows it does."""
+
+    def __init__(self, template: str, *args: Any) -> None:
+        self.template = template
+        super().__init__(self.worded(plain), *args)
+
+    def worded(self, spell: Spell) -> str:
+        return _Spelled(spell).format(self.template)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # a copy (a flow's state) keeps the template
+        return type(self), (self.template,), self.__dict__
+
+
+class SettingsHint(Worded, ConfigError):
+    """Settings that do not fit together, named as :class:`Worded` does."""
+
 
 # --- data: fetch, parse, preprocess ------------------------------------------------------
 
@@ -28,13 +75,14 @@ class ChecksumError(DataError):
     """A file's content does not match the checksum published for it."""
 
 
-class FetchError(DataError):
+class FetchError(Worded, DataError):
     """No source could provide a dataset file; the message lists every attempt.
 
     Parameters
     ----------
     message:
-        The readable summary (what was tried and why each attempt failed).
+        The readable summary (what was tried and why each attempt failed), a
+        :class:`Worded` template.
     transient:
         True when at least one failure was a network error worth retrying later
     """

@@ -18,7 +18,8 @@ from prefect.cache_policies import NO_CACHE
 from tasks.data.datasets import resolve_cache_dir
 from tasks.data.prepare import PreparedData
 from tasks.outputs.tables import tidy_columns
-from tasks.settings import SEARCH, resolve
+from tasks.settings import resolve
+from tasks.settings.params import SearchParams
 from tasks.tuning.anchor import recipe_point, recipe_space, trial_base
 from tasks.tuning.extras import augment_extras
 from tasks.tuning.overrides import build_space
@@ -143,9 +144,9 @@ def random_search(
 ) -> SearchResult:
     """Random search over the hyperparameters; logs each trial, returns the best parameters.
 
-    ``search`` holds the search settings (:data:`tasks.settings.SEARCH`: ``trials``,
-    ``trial_epochs``, ``n_jobs``, ``backend``, ``dask_address``, ``halving``); those left
-    out take their declared defaults. ``space_overrides`` take the syntax of
+    ``search`` holds the search settings (:class:`tasks.settings.params.SearchParams`:
+    ``trials``, ``trial_epochs``, ``n_jobs``, ``backend``, ``dask_address``, ``halving``);
+    those left out take their declared defaults. ``space_overrides`` take the syntax of
     :mod:`tasks.tuning.overrides`; finished trials are kept in ``<cache_dir>/trials``
     (default cache if None), so a rerun only trains the rest. Extra parameters
     (``augment``) go to ``extras_handler``, by default
@@ -159,8 +160,9 @@ def random_search(
     trial's last checkpoint (``result.checkpoint``) for the final model to continue.
     """
     logger = get_run_logger()
-    settings = {name: setting.default for name, setting in SEARCH.items()}
-    settings.update({key: value for key, value in (search or {}).items() if key in SEARCH})
+    fields = SearchParams.model_fields
+    given = {key: value for key, value in (search or {}).items() if key in fields}
+    settings = SearchParams(**given).model_dump()
     n_trials, trial_epochs = settings["trials"], settings["trial_epochs"]
     backend, halving = settings["backend"], settings["halving"]
     base = reference = excluded = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,14 +16,23 @@ from flows.cli import build_parser, main
 SUBCOMMANDS = ["run", "train", "evaluate", "models", "predict", "data", "alerts", "cache"]
 
 
+def _help(model, name: str, shown: str | None = None) -> str:
+    """The help of the option of ``model``'s field ``name``, ending with its default."""
+    from flows.params import unset_text
+
+    field = model.model_fields[name]
+    default = field.get_default(call_default_factory=True)
+    shown = shown or (unset_text(field) if default is None else default)
+    return f"{field.description} (default: {shown})"
+
+
 def test_data_add_help_names_the_store_and_its_default(capsys):
-    from flows.params import describe
-    from tasks.settings import DATA
+    from flows.params import DataParams
 
     with pytest.raises(SystemExit):
         build_parser().parse_args(["data", "add", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert describe(DATA["data_store"]) in text and "--skip-bad" in text
+    assert _help(DataParams, "data_store") in text and "--skip-bad" in text
 
 
 def run_cli(
@@ -120,36 +130,38 @@ def test_help_imports_neither_prefect_nor_matplotlib():
 @pytest.mark.parametrize("command", SUBCOMMANDS[:5])
 @pytest.mark.slow
 def test_every_subcommand_has_help_with_defaults(command, tmp_path):
-    from flows.cli import ADDED_DATA, TRAIN_DATA_DEFAULTS
-    from flows.params import describe
-    from tasks.settings import DATA, PIPELINE, RUN, SEARCH
-    from tasks.settings.recipes import HYPER, RECIPE_KEYS, recipe_help
+    from flows.cli import ADDED_DATA, TRAIN_DATA_DEFAULTS, flag
+    from flows.params import DataParams, PipelineOptions, RunOptions, SearchParams, TrainOptions
+    from tasks.settings import recipe_help
 
     proc = run_cli([command, "--help"], tmp_path, timeout=60, columns=400)  # no hyphen breaks
     assert proc.returncode == 0, proc.stderr
     assert f"usage: mnist-flow {command}" in proc.stdout
     text = " ".join(proc.stdout.split())
+    data = [(DataParams, name) for name in DataParams.model_fields]
+    run = [(RunOptions, name) for name in RunOptions.model_fields]
     shown = {
-        "run": [*DATA.values(), *RUN.values(), *SEARCH.values(), *PIPELINE.values()],
-        "train": [*DATA.values(), *RUN.values()],
+        "run": [*data, *run, *((SearchParams, n) for n in SearchParams.model_fields)]
+        + [(PipelineOptions, n) for n in PipelineOptions.model_fields],
+        "train": [*data, *run],
         "evaluate": [
-            *(s for s in DATA.values() if s.name not in ADDED_DATA),
-            RUN["seed"],
-            RUN["out_dir"],
-            RUN["registry_dir"],
+            *((m, n) for m, n in data if n not in ADDED_DATA),
+            *((RunOptions, n) for n in ("seed", "out_dir", "registry_dir")),
         ],
-    }.get(command, [RUN["registry_dir"]])
+    }.get(command, [(RunOptions, "registry_dir")])
 
-    for setting in shown:  # each option with its declared help and default
-        default = TRAIN_DATA_DEFAULTS.get(setting.name) if command == "train" else None
-        assert f"{setting.flag} " in text and describe(setting, default) in text, setting.name
+    for model, name in shown:  # each option with its declared help and default
+        if name == "space":  # --space NAME=SPEC items, parsed apart
+            continue
+        default = TRAIN_DATA_DEFAULTS.get(name) if command == "train" else None
+        assert f"{flag(name)} " in text and _help(model, name, default) in text, name
     if command == "run":
         assert "configurations to try, the recipe's included (default: 8)" in text
     if command == "train":
-        for name, setting in HYPER.items():
-            default = recipe_help(name) if name in RECIPE_KEYS else None
-            assert describe(setting, default) in text, name
-        assert "(default: 0.05; --recipe plain: 0.1)" in text
+        for name in TrainOptions.model_fields:
+            default = recipe_help(name) if name != "recipe" else None
+            assert _help(TrainOptions, name, default) in text, name
+        assert "(default: 0.05; plain recipe: 0.1)" in text
         assert "--no-standardize" in proc.stdout and "--recipe {tuned,plain}" in proc.stdout
 
 
@@ -191,12 +203,11 @@ def test_parser_reads_every_option_of_run():
 def test_threads_is_an_option_of_the_trainings_with_one_as_default(command):
     from flows.commands import _values
     from flows.params import RunOptions
-    from tasks.settings import RUN
 
     parser = build_parser()
     assert parser.parse_args([command]).threads is None  # BLAS_THREADS
     args = parser.parse_args([command, "--threads", "3"])
-    assert RunOptions(**_values(args, RUN)).threads == 3
+    assert RunOptions(**_values(args, RunOptions)).threads == 3
     help_text = " ".join(
         parser._subparsers._group_actions[0].choices[command].format_help().split()
     )
@@ -213,7 +224,9 @@ def test_threads_is_an_option_of_the_trainings_with_one_as_default(command):
         (["run", "--val-size", "0"], "--val-size"),
         (["train", "--val-size", "0", "--patience", "3"], "--patience"),
         (["train", "--augment-strength", "4"], "--augment-strength"),
-        (["train", "--recipe", "plain", "--nesterov"], "nesterov"),
+        (["train", "--recipe", "plain", "--nesterov"], "--nesterov needs a momentum"),
+        (["train", "--epochs", "2", "--warmup-epochs", "3"], "--warmup-epochs 3 must be fewer"),
+        (["run", "--n-jobs", "0"], "--n-jobs 0 must be"),
         (["run", "--trials", "0"], "--trials"),
         (["run", "--margin", "2"], "--margin"),
         (["run", "--threads", "0"], "--threads"),
@@ -229,6 +242,7 @@ def test_bad_options_are_one_line_usage_errors(argv, needle, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("mnist-flow: error:"), err
     assert needle in err[0]
+    assert not re.search(r"[a-z_]=", err[0].split("--space")[0]), err[0]  # no field=value
 
 
 @pytest.mark.slow

@@ -152,6 +152,20 @@ def test_deployment_parameters_are_declared_defaults_or_named_changes(deployment
     assert changed == {"margin": 0.001}
 
 
+def test_the_forms_state_no_default_the_deployments_change(deployments):
+    """A deployment's form shows its own values; a description never quotes another."""
+    for entrypoint, models in PARAMETER_MODELS.items():
+        (deployment,) = [d for d in deployments.values() if d["entrypoint"] == entrypoint]
+        for group, values in deployment["parameters"].items():
+            schema = models[group].model_json_schema()["properties"]
+            for name, value in values.items():
+                text = schema[name]["description"]
+                assert "(default" not in text and "(empty" not in text, (name, text)
+                assert value is not None  # the forms have no null (an empty field is left out)
+    margin = PipelineOptions.model_json_schema()["properties"]["margin"]["description"]
+    assert not any(char.isdigit() for char in margin)  # it said 0.0 beside the deployed 0.001
+
+
 def test_retraining_final_model_uses_the_recipe(deployments):
     options = deployments["mnist-retrain"]["parameters"]["options"]
     assert options["final_recipe"] == "tuned"

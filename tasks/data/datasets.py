@@ -28,7 +28,6 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from platformdirs import user_cache_path
 
@@ -96,10 +95,8 @@ class DatasetSpec:
     family:
         ``"digits"`` (never mirrored, elastic distortions) or ``"clothes"`` (mirrored,
         gentle affine maps): picks the augmentation defaults
-        (:func:`tasks.fitting.augment.default_augment`).
-    recipe:
-        What the tuned training recipe changes for this dataset
-        (:func:`tasks.settings.recipe_for`).
+        (:func:`tasks.fitting.augment.default_augment`) and the training recipe
+        (:mod:`tasks.settings.recipes`).
     """
 
     name: str
@@ -111,7 +108,6 @@ class DatasetSpec:
     class_names: tuple[str, ...] = ()
     image_shape: tuple[int, int] = (28, 28)
     family: str = "digits"
-    recipe: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def file(self, role: str) -> FileSpec:
         """Return the spec of the file playing ``role``."""
@@ -210,8 +206,6 @@ DATASETS: dict[str, DatasetSpec] = {
             "Ankle boot",
         ),
         family="clothes",
-        # Measured with bench/recipe_cli.py: longer, lighter decay, gentle affine maps.
-        recipe={"epochs": 80, "weight_decay": 2e-4, "warmup_epochs": 1, "augment": "affine"},
     ),
     "idx": DatasetSpec(
         name="idx",

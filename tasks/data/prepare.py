@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from nn.config import SettingError
 from nn.errors import ConfigError
 from tasks.cache import content_key
 from tasks.data.arrays import (
@@ -45,7 +46,7 @@ from tasks.data.scaling import pixel_stats
 from tasks.data.versions import Added
 from tasks.errors import CacheError, ChecksumError, DataError
 from tasks.files import write_bytes_atomic, write_directory_atomic, write_json_atomic
-from tasks.settings.declared import default_val_size
+from tasks.settings import default_val_size
 
 __all__ = [
     "CODE_VERSION",
@@ -138,8 +139,8 @@ def split_indices(labels: np.ndarray, params: PrepareParams) -> tuple[np.ndarray
         val_size = default_val_size(n, n_classes)
         train_size = None if train_size == n else train_size  # every image, as without it
     elif val_size >= n:
-        raise ConfigError(
-            f"val_size={val_size} must be < {n}, the number of images in the training file"
+        raise SettingError(
+            "val_size", val_size, f"must be < {n}, the number of images in the training file"
         )
     val_idx = index[:0]
     train_idx = index
@@ -154,13 +155,15 @@ def split_indices(labels: np.ndarray, params: PrepareParams) -> tuple[np.ndarray
                 random_state=_stream_seed(params.seed, 1),
             )
         except ValueError as exc:
-            raise ConfigError(f"val_size={val_size}: cannot split stratified ({exc})") from None
+            raise SettingError("val_size", val_size, f"cannot split stratified ({exc})") from None
     if train_size is not None and train_size < train_idx.shape[0]:
         train_idx = _subsample(train_idx, labels, train_size, params.seed)
     elif train_size is not None and train_size > train_idx.shape[0]:
-        raise ConfigError(
-            f"train_size={train_size} must be <= {train_idx.shape[0]}, the training "
-            f"images left after the validation split of {val_idx.shape[0]}"
+        raise SettingError(
+            "train_size",
+            train_size,
+            f"must be <= {train_idx.shape[0]}, the training images left after the validation "
+            f"split of {val_idx.shape[0]}",
         )
     return np.sort(train_idx), np.sort(val_idx)
 
@@ -174,7 +177,7 @@ def _subsample(index: np.ndarray, labels: np.ndarray, size: int, seed: int) -> n
             index, train_size=size, stratify=labels[index], random_state=_stream_seed(seed, 2)
         )[0]
     except ValueError as exc:
-        raise ConfigError(f"train_size={size}: cannot subsample stratified ({exc})") from None
+        raise SettingError("train_size", size, f"cannot subsample stratified ({exc})") from None
 
 
 def read_verified(files: DatasetFiles) -> dict[str, np.ndarray]:

@@ -26,7 +26,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from nn.errors import ConfigError
 from tasks.data.datasets import (
     ROLES,
     STEMS,
@@ -40,7 +39,7 @@ from tasks.data.datasets import (
 from tasks.data.download import DownloadFailed, download
 from tasks.data.idx import IDXFile, check_pair, infer_n_classes
 from tasks.data.verify import verify_file
-from tasks.errors import DataError, FetchError, IDXFormatError
+from tasks.errors import DataError, FetchError, IDXFormatError, SettingsHint
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
@@ -141,8 +140,8 @@ def fetch_files(
     spec = get_dataset(dataset)
     log = logger or logging.getLogger(__name__)
     if spec.name == "idx" and data_dir is None and mirror is None:
-        raise ConfigError(
-            "dataset 'idx' reads a folder of IDX files: give data_dir=FOLDER (or mirror=URL)"
+        raise SettingsHint(
+            "dataset 'idx' reads a folder of IDX files: give {data_dir:FOLDER} (or {mirror:URL})"
         )
     if data_dir is not None:
         return _from_folder(spec, Path(data_dir).expanduser(), log)
@@ -288,11 +287,11 @@ def _failure_message(spec: DatasetSpec, failures: dict[str, list[tuple[str, str]
         items = items or ["no source to try"]
         lines.append(f"{heading}: every source failed:")
         lines += [f"- {item}{';' if i < len(items) - 1 else '.'}" for i, item in enumerate(items)]
-    lines.append(
-        "Pass data_dir=FOLDER holding the four IDX files, or mirror=URL of a reachable copy "
-        "(http(s):// or file://)."
+    tried = " ".join(lines).replace("{", "{{").replace("}", "}}")  # a Worded template
+    return (  # one line: logs and the Prefect UI show a newline as "\\n"
+        f"{tried} Pass {{data_dir:FOLDER}} holding the four IDX files, or {{mirror:URL}} of a "
+        "reachable copy (http(s):// or file://)."
     )
-    return " ".join(lines)  # one line: logs and the Prefect UI show a newline as "\\n"
 
 
 def _assemble(

@@ -36,7 +36,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 from platformdirs import user_data_path
 
-from nn.errors import ConfigError
+from nn.config import SettingError
 from tasks.data.datasets import DatasetSpec
 from tasks.data.ingest import EARLIER, Problem, image_hashes, read_batch
 from tasks.errors import DataError
@@ -219,9 +219,11 @@ class DataStore:
         if len(matches) != 1:
             known = ", ".join(v.id for v in versions) or "none added yet"
             what = "matches several" if matches else "is not"
-            raise ConfigError(
-                f"data_version={version} {what} a data version of {dataset} in {self.root} "
-                f"(base, latest or one of: {known})"
+            raise SettingError(
+                "data_version",
+                version,
+                f"{what} a data version of {dataset} in {self.root} (base, latest or one of: "
+                f"{known})",
             )
         return versions[: matches[0] + 1]
 

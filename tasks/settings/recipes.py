@@ -1,17 +1,14 @@
-"""Training recipes, and the one function that merges a recipe, a trial and the user's options.
+"""The training recipes, and the one function that merges a recipe, a trial and the user's options.
 
 Two recipes, measured with ``bench/accuracy.py`` and ``bench/recipe_cli.py`` (784-300-10,
-He initialisation):
+He initialisation); their values are the tables below, nowhere else:
 
 - ``tuned`` (the default of ``mnist-flow train`` and of the pipeline's final model):
-  Nesterov momentum 0.9, learning rate 0.05 with a linear warm-up then cosine decay,
-  weight decay, standardised pixels and augmentation of every training minibatch
-  (:func:`tasks.fitting.augment.default_augment`). Digits: elastic distortions, weight decay
-  5e-4, 2 warm-up epochs, 60 epochs. Each dataset's ``recipe`` entry
-  (:data:`tasks.data.datasets.DATASETS`) says what differs for it (Fashion-MNIST: 80 epochs,
-  weight decay 2e-4, 1 warm-up epoch, gentle affine maps with flips).
-- ``plain``: minibatch SGD without momentum, constant learning rate 0.1, no weight
-  decay, no augmentation, pixels in [0, 1], 30 epochs: the original project's training.
+  Nesterov momentum, a linear warm-up then cosine decay, weight decay, standardised pixels
+  and augmentation of every training minibatch; each dataset family changes a few values
+  (:data:`_BY_FAMILY`: the clothes train longer, with lighter decay and gentle affine maps).
+- ``plain``: minibatch SGD without momentum, constant learning rate, no weight decay, no
+  augmentation, pixels in [0, 1]: the original project's training.
 
 :func:`resolve` is where the values of a training run meet: later layers win, and a
 value the user did not give is repaired to fit the others (Nesterov momentum only
@@ -24,15 +21,21 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from nn.config import TRAINING, TrainConfig
+from nn.config import RULES, Rule, SettingError, TrainConfig
 from tasks.data.datasets import DATASETS, get_dataset
-from tasks.settings.declared import MODEL, RECIPE, check_values
+from tasks.fitting.augment import KINDS
 
 __all__ = [
+    "DEFAULTS",
     "HYPER",
+    "MODEL_RULES",
     "RECIPES",
     "RECIPE_KEYS",
     "TUNED_FROM_SEARCH",
+    "UNSET",
+    "VAL_SHARE",
+    "VAL_SIZE_MAX",
+    "default_val_size",
     "final_params",
     "recipe_for",
     "recipe_help",
@@ -42,10 +45,29 @@ __all__ = [
     "train_params",
 ]
 
-RECIPES: tuple[str, ...] = RECIPE.choices
+RECIPES = ("tuned", "plain")
 
-HYPER = {**TRAINING, **MODEL}
+UNSET = "recipe"
+"""The value of a training option that takes the recipe's (the forms' select shows it)."""
+
+MODEL_RULES: dict[str, Rule] = {
+    "hidden": Rule("hidden", list, 1, 8192),
+    "augment": Rule("augment", str, choices=KINDS),
+    "augment_strength": Rule("augment_strength", float, 0.0, 3.0),
+}
+"""What a training run needs besides :class:`nn.config.TrainConfig`: the network and its
+augmentation."""
+
+HYPER: tuple[str, ...] = (*RULES, *MODEL_RULES)
 """Every hyperparameter of one training run (what the flows' ``TrainParams`` hold)."""
+
+DEFAULTS: dict[str, Any] = {
+    **TrainConfig().to_dict(),
+    "hidden": [300],
+    "augment": "none",
+    "augment_strength": 1.0,
+}
+"""The value of each hyperparameter that neither the recipe nor the user sets."""
 
 _TUNED: dict[str, Any] = {
     "epochs": 100,
@@ -62,6 +84,10 @@ _TUNED: dict[str, Any] = {
     "standardize": True,
     "val_size": 0,
 }
+_BY_FAMILY: dict[str, dict[str, Any]] = {
+    "clothes": {"epochs": 80, "weight_decay": 2e-4, "warmup_epochs": 1, "augment": "affine"},
+}
+"""What the tuned recipe changes for a family of datasets (``DatasetSpec.family``)."""
 _PLAIN: dict[str, Any] = {
     **_TUNED,
     "epochs": 30,
@@ -82,6 +108,23 @@ RECIPE_KEYS: tuple[str, ...] = tuple(_TUNED)
 TUNED_FROM_SEARCH = ("lr", "batch_size", "optimizer", "momentum", "weight_decay", "hidden")
 """What the pipeline's final model takes from the best trial under ``final_recipe="tuned"``."""
 
+VAL_SHARE = 6
+"""The automatic validation split is one training image in ``VAL_SHARE``..."""
+VAL_SIZE_MAX = 10_000
+"""... and at most this many (MNIST's 60,000 training images: 50,000 + 10,000)."""
+
+
+def default_val_size(n_images: int, n_classes: int) -> int:
+    """The validation split of ``n_images`` training images when none is given.
+
+    A sixth of them, at most :data:`VAL_SIZE_MAX`, and at least one per class (a
+    stratified split needs it) while that leaves as many images to train on.
+    """
+    size = min(VAL_SIZE_MAX, n_images // VAL_SHARE)
+    if size < n_classes <= n_images - n_classes:
+        size = n_classes
+    return size
+
 
 def recipe_for(dataset: str, recipe: str = "tuned") -> dict[str, Any]:
     """The settings of ``recipe`` for ``dataset`` (a new dict with :data:`RECIPE_KEYS`).
@@ -91,15 +134,11 @@ def recipe_for(dataset: str, recipe: str = "tuned") -> dict[str, Any]:
     ConfigError
         For an unknown dataset or recipe.
     """
-    RECIPE.check(recipe)
+    if recipe not in RECIPES:
+        raise SettingError("recipe", recipe, f"must be one of {', '.join(RECIPES)}")
     spec = get_dataset(dataset)
-    table = {**_TUNED, **spec.recipe} if recipe == "tuned" else _PLAIN
+    table = {**_TUNED, **_BY_FAMILY.get(spec.family, {})} if recipe == "tuned" else _PLAIN
     return {key: list(value) if isinstance(value, list) else value for key, value in table.items()}
-
-
-def defaults() -> dict[str, Any]:
-    """The declared default of every hyperparameter (:data:`HYPER`), as a new dict."""
-    return {name: setting.default for name, setting in HYPER.items()}
 
 
 def resolve(values: Mapping[str, Any], explicit: Collection[str] = ()) -> dict[str, Any]:
@@ -108,7 +147,7 @@ def resolve(values: Mapping[str, Any], explicit: Collection[str] = ()) -> dict[s
     Parameters
     ----------
     values:
-        Hyperparameters (others are ignored); missing ones take their declared default.
+        Hyperparameters (others are ignored); missing ones take :data:`DEFAULTS`.
     explicit:
         The names the user gave: never repaired, so an impossible combination fails
         naming them.
@@ -122,20 +161,21 @@ def resolve(values: Mapping[str, Any], explicit: Collection[str] = ()) -> dict[s
 
     Raises
     ------
-    ConfigError
-        A value out of range, or settings that contradict each other; the message
-        names the setting (``"warmup_epochs=5 must be ..."``).
+    SettingError
+        A value out of range, or settings that contradict each other, naming the setting.
     """
-    merged = defaults()
-    merged.update({key: value for key, value in values.items() if key in HYPER})
-    check_values(HYPER, {key: merged[key] for key in explicit if key in merged})
+    merged = {**DEFAULTS, **{key: value for key, value in values.items() if key in HYPER}}
+    if isinstance(merged["hidden"], int):
+        merged["hidden"] = [merged["hidden"]]
+    for name, rule in (*RULES.items(), *MODEL_RULES.items()):
+        if name in explicit:  # what the user gave is refused before anything is repaired
+            rule.check(merged[name])
     if "nesterov" not in explicit and (merged["momentum"] == 0 or merged["optimizer"] != "sgd"):
         merged["nesterov"] = False
     if "warmup_epochs" not in explicit and isinstance(merged["epochs"], int):
         merged["warmup_epochs"] = min(merged["warmup_epochs"], merged["epochs"] // 4)
-    if isinstance(merged["hidden"], int):
-        merged["hidden"] = [merged["hidden"]]
-    check_values(MODEL, merged)
+    for rule in MODEL_RULES.values():
+        rule.check(merged[rule.name])
     TrainConfig.from_values(merged)
     return merged
 
@@ -161,11 +201,11 @@ def train_data(
 def train_params(dataset: str, recipe: str, given: Mapping[str, Any]) -> dict[str, Any]:
     """The hyperparameters of ``mnist-flow train``: the recipe, then what the user gave.
 
-    ``given`` maps names to values, ``None`` for those not given. The recipe's warm-up
-    and Nesterov momentum belong to its schedule: with another schedule given they
-    fall back to their declared defaults (none), unless given too.
+    ``given`` maps names to values, ``None`` or :data:`UNSET` for those not given. The
+    recipe's warm-up and Nesterov momentum belong to its schedule: with another schedule
+    given they fall back to :data:`DEFAULTS` (none), unless given too.
     """
-    chosen = {key: value for key, value in given.items() if value is not None and key in HYPER}
+    chosen = {k: v for k, v in given.items() if k in HYPER and v is not None and v != UNSET}
     base = {key: value for key, value in recipe_for(dataset, recipe).items() if key in HYPER}
     if chosen.get("schedule", base["schedule"]) != base["schedule"]:
         base.pop("warmup_epochs")
@@ -188,8 +228,9 @@ def final_params(
     dataset's tuned recipe (its schedule, warm-up, Nesterov momentum and augmentation).
     ``"search"``: the best trial's hyperparameters as they are, without augmentation
     unless the search chose one. Either way ``epochs`` and ``patience`` are the run's;
-    the augmentation is ``augment`` if given, else the search's (when it tuned
-    ``augment``), else the recipe's; ``augment_strength`` is the search's or 1.
+    the augmentation is ``augment`` if given (not None nor :data:`UNSET`), else the
+    search's (when it tuned ``augment``), else the recipe's; ``augment_strength`` is the
+    search's or 1.
     """
     if final_recipe == "tuned":
         recipe = recipe_for(dataset)
@@ -203,10 +244,13 @@ def final_params(
     for key in ("augment", "augment_strength"):
         if key in best:
             values[key] = best[key]
-    if "augment_strength" in values:
-        values["augment_strength"] = _number(values["augment_strength"])
+    if isinstance(values.get("augment_strength"), str):  # a search space's text ("0.5")
+        try:
+            values["augment_strength"] = float(values["augment_strength"])
+        except ValueError:
+            pass
     explicit = ["epochs", "patience"]
-    if augment is not None:
+    if augment not in (None, UNSET):
         values["augment"] = augment
         explicit.append("augment")
     return resolve(values, explicit=explicit)
@@ -224,14 +268,6 @@ def scaled_warmup(recipe: Mapping[str, Any], epochs: int) -> int:
     return max(1, round(warmup * epochs / int(recipe["epochs"]))) if warmup else 0
 
 
-def _number(value: Any) -> Any:
-    """A number given as text by a search space (``"0.5"``), else ``value`` unchanged."""
-    try:
-        return float(value) if isinstance(value, str) else value
-    except ValueError:
-        return value
-
-
 def _show(value: Any) -> str:
     if isinstance(value, list):
         return ",".join(map(str, value))
@@ -239,19 +275,18 @@ def _show(value: Any) -> str:
 
 
 def recipe_help(key: str) -> str:
-    """``(default: ...)`` text of one setting: its tuned value per dataset, then the plain one.
+    """What an unset training option takes: the tuned value per dataset, then the plain one.
 
-    For example ``(default: 60 for mnist/idx, 80 for fashion-mnist; --recipe plain: 30)``.
+    For example ``"100 for mnist/idx, 80 for fashion-mnist; plain recipe: 30"``; a
+    setting no recipe fixes gives its :data:`DEFAULTS` value.
     """
+    if key not in RECIPE_KEYS:
+        return _show(DEFAULTS[key])
     by_value: dict[str, list[str]] = {}
     for name in DATASETS:
         by_value.setdefault(_show(recipe_for(name)[key]), []).append(name)
+    text = ", ".join(f"{value} for {'/'.join(names)}" for value, names in by_value.items())
     if len(by_value) == 1:
-        text = f"(default: {next(iter(by_value))}"
-    else:
-        parts = [f"{value} for {'/'.join(names)}" for value, names in by_value.items()]
-        text = "(default: " + ", ".join(parts)
-    plain = _show(recipe_for("mnist", "plain")[key])
-    if plain != _show(recipe_for("mnist")[key]):
-        text += f"; --recipe plain: {plain}"
-    return text + ")"
+        text = next(iter(by_value))
+    plain = _show(_PLAIN[key])
+    return text if plain == _show(_TUNED[key]) else f"{text}; plain recipe: {plain}"

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from nn.config import SettingError
 from nn.errors import ConfigError
 from tasks.errors import SearchError
 
@@ -100,22 +101,26 @@ def split_address(address: str) -> tuple[str, str, int]:
     if not sep:
         text, scheme = f"tcp://{text}", "tcp"
     scheme = scheme.lower()
-    given = f"dask_address={address!r}"
     if scheme in ("http", "https"):
-        raise ConfigError(
-            f"{given} is a web address (the dashboard's?); give the scheduler's, "
-            f"tcp://HOST:{DEFAULT_PORT}"
+        raise SettingError(
+            "dask_address",
+            address,
+            f"is a web address (the dashboard's?); give the scheduler's, tcp://HOST:{DEFAULT_PORT}",
         )
     if scheme not in SCHEMES:
         schemes = ", ".join(f"{s}://" for s in SCHEMES)
-        raise ConfigError(f"{given} has the unknown scheme {scheme!r}; use {schemes}")
+        raise SettingError(
+            "dask_address", address, f"has the unknown scheme {scheme!r}; use {schemes}"
+        )
     try:
         parts = urlsplit(text)
         port = parts.port or DEFAULT_PORT
     except ValueError:
-        raise ConfigError(f"{given} has a bad port; expected {scheme}://HOST:PORT") from None
+        raise SettingError(
+            "dask_address", address, f"has a bad port; expected {scheme}://HOST:PORT"
+        ) from None
     if not parts.hostname or parts.path not in ("", "/") or parts.query:
-        raise ConfigError(f"{given} is not of the form {scheme}://HOST:PORT")
+        raise SettingError("dask_address", address, f"is not of the form {scheme}://HOST:PORT")
     return scheme, parts.hostname, port
 
 

@@ -39,7 +39,7 @@ import numpy as np
 
 from nn.errors import ConfigError
 from tasks.errors import CacheError, SearchError
-from tasks.settings import SEARCH
+from tasks.settings.params import BACKENDS, SearchParams
 from tasks.tuning.checkpoints import CheckpointStore
 from tasks.tuning.choice import choose, score_on_test
 from tasks.tuning.cluster import Placement, check_backend, probe_scheduler, wait_for_workers
@@ -57,7 +57,7 @@ from tasks.tuning.trials import (
 
 __all__ = ["BACKENDS", "SearchResult", "data_fingerprint", "halving_rungs", "run_search"]
 
-BACKENDS = SEARCH["backend"].choices
+_SEARCH = SearchParams()  # the declared defaults
 DASK_CONNECT_TIMEOUT = "15s"
 """How long to try to reach the Dask scheduler before giving up."""
 DASK_WORKERS_TIMEOUT = 60
@@ -239,11 +239,11 @@ def run_search(
     data: TrialData,
     space: SearchSpace,
     *,
-    n_trials: int = SEARCH["trials"].default,
-    trial_epochs: int = SEARCH["trial_epochs"].default,
+    n_trials: int = _SEARCH.trials,
+    trial_epochs: int = _SEARCH.trial_epochs,
     seed: int = 0,
-    n_jobs: int = SEARCH["n_jobs"].default,
-    backend: str = SEARCH["backend"].default,
+    n_jobs: int = _SEARCH.n_jobs,
+    backend: str = _SEARCH.backend,
     dask_address: str | None = None,
     halving: bool = False,
     halving_factor: int = 3,

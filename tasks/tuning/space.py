@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from nn.config import TRAINING, Setting
+from nn.config import RULES, Rule
 from nn.errors import ConfigError
 from tasks.errors import SearchSpaceError
-from tasks.settings import MODEL
+from tasks.settings import MODEL_RULES
 
 __all__ = [
     "DEFAULT_SPACE",
@@ -118,17 +118,17 @@ SEARCHABLE = (
     "step_size",
     "warmup_epochs",
 )
-"""The training settings (:data:`nn.config.TRAINING`) a search space may vary."""
+"""The training settings (:data:`nn.config.RULES`) a search space may vary."""
 
-PARAMETERS: dict[str, Setting] = {
-    **{name: TRAINING[name] for name in SEARCHABLE},
-    "hidden": dataclasses.replace(MODEL["hidden"], kind=int, default=300, help="hidden units"),
+PARAMETERS: dict[str, Rule] = {
+    **{name: RULES[name] for name in SEARCHABLE},
+    "hidden": dataclasses.replace(MODEL_RULES["hidden"], kind=int),
 }
 """Known parameters, with the ranges their declarations allow; ``hidden`` is the number
 of units of the single hidden layer."""
 
 
-def _check(name: str, param: Setting, value: Value) -> Value:
+def _check(name: str, param: Rule, value: Value) -> Value:
     """``value`` as ``param``'s type (``64.0`` -> ``64``), else a :class:`SearchSpaceError`."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         if param.kind is float:
@@ -236,7 +236,7 @@ def _validate(name: str, spec: Spec) -> None:
     _validate_range(name, spec, param)
 
 
-def _validate_range(name: str, spec: Range, param: Setting) -> None:
+def _validate_range(name: str, spec: Range, param: Rule) -> None:
     if not (math.isfinite(spec.low) and math.isfinite(spec.high)) or not spec.low < spec.high:
         raise SearchSpaceError(
             f"search parameter {name!r}: range {spec.describe()} needs finite low < high"

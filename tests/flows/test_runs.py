@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from flows.cli import name_options
+from flows.cli import spell, worded
 from flows.params import DataParams, PipelineOptions, SearchParams
-from flows.runs import effective_parameters, flow_errors, name_parameters, parameters_used
+from flows.runs import effective_parameters, flow_errors, flow_spelling, parameters_used
+from nn.config import SettingError
 from tasks.errors import FetchError
 
 GROUPS = {"data": DataParams, "search": SearchParams, "options": PipelineOptions}
@@ -27,18 +28,26 @@ def test_outside_a_deployment_parameters_are_used_as_given():
 
 
 def test_messages_name_parameters_for_a_flow_and_options_for_the_command_line():
-    message = "could not fetch:\n  - a: refused.\nPass data_dir=FOLDER, or mirror=URL (seed=3)"
-    flow_text = name_parameters(message, GROUPS)
-    assert flow_text == (
-        "could not fetch: - a: refused. Pass data.data_dir=FOLDER, or data.mirror=URL "
-        "(options.seed=3)"
+    error = FetchError("could not fetch:\n  - a: {{x}}. Pass {data_dir:FOLDER}, or {mirror:URL}")
+    assert str(error) == "could not fetch:\n  - a: {x}. Pass data_dir=FOLDER, or mirror=URL"
+    assert error.worded(flow_spelling(GROUPS)).endswith(
+        "Pass data.data_dir=FOLDER, or data.mirror=URL"
     )
-    assert name_options(flow_text) == (
-        "could not fetch: - a: refused. Pass --data-dir FOLDER, or --mirror URL (--seed 3)"
-    )
+    assert worded(error).endswith("Pass --data-dir FOLDER, or --mirror URL")
+    refused = SettingError("nesterov", False, "needs momentum")
+    assert worded(refused) == "--no-nesterov needs momentum"
+    assert refused.worded(flow_spelling(GROUPS)) == "nesterov=False needs momentum"  # no group
+    assert spell("out_dir", "x") == "--out x" and spell("hidden", [5, 3]) == "--hidden 5,3"
 
 
 def test_flow_errors_rewords_project_errors_in_place():
     with pytest.raises(FetchError) as info, flow_errors(GROUPS):
-        raise FetchError("no source\nPass mirror=URL", transient=True)
+        raise FetchError("no source\nPass {mirror:URL}", transient=True)
     assert str(info.value) == "no source Pass data.mirror=URL" and info.value.transient
+    assert worded(info.value) == "no source\nPass --mirror URL"  # the command line's words
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(info.value))  # as a flow's state keeps it
+    assert copy.transient and worded(copy) == worded(info.value)
+    setting = pickle.loads(pickle.dumps(SettingError("lr", -1.0, "must be > 0")))
+    assert worded(setting) == "--lr -1.0 must be > 0"

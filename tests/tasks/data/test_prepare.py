@@ -123,9 +123,9 @@ def test_bad_settings_name_the_field(kwargs: dict[str, object], message: str) ->
     ("params", "message"),
     [
         (PrepareParams(val_size=8000), "val_size=8000 must be < 8000"),
-        (PrepareParams(val_size=5), "val_size=5: cannot split stratified"),
+        (PrepareParams(val_size=5), "val_size=5 cannot split stratified"),
         (PrepareParams(val_size=1000, train_size=7001), "train_size=7001 must be <= 7000"),
-        (PrepareParams(val_size=1000, train_size=3), "train_size=3: cannot subsample"),
+        (PrepareParams(val_size=1000, train_size=3), "train_size=3 cannot subsample"),
     ],
 )
 def test_impossible_splits(digits: DatasetFiles, params: PrepareParams, message: str) -> None:
