@@ -8,8 +8,7 @@ from typing import Any
 
 def add_parser(sub: argparse._SubParsersAction, formatter: Any) -> None:
     """The ``mnist-flow cache`` subcommand."""
-    from flows.params import describe
-    from tasks.settings import DATA
+    from flows.params import DataParams, unset_text
 
     p = sub.add_parser(
         "cache",
@@ -18,8 +17,9 @@ def add_parser(sub: argparse._SubParsersAction, formatter: Any) -> None:
         "--keep, remove entries first (a removed entry is made again when a run needs it).",
         formatter_class=formatter,
     )
-    setting = DATA["cache_dir"]
-    p.add_argument(setting.flag, dest=setting.name, metavar="DIR", help=describe(setting, None))
+    field = DataParams.model_fields["cache_dir"]
+    help_text = f"{field.description} (default: {unset_text(field)})"
+    p.add_argument("--cache-dir", dest="cache_dir", metavar="DIR", help=help_text)
     p.add_argument(
         "--older-than", type=float, metavar="DAYS", help="remove entries unused for DAYS days"
     )

@@ -111,7 +111,3 @@ def test_no_import_cycles():
             visit(name)
     assert cycles == []
 
-
-def test_modules_stay_short():
-    lengths = {name: len(path.read_text().splitlines()) for name, path in MODULES.items()}
-    assert {name: n for name, n in lengths.items() if n > 400} == {}
