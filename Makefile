@@ -21,10 +21,11 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(BIN)/mnist-flow run $(ARGS)
 
+# Every test, as CI runs them; the 15 slowest are listed, so the next slowdown shows.
 test: $(STAMP)
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest --durations=15 $(ARGS)
 
-# Everything but the tests marked slow (flow runs, subprocesses, servers): under a minute.
+# Everything but the tests marked slow (flow runs, subprocesses, servers): under 30 s.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(ARGS)
 
