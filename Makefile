@@ -26,12 +26,17 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(BIN)/mnist-flow run $(ARGS)
 
-test: $(STAMP)
-	$(BIN)/python -m pytest $(ARGS)
+# Two pytest-xdist workers, one per core; a module's tests, and the modules that share the
+# real Prefect server, stay on one worker (tests/conftest.py). PYTEST_WORKERS= runs serially.
+PYTEST_WORKERS ?= -n 2 --dist loadgroup
 
-# Everything but the tests marked slow (flow runs, subprocesses, servers): under a minute.
+# Every test, as CI runs them; the 15 slowest are listed, so the next slowdown shows.
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_WORKERS) --durations=15 $(ARGS)
+
+# Everything but the tests marked slow (flow runs, subprocesses, servers).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+	$(BIN)/python -m pytest $(PYTEST_WORKERS) -m "not slow" $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

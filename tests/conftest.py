@@ -50,6 +50,21 @@ def data_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ["MNIST_FLOW_DATA"] = saved
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_blas_thread() -> Iterator[None]:
+    """BLAS on one thread in the test process, as the tests' small matrices want it.
+
+    On a shared two-core machine a second BLAS thread waits for a core, and a test that
+    trains made many times slower that way (bench/ measures the thread policy itself). A test
+    about threads sets its own count inside, which this limit does not cap; subprocesses
+    (the command line, servers) keep their own policy.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="blas"):
+        yield
+
+
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
     """Run Prefect flows and tasks against a temporary local database."""
@@ -59,8 +74,23 @@ def prefect_harness() -> Iterator[None]:
         yield
 
 
+#: The ``xdist_group`` of the modules that use the session's real Prefect server
+#: (tests/integration/conftest.py): one worker starts it and runs them all.
+SHARED_SERVER_GROUP = "shared-prefect-server"
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that start Prefect's test server are slow (``make test-fast`` leaves them out)."""
+    """Tests that start Prefect's test server are slow (``make test-fast`` leaves them out).
+
+    Under ``pytest -n 2 --dist loadgroup`` (``make test``) the tests of a module run on one
+    worker, so a module's fixtures are made once; the modules that share the session's real
+    Prefect server run on one worker too. A test marked ``xdist_group`` keeps its group.
+    """
+    shared = {item.path for item in items if "shared_server" in item.fixturenames}
     for item in items:
         if "prefect_harness" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("xdist_group") is None:
+            group = SHARED_SERVER_GROUP if item.path in shared else item.nodeid.split("::")[0]
+            item.add_marker(pytest.mark.xdist_group(group))

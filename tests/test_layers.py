@@ -110,4 +110,3 @@ def test_no_import_cycles():
         if name not in state:
             visit(name)
     assert cycles == []
-

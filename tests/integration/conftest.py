@@ -1,15 +1,21 @@
 """A real ``prefect server start`` on a free loopback port, and the ``prefect`` CLI against it.
 
-The server runs with a temporary ``PREFECT_HOME`` (its own SQLite database and
-profiles), so the tests never touch a developer's Prefect setup. Every command
-runs in its own process group and is killed with its children when it overruns,
-and the server is always stopped when the module's tests end, pass or fail. A
-failing test gets the tail of the server log attached to its report.
+One server serves the session's integration tests (a test module that needs a server of its
+own starts one with :func:`running_server` and says why). The server runs with a temporary
+``PREFECT_HOME`` (its own SQLite database and profiles), so the tests never touch a
+developer's Prefect setup; each module gets its own registry and cache, so the models of one
+module never meet another's. The work pool, the deployments of ``prefect.yaml`` and one
+process worker are set up once, on first use. Every command runs in its own process group
+and is killed with its children when it overruns, and the server is always stopped when the
+session ends, pass or fail. A failing test gets the tail of the server log attached to its
+report.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import os
 import signal
 import socket
@@ -21,6 +27,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -235,28 +242,104 @@ def running_server(root: Path, extra_env: dict[str, str] | None = None) -> Itera
         stop_group(process)
 
 
-@pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
-    """A real Prefect server for this module, with the registry and cache in a temp folder."""
+def module_folders(server: PrefectServer, root: Path) -> PrefectServer:
+    """``server`` with its registry and cache under ``root`` (for the commands, the worker's
+    flow runs take them as job variables: see :func:`run_deployment`)."""
+    extra = {"MNIST_FLOW_REGISTRY": str(root / "registry"), "MNIST_FLOW_CACHE": str(root / "cache")}
+    return dataclasses.replace(server, env={**server.env, **extra})
+
+
+@pytest.fixture(scope="session")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    """The real Prefect server of the session's integration tests."""
     root = tmp_path_factory.mktemp("prefect-server")
-    extra = {
-        "MNIST_FLOW_REGISTRY": str(root / "registry"),
-        "MNIST_FLOW_CACHE": str(root / "cache"),
-    }
-    with running_server(root, extra) as server:
-        yield server
+    with running_server(root) as server:
+        yield module_folders(server, root)
+
+
+@pytest.fixture(scope="module")
+def prefect_server(
+    shared_server: PrefectServer, tmp_path_factory: pytest.TempPathFactory
+) -> PrefectServer:
+    """The session's server, with a registry and cache of this module's own."""
+    return module_folders(shared_server, tmp_path_factory.mktemp("module"))
 
 
 POOL = "mnist-pool"
 """The process work pool of ``prefect.yaml``'s deployments."""
 
 
+@pytest.fixture(scope="session")
+def deployment_set(shared_server: PrefectServer) -> PrefectServer:
+    """The shared server with the work pool and every deployment of ``prefect.yaml``."""
+    shared_server.prefect("work-pool", "create", POOL, "--type", "process")
+    shared_server.prefect("--no-prompt", "deploy", "--all", timeout=180)
+    return shared_server
+
+
+@dataclass(frozen=True)
+class Worker:
+    """A running ``prefect worker start`` of :data:`POOL` and its log."""
+
+    log_path: Path
+
+    def log_tail(self) -> str:
+        return tail(self.log_path)
+
+
+#: How often the shared worker asks the server for runs (Prefect's default: every 10 s).
+WORKER_QUERY_SECONDS = "1"
+
+
+@pytest.fixture(scope="session")
+def worker(deployment_set: PrefectServer) -> Iterator[Worker]:
+    """One process worker of :data:`POOL` for the session, as ``make worker`` starts it."""
+    root = deployment_set.home.parent
+    env = {**deployment_set.env, "PREFECT_WORKER_QUERY_SECONDS": WORKER_QUERY_SECONDS}
+    command = [PREFECT, "worker", "start", "--pool", POOL, "--type", "process"]
+    log_path = root / "worker.log"
+    process = start_logged(command, REPO_ROOT, env, log_path)
+    try:
+        yield Worker(log_path)
+    finally:
+        stop_group(process)
+
+
 @pytest.fixture(scope="module")
-def deployed(prefect_server: PrefectServer) -> PrefectServer:
-    """The server with the work pool and every deployment of ``prefect.yaml``."""
-    prefect_server.prefect("work-pool", "create", POOL, "--type", "process")
-    prefect_server.prefect("--no-prompt", "deploy", "--all", timeout=180)
+def deployed(deployment_set: PrefectServer, prefect_server: PrefectServer) -> PrefectServer:
+    """This module's view of the server with the pool and every deployment of ``prefect.yaml``."""
     return prefect_server
+
+
+FINAL_STATES = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+
+
+def wait_for_final_state(server: PrefectServer, flow_run_id: Any, timeout: float, what: str):
+    """Poll the flow run until it is completed, failed, crashed or cancelled; return it.
+
+    Raises
+    ------
+    AssertionError
+        If it is not over within ``timeout`` seconds; the message names its state and ``what``.
+    """
+    deadline = time.monotonic() + timeout
+    with server.client() as client:
+        while True:
+            flow_run = client.read_flow_run(flow_run_id)
+            if flow_run.state is not None and flow_run.state.type.value in FINAL_STATES:
+                return flow_run
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"flow run {flow_run.name} still {flow_run.state!r} after {timeout:.0f} s;"
+                    f"\n{what}"
+                )
+            time.sleep(0.5)
+
+
+def job_environment(server: PrefectServer) -> str:
+    """The ``--job-variable`` that gives a deployment's flow run this view's registry and cache."""
+    keys = ("MNIST_FLOW_REGISTRY", "MNIST_FLOW_CACHE")
+    return "env=" + json.dumps({key: server.env[key] for key in keys})
 
 
 @pytest.hookimpl(wrapper=True)

@@ -7,6 +7,9 @@ epoch), then ``mnist-flow data add`` adds 200 real digits as an IDX pair. The ev
 emits makes the server's automation start a flow run, which ``prefect worker start
 --run-once`` executes: the run trains on the added data, publishes ``mnist-data-check``
 and records the data version in ``metrics.json``; its model becomes the champion.
+
+The module has a server of its own: on the session's, the event would also trigger the
+full-size ``mnist-retrain`` deployed there from ``prefect.yaml``.
 """
 
 from __future__ import annotations
@@ -19,16 +22,18 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
+from flows.alerts import AUTOMATION_NAME
 from tasks.data.idx import read_idx
 from tasks.registry.store import Registry
 from tests.flows.test_data_cli import write_idx
 
-from .conftest import REPO_ROOT, PrefectServer
+from .conftest import REPO_ROOT, PrefectServer, module_folders, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -70,8 +75,32 @@ def wait_for_flow_run(server: PrefectServer, timeout: float = 180.0):
         if runs:
             [run] = runs
             return run
-        time.sleep(2)
+        time.sleep(0.5)
     raise AssertionError(f"no flow run within {timeout:.0f} s of the event")
+
+
+def wait_for_automation(server: PrefectServer, name: str, timeout: float = 60.0) -> None:
+    """Poll until the server lists an automation whose name starts with ``name``.
+
+    A single-process server backed by SQLite loads an automation into its trigger service
+    when the automation is committed, so an event sent after it is listed reaches it.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        with server.client() as client:
+            if any(a.name.startswith(name) for a in client.read_automations()):
+                return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no automation {name!r} on the server after {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    """A server of this module's own (why: the module docstring)."""
+    root = tmp_path_factory.mktemp("trigger-server")
+    with running_server(root) as server:
+        yield module_folders(server, root)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +112,7 @@ def deployed(prefect_server: PrefectServer, mnist_dir: Path, tmp_path_factory) -
     prefect_server.prefect("work-pool", "create", POOL, "--type", "process")
     prefect_server.prefect("--no-prompt", "deploy", "--all", "--prefect-file", str(config),
                            timeout=180)  # fmt: skip
-    time.sleep(10)  # the server's trigger service loads the new automation
+    wait_for_automation(prefect_server, "mnist-retrain")  # the deployment's trigger
     return out_dir
 
 
@@ -150,7 +179,7 @@ def test_a_failed_retraining_calls_the_webhook(
         url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
         installed = mnist_flow(prefect_server, "alerts", "--webhook", url)
         assert installed.returncode == 0, installed.stderr
-        time.sleep(10)  # the server's trigger service loads the new automation
+        wait_for_automation(prefect_server, AUTOMATION_NAME)
         params = {"data": {"dataset": "mnist", "data_dir": str(tmp_path / "missing"),
                            "data_store": str(tmp_path / "store")}}  # fmt: skip
         prefect_server.prefect("deployment", "run", "mnist-pipeline/mnist-retrain",

@@ -4,7 +4,7 @@ What ``make server``, ``make deploy`` and ``make worker`` do, against a temporar
 server: create the process work pool, deploy everything in ``prefect.yaml``, trigger
 ``mnist-pipeline/mnist-retrain`` with tiny parameters (a few thousand real
 Fashion-MNIST images, 2 trials x 1 epoch; the deployment's own defaults stay
-realistic), and let ``prefect worker start --run-once`` execute it. Then, through the
+realistic), and let the session's ``prefect worker start`` execute it. Then, through the
 Prefect client: the flow run completed, its artifacts and log lines are on the server,
 and the registry (``$MNIST_FLOW_REGISTRY``) holds a champion. A second identical run
 scores exactly the same, and a tie never replaces the champion.
@@ -25,7 +25,14 @@ import yaml
 
 from tasks.registry.store import Registry
 
-from .conftest import POOL, REPO_ROOT, CommandResult, PrefectServer
+from .conftest import (
+    POOL,
+    REPO_ROOT,
+    PrefectServer,
+    Worker,
+    job_environment,
+    wait_for_final_state,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +49,7 @@ class DeployedRun:
 
     flow_run_id: UUID
     out_dir: Path
-    worker: CommandResult
+    worker_log: str  # the tail of the worker's log when the run was over
     created_as: str = ""  # the name ``prefect deployment run`` printed
 
     def metrics(self) -> dict[str, Any]:
@@ -63,23 +70,31 @@ def tiny_parameters(fashion_dir: Path, out_dir: Path) -> dict[str, Any]:
     }
 
 
-def run_deployment(server: PrefectServer, parameters: dict[str, Any]) -> DeployedRun:
-    """``prefect deployment run`` with ``parameters``, then one ``--run-once`` worker."""
+def run_deployment(
+    server: PrefectServer, worker: Worker, parameters: dict[str, Any]
+) -> DeployedRun:
+    """``prefect deployment run`` with ``parameters``; returns when the worker has run it.
+
+    The flow run gets the registry and cache of ``server``'s view as job variables.
+    """
     triggered = server.prefect(
         "deployment",
         "run",
         f"{FLOW}/{DEPLOYMENT}",
         "--params",
         json.dumps(parameters),
+        "--job-variable",
+        job_environment(server),
     )
     match = re.search(r"UUID: ([0-9a-f-]{36})", triggered.output)
     assert match, f"no flow-run id in the output:\n{triggered.describe()}"
     created = re.search(r"Created flow run '([^']+)'", triggered.output)
-    worker = server.prefect("worker", "start", "--pool", POOL, "--run-once", timeout=300)
+    flow_run_id = UUID(match.group(1))
+    wait_for_final_state(server, flow_run_id, 300, f"the worker said:\n{worker.log_tail()}")
     return DeployedRun(
-        flow_run_id=UUID(match.group(1)),
+        flow_run_id=flow_run_id,
         out_dir=Path(parameters["options"]["out_dir"]),
-        worker=worker,
+        worker_log=worker.log_tail(),
         created_as=created.group(1) if created else "",
     )
 
@@ -108,8 +123,7 @@ def read_run(server: PrefectServer, run: DeployedRun) -> tuple[Any, dict[str, An
 
 def assert_completed(flow_run: Any, run: DeployedRun) -> None:
     assert flow_run.state is not None and flow_run.state.is_completed(), (
-        f"flow run {flow_run.name} ended {flow_run.state!r}; the worker said:\n"
-        f"{run.worker.describe()}"
+        f"flow run {flow_run.name} ended {flow_run.state!r}; the worker said:\n{run.worker_log}"
     )
 
 
@@ -120,17 +134,23 @@ def registry(prefect_server: PrefectServer) -> Registry:
 
 
 @pytest.fixture(scope="module")
-def first_run(deployed: PrefectServer, fashion_dir: Path, tmp_path_factory) -> DeployedRun:
+def first_run(
+    deployed: PrefectServer, worker: Worker, fashion_dir: Path, tmp_path_factory
+) -> DeployedRun:
     out_dir = tmp_path_factory.mktemp("runs") / "first"
-    return run_deployment(deployed, tiny_parameters(fashion_dir, out_dir))
+    return run_deployment(deployed, worker, tiny_parameters(fashion_dir, out_dir))
 
 
 @pytest.fixture(scope="module")
 def second_run(
-    first_run: DeployedRun, deployed: PrefectServer, fashion_dir: Path, tmp_path_factory
+    first_run: DeployedRun,
+    deployed: PrefectServer,
+    worker: Worker,
+    fashion_dir: Path,
+    tmp_path_factory,
 ) -> DeployedRun:
     out_dir = tmp_path_factory.mktemp("runs") / "second"
-    return run_deployment(deployed, tiny_parameters(fashion_dir, out_dir))
+    return run_deployment(deployed, worker, tiny_parameters(fashion_dir, out_dir))
 
 
 def test_deployments_keep_the_defaults_of_prefect_yaml(deployed: PrefectServer) -> None:

@@ -35,7 +35,15 @@ from typing import Any
 
 import pytest
 
-from .conftest import REPO_ROOT, PrefectServer, free_port, start_logged, stop_group, tail
+from .conftest import (
+    REPO_ROOT,
+    PrefectServer,
+    Worker,
+    free_port,
+    start_logged,
+    stop_group,
+    tail,
+)
 from .test_deployment import assert_completed, read_run, run_deployment
 
 pytestmark = pytest.mark.slow
@@ -43,8 +51,6 @@ pytestmark = pytest.mark.slow
 DASK = Path(sys.executable).parent / "dask"
 MNIST_FLOW = Path(sys.executable).parent / "mnist-flow"
 CLUSTER_TIMEOUT = 120.0
-#: One error line and nothing after it; the probe of a silent port gives up after 10 s.
-ERROR_SECONDS = 90.0
 
 
 @dataclass(frozen=True)
@@ -97,7 +103,13 @@ def _wait_for_workers(address: str, count: int, root: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def partial_run(deployed: PrefectServer, dask_cluster: DaskCluster, fashion_dir, tmp_path_factory):
+def partial_run(
+    deployed: PrefectServer,
+    worker: Worker,
+    dask_cluster: DaskCluster,
+    fashion_dir,
+    tmp_path_factory,
+):
     """``mnist-retrain`` given part of ``search`` and ``options``; the rest: the deployment's."""
     out_dir = tmp_path_factory.mktemp("runs") / "partial"
     parameters = {
@@ -107,7 +119,7 @@ def partial_run(deployed: PrefectServer, dask_cluster: DaskCluster, fashion_dir,
                    "dask_address": dask_cluster.address},
         "options": {"final_epochs": 1, "out_dir": str(out_dir)},
     }  # fmt: skip
-    run = run_deployment(deployed, parameters)
+    run = run_deployment(deployed, worker, parameters)
     flow_run, artifacts, _ = read_run(deployed, run)
     assert_completed(flow_run, run)
     return run, flow_run, artifacts
@@ -188,12 +200,10 @@ def mnist_flow(server: PrefectServer, args: list[str], tmp: Path, code: str = ""
     if code:
         command = [sys.executable, "-c", f"{code}; from flows.cli import main; sys.exit(main())"]
     env = {**server.env, "MNIST_FLOW_CACHE": str(tmp / "cache")}
-    start = time.monotonic()
-    proc = subprocess.run(
+    return subprocess.run(
         [*command, "run", "--train-size", "1000", "--out", str(tmp / "out"), *args],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
-    return proc, time.monotonic() - start
 
 
 def assert_one_line(proc: Any, code: int, *needles: str) -> str:
@@ -210,11 +220,8 @@ def test_cluster_mistakes_fail_in_one_line_before_any_work(
 ) -> None:
     web_port = dask_cluster.dashboard.rsplit(":", 1)[1]
     dashboard = f"tcp://127.0.0.1:{web_port}"
-    proc, seconds = mnist_flow(
-        prefect_server, ["--backend", "dask", "--dask-address", dashboard], tmp_path
-    )
+    proc = mnist_flow(prefect_server, ["--backend", "dask", "--dask-address", dashboard], tmp_path)
     assert_one_line(proc, 1, dashboard, "no Dask handshake", "dashboard")
-    assert seconds < ERROR_SECONDS
     assert not (tmp_path / "cache").exists()  # nothing fetched
     # the flow run it started: tagged like a deployment's run, named as a CLI run
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
@@ -227,24 +234,24 @@ def test_cluster_mistakes_fail_in_one_line_before_any_work(
     assert re.fullmatch(r"pipeline-mnist-train1000-dask-cli-seed0-[0-9a-f]{6}", flow_run.name)
 
     http = dask_cluster.address.replace("tcp://", "http://")
-    proc, _ = mnist_flow(prefect_server, ["--backend", "dask", "--dask-address", http], tmp_path)
+    proc = mnist_flow(prefect_server, ["--backend", "dask", "--dask-address", http], tmp_path)
     assert_one_line(proc, 2, f"--dask-address {http!r}", "tcp://HOST:8786")
 
     no_distributed = "import sys; sys.modules['distributed'] = None"
-    proc, _ = mnist_flow(prefect_server, ["--backend", "dask"], tmp_path, code=no_distributed)
+    proc = mnist_flow(prefect_server, ["--backend", "dask"], tmp_path, code=no_distributed)
     assert_one_line(proc, 2, "'distributed' package", ".[dask]")
     assert not (tmp_path / "cache").exists()
 
 
 def test_a_deployment_run_that_cannot_fetch_names_its_parameters(
-    deployed: PrefectServer, tmp_path: Path
+    deployed: PrefectServer, worker: Worker, tmp_path: Path
 ) -> None:
     mirror = f"http://127.0.0.1:{free_port()}/nothing/"
     parameters = {
         "data": {"dataset": "idx", "mirror": mirror, "fetch_retries": 0},
         "options": {"out_dir": str(tmp_path / "out")},
     }
-    run = run_deployment(deployed, parameters)
+    run = run_deployment(deployed, worker, parameters)
     flow_run, _, _ = read_run(deployed, run)
     assert flow_run.state is not None and flow_run.state.is_failed(), flow_run.state
     message = flow_run.state.message or ""

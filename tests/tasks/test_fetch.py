@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-import time
 from pathlib import Path
 from uuid import UUID
 
@@ -319,9 +318,7 @@ def test_fetch_task_does_not_retry_an_unreachable_host(prefect_harness, tmp_path
         error = state.result(raise_on_failure=False)
         return state.is_failed(), state.state_details.task_run_id, repr(error)
 
-    start = time.monotonic()
     failed, task_run_id, error = fetch_flow()
-    elapsed = time.monotonic() - start
     assert failed and task_run_id is not None
     assert error.startswith("FetchError(") and "Connection refused" in error
     from prefect.client.orchestration import get_client
@@ -329,7 +326,6 @@ def test_fetch_task_does_not_retry_an_unreachable_host(prefect_harness, tmp_path
     with get_client(sync_client=True) as client:
         task_run = client.read_task_run(task_run_id)
     assert task_run.run_count == 1  # a transient failure would run again after 5 s
-    assert elapsed < 5.0
 
 
 def _no_download(*args: object, **kwargs: object) -> None:

@@ -322,6 +322,7 @@ def test_report_lists_the_parameters_used_and_where_trials_ran(evaluated) -> Non
     assert "parameters_used" not in md  # not repeated raw under "Run details"
 
 
+@pytest.mark.slow  # draws every plot twice
 def test_plots_are_drawn_once_and_found_again_in_the_cache(evaluated, tmp_path, monkeypatch):
     from tasks.outputs import figures, report
     from tasks.outputs.report import write_report_files

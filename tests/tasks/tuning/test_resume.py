@@ -25,10 +25,10 @@ REPO = Path(__file__).resolve().parents[3]
 N_TRIALS = 6
 OVERRIDES = {"hidden": 32, "batch_size": "64,128"}
 
-# The child prints a line per finished trial and pauses a little, so the parent can kill
-# it after two trials have finished and while the third is still running.
+# The child prints a line per finished trial and waits for the parent's go-ahead (a line on
+# its stdin), so the parent can kill it after a given number of trials, before the next ends.
 CHILD = """
-import pickle, sys, time
+import pickle, sys
 from tasks.tuning.runner import run_search
 from tasks.tuning.overrides import build_space
 
@@ -36,7 +36,7 @@ data, cache_dir, overrides, n_trials, more = pickle.loads(open(sys.argv[1], "rb"
 
 def pause(result, done, total):
     print(f"finished trial {result.trial} round {result.rung}", flush=True)
-    time.sleep(1.0)
+    sys.stdin.readline()
 
 options = {"trial_epochs": 1, **more}
 run_search(data, build_space(overrides), n_trials=n_trials, seed=2, n_jobs=1,
@@ -50,6 +50,7 @@ def run_child_until(args: Path, finished: int, timeout: float = 60.0) -> list[st
     proc = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(args)],
         cwd=REPO,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
@@ -62,10 +63,17 @@ def run_child_until(args: Path, finished: int, timeout: float = 60.0) -> list[st
             if not line or time.monotonic() > deadline:
                 raise AssertionError(f"the search process ended or stalled early: {lines}")
             lines.append(line.strip())
+            if (
+                line.startswith("finished")
+                and sum(x.startswith("finished") for x in lines) < finished
+            ):
+                proc.stdin.write("go\n")  # the next trial may finish
+                proc.stdin.flush()
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         proc.stdout.close()
+        proc.stdin.close()
     return lines
 
 

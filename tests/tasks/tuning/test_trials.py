@@ -210,6 +210,7 @@ def test_unwritable_store_is_a_cache_error(data: PreparedData, tmp_path: Path) -
         run_search(data, space, n_trials=1, trial_epochs=1, n_jobs=1, cache_dir=tmp_path)
 
 
+@pytest.mark.slow  # three rounds of real training
 def test_halving_continues_promoted_trials_exactly_and_always_promotes_the_recipe(
     data: PreparedData, tmp_path: Path
 ) -> None:
