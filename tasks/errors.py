@@ -149,3 +149,11 @@ class PlotError(MnistFlowError, ValueError):
 
 class EvaluationError(MnistFlowError, ValueError):
     """Predictions, labels or class names are inconsistent; the message names the argument."""
+
+
+class DataDirError(Worded, DataError):
+    """A data folder the user gave is missing or lacks a file; nothing else is tried."""
+
+
+class NoRegistryError(Worded, RegistryError):
+    """The registry folder the user gave does not exist (nothing is created)."""

@@ -39,7 +39,7 @@ from tasks.data.datasets import (
 from tasks.data.download import DownloadFailed, download
 from tasks.data.idx import IDXFile, check_pair, infer_n_classes
 from tasks.data.verify import verify_file
-from tasks.errors import DataError, FetchError, IDXFormatError, SettingsHint
+from tasks.errors import DataDirError, DataError, FetchError, IDXFormatError, SettingsHint
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
@@ -201,7 +201,7 @@ def _from_folder(spec: DatasetSpec, folder: Path, log: Logger) -> DatasetFiles:
             found[fs.role] = verify_file(find_in_dir(folder, fs.role), fs)
         except DataError as exc:
             reason = str(exc).removeprefix(f"{folder}: ")
-            raise DataError(f"data_dir={folder}: {reason}") from None
+            raise DataDirError(f"{{data_dir:{folder}}}: {reason}") from None
         log.info("%s: verified, from folder (%s)", fs.filename, found[fs.role].path)
     return _assemble(spec, found, dict.fromkeys(found, "folder"))
 

@@ -45,6 +45,7 @@ from filelock import FileLock, Timeout
 
 from nn.errors import ModelFileError
 from nn.io import load_model, weights_digest
+from tasks.errors import NoRegistryError
 from tasks.files import write_directory_atomic, write_json_atomic
 from tasks.registry.files import (
     MODEL_FILE,
@@ -288,7 +289,9 @@ class Registry:
         """Hold the registry's lock (every write does); ``create``: make a missing registry,
         else a missing one is a :class:`RegistryError`, as is a lock that cannot be taken."""
         if not create and not self.models_dir.is_dir():
-            raise RegistryError(f"registry_dir={self.root}: no registry there; nothing changed")
+            raise NoRegistryError(
+                f"{{registry_dir:{self.root}}}: no registry there; nothing changed"
+            )
         try:
             self.models_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
