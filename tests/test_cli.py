@@ -212,7 +212,7 @@ def test_threads_is_an_option_of_the_trainings_with_one_as_default(command):
         parser._subparsers._group_actions[0].choices[command].format_help().split()
     )
     assert "--threads THREADS BLAS threads of the (final) training" in help_text
-    assert "(default: 1 (the same seed gives the same metrics))" in help_text
+    assert "(default: 1, the same seed gives the same metrics)" in help_text
 
 
 @pytest.mark.parametrize(
