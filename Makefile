@@ -26,9 +26,9 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(BIN)/mnist-flow run $(ARGS)
 
-# Two pytest-xdist workers, one per core; a module's tests, and the modules that share the
-# real Prefect server, stay on one worker (tests/conftest.py). PYTEST_WORKERS= runs serially.
-PYTEST_WORKERS ?= -n 2 --dist loadgroup
+# Two pytest-xdist workers, one per core; a module's tests stay on one worker, so its
+# fixtures are made once (session fixtures: once per worker). PYTEST_WORKERS= runs serially.
+PYTEST_WORKERS ?= -n 2 --dist loadfile
 
 # Every test, as CI runs them; the 15 slowest are listed, so the next slowdown shows.
 test: $(STAMP)

@@ -74,23 +74,8 @@ def prefect_harness() -> Iterator[None]:
         yield
 
 
-#: The ``xdist_group`` of the modules that use the session's real Prefect server
-#: (tests/integration/conftest.py): one worker starts it and runs them all.
-SHARED_SERVER_GROUP = "shared-prefect-server"
-
-
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that start Prefect's test server are slow (``make test-fast`` leaves them out).
-
-    Under ``pytest -n 2 --dist loadgroup`` (``make test``) the tests of a module run on one
-    worker, so a module's fixtures are made once; the modules that share the session's real
-    Prefect server run on one worker too. A test marked ``xdist_group`` keeps its group.
-    """
-    shared = {item.path for item in items if "shared_server" in item.fixturenames}
+    """Tests that start Prefect's test server are slow (``make test-fast`` leaves them out)."""
     for item in items:
         if "prefect_harness" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
-        if item.get_closest_marker("xdist_group") is None:
-            group = SHARED_SERVER_GROUP if item.path in shared else item.nodeid.split("::")[0]
-            item.add_marker(pytest.mark.xdist_group(group))
