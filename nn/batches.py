@@ -1,18 +1,11 @@
 """The minibatches of an epoch: shuffled, gathered, augmented, here or one step ahead.
 
-:class:`Batches` makes what :func:`nn.train.train` trains on, one epoch at a time:
-a fresh permutation drawn from the caller's generator, then each minibatch's rows
-gathered into a preallocated buffer and, with an ``augment`` function, transformed
-(the augmentation draws from the same generator, minibatch after minibatch).
-
-With ``prefetch=True`` the gathering and augmenting run in a background thread that
-keeps up to ``depth`` minibatches ready, so the augmentation of the next minibatch
-overlaps the matrix products of the current one. That pays because numpy releases
-the GIL inside its array operations, BLAS calls and ``Generator`` fills (what an
-augmentation is made of). The thread makes the same random draws in the same order
-(the permutation, then each minibatch's augmentation, in turn), and the training
-thread draws nothing from the generator while the epoch runs, so a seed gives the
-same minibatches, hence the same weights, with or without prefetching.
+:class:`Batches` draws each epoch's permutation from the caller's generator and
+gathers each minibatch into a preallocated buffer, then ``augment``s it. With
+``prefetch=True`` a background thread prepares up to ``depth`` minibatches ahead
+(numpy releases the GIL in its array operations), making the same random draws in
+the same order while the training thread draws none, so a seed gives the same
+weights with or without prefetching.
 """
 
 from __future__ import annotations

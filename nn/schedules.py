@@ -1,15 +1,8 @@
 """Learning-rate schedules as pure functions of the 0-based epoch index.
 
-Each function returns the rate used during epoch ``epoch`` (0-based) and
-depends on nothing but its arguments:
-
-- ``constant``: ``lr``;
-- ``step_decay``: ``lr * decay ** (epoch // step_size)``;
-- ``exponential``: ``lr * decay ** epoch``;
-- ``cosine``: ``lr * (1 + cos(pi * epoch / epochs)) / 2`` (from ``lr`` towards 0);
-- ``warmup``: linear ramp ``lr * (epoch + 1) / (warmup_epochs + 1)`` during the first
-  ``warmup_epochs`` epochs; :func:`learning_rate` then runs the chosen schedule from
-  ``lr`` over the remaining ``epochs - warmup_epochs`` epochs.
+Each function returns the rate of epoch ``epoch`` and depends on nothing but its
+arguments; :func:`learning_rate` runs a linear :func:`warmup` for ``warmup_epochs``,
+then the chosen schedule from ``lr`` over the remaining epochs.
 """
 
 from __future__ import annotations

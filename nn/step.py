@@ -1,24 +1,10 @@
 """The fused training step: :func:`nn.backprop.sgd_step`'s maths over buffers allocated once.
 
 The same forward pass, loss, backward pass and update as :mod:`nn.backprop` (and its
-notation), written for speed; the tests check the two equal. At batch 128 the two
-large matrix products of the 784-300-10 network (``X W_0`` forward, ``X^T delta_0``
-backward) take most of a step's time; everything else is some forty small numpy
-calls and the Python around them, which :class:`TrainStep` keeps short:
-
-- every intermediate array (activations, deltas, gradients, loss scratch) is
-  allocated once in a :class:`Workspace`, whose row views for a full batch and for
-  the last, shorter batch of an epoch are made once, so a step slices nothing;
-- the activations and the loss work in place (their ``out`` arguments);
-  :func:`nn.losses.softmax_cross_entropy` writes the softmax into the output delta
-  buffer, where ``p - onehot(y)`` is formed; the labels arrive as an epoch-wide
-  one-hot matrix and flat indices (:meth:`TrainStep.epoch_labels`), built once per
-  epoch;
-- the predicted class of each row is written into an epoch-wide array and
-  compared with the labels once per epoch.
-
-The gradient with respect to the input ``X`` is never formed (it is not needed
-and would be the largest matrix product of the backward pass).
+notation), written for speed; the tests check the two equal. Every intermediate array
+lives in a :class:`Workspace` and is written in place (``out=``); the labels arrive as
+an epoch-wide one-hot matrix and flat indices (:meth:`TrainStep.epoch_labels`); the
+gradient with respect to the input ``X`` is never formed.
 """
 
 from __future__ import annotations
@@ -37,19 +23,9 @@ from nn.optim import Optimizer
 class Rows(NamedTuple):
     """Row views of a :class:`Workspace` for one batch of ``m`` rows.
 
-    Attributes
-    ----------
-    outputs:
-        Per layer, (m, n_out): hidden activations ``a_i``, then the logits.
-    deltas:
-        Per layer, (m, n_out): gradients with respect to ``z_i``; the last one is
-        where the loss writes its gradient.
-    scratch:
-        Per hidden layer, (m, n_out): room for the activation derivative.
-    rowmax, sums:
-        (m, 1): row maxima of the logits and row sums of ``exp(z - rowmax)``.
-    rowloss:
-        (m,): the cross-entropy of each row.
+    ``outputs`` and ``deltas``: per layer, (m, n_out), ``a_i`` (then the logits) and
+    dJ/dz_i; ``scratch``: per hidden layer, (m, n_out), for ``f'``; ``rowmax``, ``sums``
+    (m, 1) and ``rowloss`` (m,): the loss's buffers (:func:`nn.losses.softmax_cross_entropy`).
     """
 
     outputs: list[np.ndarray]
@@ -61,21 +37,11 @@ class Rows(NamedTuple):
 
 
 class Workspace:
-    """Buffers for one network shape, batch capacity and dtype.
-
-    Parameters
-    ----------
-    layer_sizes:
-        (n_inputs, hidden..., n_classes).
-    capacity:
-        Largest number of rows a batch may have.
-    dtype:
-        The network's float dtype.
-    """
+    """Buffers for ``layer_sizes`` (n_inputs, hidden..., n_classes), batches of up to
+    ``capacity`` rows, in the network's float ``dtype``."""
 
     def __init__(self, layer_sizes: Sequence[int], capacity: int, dtype: np.dtype) -> None:
         outs = list(layer_sizes[1:])
-        self.capacity = capacity
         self._full = Rows(
             outputs=[np.empty((capacity, n), dtype=dtype) for n in outs],
             deltas=[np.empty((capacity, n), dtype=dtype) for n in outs],
