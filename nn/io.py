@@ -86,9 +86,8 @@ def save_model(path: str | Path, model: MLP, metadata: dict[str, Any]) -> None:
     model:
         The network to save.
     metadata:
-        JSON-serialisable extra fields (numpy scalars and arrays are converted);
-        must not use the reserved keys ``format_version``, ``layer_sizes``,
-        ``activation``, ``dtype`` and ``weights_sha256``.
+        JSON-serialisable extra fields (numpy scalars and arrays are converted),
+        none of :data:`RESERVED_KEYS`.
     """
     path = Path(path)
     clash = sorted(set(metadata) & set(RESERVED_KEYS))
@@ -192,8 +191,6 @@ def load_model(path: str | Path) -> tuple[MLP, dict[str, Any]]:
     expected = {}
     for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         expected[f"W{i}"], expected[f"b{i}"] = (n_in, n_out), (n_out,)
-    arrays: dict[str, np.ndarray] = {}
-
     try:
         with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
             found = sorted(npz.files)
@@ -202,8 +199,7 @@ def load_model(path: str | Path) -> tuple[MLP, dict[str, Any]]:
                     f"{path}: holds arrays {found}, expected {sorted(names)} for "
                     f"layer_sizes {sizes}"
                 )
-            for name in names:
-                arrays[name] = npz[name]
+            arrays = {name: npz[name] for name in names}
     except ModelFileError:
         raise
     except ValueError as exc:  # object arrays need pickle: refused

@@ -94,7 +94,6 @@ class MLP:
     ) -> MLP:
         """A freshly initialised network; ``init`` names the weight initialiser, biases are zero."""
         sizes = _check_layer_sizes(layer_sizes)
-        get_activation(activation)
         initializer = get_initializer(init)
         if not isinstance(rng, np.random.Generator):
             raise ConfigError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")

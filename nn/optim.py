@@ -143,7 +143,6 @@ class SGD(Optimizer):
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
         self.velocities: list[np.ndarray] = []
-        self._flush_every, self._flush_below = 1, 0.0
 
     def _init_state(self, params: Sequence[np.ndarray]) -> None:
         self.velocities = self._buffers(params) if self.momentum > 0 else []

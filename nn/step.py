@@ -2,7 +2,7 @@
 
 The same forward pass, loss, backward pass and update as :mod:`nn.backprop` (and its
 notation), written for speed; the tests check the two equal. Every intermediate array
-lives in a :class:`Workspace` and is written in place (``out=``); the labels arrive as
+is allocated once (:class:`Rows`) and written in place (``out=``); the labels arrive as
 an epoch-wide one-hot matrix and flat indices (:meth:`TrainStep.epoch_labels`); the
 gradient with respect to the input ``X`` is never formed.
 """
@@ -21,7 +21,7 @@ from nn.optim import Optimizer
 
 
 class Rows(NamedTuple):
-    """Row views of a :class:`Workspace` for one batch of ``m`` rows.
+    """The buffers of one training step for a batch of ``m`` rows.
 
     ``outputs`` and ``deltas``: per layer, (m, n_out), ``a_i`` (then the logits) and
     dJ/dz_i; ``scratch``: per hidden layer, (m, n_out), for ``f'``; ``rowmax``, ``sums``
@@ -35,37 +35,22 @@ class Rows(NamedTuple):
     sums: np.ndarray
     rowloss: np.ndarray
 
-
-class Workspace:
-    """Buffers for ``layer_sizes`` (n_inputs, hidden..., n_classes), batches of up to
-    ``capacity`` rows, in the network's float ``dtype``."""
-
-    def __init__(self, layer_sizes: Sequence[int], capacity: int, dtype: np.dtype) -> None:
-        outs = list(layer_sizes[1:])
-        self._full = Rows(
-            outputs=[np.empty((capacity, n), dtype=dtype) for n in outs],
-            deltas=[np.empty((capacity, n), dtype=dtype) for n in outs],
-            scratch=[np.empty((capacity, n), dtype=dtype) for n in outs[:-1]],
-            rowmax=np.empty((capacity, 1), dtype=dtype),
-            sums=np.empty((capacity, 1), dtype=dtype),
-            rowloss=np.empty(capacity, dtype=dtype),
+    @classmethod
+    def allocate(cls, layer_sizes: Sequence[int], m: int, dtype: np.dtype) -> Rows:
+        """New buffers for ``m`` rows of a network of ``layer_sizes``, in ``dtype``."""
+        outs = layer_sizes[1:]
+        return cls(
+            outputs=[np.empty((m, n), dtype=dtype) for n in outs],
+            deltas=[np.empty((m, n), dtype=dtype) for n in outs],
+            scratch=[np.empty((m, n), dtype=dtype) for n in outs[:-1]],
+            rowmax=np.empty((m, 1), dtype=dtype),
+            sums=np.empty((m, 1), dtype=dtype),
+            rowloss=np.empty(m, dtype=dtype),
         )
-        self._views: dict[int, Rows] = {capacity: self._full}
 
-    def rows(self, m: int) -> Rows:
-        """The leading ``m`` rows (``m <= capacity``) of every buffer, made once per ``m``."""
-        v = self._views.get(m)
-        if v is None:
-            f = self._full
-            v = self._views[m] = Rows(
-                [o[:m] for o in f.outputs],
-                [d[:m] for d in f.deltas],
-                [s[:m] for s in f.scratch],
-                f.rowmax[:m],
-                f.sums[:m],
-                f.rowloss[:m],
-            )
-        return v
+    def head(self, m: int) -> Rows:
+        """Views of the leading ``m`` rows of every buffer."""
+        return Rows(*([a[:m] for a in f] if isinstance(f, list) else f[:m] for f in self))
 
 
 def _forward(
@@ -145,7 +130,7 @@ class TrainStep:
         self.optimizer = optimizer
         self.weight_decay = float(weight_decay)
         self._activation = get_activation(model.activation)
-        self._workspace = Workspace(model.layer_sizes, batch_size, model.dtype)
+        self._rows = {batch_size: Rows.allocate(model.layer_sizes, batch_size, model.dtype)}
         self.grads_w = [np.empty_like(w) for w in model.weights]
         self.grads_b = [np.empty_like(b) for b in model.biases]
         self._grads = [g for pair in zip(self.grads_w, self.grads_b, strict=True) for g in pair]
@@ -176,12 +161,7 @@ class TrainStep:
         return onehot, flat
 
     def __call__(
-        self,
-        X: np.ndarray,
-        onehot: np.ndarray,
-        flat: np.ndarray,
-        pred: np.ndarray,
-        lr: float,
+        self, X: np.ndarray, onehot: np.ndarray, flat: np.ndarray, pred: np.ndarray, lr: float
     ) -> float:
         """Train on one minibatch; returns its summed cross-entropy (nats, float64).
 
@@ -197,7 +177,9 @@ class TrainStep:
             Learning rate of this step.
         """
         m = X.shape[0]
-        rows = self._workspace.rows(m)
+        rows = self._rows.get(m)
+        if rows is None:  # the last, shorter batch of an epoch: views, made once
+            rows = self._rows[m] = self._rows[self.batch_size].head(m)
         weights, act = self.model.weights, self._activation
         logits = _forward(weights, self.model.biases, act, X, rows)
         np.argmax(logits, axis=1, out=pred)
