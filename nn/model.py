@@ -157,9 +157,7 @@ class MLP:
 
     def _logits_batches(self, X: np.ndarray, batch_size: int) -> Iterator[tuple[slice, np.ndarray]]:
         """``(slice of X, logits (m, k))`` for checked inputs ``X`` (n, d), batch by batch."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
-            raise InputError(f"batch_size={batch_size!r} must be a positive integer")
-        if batch_size < 1:
+        if not (isinstance(batch_size, int | np.integer) and batch_size >= 1) or batch_size is True:
             raise InputError(f"batch_size={batch_size!r} must be a positive integer")
         for start in range(0, X.shape[0], batch_size):
             s = slice(start, start + batch_size)

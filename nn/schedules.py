@@ -49,26 +49,10 @@ def learning_rate(
     step_size: int = 5,
     warmup_epochs: int = 0,
 ) -> float:
-    """The rate for 0-based ``epoch`` of ``epochs`` under ``schedule`` with optional warm-up.
-
-    Parameters
-    ----------
-    schedule:
-        One of ``"constant"``, ``"step"``, ``"exponential"``, ``"cosine"``.
-    epoch:
-        0-based epoch index in ``[0, epochs)``.
-    lr:
-        Base (peak) learning rate.
-    epochs:
-        Total number of epochs, warm-up included.
-    decay:
-        Multiplier per ``step_size`` epochs (``"step"``) or per epoch (``"exponential"``);
-        unused by ``"constant"`` and ``"cosine"``.
-    step_size:
-        Epochs between decays for ``"step"``.
-    warmup_epochs:
-        Epochs of linear warm-up before the schedule starts.
-    """
+    """The rate of 0-based ``epoch`` in ``[0, epochs)`` under ``schedule`` (one of
+    :data:`SCHEDULES`) after ``warmup_epochs`` of warm-up; ``lr`` is the peak rate,
+    ``epochs`` counts the warm-up, ``decay`` and ``step_size`` are as in
+    :class:`nn.config.TrainConfig`."""
     if schedule not in SCHEDULES:
         raise ConfigError(f"schedule={schedule!r} is not known; allowed: {list(SCHEDULES)}")
     if epoch < warmup_epochs:

@@ -28,27 +28,15 @@ from nn.optim import Optimizer, flush_subnormals, make_optimizer
 from nn.schedules import learning_rate
 from nn.step import TrainStep
 
-__all__ = [
-    "Augment",
-    "EpochRecord",
-    "History",
-    "TrainConfig",
-    "TrainState",
-    "optimizer_for",
-    "train",
-]
+__all__ = ["EpochRecord", "History", "TrainConfig", "TrainState", "optimizer_for", "train"]
 
 
 @dataclass(frozen=True)
 class EpochRecord:
-    """What happened in one epoch.
-
-    ``train_loss`` and ``train_accuracy`` are running means over the epoch's
-    minibatches (cross-entropy in nats, without the L2 penalty, so they compare
-    with ``val_loss``); ``val_*`` are measured after the epoch, None without
-    validation data; ``lr`` is the rate used; ``seconds`` the wall time of the
-    epoch including validation.
-    """
+    """What happened in one epoch: ``train_loss`` and ``train_accuracy`` are running means
+    over its minibatches (cross-entropy in nats without the L2 penalty, comparable with
+    ``val_loss``); ``val_*`` are measured after the epoch (None without validation data);
+    ``lr`` is the rate used, ``seconds`` the wall time including validation."""
 
     epoch: int
     train_loss: float
@@ -79,11 +67,8 @@ class History:
 
 @dataclass
 class TrainState:
-    """Where a training run stands: ``epoch`` epochs done, the ``optimizer`` with its state.
-
-    :func:`train` fills an empty state (``optimizer=None``) and updates it after every
-    epoch; given back with the same model and generator, it resumes at ``epoch + 1``.
-    """
+    """Where a training run stands: ``epoch`` epochs done, the ``optimizer`` with its state;
+    :func:`train` fills an empty one and updates it after every epoch."""
 
     epoch: int = 0
     optimizer: Optimizer | None = None
