@@ -1,14 +1,8 @@
 """Hidden-layer activations, each written beside its derivative.
 
-An :class:`Activation` is a pair of functions of arrays (m, n):
-
-- ``f(z)``: the activation ``a = f(z)``;
-- ``df(a)``: the derivative ``f'(z)``, expressed through the output ``a = f(z)`` (the
-  forward pass keeps ``a``, not ``z``).
-
-Both take an optional ``out`` array of the argument's shape and dtype (possibly the
-argument itself): the fused training step (:mod:`nn.step`) passes its buffers, the
-readable passes (:mod:`nn.backprop`) pass none and get new arrays.
+An :class:`Activation` pairs ``f(z)`` with ``df(a)``, the derivative ``f'(z)`` expressed
+through the output ``a = f(z)`` (the forward pass keeps ``a``, not ``z``); both map
+(m, n) arrays and take an optional ``out`` buffer (possibly the argument itself).
 """
 
 from __future__ import annotations

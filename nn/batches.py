@@ -1,18 +1,11 @@
 """The minibatches of an epoch: shuffled, gathered, augmented, here or one step ahead.
 
-:class:`Batches` makes what :func:`nn.train.train` trains on, one epoch at a time:
-a fresh permutation drawn from the caller's generator, then each minibatch's rows
-gathered into a preallocated buffer and, with an ``augment`` function, transformed
-(the augmentation draws from the same generator, minibatch after minibatch).
-
-With ``prefetch=True`` the gathering and augmenting run in a background thread that
-keeps up to ``depth`` minibatches ready, so the augmentation of the next minibatch
-overlaps the matrix products of the current one. That pays because numpy releases
-the GIL inside its array operations, BLAS calls and ``Generator`` fills (what an
-augmentation is made of). The thread makes the same random draws in the same order
-(the permutation, then each minibatch's augmentation, in turn), and the training
-thread draws nothing from the generator while the epoch runs, so a seed gives the
-same minibatches, hence the same weights, with or without prefetching.
+:class:`Batches` draws each epoch's permutation from the caller's generator and
+gathers each minibatch into a preallocated buffer, then ``augment``s it. With
+``prefetch=True`` a background thread prepares up to :data:`DEPTH` minibatches ahead
+(numpy releases the GIL in its array operations), making the same random draws in
+the same order while the training thread draws none, so a seed gives the same
+weights with or without prefetching.
 """
 
 from __future__ import annotations
@@ -30,6 +23,9 @@ __all__ = ["Augment", "Batches"]
 Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 """``augment(batch, rng) -> batch``: transforms one (b, d) minibatch."""
 
+DEPTH = 2
+"""How many prepared minibatches may wait for the training thread."""
+
 _DONE = object()
 
 
@@ -45,9 +41,7 @@ class Batches:
     augment:
         Optional transformation of each gathered minibatch.
     prefetch:
-        Prepare minibatches in a background thread, up to ``depth`` ahead.
-    depth:
-        How many prepared minibatches may wait for the training thread.
+        Prepare minibatches in a background thread, up to :data:`DEPTH` ahead.
     """
 
     def __init__(
@@ -57,17 +51,13 @@ class Batches:
         augment: Augment | None = None,
         *,
         prefetch: bool = False,
-        depth: int = 2,
     ) -> None:
-        if depth < 1:
-            raise InputError(f"depth={depth} must be >= 1")
         self.X = X
         self.batch_size = batch_size
         self.augment = augment
         self.prefetch = prefetch
-        self.depth = depth
-        # Buffers in use at once: one in training, ``depth`` queued, one being filled.
-        count = depth + 2 if prefetch else 1
+        # Buffers in use at once: one in training, ``DEPTH`` queued, one being filled.
+        count = DEPTH + 2 if prefetch else 1
         self._buffers = [np.empty((batch_size, X.shape[1]), dtype=X.dtype) for _ in range(count)]
 
     def epoch(self, rng: np.random.Generator) -> tuple[np.ndarray, Iterator[np.ndarray]]:
@@ -96,8 +86,8 @@ class Batches:
             yield xb
 
     def _ahead(self, made: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-        """``made``'s items, produced by a background thread at most ``depth`` ahead."""
-        ready: queue.Queue[object] = queue.Queue(maxsize=self.depth)
+        """``made``'s items, produced by a background thread at most :data:`DEPTH` ahead."""
+        ready: queue.Queue[object] = queue.Queue(maxsize=DEPTH)
         stop = threading.Event()
 
         def produce() -> None:

@@ -1,16 +1,11 @@
 """Checkpoints: a training run saved mid-way, so it can resume exactly where it stopped.
 
 A checkpoint is a model file pair (:func:`nn.io.save_model`: ``c.npz`` + ``c.json``)
-plus the optimizer's state arrays in ``c.state.npz``. The JSON metadata holds the
-rest: ``"checkpoint": {"epoch", "optimizer": {"name", "t", "sha256"}, "rng"}`` where
-``rng`` is the generator's bit-generator state (plain integers), and whatever the
-caller adds. Writing order: the state file, then the weights, then the JSON, each
-atomically (:func:`nn.io.write_bytes_atomic`); the JSON records both files' SHA-256, so a pair left
-inconsistent by a kill between two writes is refused on loading, never half-used.
-
-Resuming from a checkpoint continues the run bit for bit: the same weights, the same
-velocities (or Adam moments) and step count, the same position in the learning-rate
-schedule (``epoch``), the same random stream for shuffles and augmentation.
+plus the optimizer's state arrays in ``c.state.npz``. The JSON holds the rest under
+``"checkpoint"``: the epoch, the optimizer's kind, step count and state file's SHA-256,
+and the generator's bit-generator state. The state file is written first, the JSON
+last, so a pair left inconsistent by a kill is refused on loading, never half-used.
+Resuming continues the run bit for bit (weights, optimizer state, schedule, random stream).
 """
 
 from __future__ import annotations
@@ -36,10 +31,6 @@ def state_path(path: str | Path) -> Path:
     """The optimizer-state file of checkpoint ``path`` (``c.npz`` -> ``c.state.npz``)."""
     path = Path(path)
     return path.with_name(path.stem + ".state.npz")
-
-
-def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
-    return dict(rng.bit_generator.state)
 
 
 def _rng_from(state: dict[str, Any], path: Path) -> np.random.Generator:
@@ -92,7 +83,7 @@ def save_checkpoint(
             "buffers": len(buffers),
             "sha256": hashlib.sha256(data).hexdigest(),
         },
-        "rng": _rng_state(rng),
+        "rng": dict(rng.bit_generator.state),
     }
     save_model(path, model, metadata)
 

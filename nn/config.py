@@ -83,12 +83,10 @@ class Rule:
         return value
 
     def _number(self, value: Any, kind: type) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, int if kind is int else int | float):
             raise SettingError(
                 self.name, value, f"must be {'an integer' if kind is int else 'a number'}"
             )
-        if kind is int and not isinstance(value, int):
-            raise SettingError(self.name, value, "must be an integer")
         low_ok = self.low is None or (value > self.low if self.low_open else value >= self.low)
         high = math.inf if self.high is None else self.high
         high_ok = value < high if self.high_open else value <= high

@@ -20,15 +20,8 @@ class ModelFileError(NNError):
 
 
 class NonFiniteError(NNError, FloatingPointError):
-    """The loss or the weights became NaN or infinite during training.
-
-    Parameters
-    ----------
-    message:
-        What became non-finite.
-    epoch:
-        The 1-based epoch in which it happened.
-    """
+    """The loss or the weights became NaN or infinite in (1-based) ``epoch``; ``message``
+    says what."""
 
     def __init__(self, message: str, epoch: int) -> None:
         super().__init__(f"{message} (epoch {epoch})")

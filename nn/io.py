@@ -1,20 +1,11 @@
 """Saving and loading models: ``.npz`` weights plus JSON metadata beside them.
 
-``save_model("m.npz", model, metadata)`` writes
-
-- ``m.npz``: arrays ``W0, b0, W1, b1, ...`` (no pickles);
-- ``m.json``: ``{"format_version": 1, "layer_sizes", "activation", "dtype",
-  "weights_sha256", **metadata}``; callers add ``"training"`` (TrainConfig.to_dict()),
-  ``"preprocessing"`` ({"standardize", "mean", "std"}), ``"dataset"`` and so on.
-
-Each file is written atomically with :func:`write_bytes_atomic` (a temporary file in
-the same folder moved into place with :func:`os.replace`), so a reader sees either
-the old or the new file, never half of one. The npz is written first; the JSON records
-its SHA-256, so a pair left inconsistent (or a corrupted npz) is detected on loading.
-
-:func:`load_model` checks the JSON, the checksum, the array names, every shape
-and dtype and that every value is finite, loads with ``allow_pickle=False``, and
-raises :class:`~nn.errors.ModelFileError` naming the file and the fault.
+``save_model("m.npz", model, metadata)`` writes ``m.npz`` (arrays ``W0, b0, W1, b1,
+...``, no pickles), then ``m.json`` (``format_version``, ``layer_sizes``,
+``activation``, ``dtype``, the npz's ``weights_sha256`` and the caller's metadata:
+training settings, preprocessing statistics, dataset), each atomically. The checksum
+makes a pair left inconsistent, or a corrupted npz, fail on loading; :func:`load_model`
+also checks every array's name, shape, dtype and finiteness.
 """
 
 from __future__ import annotations
@@ -44,10 +35,9 @@ DTYPES = ("float32", "float64")
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *, fsync: bool = True) -> None:
     """Write ``data`` to ``path`` (its folder must exist) so that it appears whole or not at all.
 
-    A temporary file beside ``path`` is written, flushed to disk with ``fsync`` (so the
-    rename survives a power cut), given the mode ``open()`` would give it (``0o666``
-    less the umask, not ``mkstemp``'s private ``0o600``: model files are meant to be
-    read) and renamed over ``path``. Raises :class:`OSError` with nothing left behind.
+    A temporary file beside ``path`` is written, ``fsync``-ed (so the rename survives a
+    power cut), given ``open()``'s mode rather than ``mkstemp``'s private ``0o600``, and
+    renamed over ``path``. Raises :class:`OSError` with nothing left behind.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -96,9 +86,8 @@ def save_model(path: str | Path, model: MLP, metadata: dict[str, Any]) -> None:
     model:
         The network to save.
     metadata:
-        JSON-serialisable extra fields (numpy scalars and arrays are converted);
-        must not use the reserved keys ``format_version``, ``layer_sizes``,
-        ``activation``, ``dtype`` and ``weights_sha256``.
+        JSON-serialisable extra fields (numpy scalars and arrays are converted),
+        none of :data:`RESERVED_KEYS`.
     """
     path = Path(path)
     clash = sorted(set(metadata) & set(RESERVED_KEYS))
@@ -129,12 +118,8 @@ def save_model(path: str | Path, model: MLP, metadata: dict[str, Any]) -> None:
 
 
 def weights_digest(model: MLP) -> str:
-    """SHA-256 of the model's architecture and parameter values (not of a file's bytes).
-
-    The same weights give the same digest whatever the file and its metadata (another
-    run folder, another training time, another numpy's archive layout): the registry
-    keeps one version per digest.
-    """
+    """SHA-256 of the model's architecture and parameter values (not of a file's bytes):
+    the same weights give the same digest whatever file holds them."""
     digest = hashlib.sha256(f"{model.activation}:{list(model.layer_sizes)}".encode())
     for array in model.parameters():
         digest.update(f"{array.dtype.str}{array.shape}".encode())
@@ -184,11 +169,9 @@ def _read_metadata(path: Path) -> dict[str, Any]:
 
 
 def load_model(path: str | Path) -> tuple[MLP, dict[str, Any]]:
-    """Load a model written by :func:`save_model`; returns ``(model, metadata)``.
-
-    The metadata is the full JSON object (including ``format_version``,
-    ``layer_sizes``, ``activation``). Raises :class:`ModelFileError` on a missing,
-    truncated, corrupted or inconsistent pair of files. Never unpickles.
+    """Load a model written by :func:`save_model`; returns ``(model, metadata)``, the
+    metadata being the whole JSON object. Raises :class:`ModelFileError` naming the file
+    on a missing, truncated, corrupted or inconsistent pair. Never unpickles.
     """
     path = Path(path)
     meta = _read_metadata(path)
@@ -208,8 +191,6 @@ def load_model(path: str | Path) -> tuple[MLP, dict[str, Any]]:
     expected = {}
     for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         expected[f"W{i}"], expected[f"b{i}"] = (n_in, n_out), (n_out,)
-    arrays: dict[str, np.ndarray] = {}
-
     try:
         with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
             found = sorted(npz.files)
@@ -218,8 +199,7 @@ def load_model(path: str | Path) -> tuple[MLP, dict[str, Any]]:
                     f"{path}: holds arrays {found}, expected {sorted(names)} for "
                     f"layer_sizes {sizes}"
                 )
-            for name in names:
-                arrays[name] = npz[name]
+            arrays = {name: npz[name] for name in names}
     except ModelFileError:
         raise
     except ValueError as exc:  # object arrays need pickle: refused

@@ -8,12 +8,8 @@ Notation: ``z`` are the logits (m, k), ``y`` the integer labels (m,) in ``[0, k)
     l_r = log(s_r) - (z_{r, y_r} - c_r)
 
 Its gradient with respect to the row's logits is ``p_r - onehot(y_r)``.
-
-:func:`softmax` and :func:`cross_entropy` are the readable forms (the inference
-and :mod:`nn.backprop` use them). :func:`softmax_cross_entropy` is the fused
-training step's form: it takes the labels as flat indices ``r * k + y_r`` into the
-(m, k) logits, writes ``p`` into a buffer where the step subtracts the one-hot
-labels in place, and allocates nothing when given its buffers.
+:func:`softmax` and :func:`cross_entropy` are the readable forms;
+:func:`softmax_cross_entropy` is the fused training step's, over its buffers.
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 """A multilayer perceptron: any number of hidden layers, softmax output.
 
-The model is a list of weight matrices ``W_l`` (n_in, n_out) and bias vectors
-``b_l`` (n_out,), all of one float dtype (float32 normally; float64 for gradient
-checks), plus the name of the hidden activation. This module holds the
-parameters and inference; inference runs the readable forward pass of
-:mod:`nn.backprop`, a batch of rows at a time.
+The model is the weight matrices ``W_l`` (n_in, n_out) and bias vectors ``b_l``
+(n_out,), all of one float dtype (float32; float64 for gradient checks), and the
+hidden activation's name. Inference runs :func:`nn.backprop.forward`, a batch of
+rows at a time.
 """
 
 from __future__ import annotations
@@ -95,7 +94,6 @@ class MLP:
     ) -> MLP:
         """A freshly initialised network; ``init`` names the weight initialiser, biases are zero."""
         sizes = _check_layer_sizes(layer_sizes)
-        get_activation(activation)
         initializer = get_initializer(init)
         if not isinstance(rng, np.random.Generator):
             raise ConfigError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
@@ -107,7 +105,6 @@ class MLP:
         biases = [np.zeros(b, dtype=dtype) for b in sizes[1:]]
         return cls(weights, biases, activation)
 
-    # ------------------------------------------------------------------ structure
     @property
     def layer_sizes(self) -> tuple[int, ...]:
         """(n_inputs, hidden..., n_classes)."""
@@ -117,11 +114,6 @@ class MLP:
     def dtype(self) -> np.dtype:
         """The float dtype of every parameter."""
         return self.weights[0].dtype
-
-    @property
-    def n_parameters(self) -> int:
-        """Number of scalar parameters (weights and biases)."""
-        return sum(w.size + b.size for w, b in zip(self.weights, self.biases, strict=True))
 
     def parameters(self) -> list[np.ndarray]:
         """The live parameter arrays, ordered ``[W_0, b_0, W_1, b_1, ...]``."""
@@ -133,14 +125,6 @@ class MLP:
             [w.copy() for w in self.weights], [b.copy() for b in self.biases], self.activation
         )
 
-    def astype(self, dtype: type[np.floating]) -> MLP:
-        """A copy with every parameter cast to ``dtype`` (float32 or float64)."""
-        return MLP(
-            [w.astype(dtype) for w in self.weights],
-            [b.astype(dtype) for b in self.biases],
-            self.activation,
-        )
-
     def set_parameters(self, params: Sequence[np.ndarray]) -> None:
         """Copy ``params`` (ordered as :meth:`parameters`) into the live arrays."""
         live = self.parameters()
@@ -149,7 +133,6 @@ class MLP:
         for dst, src in zip(live, params, strict=True):
             np.copyto(dst, src)
 
-    # ------------------------------------------------------------------ inference
     def check_inputs(self, X: np.ndarray, name: str = "X") -> np.ndarray:
         """``X`` as an array after checking it is numeric with shape (n, d); InputError names it."""
         X = np.asarray(X)
@@ -174,11 +157,7 @@ class MLP:
 
     def _logits_batches(self, X: np.ndarray, batch_size: int) -> Iterator[tuple[slice, np.ndarray]]:
         """``(slice of X, logits (m, k))`` for checked inputs ``X`` (n, d), batch by batch."""
-        if (
-            isinstance(batch_size, bool)
-            or not isinstance(batch_size, int | np.integer)
-            or batch_size < 1
-        ):
+        if not (isinstance(batch_size, int | np.integer) and batch_size >= 1) or batch_size is True:
             raise InputError(f"batch_size={batch_size!r} must be a positive integer")
         for start in range(0, X.shape[0], batch_size):
             s = slice(start, start + batch_size)

@@ -1,26 +1,13 @@
 """Optimizers that hold their own state, and the subnormal flush.
 
-An optimizer updates parameter arrays in place from their gradients:
-``optimizer.step(params, grads, lr)``. The learning rate comes from outside
-(a schedule, see :mod:`nn.schedules`); the state (velocities, moments, step
-count) lives in the optimizer and is created on the first step.
+``optimizer.step(params, grads, lr)`` updates the parameter arrays in place; the
+learning rate comes from outside (:mod:`nn.schedules`), the state (velocities,
+moments, step count) lives in the optimizer and is created on the first step.
 
-Subnormal floats: where a gradient entry is zero for many steps (input pixels
-that are almost always blank, dead ReLU units), a momentum buffer decays
-geometrically into the subnormal range (below ``finfo.tiny``, about 1.2e-38
-in float32). Arithmetic on subnormals is many times slower on x86 CPUs, and a
-plain numpy loop slows down by about 2x late in training. The optimizers
-therefore flush small entries of their state buffers to zero
-(:func:`flush_subnormals`) before the buffers touch the weights:
-
-- SGD with momentum ``mu`` flushes every ``K`` steps (``K = 8`` when
-  ``mu >= 0.5``, else every step) the entries below ``2 * tiny / mu**K``: an entry
-  that survives a flush cannot decay below ``tiny`` before the next one, so the
-  velocities never hold a subnormal, at an amortised cost of half a pass over
-  the weights per step. The values zeroed are below 1e-35 (for ``mu >= 0.5``),
-  far below the resolution of any weight they would be added to.
-- Adam flushes both moments every step (its second moment receives ``g * g``,
-  which is subnormal for ``|g| < 1e-19``).
+Where a gradient entry stays zero (blank pixels, dead ReLU units), a momentum buffer
+decays geometrically into the subnormal floats, on which x86 arithmetic is many times
+slower; the optimizers therefore zero such entries of their state
+(:func:`flush_subnormals`) before the buffers touch the weights.
 """
 
 from __future__ import annotations
@@ -55,7 +42,7 @@ def flush_schedule(decay: float, dtype=np.float32) -> tuple[int, float]:
 
     Flushing entries below ``threshold = 2 * tiny / decay**every`` once every ``every``
     steps keeps every surviving entry above ``tiny`` until the next flush (the factor 2
-    absorbs rounding).
+    absorbs rounding); ``every = 8`` amortises the flush when ``decay >= 0.5``.
     """
     tiny = float(np.finfo(dtype).tiny)
     if decay <= 0.0:
@@ -96,13 +83,16 @@ class Optimizer:
                     f"gradient {i} is {g.dtype}{g.shape}, parameter is {p.dtype}{p.shape}"
                 )
         if not self._scratch:
-            self._scratch = self._buffers(params)
-            self._scratch2 = self._buffers(params)
-            self._mask = [np.empty(p.shape, dtype=bool) for p in params]
-            self._init_state(params)
+            self._allocate(params)
         elif [s.shape for s in self._scratch] != [p.shape for p in params]:
             raise InputError("the parameters' shapes changed since the optimizer's first step")
         self.t += 1
+
+    def _allocate(self, params: Sequence[np.ndarray]) -> None:
+        self._scratch = self._buffers(params)
+        self._scratch2 = self._buffers(params)
+        self._mask = [np.empty(p.shape, dtype=bool) for p in params]
+        self._init_state(params)
 
     def _init_state(self, params: Sequence[np.ndarray]) -> None:
         raise NotImplementedError
@@ -116,20 +106,15 @@ class Optimizer:
         raise NotImplementedError
 
     def restore(self, params: Sequence[np.ndarray], t: int, buffers: Sequence[np.ndarray]) -> None:
-        """Resume from a saved state: ``t`` steps taken, ``buffers`` as :meth:`state_buffers`.
-
-        The next step continues exactly as if this optimizer had taken those ``t`` steps
-        on ``params`` itself (a checkpoint saves ``t`` and copies of the buffers).
+        """Resume from a saved state: ``t`` steps taken, ``buffers`` as :meth:`state_buffers`;
+        the next step continues exactly as if this optimizer had taken those steps.
 
         Raises
         ------
         InputError
             If the buffers do not match the parameters' number, shapes or dtypes.
         """
-        self._scratch = self._buffers(params)
-        self._scratch2 = self._buffers(params)
-        self._mask = [np.empty(p.shape, dtype=bool) for p in params]
-        self._init_state(params)
+        self._allocate(params)
         own = self.state_buffers()
         if len(own) != len(buffers) or any(
             a.shape != b.shape or a.dtype != b.dtype for a, b in zip(own, buffers, strict=False)
@@ -144,13 +129,7 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent with optional classical or Nesterov momentum.
-
-    With velocity ``v`` (starting at zero), momentum ``mu`` and rate ``lr``::
-
-        v <- mu * v - lr * g
-        p <- p + v                       (classical)
-        p <- p + mu * v - lr * g         (Nesterov, Sutskever et al. 2013 form)
+    """SGD with optional classical or Nesterov momentum, as in :mod:`nn.backprop`.
 
     With ``momentum == 0`` it is plain ``p <- p - lr * g``. ``flush=False`` disables the
     subnormal flush of the velocities (for comparisons only).
@@ -164,7 +143,6 @@ class SGD(Optimizer):
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
         self.velocities: list[np.ndarray] = []
-        self._flush_every, self._flush_below = 1, 0.0
 
     def _init_state(self, params: Sequence[np.ndarray]) -> None:
         self.velocities = self._buffers(params) if self.momentum > 0 else []

@@ -1,15 +1,8 @@
 """Learning-rate schedules as pure functions of the 0-based epoch index.
 
-Each function returns the rate used during epoch ``epoch`` (0-based) and
-depends on nothing but its arguments:
-
-- ``constant``: ``lr``;
-- ``step_decay``: ``lr * decay ** (epoch // step_size)``;
-- ``exponential``: ``lr * decay ** epoch``;
-- ``cosine``: ``lr * (1 + cos(pi * epoch / epochs)) / 2`` (from ``lr`` towards 0);
-- ``warmup``: linear ramp ``lr * (epoch + 1) / (warmup_epochs + 1)`` during the first
-  ``warmup_epochs`` epochs; :func:`learning_rate` then runs the chosen schedule from
-  ``lr`` over the remaining ``epochs - warmup_epochs`` epochs.
+Each function returns the rate of epoch ``epoch`` and depends on nothing but its
+arguments; :func:`learning_rate` runs a linear :func:`warmup` for ``warmup_epochs``,
+then the chosen schedule from ``lr`` over the remaining epochs.
 """
 
 from __future__ import annotations
@@ -56,26 +49,10 @@ def learning_rate(
     step_size: int = 5,
     warmup_epochs: int = 0,
 ) -> float:
-    """The rate for 0-based ``epoch`` of ``epochs`` under ``schedule`` with optional warm-up.
-
-    Parameters
-    ----------
-    schedule:
-        One of ``"constant"``, ``"step"``, ``"exponential"``, ``"cosine"``.
-    epoch:
-        0-based epoch index in ``[0, epochs)``.
-    lr:
-        Base (peak) learning rate.
-    epochs:
-        Total number of epochs, warm-up included.
-    decay:
-        Multiplier per ``step_size`` epochs (``"step"``) or per epoch (``"exponential"``);
-        unused by ``"constant"`` and ``"cosine"``.
-    step_size:
-        Epochs between decays for ``"step"``.
-    warmup_epochs:
-        Epochs of linear warm-up before the schedule starts.
-    """
+    """The rate of 0-based ``epoch`` in ``[0, epochs)`` under ``schedule`` (one of
+    :data:`SCHEDULES`) after ``warmup_epochs`` of warm-up; ``lr`` is the peak rate,
+    ``epochs`` counts the warm-up, ``decay`` and ``step_size`` are as in
+    :class:`nn.config.TrainConfig`."""
     if schedule not in SCHEDULES:
         raise ConfigError(f"schedule={schedule!r} is not known; allowed: {list(SCHEDULES)}")
     if epoch < warmup_epochs:

@@ -1,24 +1,10 @@
 """The fused training step: :func:`nn.backprop.sgd_step`'s maths over buffers allocated once.
 
 The same forward pass, loss, backward pass and update as :mod:`nn.backprop` (and its
-notation), written for speed; the tests check the two equal. At batch 128 the two
-large matrix products of the 784-300-10 network (``X W_0`` forward, ``X^T delta_0``
-backward) take most of a step's time; everything else is some forty small numpy
-calls and the Python around them, which :class:`TrainStep` keeps short:
-
-- every intermediate array (activations, deltas, gradients, loss scratch) is
-  allocated once in a :class:`Workspace`, whose row views for a full batch and for
-  the last, shorter batch of an epoch are made once, so a step slices nothing;
-- the activations and the loss work in place (their ``out`` arguments);
-  :func:`nn.losses.softmax_cross_entropy` writes the softmax into the output delta
-  buffer, where ``p - onehot(y)`` is formed; the labels arrive as an epoch-wide
-  one-hot matrix and flat indices (:meth:`TrainStep.epoch_labels`), built once per
-  epoch;
-- the predicted class of each row is written into an epoch-wide array and
-  compared with the labels once per epoch.
-
-The gradient with respect to the input ``X`` is never formed (it is not needed
-and would be the largest matrix product of the backward pass).
+notation), written for speed; the tests check the two equal. Every intermediate array
+is allocated once (:class:`Rows`) and written in place (``out=``); the labels arrive as
+an epoch-wide one-hot matrix and flat indices (:meth:`TrainStep.epoch_labels`); the
+gradient with respect to the input ``X`` is never formed.
 """
 
 from __future__ import annotations
@@ -35,21 +21,11 @@ from nn.optim import Optimizer
 
 
 class Rows(NamedTuple):
-    """Row views of a :class:`Workspace` for one batch of ``m`` rows.
+    """The buffers of one training step for a batch of ``m`` rows.
 
-    Attributes
-    ----------
-    outputs:
-        Per layer, (m, n_out): hidden activations ``a_i``, then the logits.
-    deltas:
-        Per layer, (m, n_out): gradients with respect to ``z_i``; the last one is
-        where the loss writes its gradient.
-    scratch:
-        Per hidden layer, (m, n_out): room for the activation derivative.
-    rowmax, sums:
-        (m, 1): row maxima of the logits and row sums of ``exp(z - rowmax)``.
-    rowloss:
-        (m,): the cross-entropy of each row.
+    ``outputs`` and ``deltas``: per layer, (m, n_out), ``a_i`` (then the logits) and
+    dJ/dz_i; ``scratch``: per hidden layer, (m, n_out), for ``f'``; ``rowmax``, ``sums``
+    (m, 1) and ``rowloss`` (m,): the loss's buffers (:func:`nn.losses.softmax_cross_entropy`).
     """
 
     outputs: list[np.ndarray]
@@ -59,47 +35,22 @@ class Rows(NamedTuple):
     sums: np.ndarray
     rowloss: np.ndarray
 
-
-class Workspace:
-    """Buffers for one network shape, batch capacity and dtype.
-
-    Parameters
-    ----------
-    layer_sizes:
-        (n_inputs, hidden..., n_classes).
-    capacity:
-        Largest number of rows a batch may have.
-    dtype:
-        The network's float dtype.
-    """
-
-    def __init__(self, layer_sizes: Sequence[int], capacity: int, dtype: np.dtype) -> None:
-        outs = list(layer_sizes[1:])
-        self.capacity = capacity
-        self._full = Rows(
-            outputs=[np.empty((capacity, n), dtype=dtype) for n in outs],
-            deltas=[np.empty((capacity, n), dtype=dtype) for n in outs],
-            scratch=[np.empty((capacity, n), dtype=dtype) for n in outs[:-1]],
-            rowmax=np.empty((capacity, 1), dtype=dtype),
-            sums=np.empty((capacity, 1), dtype=dtype),
-            rowloss=np.empty(capacity, dtype=dtype),
+    @classmethod
+    def allocate(cls, layer_sizes: Sequence[int], m: int, dtype: np.dtype) -> Rows:
+        """New buffers for ``m`` rows of a network of ``layer_sizes``, in ``dtype``."""
+        outs = layer_sizes[1:]
+        return cls(
+            outputs=[np.empty((m, n), dtype=dtype) for n in outs],
+            deltas=[np.empty((m, n), dtype=dtype) for n in outs],
+            scratch=[np.empty((m, n), dtype=dtype) for n in outs[:-1]],
+            rowmax=np.empty((m, 1), dtype=dtype),
+            sums=np.empty((m, 1), dtype=dtype),
+            rowloss=np.empty(m, dtype=dtype),
         )
-        self._views: dict[int, Rows] = {capacity: self._full}
 
-    def rows(self, m: int) -> Rows:
-        """The leading ``m`` rows (``m <= capacity``) of every buffer, made once per ``m``."""
-        v = self._views.get(m)
-        if v is None:
-            f = self._full
-            v = self._views[m] = Rows(
-                [o[:m] for o in f.outputs],
-                [d[:m] for d in f.deltas],
-                [s[:m] for s in f.scratch],
-                f.rowmax[:m],
-                f.sums[:m],
-                f.rowloss[:m],
-            )
-        return v
+    def head(self, m: int) -> Rows:
+        """Views of the leading ``m`` rows of every buffer."""
+        return Rows(*([a[:m] for a in f] if isinstance(f, list) else f[:m] for f in self))
 
 
 def _forward(
@@ -179,7 +130,7 @@ class TrainStep:
         self.optimizer = optimizer
         self.weight_decay = float(weight_decay)
         self._activation = get_activation(model.activation)
-        self._workspace = Workspace(model.layer_sizes, batch_size, model.dtype)
+        self._rows = {batch_size: Rows.allocate(model.layer_sizes, batch_size, model.dtype)}
         self.grads_w = [np.empty_like(w) for w in model.weights]
         self.grads_b = [np.empty_like(b) for b in model.biases]
         self._grads = [g for pair in zip(self.grads_w, self.grads_b, strict=True) for g in pair]
@@ -210,12 +161,7 @@ class TrainStep:
         return onehot, flat
 
     def __call__(
-        self,
-        X: np.ndarray,
-        onehot: np.ndarray,
-        flat: np.ndarray,
-        pred: np.ndarray,
-        lr: float,
+        self, X: np.ndarray, onehot: np.ndarray, flat: np.ndarray, pred: np.ndarray, lr: float
     ) -> float:
         """Train on one minibatch; returns its summed cross-entropy (nats, float64).
 
@@ -231,7 +177,9 @@ class TrainStep:
             Learning rate of this step.
         """
         m = X.shape[0]
-        rows = self._workspace.rows(m)
+        rows = self._rows.get(m)
+        if rows is None:  # the last, shorter batch of an epoch: views, made once
+            rows = self._rows[m] = self._rows[self.batch_size].head(m)
         weights, act = self.model.weights, self._activation
         logits = _forward(weights, self.model.biases, act, X, rows)
         np.argmax(logits, axis=1, out=pred)

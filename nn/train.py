@@ -1,21 +1,11 @@
 """Minibatch training with a per-epoch history, early stopping and divergence detection.
 
-:func:`train` runs ``config.epochs`` passes over ``(X, y)``. Each epoch draws a
-fresh permutation from the caller's :class:`numpy.random.Generator`, gathers
-(and augments) each minibatch into a preallocated buffer (:class:`nn.batches.Batches`,
-optionally one step ahead in a background thread), runs one vectorised forward
-and backward pass and one optimizer step (:class:`nn.step.TrainStep`, the fused
-form of :func:`nn.backprop.sgd_step`). It records an :class:`EpochRecord` per
-epoch, calls ``callback`` with it, and never prints. Same generator seed and
-same data give bit-identical weights on a given machine with a given number of BLAS
-threads (which changes how the matrix products' sums are split).
-
-A run can stop and resume: ``stop_epoch`` ends it early (the schedule still spans
-``config.epochs``) and a :class:`TrainState` holds what continuing needs besides the
-weights and the generator (epochs done, the optimizer with its velocities or moments).
-Training ``k`` epochs, then resuming with the same state and generator up to ``k + m``,
-gives bit for bit the weights of ``k + m`` epochs in one go (:mod:`nn.checkpoint` puts
-the three in files).
+:func:`train` runs ``config.epochs`` passes over ``(X, y)``: each epoch shuffles with
+the caller's generator (:class:`nn.batches.Batches`), takes one fused step per
+minibatch (:class:`nn.step.TrainStep`), records an :class:`EpochRecord` and hands it
+to ``callback``; it never prints. The same seed and data give bit-identical weights
+on one machine with one number of BLAS threads. A run can stop (``stop_epoch``) and
+resume from a :class:`TrainState` bit for bit (:mod:`nn.checkpoint` puts it in files).
 """
 
 from __future__ import annotations
@@ -38,27 +28,15 @@ from nn.optim import Optimizer, flush_subnormals, make_optimizer
 from nn.schedules import learning_rate
 from nn.step import TrainStep
 
-__all__ = [
-    "Augment",
-    "EpochRecord",
-    "History",
-    "TrainConfig",
-    "TrainState",
-    "optimizer_for",
-    "train",
-]
+__all__ = ["EpochRecord", "History", "TrainConfig", "TrainState", "optimizer_for", "train"]
 
 
 @dataclass(frozen=True)
 class EpochRecord:
-    """What happened in one epoch.
-
-    ``train_loss`` and ``train_accuracy`` are running means over the epoch's
-    minibatches (cross-entropy in nats, without the L2 penalty, so they compare
-    with ``val_loss``); ``val_*`` are measured after the epoch, None without
-    validation data; ``lr`` is the rate used; ``seconds`` the wall time of the
-    epoch including validation.
-    """
+    """What happened in one epoch: ``train_loss`` and ``train_accuracy`` are running means
+    over its minibatches (cross-entropy in nats without the L2 penalty, comparable with
+    ``val_loss``); ``val_*`` are measured after the epoch (None without validation data);
+    ``lr`` is the rate used, ``seconds`` the wall time including validation."""
 
     epoch: int
     train_loss: float
@@ -89,24 +67,11 @@ class History:
 
 @dataclass
 class TrainState:
-    """Where a training run stands: ``epoch`` epochs done, the ``optimizer`` with its state.
-
-    :func:`train` fills an empty state (``optimizer=None``) and updates it after every
-    epoch; given back with the same model and generator, it resumes at ``epoch + 1``.
-    """
+    """Where a training run stands: ``epoch`` epochs done, the ``optimizer`` with its state;
+    :func:`train` fills an empty one and updates it after every epoch."""
 
     epoch: int = 0
     optimizer: Optimizer | None = None
-
-
-@dataclass
-class _Buffers:
-    """Everything one training run preallocates: the step's buffers, the minibatches
-    and the predicted class of every training row."""
-
-    step: TrainStep
-    batches: Batches
-    pred: np.ndarray
 
 
 def _check_data(
@@ -126,24 +91,21 @@ def _check_finite(model: MLP, epoch: int) -> None:
 
 
 def _run_epoch(
-    model: MLP,
+    step: TrainStep,
+    batches: Batches,
+    pred: np.ndarray,
     y: np.ndarray,
     lr: float,
     epoch: int,
     rng: np.random.Generator,
-    buffers: _Buffers,
 ) -> tuple[float, float]:
     """One pass over the data; returns (mean minibatch loss, accuracy).
 
-    The labels are permuted once per epoch; the inputs of each minibatch are gathered
-    into one (batch, d) buffer that stays in cache for the two matrix products that
-    read it (gathering the whole epoch at once was measured slower, and would double
-    the memory held).
+    ``pred`` (n,) receives the predicted class of every row, in the epoch's order.
     """
     n = y.shape[0]
-    step, pred = buffers.step, buffers.pred
     bs = step.batch_size
-    order, minibatches = buffers.batches.epoch(rng)
+    order, minibatches = batches.epoch(rng)
     ys = y[order]
     onehot, flat = step.epoch_labels(ys)
     loss_sum = 0.0
@@ -207,9 +169,8 @@ def train(
     augment:
         ``augment(batch, rng) -> batch`` transforms each (b, d) minibatch.
     prefetch:
-        Gather and augment the next minibatches in a background thread while the
-        current one trains (:class:`nn.batches.Batches`): the same random draws in
-        the same order, so the same weights as without.
+        Prepare the next minibatches in a background thread (:class:`nn.batches.Batches`);
+        the same weights as without.
     state:
         Resume from here (see :class:`TrainState`), and keep it up to date; None: start
         at epoch 1 with a new optimizer.
@@ -220,9 +181,8 @@ def train(
     Returns
     -------
     History
-        One record per epoch run (by this call). With ``patience``, training stops after that many
-        epochs without improvement and the weights of ``best_epoch`` are restored
-        (also when the last epoch was not the best).
+        One record per epoch run by this call. With ``patience``, training stops after
+        that many epochs without improvement and the weights of ``best_epoch`` are restored.
 
     Raises
     ------
@@ -254,13 +214,10 @@ def train(
         raise ConfigError(f"patience={config.patience} cannot resume a run (epoch {state.epoch})")
     if state.optimizer is None:
         state.optimizer = optimizer_for(config)
-    optimizer = state.optimizer
     bs = min(config.batch_size, X.shape[0])
-    buffers = _Buffers(
-        step=TrainStep(model, bs, optimizer, config.weight_decay),
-        batches=Batches(X, bs, augment, prefetch=prefetch),
-        pred=np.empty(X.shape[0], dtype=np.intp),
-    )
+    step = TrainStep(model, bs, state.optimizer, config.weight_decay)
+    batches = Batches(X, bs, augment, prefetch=prefetch)
+    pred = np.empty(X.shape[0], dtype=np.intp)
     flush_buffers = [(np.empty_like(p), np.empty(p.shape, dtype=bool)) for p in model.parameters()]
 
     history = History()
@@ -277,7 +234,7 @@ def train(
             warmup_epochs=config.warmup_epochs,
         )
         with np.errstate(over="ignore", invalid="ignore"):
-            train_loss, train_acc = _run_epoch(model, y, lr, epoch, rng, buffers)
+            train_loss, train_acc = _run_epoch(step, batches, pred, y, lr, epoch, rng)
         _check_finite(model, epoch)
         for p, (scratch, mask) in zip(model.parameters(), flush_buffers, strict=True):
             flush_subnormals(p, scratch, mask)

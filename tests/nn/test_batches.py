@@ -30,7 +30,7 @@ def _epochs(batches: Batches, seed: int, epochs: int = 2) -> list[tuple[np.ndarr
 def test_prefetching_makes_the_same_minibatches_in_the_same_order():
     X = np.arange(70 * 3, dtype=np.float32).reshape(70, 3)
     plain = _epochs(Batches(X, 16, _noisy), seed=5)
-    ahead = _epochs(Batches(X, 16, _noisy, prefetch=True, depth=2), seed=5)
+    ahead = _epochs(Batches(X, 16, _noisy, prefetch=True), seed=5)
     for (order_a, batches_a), (order_b, batches_b) in zip(plain, ahead, strict=True):
         np.testing.assert_array_equal(order_a, order_b)
         assert [b.shape for b in batches_a] == [(16, 3)] * 4 + [(6, 3)]
@@ -68,7 +68,7 @@ def test_an_augmentation_error_reaches_the_training_thread():
 
 def test_leaving_an_epoch_early_stops_the_thread():
     X = np.zeros((400, 2), dtype=np.float32)
-    _, minibatches = Batches(X, 8, _noisy, prefetch=True, depth=1).epoch(np.random.default_rng(0))
+    _, minibatches = Batches(X, 8, _noisy, prefetch=True).epoch(np.random.default_rng(0))
     next(minibatches)
     minibatches.close()
     assert not [t for t in threading.enumerate() if t.name == "minibatch-prefetch"]
@@ -87,8 +87,3 @@ def test_training_with_prefetching_gives_the_same_weights():
         models.append(model)
     for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
         np.testing.assert_array_equal(a, b)
-
-
-def test_depth_must_be_positive():
-    with pytest.raises(InputError, match="depth=0"):
-        Batches(np.zeros((4, 2), dtype=np.float32), 2, prefetch=True, depth=0)
