@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from tasks.data.datasets import (
     ROLES,
@@ -28,12 +27,10 @@ from tasks.data.datasets import (
     get_dataset,
     resolve_cache_dir,
 )
-from tasks.data.download import DownloadFailed, download
+from tasks.data.download import DownloadFailed, Logger, download
 from tasks.data.idx import IDXFile, check_pair, infer_n_classes
 from tasks.data.verify import verify_file
 from tasks.errors import DataDirError, DataError, FetchError, IDXFormatError, SettingsHint
-
-Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 
 def dataset_cache_dir(spec: DatasetSpec, cache_root: Path, mirror: str | None) -> Path:
@@ -84,7 +81,6 @@ def fetch_files(
     logger: Logger | None = None,
     timeout: float = 60.0,
     retries: int = 2,
-    backoff: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> DatasetFiles:
     """Find, download if needed, and verify the four files of ``dataset``.
@@ -94,7 +90,7 @@ def fetch_files(
     (``cache_dir``, default :func:`default_cache_dir`); the dataset's local folders; the
     base URL ``mirror`` (``http(s)://`` or ``file://``); the built-in mirrors. A failing
     source is logged and the next one tried. ``mirrors`` and ``local_dirs`` replace the
-    built-in ones (tests); ``timeout``, ``retries``, ``backoff``, ``sleep`` go to
+    built-in ones (tests); ``timeout``, ``retries``, ``sleep`` go to
     :func:`tasks.data.download.download`.
 
     Raises DataError (``data_dir`` missing or lacking a file), FetchError (a file from no
@@ -116,9 +112,7 @@ def fetch_files(
     if spec.name != "idx" or mirror:
         cache = ensure_dir(dataset_cache_dir(spec, resolve_cache_dir(cache_dir), mirror))
 
-    get = partial(
-        download, logger=log, timeout=timeout, retries=retries, backoff=backoff, sleep=sleep
-    )
+    get = partial(download, logger=log, timeout=timeout, retries=retries, sleep=sleep)
     found: dict[str, IDXFile] = {}
     sources: dict[str, str] = {}
     failures: dict[str, list[tuple[str, str]]] = {}
