@@ -1,17 +1,12 @@
 """Prepared data on disk: a dataset's arrays stored once, a split as indices into them.
 
-A *pool* folder holds a dataset's images as read from its files, uint8: the training
-file's images (with the training part of any added batches after them), the test
-images, their labels, and ``arrays.json`` with each file's SHA-256. A *split* is two
-small files in that folder, ``split-<key>.npz`` (sorted training and validation indices
-into the pool) and ``split-<key>.json`` (settings, scaling statistics, counts, the
-``.npz``'s SHA-256): another seed or validation size adds a split, never a copy of the
-images. :meth:`PreparedData.load` gathers and scales a split's images
-(:func:`tasks.data.scaling.prepare_images`); the steps that read them check every
-file's SHA-256 first (:meth:`PreparedData.verify`), so a changed or damaged file is
-never trained on: the preprocessing step prepares it anew.
-
-This module is pure: no Prefect.
+A *pool* folder holds a dataset's uint8 images and labels as read from its files (the
+added batches' training part after the training file's) and ``arrays.json`` with each
+file's SHA-256. A *split* is ``split-<key>.npz`` (sorted training and validation indices
+into the pool) and ``split-<key>.json`` (settings, scaling statistics, counts, SHA-256):
+another seed adds a split, never a copy of the images. Steps check every file's SHA-256
+before reading (:meth:`PreparedData.verify`), so a damaged file is never trained on.
+Pure: no Prefect.
 """
 
 from __future__ import annotations
@@ -54,33 +49,13 @@ class Splits:
 class PreparedData:
     """A small, picklable handle on a split of a dataset stored as ``.npy`` files.
 
-    Attributes
-    ----------
-    name:
-        Dataset name.
-    checksums:
-        Role -> SHA-256 of the source IDX files' decompressed content.
-    n_classes:
-        Number of classes.
-    image_shape:
-        ``(rows, cols)`` of one image; features are ``rows * cols``.
-    preprocessing:
-        ``{"standardize": bool, "mean": float, "std": float}``: apply with
-        :func:`prepare_images` to new images (store it with the model).
-    directory:
-        The pool folder.
-    split:
-        The split's name in it (``split-<key>``).
-    n_train, n_val, n_test:
-        Example counts.
-    params:
-        The :class:`tasks.data.prepare.PrepareParams` used, as a dict.
-    added:
-        :meth:`tasks.data.versions.Added.lineage` of the added batches whose training
-        part is appended to the training split (empty: the base dataset alone).
-    sha256:
-        File name -> SHA-256, recorded when written (the pool's arrays and the split's
-        indices) and checked by :meth:`verify`.
+    ``checksums``: role -> SHA-256 of the source IDX files; ``image_shape``: ``(rows,
+    cols)``; ``preprocessing``: ``{"standardize", "mean", "std"}`` for
+    :func:`prepare_images` (stored with the model); ``directory``: the pool folder;
+    ``split``: ``split-<key>``; ``params``: the :class:`tasks.data.prepare.PrepareParams`
+    as a dict; ``added``: :meth:`tasks.data.versions.Added.lineage` of the batches appended
+    to the training split (empty: none); ``sha256``: file name -> SHA-256 recorded when
+    written and checked by :meth:`verify`.
     """
 
     name: str
@@ -112,11 +87,7 @@ class PreparedData:
         return {name: Path(self.directory) / name for name in self.sha256}
 
     def changed(self) -> list[str]:
-        """The files that are missing or no longer have the SHA-256 recorded for them.
-
-        Each file is hashed once per process while its size and modification time stay
-        the same (:func:`file_sha256`).
-        """
+        """The files that are missing or no longer have the SHA-256 recorded for them."""
         changed = []
         for name, path in self.files().items():
             try:
@@ -130,11 +101,7 @@ class PreparedData:
     def verify(self) -> None:
         """Check every file against its recorded SHA-256 before a step reads it.
 
-        Raises
-        ------
-        ChecksumError
-            Naming the changed files; running the command again prepares them anew
-            (the preprocessing step checks them too and recomputes changed files).
+        Raises ChecksumError naming the changed files (running again prepares them anew).
         """
         changed = self.changed()
         if changed:
@@ -145,16 +112,8 @@ class PreparedData:
             )
 
     def load(self, mmap: bool = True) -> Splits:
-        """Gather and scale the split's images: float32 arrays in memory.
-
-        ``mmap`` is accepted for the callers' sake: the pool is always memory-mapped and
-        only the split's rows are read.
-
-        Raises
-        ------
-        DataError
-            A file is missing or unreadable.
-        """
+        """Gather and scale the split's images: float32 arrays in memory. The pool is always
+        memory-mapped (``mmap`` is ignored). Raises DataError when a file is unreadable."""
         folder = Path(self.directory)
         try:
             pool = {n: np.load(folder / f"{n}.npy", mmap_mode="r") for n in POOL_FILES}
@@ -236,12 +195,8 @@ _HASHED: dict[tuple[str, int, int, int], str] = {}
 
 
 def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, computed once per process while its inode, size and mtime stay.
-
-    Why SHA-256 of the whole file: it catches any change, and hashing is cheaper than
-    reading the file into an array (``bench/data_speed.py`` measures both); the memo
-    makes a second check in the same run (preprocess, then train) a ``stat`` call.
-    """
+    """SHA-256 of a file, computed once per process while its inode, size and mtime stay:
+    it catches any change, and a second check in the same run is a ``stat`` call."""
     stat = path.stat()
     key = (str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
     if key not in _HASHED:

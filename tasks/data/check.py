@@ -1,19 +1,11 @@
 """The data check before a retraining: is the newly added data usable?
 
-"New" data are the added batches the champion did not train on. The check reports
-
-* their per-class counts;
-* their pixel statistics against the base training set's: the ink area (share of pixels
-  brighter than half-scale) and the mean intensity of each image, compared with a
-  two-sample Kolmogorov-Smirnov test (:func:`scipy.stats.ks_2samp`; a small p-value says
-  the two distributions differ, the statistic says by how much, in [0, 1]);
-* the champion's accuracy on them.
-
-The gate stops the retraining when the new data is clearly broken: the champion, which
-scores ``test_accuracy`` on the test set, scores less than :data:`GATE_SHARE` of that on
-at least :data:`GATE_MIN_IMAGES` new images (shuffled labels leave it near chance, one in
-ten). New data that is merely different (harder scans) lowers the accuracy far less.
-Pure: numpy, scipy, no Prefect.
+"New" data are the added batches the champion did not train on. The check reports their
+per-class counts, their ink area and mean intensity against the base training set's
+(two-sample Kolmogorov-Smirnov test), and the champion's accuracy on them. The gate stops
+the retraining when the champion scores less than :data:`GATE_SHARE` of its test accuracy
+on at least :data:`GATE_MIN_IMAGES` new images: shuffled labels leave it near chance,
+while data that is merely different lowers it far less. Pure: no Prefect.
 """
 
 from __future__ import annotations
@@ -118,18 +110,9 @@ def check_new_data(
     class_names: list[str],
     champion: tuple[str, float, np.ndarray] | None = None,
 ) -> DataCheck:
-    """Check the new images against the training set and the champion; apply the gate.
-
-    Parameters
-    ----------
-    images, labels:
-        uint8 ``(n, rows, cols)`` and int64 ``(n,)``: the new data.
-    train_images:
-        uint8 ``(m, rows, cols)``: the base training set (or a sample of it).
-    class_names:
-        Display names of the classes.
-    champion:
-        ``(version, test accuracy, predicted labels (n,) of the new images)``, or None.
+    """Check the new uint8 ``(n, rows, cols)`` images and int64 ``(n,)`` labels against
+    ``train_images`` (uint8 ``(m, rows, cols)``, a sample of the base training set) and the
+    ``champion`` (``(version, test accuracy, predicted labels (n,))`` or None); apply the gate.
     """
     counts = np.bincount(labels, minlength=len(class_names))
     common: dict[str, Any] = {

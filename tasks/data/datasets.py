@@ -1,25 +1,9 @@
 """The registry of known datasets and the files a fetch returns.
 
-Each dataset has four IDX files (train/test images/labels), its public mirrors
-in order, and what is known to verify each file:
-
-* ``sha256``: SHA-256 of the decompressed content (header and data). It is the
-  same whatever the compression, so it verifies a mirror's ``.gz``, a
-  recompressed copy (Debian's ``dataset-fashion-mnist``) or an uncompressed file.
-* ``size``: length in bytes of the decompressed content (header and data).
-* ``md5``: MD5 of the compressed ``.gz`` as published by the mirrors. It can
-  only verify that exact ``.gz``.
-
-Verification policy (see :mod:`tasks.data.verify`): a file is accepted when the
-length and SHA-256 of its decompressed content match, so a copy from any
-mirror verifies, recompressed (Debian's Fashion-MNIST, a ``gzip -9`` copy of
-MNIST's training images) or uncompressed. Where only the ``.gz`` MD5 is known
-(none of the built-in files today), the file must be that exact ``.gz``. The
-SHA-256 of every file is recorded in the returned :class:`DatasetFiles`. The
-``idx`` dataset reads any folder of the four files without checksums
-(structure is still validated).
-
-This module is pure: no Prefect.
+Each dataset has four IDX files (train/test images/labels), its mirrors in order, and
+the SHA-256 and length of each file's decompressed content (the same whatever the
+compression, so any mirror's or a recompressed copy verifies; :mod:`tasks.data.verify`).
+The ``idx`` dataset reads any folder of the four files without checksums. Pure: no Prefect.
 """
 
 from __future__ import annotations
@@ -47,21 +31,9 @@ CACHE_ENV = "MNIST_FLOW_CACHE"
 
 @dataclass(frozen=True)
 class FileSpec:
-    """One file of a dataset and what verifies it.
-
-    Attributes
-    ----------
-    role:
-        One of :data:`ROLES`.
-    filename:
-        Name on the mirrors and in the cache (``.gz``).
-    sha256:
-        SHA-256 of the decompressed content, or None when unknown.
-    md5:
-        MD5 of the published ``.gz``, or None when unknown.
-    size:
-        Length in bytes of the decompressed content, or None when unknown.
-    """
+    """One file of a dataset (``role``: one of :data:`ROLES`; ``filename``: its ``.gz``
+    name on the mirrors and in the cache) and what verifies it, each None when unknown:
+    ``sha256`` and ``size`` (bytes) of the decompressed content, ``md5`` of the ``.gz``."""
 
     role: str
     filename: str
@@ -77,26 +49,11 @@ class FileSpec:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A known dataset: what it holds, where to get it, and how to train on it.
-
-    Attributes
-    ----------
-    name, title:
-        Key (``--dataset``) and one-line description.
-    files:
-        The four files and their checksums.
-    mirrors, local_dirs:
-        Base URLs to download from (in order), folders to look in first.
-    n_classes, class_names:
-        Number of classes (None: read from the labels) and their display names
-        (empty: ``"0"``, ``"1"``, ...).
-    image_shape:
-        ``(rows, cols)`` of one image.
-    family:
-        ``"digits"`` (never mirrored, elastic distortions) or ``"clothes"`` (mirrored,
-        gentle affine maps): picks the augmentation defaults
-        (:func:`tasks.fitting.augment.default_augment`) and the training recipe
-        (:mod:`tasks.settings.recipes`).
+    """A known dataset: ``name`` (``--dataset``), ``title``, its four ``files``, the
+    ``mirrors`` (base URLs, in order) and ``local_dirs`` (looked in first), ``n_classes``
+    (None: read from the labels), ``class_names`` (empty: ``"0"``, ``"1"``, ...),
+    ``image_shape`` ``(rows, cols)``, and ``family``: ``"digits"`` or ``"clothes"``, which
+    picks the augmentation defaults and the training recipe (:mod:`tasks.settings.recipes`).
     """
 
     name: str
@@ -233,22 +190,10 @@ def get_dataset(name: str) -> DatasetSpec:
 
 @dataclass(frozen=True)
 class DatasetFiles:
-    """The four verified IDX files of a dataset, as returned by a fetch.
-
-    Attributes
-    ----------
-    name:
-        Dataset name (a key of :data:`DATASETS`).
-    train_images, train_labels, test_images, test_labels:
-        Paths of the files (gzip-compressed or not).
-    checksums:
-        Role -> hex SHA-256 of the file's decompressed content.
-    n_classes:
-        Number of classes (labels lie in ``[0, n_classes)``).
-    image_shape:
-        ``(rows, cols)`` of one image.
-    sources:
-        Role -> where the file came from (cache, folder or URL), for the logs.
+    """The four verified IDX files of a dataset (``name``: a key of :data:`DATASETS`), as
+    a fetch returns them: one path per role (gzip-compressed or not), ``checksums`` (role ->
+    SHA-256 of the decompressed content), ``n_classes`` (labels in ``[0, n_classes)``),
+    ``image_shape`` ``(rows, cols)`` and ``sources`` (role -> cache, folder or URL, for logs).
     """
 
     name: str
@@ -291,12 +236,7 @@ def fingerprint(checksums: dict[str, str]) -> str:
 
 
 def default_cache_dir() -> Path:
-    """Return ``$MNIST_FLOW_CACHE`` if set and non-empty, else the user cache folder.
-
-    The user cache folder is ``platformdirs.user_cache_path("mnist-flow")``:
-    ``$XDG_CACHE_HOME/mnist-flow`` or ``~/.cache/mnist-flow`` on Linux,
-    ``~/Library/Caches/mnist-flow`` on macOS, ``%LOCALAPPDATA%\\mnist-flow\\Cache`` on Windows.
-    """
+    """``$MNIST_FLOW_CACHE`` if set and non-empty, else ``platformdirs.user_cache_path``."""
     if env := os.environ.get(CACHE_ENV):
         return Path(env).expanduser()
     return user_cache_path("mnist-flow", appauthor=False)
@@ -333,17 +273,3 @@ def ensure_dir(path: Path) -> Path:
             f"choose another with cache_dir= or {CACHE_ENV}"
         )
     return path
-
-
-__all__ = [
-    "DATASETS",
-    "ROLES",
-    "DatasetFiles",
-    "DatasetSpec",
-    "FileSpec",
-    "default_cache_dir",
-    "ensure_dir",
-    "fingerprint",
-    "get_dataset",
-    "resolve_cache_dir",
-]

@@ -1,15 +1,10 @@
 """Stream a URL (``http(s)://`` or ``file://``) to a temporary file, with retries.
 
-The download goes to a uniquely named hidden ``.part`` file in the destination
-directory; the caller verifies it and renames it into place with
-:func:`os.replace`, so no reader ever sees a half-written file. Transient
-errors (timeouts, connection resets, truncated bodies, HTTP 5xx/408/429) are
-retried with exponential backoff; others fail at once: HTTP 403/404, a missing
-``file://`` path, and an unreachable host (name not resolved, connection refused,
-no route), which also marks the failure ``unreachable`` so the caller can skip the
-host's other files. Long downloads log their progress.
-
-This module is pure: standard library only, logs to the logger it is given.
+The download goes to a hidden ``.part`` file in the destination folder, which the caller
+verifies and renames into place, so no reader sees a half-written file. Transient errors
+(timeouts, resets, truncated bodies, HTTP 5xx/408/429) are retried with exponential
+backoff; others fail at once, an unreachable host marked ``unreachable`` so the caller
+skips its other files. Pure: standard library only.
 """
 
 from __future__ import annotations
@@ -52,11 +47,8 @@ _UNREACHABLE_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ECONNREFUSED
 
 
 def _is_unreachable(error: object) -> bool:
-    """Whether ``error`` says the host cannot be reached at all.
-
-    A name that does not resolve (:class:`socket.gaierror`), a refused connection or
-    an unreachable network will not recover within a few seconds of backoff.
-    """
+    """Whether ``error`` says the host cannot be reached at all (name not resolved, connection
+    refused, no route): that does not recover within a few seconds of backoff."""
     return isinstance(error, socket.gaierror) or (
         isinstance(error, OSError) and error.errno in _UNREACHABLE_ERRNOS
     )
@@ -80,31 +72,14 @@ def download(
     sleep: Callable[[float], None] = time.sleep,
     progress_every: float = 5.0,
 ) -> Path:
-    """Download ``url`` into a new temporary file in ``dest_dir``; return its path.
+    """Download ``url`` (``http(s)://`` or ``file://``) into a new temporary file in the
+    existing folder ``dest_dir`` (the cache, so the final rename is atomic); return its path.
 
-    Parameters
-    ----------
-    url:
-        ``http://``, ``https://`` or ``file://`` URL.
-    dest_dir:
-        Existing directory for the temporary file (the cache, so the final rename is atomic).
-    logger:
-        Receives retry warnings and progress lines.
-    timeout:
-        Seconds without progress (connect or read) before giving up on an attempt.
-    retries:
-        Extra attempts after a transient failure.
-    backoff:
-        Seconds before the first retry; doubled for each next one.
-    sleep:
-        Called to wait between attempts (tests pass a no-op).
-    progress_every:
-        Seconds between progress lines.
+    ``timeout``: seconds without progress before an attempt gives up; ``retries``: extra
+    attempts after a transient failure, the first after ``backoff`` seconds, doubled each
+    time (waiting with ``sleep``); ``progress_every``: seconds between progress lines.
 
-    Raises
-    ------
-    DownloadFailed
-        Every attempt failed; the message gives the last reason.
+    Raises DownloadFailed when every attempt failed (the message gives the last reason).
     """
     for attempt in range(retries + 1):
         try:

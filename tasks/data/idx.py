@@ -1,19 +1,11 @@
 """A strict reader of the IDX files that hold MNIST-style datasets.
 
 An IDX file is a big-endian header followed by a dense array of unsigned bytes:
-two zero bytes, a type code (``0x08``: unsigned byte), the number of dimensions,
-then one 32-bit size per dimension. The two kinds used for image datasets are
-
-* labels, magic ``2049`` (``0x00000801``): shape ``(n,)``;
-* images, magic ``2051`` (``0x00000803``): shape ``(n, rows, cols)``.
-
-Files may be gzip-compressed or not (detected from their first bytes). Every
-problem raises :class:`~tasks.errors.IDXFormatError` (or :class:`~tasks.errors.DataError`
-when the file cannot be opened) with a message naming the file. The SHA-256 of the
-decompressed bytes (header and data) is computed in the same pass, so a caller
-can verify a file against published checksums whatever its compression.
-
-This module is pure: numpy and the standard library only.
+two zero bytes, a type code (``0x08``: unsigned byte), the number of dimensions, then one
+32-bit size per dimension: labels (magic 2049) are ``(n,)``, images (magic 2051)
+``(n, rows, cols)``. Files may be gzip-compressed or not (detected from their first
+bytes). The SHA-256 of the decompressed bytes is computed in the same pass, so a file
+verifies against published checksums whatever its compression. Pure: numpy and stdlib.
 """
 
 from __future__ import annotations
@@ -45,21 +37,8 @@ Kind = Literal["images", "labels"]
 
 @dataclass(frozen=True)
 class IDXFile:
-    """A parsed IDX file.
-
-    Attributes
-    ----------
-    path:
-        The file read.
-    array:
-        uint8 array, ``(n,)`` for labels or ``(n, rows, cols)`` for images.
-    kind:
-        ``"labels"`` or ``"images"``.
-    sha256:
-        Hex SHA-256 of the decompressed content (header and data).
-    compressed:
-        Whether the file was gzip-compressed.
-    """
+    """A parsed IDX file: its ``path``, uint8 ``array`` (``(n,)`` labels or ``(n, rows,
+    cols)`` images), ``kind``, ``sha256`` of the decompressed content, and ``compressed``."""
 
     path: Path
     array: np.ndarray
@@ -73,26 +52,14 @@ class IDXFile:
         return 4 + 4 * self.array.ndim + self.array.size
 
 
-def is_gzip(path: str | os.PathLike[str]) -> bool:
-    """Return whether the file starts with the gzip magic bytes."""
-    with open(path, "rb") as f:
-        return f.read(2) == GZIP_MAGIC
-
-
 def read_idx(path: str | os.PathLike[str], *, kind: Kind | None = None) -> np.ndarray:
-    """Read and validate one IDX file.
+    """Read and validate one IDX file; its uint8 array (see :func:`load_idx`)."""
+    return load_idx(path, kind=kind).array
 
-    Parameters
-    ----------
-    path:
-        The file, gzip-compressed or not.
-    kind:
-        ``"images"`` or ``"labels"`` to require that kind; ``None`` accepts both.
 
-    Returns
-    -------
-    numpy.ndarray
-        uint8, ``(n,)`` for labels or ``(n, rows, cols)`` for images.
+def load_idx(path: str | os.PathLike[str], *, kind: Kind | None = None) -> IDXFile:
+    """Read and validate one IDX file (gzip-compressed or not); ``kind`` ``"images"`` or
+    ``"labels"`` requires that kind, None accepts both.
 
     Raises
     ------
@@ -102,20 +69,13 @@ def read_idx(path: str | os.PathLike[str], *, kind: Kind | None = None) -> np.nd
     DataError
         The file does not exist or cannot be read.
     """
-    return load_idx(path, kind=kind).array
-
-
-def load_idx(path: str | os.PathLike[str], *, kind: Kind | None = None) -> IDXFile:
-    """Read and validate one IDX file; return it with the SHA-256 of its decompressed bytes.
-
-    See :func:`read_idx` for the parameters and errors.
-    """
     path = Path(path)
     if kind not in (None, "images", "labels"):
         raise ValueError(f"kind must be 'images', 'labels' or None, not {kind!r}")
     try:
         size = path.stat().st_size
-        compressed = is_gzip(path)
+        with open(path, "rb") as f:
+            compressed = f.read(2) == GZIP_MAGIC
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except OSError as exc:
@@ -223,23 +183,10 @@ def check_pair(
     images_name: str = "images",
     labels_name: str = "labels",
 ) -> None:
-    """Check that an images file and its labels file agree.
+    """Check that uint8 ``(n, rows, cols)`` images and ``(n,)`` labels agree, with labels
+    in ``[0, n_classes)``; the names (file paths) are for the message.
 
-    Parameters
-    ----------
-    images:
-        ``(n, rows, cols)`` uint8.
-    labels:
-        ``(n,)`` integer labels.
-    n_classes:
-        Labels must lie in ``[0, n_classes)``.
-    images_name, labels_name:
-        Names used in error messages (usually the file paths).
-
-    Raises
-    ------
-    IDXFormatError
-        Counts differ or a label is out of range.
+    Raises IDXFormatError when the counts differ or a label is out of range.
     """
     if images.shape[0] != labels.shape[0]:
         raise IDXFormatError(
@@ -256,16 +203,11 @@ def check_pair(
 
 
 def infer_n_classes(labels: np.ndarray, labels_name: str = "labels") -> int:
-    """The number of classes of a training labels file whose classes are not declared.
+    """The number of classes ``K`` of undeclared training labels: ``0 .. K-1``, each with at
+    least two images (a stratified split needs two). A label past a missing or near-empty
+    class is an error (labels 0-9 plus a stray 11: ten classes, one bad label).
 
-    The classes are ``0 .. K-1``, each with at least two training images (a stratified
-    split needs two). A label past a missing or near-empty class is an error, not a
-    class of its own: labels 0-9 plus a stray 11 are ten classes and one bad label.
-
-    Raises
-    ------
-    IDXFormatError
-        ``"label 11 in FILE, classes 0-9 ..."``, or fewer than two classes.
+    Raises IDXFormatError (``"label 11 in FILE, classes 0-9 ..."``) or fewer than two classes.
     """
     counts = np.bincount(np.asarray(labels, dtype=np.int64))
     sparse = np.flatnonzero(counts < 2)

@@ -1,17 +1,10 @@
 """Read a batch of labelled images a user adds: a folder of class subfolders, or two IDX files.
 
-A folder holds one subfolder per class, named by the class index (``0`` ... ``9``) or by
-the class name of the dataset (Fashion-MNIST's ``Trouser``, ``ankle-boot``, ``T-shirt_top``:
-compared without case and punctuation). Every visible file in a class folder is an image,
-prepared exactly as ``mnist-flow predict`` prepares one
-(:func:`tasks.images.prepare.preprocess_file`, MNIST style 20 in 28). A pair of IDX files
-(images and labels, in any order) is taken as it is.
-
-Nothing is written here: :func:`read_batch` returns the usable images and the list of
-problems (an unknown class folder, a file outside any class folder, an unreadable or blank
-image, an image that repeats another of the batch), each naming its file. Duplicates are
-found by the SHA-256 of the prepared 28x28 image (:func:`image_hashes`), so the same digit
-saved twice, or scanned at two sizes, counts once. Pure: no Prefect.
+A class folder is named by the class index or name (compared without case and punctuation:
+``ankle-boot``); each visible file in it is an image, prepared as ``mnist-flow predict``
+prepares one. An IDX pair is taken as it is. :func:`read_batch` returns the usable images
+and every problem, each naming its file; duplicates are found by the SHA-256 of the
+prepared image, so the same digit scanned at two sizes counts once. Pure: no Prefect.
 """
 
 from __future__ import annotations
@@ -48,19 +41,9 @@ class Problem:
 
 @dataclass
 class Batch:
-    """The usable images of a batch and the problems found.
-
-    Attributes
-    ----------
-    images:
-        uint8 ``(n, 28, 28)``, ink bright on black.
-    labels:
-        int64 ``(n,)`` class indices.
-    files:
-        ``n`` names of where each image came from (a path, or ``path[index]``).
-    problems:
-        Everything refused, in the order found.
-    """
+    """The usable images of a batch (uint8 ``(n, 28, 28)``, ink bright on black), their
+    int64 ``(n,)`` labels and ``files`` (a path, or ``path[index]``), and the ``problems``
+    (everything refused, in the order found)."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -184,22 +167,11 @@ def drop_duplicates(batch: Batch, known: set[str]) -> Batch:
 def read_batch(
     sources: Sequence[str | os.PathLike[str]], spec: DatasetSpec, known: set[str]
 ) -> Batch:
-    """Read one folder, or an IDX images file and its labels file, and list every problem.
+    """Read ``[FOLDER]`` or ``[IMAGES, LABELS]`` (IDX, any order) for the dataset ``spec``
+    and list every problem; ``known`` holds the :func:`image_hashes` already added.
 
-    Parameters
-    ----------
-    sources:
-        ``[FOLDER]`` or ``[IMAGES, LABELS]`` (IDX, gzip-compressed or not, any order).
-    spec:
-        The dataset the batch is added to (its classes and image shape).
-    known:
-        SHA-256 of every image already added to the dataset (:func:`image_hashes`).
-
-    Raises
-    ------
-    DataError
-        Not one folder or two files, a file that is not IDX, images and labels that
-        disagree (these refuse the whole batch whatever ``--skip-bad`` says).
+    Raises DataError (the whole batch refused, whatever ``--skip-bad`` says) when not one
+    folder or two files, a file is not IDX, or images and labels disagree.
     """
     paths = [Path(s) for s in sources]
     if len(paths) == 1:

@@ -1,20 +1,12 @@
 """Turn verified IDX files into training-ready arrays stored as ``.npy`` files.
 
-Notation: images are uint8 ``(n, rows, cols)``; the prepared features are
-``X = (images / 255 - mean) / std`` as float32 ``(n, rows * cols)`` when
-standardising (``mean``/``std`` are global scalars computed on the training split
-only), else ``X = images / 255``; labels ``y`` are int64 ``(n,)``.
-
-The training file is split, stratified by label, into training and validation
-parts (``val_size`` examples; 0 means no validation split), then the training
-part is optionally subsampled, stratified, to ``train_size`` examples. Without
-``val_size``, ``train_size`` images are drawn first and the validation part (a sixth of
-them, :func:`tasks.settings.default_val_size`) is taken from those. Both draws use
-random streams derived from ``seed``. The images are stored once per dataset content
-(a *pool* folder that appears atomically) and each split as its indices
-(:mod:`tasks.data.arrays`, whose handle is re-exported here); both are named by
-content keys and :data:`CODE_VERSION` (:mod:`tasks.cache`). This module is pure: no
-Prefect.
+The training file is split, stratified by label, into training and ``val_size``
+validation examples, then the training part optionally subsampled, stratified, to
+``train_size``; without ``val_size``, ``train_size`` images are drawn first and the
+validation part (:func:`tasks.settings.default_val_size`) taken from those. Both draws use
+streams derived from ``seed``. Images are stored once per content (a pool) and each split
+as indices (:mod:`tasks.data.arrays`), named by content keys and :data:`CODE_VERSION`.
+Pure: no Prefect.
 """
 
 from __future__ import annotations
@@ -67,21 +59,10 @@ CODE_VERSION = 1
 
 @dataclass(frozen=True)
 class PrepareParams:
-    """Settings of the preparation step.
-
-    Attributes
-    ----------
-    val_size:
-        Validation examples taken from the training file (>= 0; 0: no validation split;
-        None: :func:`tasks.settings.default_val_size` of the images used, drawn from them).
-    train_size:
-        Training examples kept after the split (>= 1), or None for all of them; with
-        ``val_size`` None, the images used, the validation part included.
-    standardize:
-        Whether to standardise with the training split's global mean and std.
-    seed:
-        Seed of the split and subsampling streams (>= 0).
-    """
+    """Settings of the preparation step: ``val_size`` (>= 0; 0: no validation split; None:
+    the default share of the images used), ``train_size`` (>= 1, None: all; with
+    ``val_size`` None, the validation part included), ``standardize`` with the training
+    split's global mean and std, ``seed`` (>= 0) of the split and subsampling streams."""
 
     val_size: int | None = None
     train_size: int | None = None
@@ -118,10 +99,8 @@ def _stream_seed(seed: int, stream: int) -> int:
 def split_indices(labels: np.ndarray, params: PrepareParams) -> tuple[np.ndarray, np.ndarray]:
     """Return sorted ``(train_idx, val_idx)`` into ``labels``, stratified by label.
 
-    Raises
-    ------
-    ConfigError
-        ``val_size`` or ``train_size`` too large, or too small to hold every class.
+    Raises ConfigError when ``val_size`` or ``train_size`` is too large, or too small to
+    hold every class.
     """
     n = labels.shape[0]
     index = np.arange(n)
@@ -183,12 +162,7 @@ def _subsample(index: np.ndarray, labels: np.ndarray, size: int, seed: int) -> n
 def read_verified(files: DatasetFiles) -> dict[str, np.ndarray]:
     """Read the four files, checking them against the checksums recorded at fetch time.
 
-    Raises
-    ------
-    ChecksumError
-        A file changed since it was fetched.
-    IDXFormatError
-        A file is malformed or images and labels disagree.
+    Raises ChecksumError (a file changed since) or IDXFormatError (malformed, disagreeing).
     """
     arrays = {}
     for role in ROLES:
@@ -211,11 +185,8 @@ def read_verified(files: DatasetFiles) -> dict[str, np.ndarray]:
 
 
 def pool_dir(root: Path, files: DatasetFiles, added: Added | None = None) -> Path:
-    """The pool folder of ``files`` (and the ``added`` batches) under ``root``.
-
-    Named by the files' checksums, the batches' ids (content hashes) and
-    :data:`CODE_VERSION`, so the same content always maps to the same folder.
-    """
+    """The pool folder of ``files`` (and the ``added`` batches) under ``root``, named by
+    content and :data:`CODE_VERSION`, so the same content always maps to the same folder."""
     ids = list(added.ids) if added is not None else []
     key = content_key(
         version=CODE_VERSION, checksums=files.checksums, n_classes=files.n_classes, added=ids
@@ -236,22 +207,10 @@ def prepare(
     logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
     added: Added | None = None,
 ) -> PreparedData:
-    """Store the dataset's pool (unless already there) and the split; return its handle.
-
-    Parameters
-    ----------
-    files:
-        The verified files from the fetch step.
-    params:
-        Split and scaling settings.
-    root:
-        The folder of the pool folders (``<cache>/prepared``).
-    logger:
-        Where to log progress (defaults to this module's logger).
-    added:
-        Batches added with ``mnist-flow data add``: their training part is appended to
-        the training split (after the validation split and ``train_size``); their
-        held-out part is left for the evaluation.
+    """Store the pool of ``files`` under ``root`` (``<cache>/prepared``) unless already
+    there, and the split ``params`` make; return its handle. The ``added`` batches'
+    training part is appended to the training split (after the validation split and
+    ``train_size``); their held-out part is left for the evaluation.
     """
     log = logger or logging.getLogger(__name__)
     directory = pool_dir(root, files, added)

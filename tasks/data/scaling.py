@@ -20,10 +20,7 @@ _STATS_CHUNK = 1 << 22
 def check_preprocessing(preprocessing: dict[str, Any]) -> tuple[bool, float, float]:
     """Validate a preprocessing dict; return ``(standardize, mean, std)``.
 
-    Raises
-    ------
-    DataError
-        A key is missing or a value is out of range (std must be finite and > 0).
+    Raises DataError when a key is missing or a value out of range (std finite and > 0).
     """
     try:
         standardize = preprocessing["standardize"]
@@ -42,20 +39,9 @@ def check_preprocessing(preprocessing: dict[str, Any]) -> tuple[bool, float, flo
 
 
 def prepare_images(images_uint8: np.ndarray, preprocessing: dict[str, Any]) -> np.ndarray:
-    """Scale (and standardise) images exactly as the training data was.
-
-    Parameters
-    ----------
-    images_uint8:
-        uint8 ``(n, rows, cols)`` or ``(n, rows * cols)``, pixel values 0..255.
-    preprocessing:
-        ``{"standardize": bool, "mean": float, "std": float}`` (from :class:`PreparedData`
-        or a model's metadata).
-
-    Returns
-    -------
-    numpy.ndarray
-        float32 ``(n, rows * cols)``.
+    """Scale (and standardise) uint8 ``(n, rows, cols)`` or ``(n, rows * cols)`` images as
+    the training data was; float32 ``(n, rows * cols)``. ``preprocessing`` is
+    ``{"standardize": bool, "mean": float, "std": float}`` (prepared data or model metadata).
     """
     standardize, mean, std = check_preprocessing(preprocessing)
     images = np.asarray(images_uint8)

@@ -1,17 +1,9 @@
 """Fetch a dataset's four files: from the cache, local folders, then mirrors.
 
-A folder given with ``--data-dir`` is the only source: a folder that is missing or
-lacks a file is an error naming it, and nothing is downloaded. Otherwise, for each
-file the sources are tried in order: the cache; the dataset's local folders
-(Debian's package for Fashion-MNIST); ``--mirror``; the built-in mirrors. A
-failing source is logged and the next one tried; a mirror whose host cannot be
-reached (name not resolved, connection refused) is not tried again for the other
-files. When all fail, one :class:`~tasks.errors.FetchError` lists every attempt,
-compactly (offline, that is one line per reason). Downloads are verified before an
-atomic rename into the cache; a corrupt cache entry is dropped and fetched again.
-Files found in a folder are verified and used in place.
-
-This module is pure: no Prefect.
+A mirror whose host cannot be reached is not tried again for the other files, and one
+:class:`~tasks.errors.FetchError` lists every attempt compactly. Downloads are verified
+before an atomic rename into the cache; a corrupt cache entry is dropped and fetched
+again. Pure: no Prefect.
 """
 
 from __future__ import annotations
@@ -24,7 +16,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from tasks.data.datasets import (
     ROLES,
@@ -36,12 +27,10 @@ from tasks.data.datasets import (
     get_dataset,
     resolve_cache_dir,
 )
-from tasks.data.download import DownloadFailed, download
+from tasks.data.download import DownloadFailed, Logger, download
 from tasks.data.idx import IDXFile, check_pair, infer_n_classes
 from tasks.data.verify import verify_file
 from tasks.errors import DataDirError, DataError, FetchError, IDXFormatError, SettingsHint
-
-Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 
 def dataset_cache_dir(spec: DatasetSpec, cache_root: Path, mirror: str | None) -> Path:
@@ -53,16 +42,10 @@ def dataset_cache_dir(spec: DatasetSpec, cache_root: Path, mirror: str | None) -
 
 
 def find_in_dir(folder: Path, role: str) -> Path:
-    """Return the one file of ``folder`` playing ``role``.
+    """Return the one file of ``folder`` playing ``role``: a name of :data:`STEMS`,
+    optionally ``.gz``, optionally after a prefix (``emnist-digits-``).
 
-    Accepted names: a standard stem (``train-images-idx3-ubyte`` or
-    ``train-images.idx3-ubyte``), optionally ``.gz``, optionally after a prefix
-    (``emnist-digits-train-images-idx3-ubyte.gz``).
-
-    Raises
-    ------
-    DataError
-        The folder does not exist, or no file or several files match.
+    Raises DataError when the folder does not exist, or no file or several files match.
     """
     if not folder.is_dir():
         raise DataError(f"{folder}: no such directory")
@@ -98,44 +81,21 @@ def fetch_files(
     logger: Logger | None = None,
     timeout: float = 60.0,
     retries: int = 2,
-    backoff: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> DatasetFiles:
-    """Find, download if needed, and verify the four files of a dataset.
+    """Find, download if needed, and verify the four files of ``dataset``.
 
-    ``data_dir`` is the only source when given. Otherwise, for each file: the cache;
-    the dataset's local folders (Debian's package); ``mirror``; the built-in mirrors.
-    A failing source is logged and the next one tried. Downloads are verified
-    before being renamed into the cache. Files of a folder are used in place.
+    ``data_dir`` (a folder of the four files, used in place; required for ``idx`` unless
+    ``mirror`` is given) is the only source when given. Otherwise, for each file: the cache
+    (``cache_dir``, default :func:`default_cache_dir`); the dataset's local folders; the
+    base URL ``mirror`` (``http(s)://`` or ``file://``); the built-in mirrors. A failing
+    source is logged and the next one tried. ``mirrors`` and ``local_dirs`` replace the
+    built-in ones (tests); ``timeout``, ``retries``, ``sleep`` go to
+    :func:`tasks.data.download.download`.
 
-    Parameters
-    ----------
-    dataset:
-        A key of :data:`DATASETS`.
-    data_dir:
-        Folder holding the four files, used in place and nothing else tried (required
-        for ``idx`` unless ``mirror`` is given).
-    mirror:
-        Base URL (``http(s)://`` or ``file://``) tried before the built-in mirrors.
-    cache_dir:
-        Cache root; default :func:`default_cache_dir`.
-    mirrors, local_dirs:
-        Replace the dataset's built-in mirrors / local folders (tests).
-    logger:
-        Where to log (default: this module's logger).
-    timeout, retries, backoff, sleep:
-        Passed to :func:`tasks.data.download.download`.
-
-    Raises
-    ------
-    DataError
-        ``data_dir`` is missing or lacks one of the files (``data_dir=FOLDER: ...``).
-    FetchError
-        A file could not be obtained from any source; lists every attempt.
-    CacheError
-        The cache directory is unusable.
-    IDXFormatError
-        The files disagree (counts, labels out of range, image shapes).
+    Raises DataError (``data_dir`` missing or lacking a file), FetchError (a file from no
+    source; lists every attempt), CacheError (unusable cache), IDXFormatError (the files
+    disagree: counts, labels out of range, image shapes).
     """
     spec = get_dataset(dataset)
     log = logger or logging.getLogger(__name__)
@@ -152,9 +112,7 @@ def fetch_files(
     if spec.name != "idx" or mirror:
         cache = ensure_dir(dataset_cache_dir(spec, resolve_cache_dir(cache_dir), mirror))
 
-    get = partial(
-        download, logger=log, timeout=timeout, retries=retries, backoff=backoff, sleep=sleep
-    )
+    get = partial(download, logger=log, timeout=timeout, retries=retries, sleep=sleep)
     found: dict[str, IDXFile] = {}
     sources: dict[str, str] = {}
     failures: dict[str, list[tuple[str, str]]] = {}
@@ -217,11 +175,8 @@ def _sources(
     urls: list[str],
     get: Callable[[str, Path], Path],
 ) -> Iterator[tuple[str, str, Callable[[], IDXFile]]]:
-    """Yield ``(label, source, attempt)`` for each source of one file, in order.
-
-    ``label`` names the attempt (``"cache"``, ``"folder"``, the file's URL); ``source``
-    is the same for every file (``"cache"``, ``"folder"``, the mirror's base URL).
-    """
+    """Yield ``(label, source, attempt)`` for each source of one file, in order: ``label``
+    names the attempt (the file's URL), ``source`` is the same for every file (base URL)."""
     if cache is not None:
         cached = cache / fs.filename
 
@@ -263,11 +218,8 @@ def _sources(
 
 
 def _failure_message(spec: DatasetSpec, failures: dict[str, list[tuple[str, str]]]) -> str:
-    """What was tried for each missing file, on one line compact enough for the CLI.
-
-    Files that failed the same way share one heading ("all 4 files" when every file
-    did), and consecutive sources that failed with the same reason share one item.
-    """
+    """What was tried for each missing file, on one line: files that failed alike share a
+    heading, consecutive sources that failed with the same reason share an item."""
     groups: dict[tuple[tuple[str, str], ...], list[str]] = {}
     for filename, tried in failures.items():
         groups.setdefault(tuple(tried), []).append(filename)

@@ -1,18 +1,9 @@
-"""Verify a dataset file against what is published about it.
+"""Verify a dataset file against what is published about it (the strongest check wins).
 
-Policy, per file (the strongest known check wins):
-
-1. The file is parsed as IDX (structure, lengths) and the SHA-256 of its
-   decompressed content is computed.
-2. If that SHA-256 is known, the decompressed length (when known) and the SHA-256
-   must match: this accepts the mirrors' ``.gz``, recompressed files (Debian's
-   Fashion-MNIST, a ``gzip -9`` copy) and uncompressed copies alike.
-3. Otherwise, if the MD5 of the published ``.gz`` is known, the file must be
-   that ``.gz`` byte for byte. An uncompressed or recompressed copy cannot be
-   verified and is rejected (use the original ``.gz``, or ``--dataset idx``).
-4. Without any published checksum (``idx`` dataset), the structural checks only.
-
-This module is pure: no Prefect.
+The file is parsed as IDX. A known SHA-256 (and length) of the decompressed content must
+match, which accepts the mirrors' ``.gz``, recompressed and uncompressed copies alike;
+else a known MD5 of the published ``.gz`` requires that exact ``.gz``; without checksums
+(``idx``) the structural checks only. Pure: no Prefect.
 """
 
 from __future__ import annotations
@@ -38,26 +29,10 @@ def md5sum(path: str | os.PathLike[str]) -> str:
 
 
 def verify_file(path: str | os.PathLike[str], spec: FileSpec) -> IDXFile:
-    """Parse ``path`` and check it against ``spec``'s published checksums.
+    """Parse ``path`` (gzip-compressed or not) and check it against ``spec``; the parsed file.
 
-    Parameters
-    ----------
-    path:
-        The candidate file (gzip-compressed or not).
-    spec:
-        The file's registry entry (role, SHA-256 of the decompressed content, MD5 of the ``.gz``).
-
-    Returns
-    -------
-    IDXFile
-        The parsed file, with the SHA-256 of its decompressed content.
-
-    Raises
-    ------
-    IDXFormatError
-        The file is not a valid IDX file of the expected kind.
-    ChecksumError
-        A known checksum does not match, or the file cannot be verified (see the module doc).
+    Raises IDXFormatError (not a valid IDX file of the expected kind) or ChecksumError (a
+    known checksum does not match, or the file cannot be verified: see the module doc).
     """
     info = load_idx(path, kind="images" if spec.kind == "images" else "labels")
     if spec.size is not None and info.content_size != spec.size:

@@ -9,15 +9,11 @@ the user data folder: not the cache, so clearing the cache never loses added dat
     root/<dataset>/<id>/version.json
         {"id", "dataset", "seq", "created_at", "n_images", "counts", "n_heldout", "source"}
 
-``id`` is the first 12 hex digits of the SHA-256 of the batch's images and labels, so the
-same content always gets the same id; ``seq`` orders the versions. A version directory
-appears atomically (:func:`tasks.files.write_directory_atomic`) and is never rewritten.
-
-A data version names the base dataset plus every batch up to and including it;
-``"base"`` is the base dataset alone and ``"latest"`` (the default of ``train`` and ``run``)
-every batch added so far. A fifth of each batch (:data:`HELDOUT_SHARE`, drawn from a
-generator seeded by the batch's id, so always the same images) is held out for
-evaluation; the rest trains. Pure: no Prefect.
+``id`` is the first 12 hex digits of the SHA-256 of the batch's content (same content, same
+id); ``seq`` orders the versions; a version folder appears atomically and is never rewritten.
+A data version names the base dataset plus every batch up to it (``"base"``: none,
+``"latest"``: all). :data:`HELDOUT_SHARE` of each batch, drawn from its id (always the same
+images), is held out for evaluation. Pure: no Prefect.
 """
 
 from __future__ import annotations
@@ -50,12 +46,7 @@ _ID_LENGTH = 12
 
 
 def default_store_root() -> Path:
-    """``$MNIST_FLOW_DATA`` if set and non-empty, else ``data`` in the user data folder.
-
-    ``platformdirs.user_data_path("mnist-flow")``: ``~/.local/share/mnist-flow`` on Linux,
-    ``~/Library/Application Support/mnist-flow`` on macOS, ``%LOCALAPPDATA%\\mnist-flow``
-    on Windows.
-    """
+    """``$MNIST_FLOW_DATA`` if set and non-empty, else ``data`` in the user data folder."""
     if env := os.environ.get(ENV_VAR):
         return Path(env).expanduser()
     return user_data_path("mnist-flow", appauthor=False) / "data"
@@ -257,12 +248,9 @@ class DataStore:
     def add(
         self, dataset: str, images: np.ndarray, labels: np.ndarray, *, source: str, n_classes: int
     ) -> DataVersion:
-        """Store a checked batch as a new version (call with :meth:`lock` held).
+        """Store a checked batch as a new version (call with :meth:`locked` held).
 
-        Raises
-        ------
-        DataError
-            The same content is already a version, or the folder cannot be written.
+        Raises DataError when the same content is already a version or cannot be written.
         """
         version_id = content_id(images, labels)
         existing = self.versions(dataset)
@@ -301,14 +289,10 @@ class BatchRefused(DataError):
 def add_batch(
     store: DataStore, spec: DatasetSpec, sources: list[str], *, skip_bad: bool = False
 ) -> tuple[DataVersion, list[Problem]]:
-    """Check a batch (:func:`tasks.data.ingest.read_batch`) and store it as a new version.
+    """Check a batch (:func:`tasks.data.ingest.read_batch`) and store it as a new version;
+    return it and the problems skipped (only with ``skip_bad``).
 
-    Returns the new version and the problems skipped (only with ``skip_bad``).
-
-    Raises
-    ------
-    BatchRefused
-        A problem without ``skip_bad``, or no usable image left: nothing is added.
+    Raises BatchRefused (nothing added) on a problem without ``skip_bad``, or no usable image.
     """
     given = " ".join(sources)
     with store.locked(spec.name):

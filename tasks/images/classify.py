@@ -1,15 +1,10 @@
 """Classify digit images with a saved model (outputs: :mod:`tasks.images.predictions`).
 
-Each image goes through :func:`tasks.images.prepare.preprocess_file` (MNIST-style 28x28),
-then :func:`tasks.data.prepare.prepare_images` with the model's stored preprocessing
-(scaling to [0, 1] and standardisation), and one ``predict_proba`` call scores the whole
-batch. A file that cannot be read or holds no ink gets a :class:`Prediction` carrying its
-error instead of a label: one bad file never aborts a batch. Problems with the model
-itself (missing, corrupt, or not taking 28x28 images) raise
-:class:`~nn.errors.ModelFileError` before any image is read.
-
-:func:`run_predict` is what ``mnist-flow predict`` calls; the Prefect task
-:func:`tasks.predict.predict_folder` of the ``mnist_predict`` flow scores a folder.
+Each image is made MNIST-style (:func:`tasks.images.prepare.preprocess_file`), scaled with
+the model's stored preprocessing, and one ``predict_proba`` call scores the batch. A file
+that cannot be read gets a :class:`Prediction` carrying its error: one bad file never
+aborts a batch, while a bad model raises :class:`~nn.errors.ModelFileError` before any
+image is read. :func:`run_predict` is what ``mnist-flow predict`` calls.
 """
 
 from __future__ import annotations
@@ -45,19 +40,8 @@ EXIT_OK, EXIT_SOME_FAILED = 0, 1
 
 @dataclass(frozen=True)
 class Predictor:
-    """A loaded model checked to take MNIST-style images.
-
-    Attributes
-    ----------
-    model:
-        The network (input size ``image_size**2``).
-    metadata:
-        Its metadata; ``metadata["preprocessing"]`` is valid.
-    path:
-        The model file, for messages.
-    image_size:
-        Side in pixels of the square images the model takes (28).
-    """
+    """A loaded ``model`` checked to take ``image_size`` x ``image_size`` images, with its
+    ``metadata`` (valid ``"preprocessing"``) and ``path`` (for messages)."""
 
     model: MLP
     metadata: dict[str, Any]
@@ -81,11 +65,8 @@ def _declared_image_shape(metadata: dict[str, Any]) -> Any:
 def check_predictor(model: MLP, metadata: dict[str, Any], path: str, image_size: int = 28) -> None:
     """Check that a loaded model can score ``image_size`` x ``image_size`` images.
 
-    Raises
-    ------
-    ModelFileError
-        The input size is not ``image_size**2``, the metadata declares another image
-        shape, or the preprocessing statistics are missing or invalid.
+    Raises ModelFileError when the input size is not ``image_size**2``, the metadata
+    declares another image shape, or the preprocessing statistics are missing or invalid.
     """
     n_pixels = image_size * image_size
     n_inputs = int(model.layer_sizes[0])
@@ -114,10 +95,7 @@ def check_predictor(model: MLP, metadata: dict[str, Any], path: str, image_size:
 def load_predictor(model_path: str | os.PathLike[str]) -> Predictor:
     """Load a model file (``.npz`` + ``.json``) and check it takes 28x28 images.
 
-    Raises
-    ------
-    ModelFileError
-        Missing, corrupt or mismatched model (see :func:`check_predictor`).
+    Raises ModelFileError: missing, corrupt or mismatched model (:func:`check_predictor`).
     """
     if not Path(model_path).is_file():
         raise ModelFileError(f"{model_path}: model file not found")
@@ -139,17 +117,10 @@ def subfolders(folder: str | os.PathLike[str]) -> list[Path]:
 
 
 def list_images(folder: str | os.PathLike[str]) -> list[Path]:
-    """The image files directly inside ``folder``, sorted by name.
+    """The visible files directly inside ``folder`` whose extension Pillow reads, sorted
+    (a corrupt ``.png`` is listed and reported later; ``predictions.csv`` is not).
 
-    Image files are the visible regular files whose extension Pillow reads
-    (``.png``, ``.jpg``, ...); a corrupt ``.png`` is listed (and reported later), other
-    files such as the ``predictions.csv`` written here are not, nor are subfolders
-    (:func:`subfolders` lists them, to say they were skipped).
-
-    Raises
-    ------
-    DataError
-        ``folder`` is not a directory, or holds no image file.
+    Raises DataError when ``folder`` is not a directory, or holds no image file.
     """
     root = Path(folder)
     if not root.is_dir():
@@ -184,40 +155,16 @@ def expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> tuple[list[Path],
 
 
 def score_images(predictor: Predictor, images: np.ndarray) -> np.ndarray:
-    """Class probabilities of MNIST-style images.
-
-    Parameters
-    ----------
-    predictor:
-        The checked model.
-    images:
-        uint8 (n, 28, 28), ink bright on black.
-
-    Returns
-    -------
-    numpy.ndarray
-        float32 (n, k), rows summing to 1.
-    """
+    """Class probabilities, float32 ``(n, k)``, of uint8 ``(n, 28, 28)`` MNIST-style images."""
     X = prepare_images(images, predictor.metadata["preprocessing"])
     return predictor.model.predict_proba(X)
-
-
-def _reason(exc: Exception, file: str) -> str:
-    """The message of ``exc`` without a leading ``"<file>: "`` (the file has its own column)."""
-    message = str(exc)
-    return message.removeprefix(f"{file}: ")
 
 
 def predict_files(
     predictor: Predictor, paths: Sequence[str | os.PathLike[str]], top: int = 1
 ) -> list[Prediction]:
-    """Preprocess and score image files; unreadable or blank files get an error instead.
-
-    Returns
-    -------
-    list[Prediction]
-        One per path, in the same order.
-    """
+    """Preprocess and score image files: one :class:`Prediction` per path, in order;
+    unreadable or blank files get an error instead (without the leading file name)."""
     check_top(top, predictor.n_classes)
     style = MnistStyle(canvas_size=predictor.image_size)
     images: list[np.ndarray] = []
@@ -229,7 +176,7 @@ def predict_files(
             scored.append(i)
             results.append(Prediction(file=str(path)))
         except ImageError as exc:
-            results.append(Prediction(file=str(path), error=_reason(exc, str(path))))
+            results.append(Prediction(file=str(path), error=str(exc).removeprefix(f"{path}: ")))
     if images:
         proba = score_images(predictor, np.stack(images))
         order = np.argsort(-proba, axis=1, kind="stable")[:, :top]
@@ -248,37 +195,16 @@ def run_predict(
     as_json: bool = False,
     csv_path: str | None = None,
 ) -> tuple[str, int]:
-    """Classify image files and folders; what ``mnist-flow predict`` prints.
+    """Classify image files and folders (a folder: its image files, subfolders listed as
+    skipped) with the model ``.npz``; return the text ``mnist-flow predict`` prints and the
+    exit status, 1 when some image could not be scored.
 
-    Parameters
-    ----------
-    model_path:
-        The model ``.npz`` (its metadata ``.json`` beside it).
-    inputs:
-        Image files and folders (a folder stands for its image files).
-    top:
-        How many of the most likely classes to show, in [1, n_classes].
-    as_json:
-        Print a JSON list of predictions instead of text lines.
-    csv_path:
-        Also write the predictions to this CSV. When None and ``inputs`` is a single
-        folder, the CSV goes to ``<folder>/predictions.csv``.
+    ``top`` classes are shown (in [1, n_classes]); ``as_json`` prints a JSON list instead
+    of text; ``csv_path`` also writes a CSV, by default ``<folder>/predictions.csv`` when
+    ``inputs`` is a single folder.
 
-    Returns
-    -------
-    tuple[str, int]
-        The text to print and the exit status: 0 when every image was scored, 1 when
-        some could not be (their errors are in the text and the CSV). The subfolders
-        of a folder are not searched: the text lists them as skipped.
-
-    Raises
-    ------
-    ModelFileError
-        The model is missing, corrupt or does not take 28x28 images.
-    ConfigError
-        ``top`` is out of range or no input was given.
-    DataError
-        A folder holds no image, or the CSV's folder does not exist.
+    Raises ModelFileError (missing, corrupt, not 28x28), ConfigError (``top`` out of range,
+    no input), DataError (a folder without images, the CSV's folder missing).
     """
     predictor = load_predictor(model_path)
     check_top(top, predictor.n_classes)

@@ -27,21 +27,9 @@ CSV_COLUMNS = ("file", "label", "probability", "error")
 
 @dataclass(frozen=True)
 class Prediction:
-    """The outcome for one image file.
-
-    Attributes
-    ----------
-    file:
-        The path as given (or as listed from a folder).
-    label:
-        The most likely class, or None when the file could not be scored.
-    probability:
-        Its probability in [0, 1], or None.
-    top:
-        ``(label, probability)`` of the most likely classes, most likely first.
-    error:
-        Why the file could not be scored, or None.
-    """
+    """The outcome for one image ``file`` (as given or listed): the most likely ``label``
+    and its ``probability``, ``top`` ``(label, probability)`` pairs most likely first, or
+    the ``error`` why it could not be scored (label and probability None)."""
 
     file: str
     label: int | None = None
@@ -50,10 +38,8 @@ class Prediction:
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON types: file, label, probability (6 decimals), top, error.
-
-        ``top`` is a list of ``{"label", "probability"}``, most likely first.
-        """
+        """Plain JSON types (probabilities to 6 decimals; ``top`` as ``{"label",
+        "probability"}`` objects)."""
         return {
             "file": self.file,
             "label": self.label,
@@ -75,11 +61,8 @@ def _one_line(text: str) -> str:
 
 
 def format_text(predictions: Sequence[Prediction], top: int = 1) -> str:
-    """One line per image: ``file: label (probability)``, the top K with ``top > 1``.
-
-    A file name holding a newline or another control character is shown escaped, so
-    each image stays on one line.
-    """
+    """One line per image (names escaped): ``file: label (probability)``, the top K with
+    ``top > 1``."""
     lines = []
     for p in predictions:
         if p.error is not None:
@@ -101,22 +84,14 @@ def format_json(predictions: Sequence[Prediction]) -> str:
 
 
 def csv_cell(text: str) -> str:
-    """``text`` made inert for spreadsheets: control characters escaped (:func:`_one_line`),
-    then a leading ``= + - @`` prefixed with ``'``.
-
-    Spreadsheet programs run a cell that starts with one of those as a formula (CSV
-    injection); a file name such as ``=HYPERLINK(...).png`` must stay text, and a
-    ``\\r`` or ``\\n`` in a name must not start a new row whose first cell is a formula.
-    """
+    """``text`` made inert for spreadsheets (CSV injection): control characters escaped, so
+    no new row starts, then a leading ``= + - @`` prefixed with ``'``."""
     text = _one_line(text)
     return "'" + text if text.startswith(("=", "+", "-", "@")) else text
 
 
 def csv_text(predictions: Sequence[Prediction]) -> str:
-    """CSV with columns file, label, probability, error (empty cells when absent).
-
-    Every field is quoted, text cells go through :func:`csv_cell`.
-    """
+    """CSV of :data:`CSV_COLUMNS` (empty cells when absent), every field quoted."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writerow(CSV_COLUMNS)

@@ -1,31 +1,12 @@
 """Turn an arbitrary image file into an MNIST-style 28x28 digit.
 
-The MNIST digits were made from scanned handwriting: the ink was size-normalised
-to fit a 20x20 box keeping its aspect ratio (with anti-aliasing, hence grey
-levels), then placed in a 28x28 field so that its centre of mass sits at the
-centre of the field. :func:`mnist_style` repeats those steps on any picture of a
-single digit, so that a model trained on MNIST sees what it was trained on:
-
-1. grayscale in [0, 1] (transparent pixels are composited onto a background that
-   contrasts with the ink);
-2. invert when the background (the median of the border pixels) is light, so the
-   ink is bright on black like MNIST;
-3. subtract the background level, stretch the ink to full contrast and erase
-   specks of dust (blobs holding under ``speck_fraction`` of the ink);
-4. find the bounding box of the ink: first the pixels above ``ink_threshold``,
-   then each edge refined to sub-pixel precision where the ink falls to half the
-   level found just inside it (for an anti-aliased picture of a pixel grid, that is
-   the boundary of the outermost ink pixel, so a re-rendered MNIST digit keeps its
-   original framing);
-5. resample that box so its longest side is ``box_size`` pixels, keeping the aspect
-   ratio, with Pillow's Lanczos filter (anti-aliased when shrinking) in float32;
-6. paste into a ``canvas_size`` square shifted by whole pixels so that the centre
-   of mass (``scipy.ndimage.center_of_mass``) lands on pixel ``canvas_size // 2``
-   in both axes, which is where the MNIST digits have theirs (mean 14.0, 14.0);
-7. quantise to uint8 like the IDX files.
-
-The model's standardisation is applied afterwards by ``tasks.data.prepare.prepare_images``.
-This module is pure: Pillow, numpy and scipy, no Prefect.
+The MNIST digits were scanned ink size-normalised into a 20x20 box (aspect kept,
+anti-aliased) and placed in a 28x28 field with the centre of mass at its centre.
+:func:`mnist_style` repeats that on any picture of one digit, so a model trained on MNIST
+sees what it was trained on: grayscale, inverted when the background (median of the
+border) is light, contrast-stretched with specks of dust erased, the ink's bounding box
+refined to sub-pixel edges (so a re-rendered MNIST digit keeps its framing), resampled
+with Lanczos, pasted centred by mass, quantised to uint8. Pure: no Prefect.
 """
 
 from __future__ import annotations
@@ -54,23 +35,13 @@ __all__ = [
 
 @dataclass(frozen=True)
 class MnistStyle:
-    """Settings of the MNIST-style normalisation.
+    """Settings of the MNIST-style normalisation, in pixels and levels in (0, 1).
 
-    Parameters
-    ----------
-    box_size:
-        Length in pixels of the longest side of the ink after resizing (MNIST: 20).
-    canvas_size:
-        Side of the square output image in pixels (MNIST: 28); at least ``box_size``.
-    ink_threshold:
-        Level in (0, 1) above which a pixel of the contrast-stretched image counts as
-        ink for the first, whole-pixel estimate of the bounding box.
-    min_contrast:
-        Smallest difference in (0, 1) between the brightest ink and the background
-        for the image not to be considered blank.
-    speck_fraction:
-        Blobs of ink holding less than this fraction, in [0, 0.5), of all the ink are
-        dust or noise and are erased before framing; 0 keeps everything.
+    ``box_size``: the ink's longest side after resizing (MNIST: 20); ``canvas_size``: side
+    of the output (MNIST: 28, >= ``box_size``); ``ink_threshold``: level counting as ink
+    for the whole-pixel bounding box; ``min_contrast``: smallest ink-to-background
+    difference of a non-blank image; ``speck_fraction``: blobs under this share of the ink,
+    in [0, 0.5), are erased as dust (0 keeps everything).
     """
 
     box_size: int = 20
@@ -102,29 +73,13 @@ def _border(gray: np.ndarray) -> np.ndarray:
 def mnist_style(
     gray: np.ndarray, settings: MnistStyle | None = None, *, source: str = "image"
 ) -> np.ndarray:
-    """Normalise one grayscale picture of a digit the way MNIST digits were made.
+    """Normalise a ``(height, width)`` grayscale picture in [0, 1] (either polarity) of a
+    digit as MNIST digits were made; uint8 ``(canvas_size, canvas_size)``, ink bright on
+    black, centred by mass. ``settings`` default to ``MnistStyle()``; ``source`` names the
+    image in messages.
 
-    Parameters
-    ----------
-    gray:
-        (height, width) float array in [0, 1], any polarity (dark ink on light paper
-        or light ink on dark).
-    settings:
-        Box, canvas and thresholds; ``MnistStyle()`` (20 in 28, MNIST) by default.
-    source:
-        Name of the image for error messages (usually its file path).
-
-    Returns
-    -------
-    numpy.ndarray
-        (canvas_size, canvas_size) uint8, ink bright on black, centred by mass.
-
-    Raises
-    ------
-    NoInkError
-        When the image is uniform, i.e. no ink stands out from the background.
-    ImageError
-        When ``gray`` is not a non-empty 2-D array.
+    Raises NoInkError (no ink stands out from the background) or ImageError (``gray`` not
+    a non-empty 2-D array).
     """
     s = settings or MnistStyle()
     img = np.asarray(gray, dtype=np.float64)
@@ -189,18 +144,9 @@ def _refined_start(profile: np.ndarray, first: int, reach: int) -> float:
 
 
 def _ink_extent(profile: np.ndarray, threshold: float, box: int) -> tuple[float, float]:
-    """Start and end (pixel-edge coordinates) of the ink along one axis.
-
-    Parameters
-    ----------
-    profile:
-        (n,) maximum of the contrast-stretched ink across the other axis, in [0, 1].
-    threshold:
-        Level above which a pixel counts as ink for the first, whole-pixel estimate.
-    box:
-        Output size of the longest side, to estimate how many input pixels make one
-        output pixel (the reach of the sub-pixel refinement).
-    """
+    """Start and end (pixel-edge coordinates) of the ink along one axis, from ``profile``
+    ``(n,)`` (the ink's maximum across the other axis), the ink ``threshold`` and the
+    output ``box`` size (which sets the reach of the sub-pixel refinement)."""
     above = np.flatnonzero(profile > threshold)
     first, last = int(above[0]), int(above[-1])
     reach = max(1, math.ceil((last - first + 1) / box))
@@ -210,24 +156,9 @@ def _ink_extent(profile: np.ndarray, threshold: float, box: int) -> tuple[float,
 
 
 def _resize_box(ink: np.ndarray, bounds: tuple[float, float, float, float], box: int) -> np.ndarray:
-    """Resample the ink inside ``bounds`` so that its longest side becomes ``box`` pixels.
-
-    Parameters
-    ----------
-    ink:
-        (h, w) float64 in [0, 1], background 0.
-    bounds:
-        ``(top, bottom, left, right)`` of the ink in pixel-edge coordinates.
-    box:
-        Output length of the longest side; the other keeps the aspect ratio (at least 1).
-
-    Returns
-    -------
-    numpy.ndarray
-        (rows, cols) float64 in [0, 1] with ``max(rows, cols) == box``. Lanczos resampling
-        (anti-aliased when shrinking) of a source box with the same scale on both axes,
-        centred on the ink.
-    """
+    """Resample the ``(h, w)`` ink in [0, 1] inside ``bounds`` (``(top, bottom, left,
+    right)``, pixel-edge coordinates) with Lanczos, the same scale on both axes; float64
+    ``(rows, cols)`` in [0, 1] with ``max(rows, cols) == box``."""
     top, bottom, left, right = bounds
     height, width = bottom - top, right - left
     scale = box / max(height, width)
@@ -267,11 +198,6 @@ def _paste_centred_by_mass(glyph: np.ndarray, size: int) -> np.ndarray:
 def preprocess_file(path: str | os.PathLike[str], settings: MnistStyle | None = None) -> np.ndarray:
     """Read an image file and return its MNIST-style (28, 28) uint8 digit.
 
-    Raises
-    ------
-    ImageError
-        Missing file, not an image, or no pixels.
-    NoInkError
-        The image is blank.
+    Raises ImageError (missing file, not an image, no pixels) or NoInkError (blank).
     """
     return mnist_style(load_grayscale(path), settings, source=str(path))

@@ -3,8 +3,7 @@
 A hostile or just huge image must not exhaust memory: :func:`load_grayscale` refuses
 images over :data:`MAX_PIXELS` (Pillow's decompression-bomb checks give the same error),
 decodes JPEGs at a reduced scale, and reduces any image to :data:`WORK_SIDE` pixels on
-its longest side right after decoding, before anything is converted to float
-(``bench/predict_images.py`` measures the peak memory). Pillow and numpy, no Prefect.
+its longest side right after decoding, before anything is converted to float. No Prefect.
 """
 
 from __future__ import annotations
@@ -27,15 +26,12 @@ def image_extensions() -> frozenset[str]:
 
 
 MAX_PIXELS = 40_000_000
-"""Largest image, in pixels, that :func:`load_grayscale` decodes (below Pillow's own
-``Image.MAX_IMAGE_PIXELS``): 40 Mpx decode to at most 160 MB (RGBA) and reducing them
-takes as much again, so one image stays well under 500 MB. A JPEG counts at the
-reduced scale it is decoded at (a 100 Mpx photo decodes at 1/8 scale)."""
+"""Largest image, in pixels, that :func:`load_grayscale` decodes (a JPEG counts at the
+reduced scale it is decoded at): bounds the memory one image takes."""
 
 WORK_SIDE = 1024
-"""Longest side, in pixels, an image is reduced to (by whole factors, box filter) right
-after decoding and before any conversion to float: the digit ends up 20 pixels tall, so
-nothing is lost, and a large photo costs a few MB of floats instead of GBs."""
+"""Longest side, in pixels, an image is reduced to (by whole factors) right after decoding:
+the digit ends up 20 pixels tall, so nothing is lost."""
 
 _ORIENTATIONS = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -92,29 +88,13 @@ def _reduce(img: Image.Image, side: int) -> Image.Image:
 
 
 def load_grayscale(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an image file as grayscale.
+    """Read an image file in any format Pillow reads (the first frame of animations, EXIF
+    orientation applied, 16-bit range kept) as grayscale: float64 ``(height, width)`` in
+    [0, 1], at most :data:`WORK_SIDE` on its longest side. Transparent pixels go onto
+    white when the visible ones are mostly dark, else onto black, keeping the contrast.
 
-    Parameters
-    ----------
-    path:
-        Any format Pillow reads (PNG, JPEG, GIF, BMP, TIFF, WebP, ...); the first frame
-        of animations; EXIF orientation is applied; 16-bit images keep their range.
-        Images over :data:`MAX_PIXELS` are refused; larger sides than :data:`WORK_SIDE`
-        are reduced right after decoding (JPEGs are decoded at a reduced scale).
-
-    Returns
-    -------
-    numpy.ndarray
-        (height, width) float64 in [0, 1], 0 black and 1 white, at most
-        :data:`WORK_SIDE` on its longest side. Transparent pixels are composited onto
-        white when the visible pixels are mostly dark, else onto black, so that a digit
-        drawn on a transparent canvas keeps its contrast.
-
-    Raises
-    ------
-    ImageError
-        When the file is missing, is a directory, is too large, cannot be decoded or
-        has no pixels.
+    Raises ImageError when the file is missing, a directory, over :data:`MAX_PIXELS`,
+    undecodable or without pixels.
     """
     file = Path(path)
     if not file.exists():
