@@ -113,11 +113,9 @@ def train_final(
 
     Parameters
     ----------
-    data:
-        ``PreparedData``; ``data.load()`` gives X_train ``(n, 784)`` float32, y_train ``(n,)``
-        int64, X_val, y_val.
-    params:
-        ``TrainParams.model_dump()`` (validated by the flow).
+    data, params:
+        ``PreparedData`` (X_train ``(n, 784)`` float32, y_train ``(n,)`` int64, X_val,
+        y_val); ``TrainParams.model_dump()`` (validated by the flow).
     seed:
         Draws the initial weights, then drives shuffling and augmentation.
     cache_dir:

@@ -59,12 +59,8 @@ def fit(
     splits:
         ``X_train`` float32 ``(n, d)``, ``y_train`` int64 ``(n,)`` and the validation
         split ``X_val``, ``y_val`` (None without one), e.g. ``PreparedData.load()``.
-    hidden:
-        Units of each hidden layer.
-    n_classes:
-        Output units.
-    config:
-        The training settings.
+    hidden, n_classes, config:
+        Units of each hidden layer, output units, the training settings.
     rng:
         Draws the initial weights, then drives shuffling and augmentation.
     callback:

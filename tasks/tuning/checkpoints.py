@@ -68,7 +68,7 @@ class CheckpointStore:
         state: TrainState,
         rng: np.random.Generator,
         records: list[dict[str, Any]],
-    ) -> Path:
+    ) -> None:
         """Write ``spec``'s checkpoint after ``state.epoch`` epochs; drop its older ones."""
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.path(spec, state.epoch)
@@ -76,7 +76,6 @@ class CheckpointStore:
         for old in self.directory.glob(f"{self.key(spec)}-e*.npz"):
             if old != path and not old.name.endswith(".state.npz"):
                 remove_checkpoint(old)
-        return path
 
     def remove(self, specs: list[Any], keep: Path | None = None) -> None:
         """Delete the checkpoints of ``specs`` (every epoch), except the file ``keep``."""

@@ -83,10 +83,8 @@ def halving_rungs(n_trials: int, trial_epochs: int, factor: int = 3) -> list[tup
 
     Round ``k`` of ``R`` trains ``ceil(n_trials / factor**k)`` trials for
     ``trial_epochs // factor**(R-1-k)`` epochs; ``R`` is as large as possible while the
-    first round trains at least one epoch and every round keeps fewer trials.
-
-    >>> halving_rungs(12, 9)
-    [(12, 1), (4, 3), (2, 9)]
+    first round trains at least one epoch and every round keeps fewer trials:
+    ``halving_rungs(12, 9) == [(12, 1), (4, 3), (2, 9)]``.
     """
     rounds = 1
     while factor**rounds <= trial_epochs and math.ceil(n_trials / factor ** (rounds - 1)) > 1:
