@@ -144,20 +144,14 @@ def random_search(
 ) -> SearchResult:
     """Random search over the hyperparameters; logs each trial, returns the best parameters.
 
-    ``search`` holds the search settings (:class:`tasks.settings.params.SearchParams`:
-    ``trials``, ``trial_epochs``, ``n_jobs``, ``backend``, ``dask_address``, ``halving``);
-    those left out take their declared defaults. ``space_overrides`` take the syntax of
-    :mod:`tasks.tuning.overrides`; finished trials are kept in ``<cache_dir>/trials``
-    (default cache if None), so a rerun only trains the rest. Extra parameters
-    (``augment``) go to ``extras_handler``, by default
-    :func:`tasks.tuning.extras.augment_extras`.
+    ``search`` holds :class:`tasks.settings.params.SearchParams` settings (defaults for
+    those left out); ``space_overrides`` take the syntax of :mod:`tasks.tuning.overrides`;
+    finished trials are kept under ``cache_dir`` (default cache if None). Extra parameters
+    go to ``extras_handler`` (default :func:`tasks.tuning.extras.augment_extras`).
 
-    With a ``recipe`` (:func:`tasks.settings.recipe_for`), the search is anchored on it
-    (:mod:`tasks.tuning.anchor`): the overrides change the space around the recipe, every
-    trial shares the recipe's other settings with its schedule compressed to
-    ``trial_epochs``, and trial 0 is the recipe (unless the space leaves it out, which
-    ``result.choice["recipe_excluded"]`` then says). ``keep_best`` keeps the chosen
-    trial's last checkpoint (``result.checkpoint``) for the final model to continue.
+    With a ``recipe`` the search is anchored on it (:mod:`tasks.tuning.anchor`); a recipe
+    the space leaves out is named in ``result.choice["recipe_excluded"]``. ``keep_best``
+    keeps the chosen trial's last checkpoint for the final model to continue.
     """
     logger = get_run_logger()
     fields = SearchParams.model_fields

@@ -1,18 +1,9 @@
 """Train the final model: a Prefect task around :func:`tasks.fitting.fit.fit`.
 
-The task logs one line per epoch, keeps a progress artifact up to date, and saves
-the model with :func:`nn.io.save_model` into ``<cache_dir>/models/<key>.npz``,
-where ``key`` (:func:`final_key`) names everything that determines the weights: the
-prepared data, the hyperparameters, the seed, the checkpoint continued and the training
-code's :data:`tasks.fitting.fit.CODE_VERSION`. The model's metadata keeps what the task
-returns, so a re-run with the same inputs returns the saved model without training
-(the task ends ``Cached``), while changing only the number of epochs trains again.
-The flow copies the model into its run directory.
-
-Randomness: ``np.random.default_rng(seed)`` draws the initial weights
-(:meth:`nn.model.MLP.create`) and then drives shuffling and augmentation in
-:func:`nn.train.train`, so ``seed`` fixes the model completely for a given number of
-BLAS threads (``threads``, :data:`tasks.fitting.fit.BLAS_THREADS` by default) on a given machine.
+The task logs one line per epoch, keeps a progress artifact up to date, and saves the
+model into ``<cache_dir>/models/<key>.npz``, where ``key`` (:func:`final_key`) names
+everything that determines the weights; the metadata keeps what the task returns, so a
+re-run with the same inputs returns the saved model without training.
 """
 
 from __future__ import annotations
@@ -45,24 +36,12 @@ PROGRESS_KEY = "mnist-train-progress"
 
 @dataclass(frozen=True)
 class FinalModel:
-    """A trained model saved in the cache (small and picklable: Prefect caches it).
+    """A trained model saved in the cache (small and picklable).
 
-    Attributes
-    ----------
-    model_path:
-        The saved ``.npz``; its metadata is ``model_path`` with suffix ``.json``.
-    key:
-        The cache key that names the file.
-    history:
-        One ``EpochRecord.to_dict()`` per epoch trained.
-    best_epoch:
-        1-based epoch whose weights were kept.
-    stopped_early:
-        Whether early stopping ended training before ``epochs``.
-    seconds:
-        Wall time of the training, in seconds.
-    params:
-        The hyperparameters (``TrainParams.model_dump()``).
+    ``model_path`` is the saved ``.npz`` (metadata beside it as ``.json``), named by the
+    cache ``key``; ``history`` has one ``EpochRecord.to_dict()`` per epoch trained;
+    ``best_epoch`` (1-based) is the epoch whose weights were kept; ``seconds`` the wall
+    time of the training; ``params`` the ``TrainParams.model_dump()``.
     """
 
     model_path: str
@@ -75,20 +54,9 @@ class FinalModel:
 
 
 def final_key(data: Any, params: dict[str, Any], seed: int, start: str | None = None) -> str:
-    """The content key naming the model trained on ``data`` with ``params`` and ``seed``.
-
-    Parameters
-    ----------
-    data:
-        The ``PreparedData`` from :func:`tasks.preprocess.preprocess` (named by its
-        ``key``: the pool's content and the split's settings).
-    params:
-        ``TrainParams.model_dump()``: hyperparameters, hidden sizes, augmentation.
-    seed:
-        Seed of the initial weights, shuffling and augmentation.
-    start:
-        The SHA-256 of the weights of a trial checkpoint continued (None: none).
-    """
+    """The content key naming the model trained on ``data`` (a ``PreparedData``, named by
+    its ``key``) with ``params`` (``TrainParams.model_dump()``) and ``seed``, continuing
+    the checkpoint whose weights have the SHA-256 ``start`` (None: none)."""
     return content_key(
         version=fitting.CODE_VERSION, data=data.key, params=params, seed=int(seed), start=start
     )
@@ -145,26 +113,19 @@ def train_final(
 
     Parameters
     ----------
-    data:
-        ``PreparedData``; ``data.load()`` gives X_train ``(n, 784)`` float32, y_train ``(n,)``
-        int64, X_val, y_val.
-    params:
-        ``TrainParams.model_dump()`` (validated by the flow).
+    data, params:
+        ``PreparedData`` (X_train ``(n, 784)`` float32, y_train ``(n,)`` int64, X_val,
+        y_val); ``TrainParams.model_dump()`` (validated by the flow).
     seed:
-        Seed of the run (see the module docstring).
+        Draws the initial weights, then drives shuffling and augmentation.
     cache_dir:
         Cache root; the model goes to ``<cache_dir>/models/<key>.npz``.
     threads:
         BLAS threads; None: :data:`tasks.fitting.fit.BLAS_THREADS`. Not part of the
         cache key: it changes the speed and the rounding of the sums, not what is trained.
     start_from:
-        A search trial's checkpoint (:mod:`nn.checkpoint`) to continue instead of
-        starting from new weights: the trial ran with these very settings and data, so
-        training resumes at its epoch and its epochs lead the history.
-
-    Returns
-    -------
-    FinalModel
+        A search trial's checkpoint to continue (trained with these very settings and
+        data): training resumes at its epoch and its epochs lead the history.
     """
     logger = get_run_logger()
     key = final_key(data, params, seed, _start_id(start_from))

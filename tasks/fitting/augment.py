@@ -1,39 +1,19 @@
 """Data augmentation of training images: shifts, small affine maps and elastic distortions.
 
-The aim is to show the network a slightly different version of every training
-image at every epoch, as Simard, Steinkraus and Platt (2003) did to bring a
-784-800-10 network from 98.4% to 99.3% on MNIST. Everything is vectorised over
-the minibatch: one random transformation per image is turned into a map of
-source coordinates, and all images are resampled at once by bilinear
-interpolation (four numpy gathers; one for the whole-pixel shifts and flips of
-``kind="shift"``), so there is no Python loop over images. Buffers are reused
-between minibatches (:class:`tasks.fitting.warp.Workspace`). What an augmented
-epoch costs against a plain one is measured by ``bench/augment_speed.py`` (the
-README gives the figures).
-
-Notation, for an image of shape ``(H, W)`` with centre ``c = ((H-1)/2, (W-1)/2)``
-and an output pixel ``p = (row, col)``, the value written at ``p`` is read from::
+Every training image is shown slightly differently at every epoch (Simard, Steinkraus
+and Platt 2003), vectorised over the minibatch: one random transformation per image
+becomes a map of source coordinates and all images are resampled at once
+(:mod:`tasks.fitting.warp`). For an image ``(H, W)`` with centre ``c``, output pixel
+``p = (row, col)`` is read from::
 
     source(p) = c + A (p - c) - t + d(p)
 
-where ``A = R(theta) / s`` (rotation by ``theta``, zoom by ``s``, the column of
-``x`` negated for a horizontal flip), ``t`` is the translation of the content
-in pixels ``(down, right)`` and ``d`` is an elastic displacement field: a
-uniform random field in ``[-1, 1]`` smoothed by a Gaussian of standard
-deviation ``sigma`` pixels and multiplied by ``alpha`` (Simard et al. 2003).
-
-Background fill: pixels read from outside the image take the value ``fill``.
-When it is ``None`` (the default) each image uses its own minimum, which is the
-background whether or not the images were standardised: raw pixels in
-``[0, 1]`` have background 0, standardised ones ``(0 - mean) / std``. Because
-bilinear interpolation is a convex combination of input pixels and the fill,
-the output always stays within the input image's value range.
-
-The smoothing of the elastic fields is :func:`scipy.ndimage.gaussian_filter`
-with ``sigma=(0, s, s)`` and ``mode="reflect"``, written as two small matrix
-products (the filter is linear, so its matrix is the filter applied to the
-identity); this is what makes elastic distortions cheap enough to run on every
-minibatch.
+where ``A = R(theta) / s`` (rotation, zoom, the ``x`` column negated for a flip), ``t``
+the translation of the content ``(down, right)`` in pixels and ``d`` an elastic field:
+uniform noise in ``[-1, 1]`` smoothed by a Gaussian of ``sigma`` pixels, times ``alpha``.
+Pixels from outside the image take ``fill``, by default each image's minimum (its
+background, standardised or not); bilinear interpolation keeps the output within the
+input's value range.
 """
 
 from __future__ import annotations
@@ -64,32 +44,23 @@ class AugmentConfig:
     Parameters
     ----------
     kind:
-        ``"none"``, ``"shift"`` (translations only), ``"affine"`` (translations,
-        rotations and zooms) or ``"elastic"`` (affine plus an elastic field).
-        Strength settings that the kind does not use are ignored.
+        One of :data:`KINDS`; strength settings the kind does not use are ignored.
     max_shift:
-        Largest translation along each axis, in pixels. ``"shift"`` moves images by
-        whole pixels, uniformly in ``-m .. m`` with ``m`` = ``max_shift`` rounded to
-        the nearest integer, halves up (no interpolation, so no blur); the other kinds
-        draw sub-pixel shifts uniformly in ``[-max_shift, max_shift]``.
+        Largest translation along each axis, in pixels. ``"shift"`` moves by whole
+        pixels (``max_shift`` rounded, halves up; no blur), the other kinds sub-pixel.
     max_rotation:
-        Largest rotation, in degrees; drawn uniformly in ``[-max_rotation, max_rotation]``.
+        Largest rotation, in degrees, drawn uniformly in ``[-max_rotation, max_rotation]``.
     scale:
         ``(low, high)`` range of the zoom factor, drawn uniformly; ``(1, 1)`` disables it.
-    elastic_alpha:
-        Magnitude of the elastic field, in pixels per unit of the smoothed field.
-    elastic_sigma:
-        Standard deviation of the Gaussian that smooths the elastic field, in pixels.
+    elastic_alpha, elastic_sigma:
+        Magnitude of the elastic field and the Gaussian's standard deviation, in pixels.
     hflip:
-        Mirror half of the images left-right (clothes yes, digits no). Applies to every kind
-        except ``"none"``.
+        Mirror half of the images left-right (every kind except ``"none"``).
     erase:
-        Probability, per image, of random erasing (Zhong et al. 2017): after the
-        transformation, a rectangle covering 2% to 20% of the image, with an aspect
-        ratio between 1/3 and 3, is set to the background. Every kind except ``"none"``.
+        Probability per image of random erasing (Zhong et al. 2017, see
+        :func:`tasks.fitting.warp.erase_rectangles`), every kind except ``"none"``.
     fill:
-        Value of pixels read from outside the image; ``None`` uses each image's minimum
-        (its background, standardised or not).
+        Value of pixels read from outside the image; ``None``: each image's minimum.
     image_shape:
         ``(height, width)`` of the images; a batch row has ``height * width`` features.
     """
@@ -166,22 +137,10 @@ def _check_range(name: str, value: float, low: float, high: float) -> None:
 def default_augment(dataset: str, kind: str, strength: float = 1.0) -> AugmentConfig:
     """The recommended settings of one augmentation ``kind`` for a dataset.
 
-    The dataset's ``family`` (:data:`tasks.data.datasets.DATASETS`) decides. Digits
-    (``mnist``, ``idx``) are never mirrored; clothes
-    (``fashion-mnist``) are mirrored and, being centred and scaled the same way
-    in every image, get a quarter of the digits' rotations and zooms and shifts
-    of half a pixel (one whole pixel for ``"shift"``): on Fashion-MNIST, shifts
-    of two pixels cost accuracy (see ``bench/accuracy.py``).
-
-    Parameters
-    ----------
-    dataset:
-        Dataset name.
-    kind:
-        One of :data:`KINDS`.
-    strength:
-        Multiplies every magnitude (shift, rotation, zoom range around 1, elastic
-        ``alpha``), in ``[0, 3]``: one knob for a hyperparameter search.
+    The dataset's ``family`` decides: digits are never mirrored; clothes, centred and
+    scaled alike in every image, are mirrored and get a quarter of the digits' rotations
+    and zooms and half-pixel shifts. ``strength`` in ``[0, 3]`` multiplies every magnitude
+    (one knob for a hyperparameter search).
 
     Raises
     ------
@@ -234,11 +193,9 @@ def random_affine(
 class Augmenter:
     """Picklable ``augmenter(X, rng) -> X2`` for the ``augment=`` hook of ``nn.train.train``.
 
-    ``X`` is a minibatch ``(batch, H * W)`` float32; the result has the same
-    shape and dtype. All randomness comes from ``rng``, so a given generator
-    state gives a given output. It reuses internal buffers between calls, so
-    one instance must not be called from two threads at once (pickling or
-    :func:`copy.copy` gives an independent one).
+    ``X`` is a minibatch ``(batch, H * W)`` float32, returned in the same shape and dtype;
+    all randomness comes from ``rng``. Buffers are reused between calls, so one instance
+    must not be called from two threads at once (a pickled copy is independent).
     """
 
     def __init__(self, config: AugmentConfig) -> None:

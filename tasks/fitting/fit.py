@@ -1,22 +1,8 @@
 """Build a network and train it on prepared splits: the one fit of trials and final models.
 
-Both a search trial (:func:`tasks.tuning.trials.run_trial`) and the final model
-(:func:`tasks.train.train_final`) call :func:`fit`, so they build and train a
-network the same way: ``rng`` first draws the initial weights
-(:meth:`nn.model.MLP.create`), then drives the shuffles and the augmentation of
-:func:`nn.train.train`, so a seed fixes the model completely.
-
-With augmentation the minibatches are prepared one step ahead in a background
-thread (``prefetch`` of :func:`nn.train.train`: the same random draws, so the same
-model), when the process has more than one core; ``threads`` sets the BLAS threads
-(threadpoolctl). A trial that continues from a checkpoint passes the checkpoint's
-``model``, ``state`` and generator instead.
-
-A thread count changes how BLAS splits the sums of the matrix products, so weights
-differ in their last bits between counts and training amplifies that: a seed gives
-the same metrics for a given count on a given machine. A training that runs alone
-(``mnist-flow train``, the final model) therefore uses a fixed count,
-:data:`BLAS_THREADS`, unless ``--threads`` says otherwise.
+Search trials and the final model both call :func:`fit`, so they build and train a
+network the same way, and a seed fixes the model for a given BLAS thread count on a given
+machine (a count changes how BLAS splits the sums, and training amplifies that).
 """
 
 from __future__ import annotations
@@ -40,12 +26,8 @@ CODE_VERSION = 1
 every stored trial and final model is then trained anew (:mod:`tasks.cache`)."""
 
 BLAS_THREADS = 1
-"""BLAS threads of a training that runs alone unless ``--threads`` says otherwise.
-
-One: a second thread did not save the 25 % of an epoch that would justify results
-that depend on the count and a training several times slower when another process
-takes a core (``bench/thread_speed.py``; the README's "Speed" gives the figures).
-"""
+"""BLAS threads of a training that runs alone unless ``--threads`` says otherwise: more
+did not save enough to justify results that depend on the count (``bench/thread_speed.py``)."""
 
 
 def available_cores() -> int:
@@ -77,18 +59,15 @@ def fit(
     splits:
         ``X_train`` float32 ``(n, d)``, ``y_train`` int64 ``(n,)`` and the validation
         split ``X_val``, ``y_val`` (None without one), e.g. ``PreparedData.load()``.
-    hidden:
-        Units of each hidden layer.
-    n_classes:
-        Output units.
-    config:
-        The training settings.
+    hidden, n_classes, config:
+        Units of each hidden layer, output units, the training settings.
     rng:
         Draws the initial weights, then drives shuffling and augmentation.
     callback:
         Called with each epoch's record.
     augment:
-        The minibatch augmenter (:func:`tasks.fitting.augment.make_augmenter`), or None.
+        The minibatch augmenter, or None; prepared one step ahead in a background thread
+        when the process has more than one core (the same draws, so the same model).
     threads:
         BLAS threads during the training (a count >= 1), or None to leave them as the
         caller set them (a search trial gets its share of the cores).

@@ -1,9 +1,7 @@
 """Resampling of image batches: affine maps with elastic fields, and random erasing.
 
-The vectorised geometry behind :mod:`tasks.fitting.augment` (which draws the random
-transformations): one map of source coordinates per image, all images resampled at
-once by bilinear interpolation, buffers reused between minibatches. See that
-module's docstring for the notation and the costs.
+The vectorised geometry behind :mod:`tasks.fitting.augment` (whose docstring gives the
+notation): all images of a batch resampled at once, buffers reused between minibatches.
 """
 
 from __future__ import annotations
@@ -27,12 +25,8 @@ def smoothing_matrix(size: int, sigma: float) -> np.ndarray:
 
 
 class Workspace:
-    """Reusable float32 buffers for :func:`elastic_field` and :func:`warp`.
-
-    Fresh ``(batch, 28, 28)`` temporaries on every minibatch make the allocator
-    map and unmap memory, which costs more than the arithmetic; an augmenter
-    keeps one workspace and reuses it. Not thread-safe: one per thread.
-    """
+    """Reusable float32 buffers for :func:`elastic_field` and :func:`warp` (fresh
+    temporaries per minibatch cost more than the arithmetic). Not thread-safe."""
 
     def __init__(self) -> None:
         self._buffers: dict[str, np.ndarray] = {}
@@ -64,12 +58,11 @@ def elastic_field(
 ) -> np.ndarray:
     """Random smooth displacement fields, ``(n, 2, H, W)`` float32 (rows, then columns).
 
-    Simard et al. (2003): ``alpha * gaussian_filter(U, sigma=(0, 0, sigma, sigma))``
-    (``mode="reflect"``) for ``U`` uniform in ``[-1, 1]``. To draw a quarter of the
-    random numbers, when ``sigma >= 2`` the noise ``U`` is drawn only on every other
-    row and column (zero elsewhere) and the result multiplied by 2, which restores
-    the amplitude: a Gaussian that wide averages over many noise samples either way.
-    With a ``workspace`` the result lives in one of its buffers (valid until the next call).
+    ``alpha * gaussian_filter(U, sigma=(0, 0, sigma, sigma))`` (``mode="reflect"``, as two
+    small matrix products) for ``U`` uniform in ``[-1, 1]``, drawn on every
+    :func:`noise_stride`-th row and column only (zero elsewhere, amplitude restored): a
+    Gaussian that wide averages over many samples either way. With a ``workspace`` the
+    result lives in one of its buffers (valid until the next call).
     """
     ws = workspace if workspace is not None else Workspace()
     height, width = shape

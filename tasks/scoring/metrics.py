@@ -1,19 +1,8 @@
 """Test-set metrics of a classifier: accuracy, cross-entropy, per-class scores, confusion.
 
-Pure functions over arrays: no Prefect, no file I/O.
-
-Notation: ``n`` test samples, ``k`` classes, ``y`` integer labels in ``[0, k)``,
-``P`` the ``(n, k)`` matrix of predicted class probabilities. The confusion
-matrix ``C`` has true classes in rows and predicted classes in columns, so for
-class ``j``: precision ``C[j, j] / sum_i C[i, j]``, recall ``C[j, j] / sum_i C[j, i]``
-and F1 their harmonic mean (0 where undefined). The counts and scores are those of
-:mod:`sklearn.metrics` (``confusion_matrix``, ``precision_recall_fscore_support``
-with ``labels=range(k)`` and ``zero_division=0``), computed here with numpy in a few
-lines (``tests/tasks/scoring/test_metrics.py`` checks them against scikit-learn):
-importing scikit-learn, which imports ``scipy.stats``, was the largest part of the
-import time of a cached ``mnist-flow run``, whose evaluation step always runs
-(``bench/pipeline_speed.py`` breaks that time down). This module checks the inputs
-and shapes the result as plain JSON types.
+Pure functions over arrays. The confusion matrix ``C`` has true classes in rows; the
+scores are those of :mod:`sklearn.metrics` (``zero_division=0``), computed with numpy
+because importing scikit-learn dominated the start of every run.
 """
 
 from __future__ import annotations
@@ -35,16 +24,8 @@ FASHION_MNIST_CLASSES = list(DATASETS["fashion-mnist"].class_names)
 
 
 def class_names(dataset: str, n_classes: int) -> list[str]:
-    """Return the display names of the classes of ``dataset``.
-
-    Parameters
-    ----------
-    dataset:
-        ``"mnist"`` (digits ``"0"`` .. ``"9"``), ``"fashion-mnist"`` (the ten Zalando
-        article names) or any other name (classes named ``"0"`` .. ``str(n_classes - 1)``).
-        Case and ``_`` versus ``-`` are ignored.
-    n_classes:
-        Number of classes, at least 2; must be 10 for the two known datasets.
+    """The display names of the classes of ``dataset`` (case and ``_``/``-`` ignored):
+    a known dataset's class names, else ``"0"`` .. ``str(n_classes - 1)``.
 
     Raises
     ------
@@ -91,20 +72,8 @@ def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
 
 
 def per_class_scores(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Precision, recall, F1 and support per class from a confusion matrix.
-
-    Parameters
-    ----------
-    cm:
-        ``(k, k)`` counts, true classes in rows.
-
-    Returns
-    -------
-    precision, recall, f1:
-        ``(k,)`` float64, 0 where the denominator is 0.
-    support:
-        ``(k,)`` int64, number of true samples of each class.
-    """
+    """Precision, recall, F1 (``(k,)`` float64, 0 where undefined) and support (``(k,)``
+    int64 true samples per class) from ``(k, k)`` counts with true classes in rows."""
     cm = np.asarray(cm, dtype=np.int64)
     hits = np.diag(cm).astype(np.float64)
     support, predicted = cm.sum(axis=1), cm.sum(axis=0)
@@ -135,9 +104,8 @@ def evaluation_metrics(
     class_names:
         ``k`` display names, in label order.
     test_loss:
-        The exact mean cross-entropy when the caller has it (from the logits, e.g.
-        ``MLP.evaluate``); by default it is computed from ``proba``, which is exact
-        unless a true-class probability is below ``PROBA_FLOOR`` (float32 underflow).
+        The exact mean cross-entropy from the logits (``MLP.evaluate``), if the caller has
+        it; else computed from ``proba`` (inexact below ``PROBA_FLOOR``: float32 underflow).
 
     Returns
     -------
@@ -199,19 +167,9 @@ def evaluation_metrics(
 
 @dataclass(frozen=True)
 class Misclassified:
-    """A sample of misclassified test images for the report.
-
-    Attributes
-    ----------
-    images:
-        ``(m, h, w)`` float32 in ``[0, 1]``.
-    y_true, y_pred:
-        ``(m,)`` int64 labels.
-    indices:
-        ``(m,)`` int64 positions in the test split.
-    confidence:
-        ``(m,)`` float32 probability the model gave its (wrong) prediction.
-    """
+    """A sample of misclassified test images: ``images`` ``(m, h, w)`` float32 in ``[0, 1]``;
+    ``y_true``, ``y_pred``, ``indices`` (positions in the test split) ``(m,)`` int64;
+    ``confidence`` ``(m,)`` float32, the probability of the (wrong) prediction."""
 
     images: np.ndarray
     y_true: np.ndarray
@@ -223,19 +181,8 @@ class Misclassified:
 def select_misclassified(
     images: np.ndarray, y_true: np.ndarray, proba: np.ndarray, limit: int = 36
 ) -> Misclassified:
-    """The ``limit`` most confident mistakes, most confident first (ties by test order).
-
-    Parameters
-    ----------
-    images:
-        ``(n, h, w)`` float in ``[0, 1]``.
-    y_true:
-        ``(n,)`` int labels.
-    proba:
-        ``(n, k)`` predicted probabilities.
-    limit:
-        Maximum number of images kept, >= 0.
-    """
+    """The ``limit`` (>= 0) most confident mistakes, most confident first (ties by test
+    order), of ``images`` ``(n, h, w)`` in ``[0, 1]``, labels ``(n,)``, ``proba`` ``(n, k)``."""
     if limit < 0:
         raise EvaluationError(f"limit must be >= 0, got {limit}")
     images = np.asarray(images)

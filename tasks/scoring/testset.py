@@ -1,9 +1,7 @@
 """Score a saved model on a dataset's test split: metrics plus the mistakes the report shows.
 
-The raw test images are read from the fetched IDX files
-(:class:`~tasks.data.datasets.DatasetFiles`) and prepared with the *model's*
-preprocessing (from its metadata), so any saved model can be scored on a dataset.
-Plain code: no Prefect; logs go to the logger it is given.
+The raw test images are prepared with the *model's* preprocessing (from its metadata), so
+any saved model can be scored on any fetched dataset of its shape.
 """
 
 from __future__ import annotations
@@ -33,21 +31,9 @@ Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Test metrics of one model and the sample of mistakes the report shows.
-
-    Attributes
-    ----------
-    metrics:
-        :func:`tasks.scoring.metrics.evaluation_metrics` output (plain JSON types).
-    images:
-        ``(m, rows, cols)`` float32 in ``[0, 1]``: the ``m`` most confident mistakes.
-    y_true, y_pred:
-        ``(m,)`` int64 labels of those images.
-    indices:
-        ``(m,)`` int64 positions in the test split.
-    confidence:
-        ``(m,)`` float32 probability given to each wrong prediction.
-    """
+    """Test metrics of one model (:func:`tasks.scoring.metrics.evaluation_metrics`) and
+    the ``m`` most confident mistakes the report shows (fields of
+    :class:`tasks.scoring.metrics.Misclassified`)."""
 
     metrics: dict[str, Any]
     images: np.ndarray
@@ -80,16 +66,8 @@ def score_model(
 ) -> Evaluation:
     """Score the model at ``model_path`` on the test split of ``data``.
 
-    Parameters
-    ----------
-    model_path:
-        A model saved by :func:`nn.io.save_model` whose metadata holds ``preprocessing``.
-    data:
-        The fetched dataset; its test split is read and prepared as the model expects.
-    max_errors:
-        How many of the most confident mistakes to keep, >= 0.
-    logger:
-        Where to log (default: this module's logger).
+    The test images are prepared with the model's ``preprocessing`` (from its metadata);
+    ``max_errors`` (>= 0) of the most confident mistakes are kept.
 
     Raises
     ------

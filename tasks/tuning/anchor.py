@@ -1,15 +1,8 @@
 """The search anchored on the dataset's recipe: its space, its shared settings, its trial.
 
-A search that may end worse than the fixed recipe does not pay for itself. So:
-
-- the space is centred on the recipe (:func:`recipe_space`): learning rate log-uniform
-  from a third to three times the recipe's, weight decay from a tenth to ten times, the
-  recipe's batch size with its half and double, augmentation strength around 1;
-- every trial trains like the final model (:func:`trial_base`): the recipe's optimizer,
-  momentum, Nesterov, schedule and augmentation, with the schedule (cosine and warm-up)
-  compressed to the trial's epochs;
-- the recipe itself is one of the trials (:func:`recipe_point`), unless an explicit
-  space leaves it out, which the search then reports.
+A search that may end worse than the fixed recipe does not pay for itself, so the space
+is centred on the recipe (:func:`recipe_space`), every trial trains like the final model
+(:func:`trial_base`) and the recipe itself is a trial (:func:`recipe_point`).
 """
 
 from __future__ import annotations
@@ -31,7 +24,9 @@ SHARED = ("optimizer", "momentum", "nesterov", "schedule", "decay", "step_size",
 
 
 def recipe_space(recipe: Mapping[str, Any]) -> dict[str, Spec]:
-    """The default search space around ``recipe`` (a :func:`tasks.settings.recipe_for` dict)."""
+    """The default search space around ``recipe`` (a :func:`tasks.settings.recipe_for` dict):
+    learning rate from a third to three times the recipe's (log), weight decay from a tenth
+    to ten times, the batch size with its half and double, augmentation strength around 1."""
     lr, wd, batch = float(recipe["lr"]), float(recipe["weight_decay"]), int(recipe["batch_size"])
     specs: dict[str, Spec] = {
         "lr": Range(lr / 3, min(lr * 3, 10.0), log=True),
@@ -47,10 +42,8 @@ def recipe_space(recipe: Mapping[str, Any]) -> dict[str, Spec]:
 
 
 def trial_base(recipe: Mapping[str, Any], horizon: int) -> dict[str, Value]:
-    """The settings every trial shares: the recipe's, its warm-up scaled to ``horizon`` epochs.
-
-    The warm-up keeps its share of the epochs (:func:`tasks.settings.scaled_warmup`).
-    """
+    """The settings every trial shares: the recipe's, its warm-up scaled to ``horizon`` epochs
+    (:func:`tasks.settings.scaled_warmup`)."""
     base: dict[str, Value] = {key: recipe[key] for key in SHARED if key in recipe}
     base["warmup_epochs"] = scaled_warmup(recipe, horizon)
     base["hidden"] = int(recipe["hidden"][0])
@@ -86,16 +79,8 @@ def _contains(spec: Spec, value: Any) -> bool:
 def recipe_point(
     space: SearchSpace, recipe: Mapping[str, Any]
 ) -> tuple[dict[str, Value] | None, str | None]:
-    """The recipe as a point of ``space``, or ``(None, why)`` if the space excludes it.
-
-    Returns
-    -------
-    (params, None)
-        The recipe's value of every parameter of the space (in the space's type).
-    (None, reason)
-        ``reason`` names the first parameter whose range leaves the recipe's value out,
-        e.g. ``"lr=0.05 is outside 0.001:0.01:log"``.
-    """
+    """The recipe as a point of ``space`` (each value in the space's type), ``None`` if absent,
+    with ``None`` or the reason it is out: ``"lr=0.05 is outside 0.001:0.01:log"``."""
     point: dict[str, Value] = {}
     for name in sorted(space.specs):
         spec, value = space.specs[name], _recipe_value(name, recipe)

@@ -1,19 +1,10 @@
 """Checkpoints of search trials, so a promoted trial continues instead of starting again.
 
-With successive halving a trial trains up to its round's epochs, then stops; if it is
-promoted, the next round resumes from its checkpoint (weights, optimizer state, schedule
-position and random stream: :mod:`nn.checkpoint`) and trains only the epochs it lacks.
-Resuming is exact, so a promoted trial ends with the weights it would have had trained
-in one go, and a checkpoint that is missing (removed, or written on another machine) is
-replaced by training from the start, at the cost of time only.
-
-:class:`CheckpointStore` keeps ``<directory>/<key>-e<epoch>.npz`` (+ ``.json`` and
-``.state.npz``), written atomically; ``key`` (:func:`tasks.cache.content_key`) names what
-determines the trial's run (data, code versions, parameters, fixed settings, seed, index,
-schedule length), so a checkpoint
-is never resumed by another trial. A trial keeps only its latest checkpoint. The search
-removes its checkpoints when it ends (:meth:`CheckpointStore.remove`), unless asked to
-keep them.
+Resuming (:mod:`nn.checkpoint`) is exact, so a promoted trial ends with the weights it
+would have had trained in one go; a missing checkpoint only costs training from the start.
+Files are ``<directory>/<key>-e<epoch>.npz`` (+ ``.json``, ``.state.npz``), where ``key``
+names everything that determines the trial's run, so no trial resumes another's; a trial
+keeps only its latest checkpoint.
 """
 
 from __future__ import annotations
@@ -77,7 +68,7 @@ class CheckpointStore:
         state: TrainState,
         rng: np.random.Generator,
         records: list[dict[str, Any]],
-    ) -> Path:
+    ) -> None:
         """Write ``spec``'s checkpoint after ``state.epoch`` epochs; drop its older ones."""
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.path(spec, state.epoch)
@@ -85,7 +76,6 @@ class CheckpointStore:
         for old in self.directory.glob(f"{self.key(spec)}-e*.npz"):
             if old != path and not old.name.endswith(".state.npz"):
                 remove_checkpoint(old)
-        return path
 
     def remove(self, specs: list[Any], keep: Path | None = None) -> None:
         """Delete the checkpoints of ``specs`` (every epoch), except the file ``keep``."""

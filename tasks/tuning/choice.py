@@ -1,11 +1,8 @@
 """Which trial the search keeps: the best one, or the recipe unless a trial clearly beats it.
 
-Validation accuracies of neighbouring configurations differ by less than their noise: on
-``n`` validation images an accuracy ``p`` has a standard error of ``sqrt(p (1 - p) / n)``
-(0.1 points at 99 % on 10,000 images, 0.3 points at 90 %). A trial replaces the recipe
-only when it beats the recipe's validation accuracy by more than that, so the search
-does not trade a measured recipe for a lucky draw. The test accuracies of the two
-trials' checkpoints are computed for the report only; the choice never sees them.
+A trial replaces the recipe only when it beats the recipe's validation accuracy ``p`` by
+more than its standard error ``sqrt(p (1 - p) / n)`` on ``n`` images, so the search does
+not trade a measured recipe for a lucky draw. Test accuracies are for the report only.
 """
 
 from __future__ import annotations
@@ -30,25 +27,13 @@ def _entry(result: Any) -> dict[str, Any]:
 
 
 def choose(final: list[Any], top: Any, has_reference: bool, n_val: int) -> tuple[Any, dict]:
-    """The trial to keep among ``final`` (the last round's finished trials) and why.
+    """The trial to keep among ``final`` (the last round's ``ok`` trial results) and why.
 
-    Parameters
-    ----------
-    final:
-        ``TrialResult`` objects of the last round with status ``ok``.
-    top:
-        The one with the best validation accuracy.
-    has_reference:
-        Whether trial 0 is the recipe.
-    n_val:
-        Validation images, for the standard error.
-
-    Returns
-    -------
-    (result, choice)
-        ``choice`` has ``chosen`` (``"recipe"`` or ``"tuned"``), ``reason`` (one sentence),
-        ``margin`` (the gain needed), ``top`` and ``reference`` (trial, params, validation
-        accuracy, epochs; ``reference`` None when the recipe was not in the last round).
+    ``top`` is the best of them, ``has_reference`` whether trial 0 is the recipe, ``n_val``
+    the validation images. Returns ``(result, choice)``: ``choice`` has ``chosen``
+    (``"recipe"`` or ``"tuned"``), ``reason`` (one sentence), ``margin`` (the gain needed),
+    ``top`` and ``reference`` (trial, params, validation accuracy, epochs; ``reference``
+    None when the recipe was not in the last round).
     """
     reference = next((r for r in final if r.trial == 0), None) if has_reference else None
     choice: dict[str, Any] = {"top": _entry(top), "reference": None, "margin": 0.0}
@@ -63,20 +48,14 @@ def choose(final: list[Any], top: Any, has_reference: bool, n_val: int) -> tuple
     if top is reference:
         choice.update(chosen="recipe", reason="the recipe is the best trial")
         return reference, choice
-    points = f"{100 * gain:.2f} points"
-    if gain <= margin:
-        reason = (
-            f"trial {top.trial} beat the recipe by {points}, not more than one standard error "
-            f"of the validation accuracy ({100 * margin:.2f} points): the recipe stays"
-        )
-        choice.update(chosen="recipe", reason=reason)
-        return reference, choice
+    stays = gain <= margin
     reason = (
-        f"trial {top.trial} beat the recipe by {points}, more than one standard error of "
-        f"the validation accuracy ({100 * margin:.2f} points)"
+        f"trial {top.trial} beat the recipe by {100 * gain:.2f} points, "
+        f"{'not ' if stays else ''}more than one standard error of the validation accuracy "
+        f"({100 * margin:.2f} points){': the recipe stays' if stays else ''}"
     )
-    choice.update(chosen="tuned", reason=reason)
-    return top, choice
+    choice.update(chosen="recipe" if stays else "tuned", reason=reason)
+    return (reference if stays else top), choice
 
 
 def score_on_test(

@@ -1,21 +1,8 @@
 """Where the trials of a search run: checks before any work, and what the trials ran on.
 
 A search on ``backend="dask"`` fails early and in one line rather than after the data
-was fetched or after minutes of silence:
-
-- :func:`check_backend` (no network): the ``distributed`` package is importable and
-  ``dask_address`` is a scheduler address (``tcp://HOST:PORT``), not the dashboard's web
-  address (``http://HOST:8787``);
-- :func:`probe_scheduler`: something answers at the address *as a Dask scheduler*. On a
-  ``tcp://`` connection the scheduler speaks first (its handshake), while a web server,
-  such as the scheduler's own dashboard, waits for a request; Dask's client would then wait
-  for an answer that never comes, beyond its own connect timeout. The probe waits a few
-  seconds for the first bytes instead;
-- :func:`wait_for_workers`: a scheduler without workers is waited for, with a log line every
-  few seconds naming it and the time left, then a one-line error.
-
-:class:`Placement` records where the trials ran (backend, address, workers, threads); the
-report and ``metrics.json`` show it.
+was fetched or after minutes of silence (:func:`check_backend`, :func:`probe_scheduler`,
+:func:`wait_for_workers`). :class:`Placement` records where the trials ran.
 """
 
 from __future__ import annotations
@@ -56,17 +43,8 @@ INSTALL_HINT = "pip install -c constraints.txt '.[dask]'"
 
 @dataclass(frozen=True)
 class Placement:
-    """Where the trials of a search ran.
-
-    Attributes
-    ----------
-    backend:
-        ``"loky"`` (processes on this machine) or ``"dask"``.
-    address:
-        The scheduler's address (a temporary local cluster's is on loopback); None for loky.
-    workers, threads:
-        Worker processes, and threads over all of them, when the search started.
-    """
+    """Where the trials of a search ran: ``backend`` (``"loky"`` or ``"dask"``), the
+    scheduler's ``address`` (None for loky), worker processes and threads over all of them."""
 
     backend: str
     address: str | None
@@ -149,6 +127,9 @@ def check_backend(backend: str, dask_address: str | None) -> None:
 def probe_scheduler(address: str, timeout: float = PROBE_SECONDS) -> None:
     """Check that a Dask scheduler answers at ``address`` (``tcp://`` only, else no check).
 
+    On ``tcp://`` the scheduler speaks first, while a web server (its dashboard) waits for
+    a request and Dask's client would hang; so the probe waits for the first bytes.
+
     Raises
     ------
     SearchError
@@ -184,10 +165,9 @@ def wait_for_workers(
     address: str,
     timeout: float,
     logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
-    every: float | None = None,
 ) -> None:
-    """Wait until the scheduler of ``client`` has a worker, logging every ``every`` seconds
-    (default :data:`WAIT_LOG_SECONDS`).
+    """Wait until the scheduler of ``client`` has a worker, logging every
+    :data:`WAIT_LOG_SECONDS` seconds.
 
     Raises
     ------
@@ -195,7 +175,7 @@ def wait_for_workers(
         No worker after ``timeout`` seconds; the message names ``address`` and the fix.
     """
     log = logger or logging.getLogger(__name__)
-    every = every or WAIT_LOG_SECONDS
+    every = WAIT_LOG_SECONDS
     start = time.monotonic()
     start_some = f"start some with `dask worker {address}`"
     while True:

@@ -1,12 +1,9 @@
 """Extra search parameters turned into ``nn.train.train`` options (pure, picklable).
 
-The random search passes any parameter it does not know (see
-:mod:`tasks.tuning.space`) to an *extras handler* that runs in the trial's worker.
-:func:`augment_extras` understands two: ``augment`` (``none``, ``shift``, ``affine``
-or ``elastic``) and ``augment_strength`` (a number in [0, 3] that multiplies every
-magnitude, default 1), which become the minibatch augmenter with the dataset's
-recommended settings (:func:`tasks.fitting.augment.default_augment`), exactly as the final
-model of the pipeline gets it.
+The search passes any parameter it does not know to an *extras handler* run in the
+trial's worker; :func:`augment_extras` turns ``augment`` and ``augment_strength`` into
+the dataset's augmenter (:func:`tasks.fitting.augment.default_augment`), as the final
+model gets it.
 """
 
 from __future__ import annotations

@@ -37,14 +37,8 @@ _RANGE_KEYS = {"low", "high", "log", "int", "zero"}
 def build_space(
     overrides: Mapping[str, Any] | None = None, defaults: Mapping[str, Spec] | None = None
 ) -> SearchSpace:
-    """``defaults`` (:data:`~tasks.tuning.space.DEFAULT_SPACE` if None) with ``overrides`` applied.
-
-    Parameters
-    ----------
-    overrides:
-        Parameter name -> :class:`Range`, :class:`Choice` or a raw value (see module doc).
-    defaults:
-        The space the overrides change, e.g. :func:`tasks.tuning.anchor.recipe_space`.
+    """``defaults`` (:data:`~tasks.tuning.space.DEFAULT_SPACE` if None) with ``overrides``
+    (name -> :class:`Range`, :class:`Choice` or a raw value, see the module doc) applied.
 
     Raises
     ------

@@ -1,25 +1,14 @@
 """Random search: sample trials, run them in parallel, resume from the trial store.
 
-Trials run through :class:`joblib.Parallel` with ``return_as="generator_unordered"``, so the
-caller sees each result (``on_trial``) and the store persists it as soon as it finishes.
+Trials run through :class:`joblib.Parallel` as an unordered generator, so each result is
+reported and stored as soon as it finishes. Loky workers memory-map the prepared files
+and share the cores' BLAS threads; Dask workers may not see this machine's files, so the
+splits are scattered to them once.
 
-- ``backend="loky"``: worker processes on this machine; each limits its BLAS to
-  ``cores // n_jobs`` threads and memory-maps the prepared ``.npy`` files (no copies).
-- ``backend="dask"``: a Dask cluster through joblib's Dask backend (an existing one at
-  ``dask_address``, else a temporary local one with ``n_jobs`` processes). Workers may
-  not see this machine's files, so the splits are read here once and scattered (broadcast)
-  to every worker; each trial then uses the worker's copy. BLAS gets one thread per trial.
-
-With ``halving`` (successive halving, as in scikit-learn's ``HalvingRandomSearchCV``), all
-trials first train for a few epochs, the best ``1/factor`` continue for ``factor`` times
-more, and so on up to ``trial_epochs``. Every trial's learning-rate schedule spans
-``trial_epochs``, so a round is a stretch of one run: a promoted trial resumes from its
-checkpoint (:mod:`tasks.tuning.checkpoints`) and trains only the epochs it lacks, ending
-exactly where a trial trained in one go would. A diverged or failed trial is never
-promoted. The best parameters come from the last round.
-
-With a ``reference`` (the recipe, :mod:`tasks.tuning.anchor`) trial 0 is the reference,
-promoted to every round and kept unless beaten (:func:`tasks.tuning.choice.choose`).
+With ``halving`` (successive halving) every trial's schedule spans ``trial_epochs``, so a
+round is a stretch of one run: a promoted trial resumes from its checkpoint and ends
+exactly where a trial trained in one go would. With a ``reference`` (the recipe) trial 0
+is the reference, promoted to every round and kept unless beaten.
 """
 
 from __future__ import annotations
@@ -71,14 +60,10 @@ OnTrial = Callable[[TrialResult, int, int], None]
 class SearchResult:
     """The outcome of a search.
 
-    ``trials`` holds one :meth:`TrialResult.to_dict` per trial run (per round with halving),
-    ordered by round then trial index; ``placement`` says where the trials ran
-    (:meth:`tasks.tuning.cluster.Placement.to_dict`); ``best_*`` describe the chosen trial
-    of the last round (the best one, or the reference when no trial beat it by
-    ``choice["margin"]``).
-    ``choice`` says what was chosen and why, with the reference's and the top trial's
-    validation (and, where the data has a test split, test) accuracy; ``checkpoint`` is
-    the chosen trial's last checkpoint when the search was asked to keep it.
+    ``trials`` holds one :meth:`TrialResult.to_dict` per trial run, ordered by round then
+    trial; ``best_*`` describe the chosen trial of the last round; ``choice`` says what was
+    chosen and why (:func:`tasks.tuning.choice.choose`); ``checkpoint`` is the chosen
+    trial's last checkpoint when the search was asked to keep it.
     """
 
     trials: list[dict[str, Any]]
@@ -98,10 +83,8 @@ def halving_rungs(n_trials: int, trial_epochs: int, factor: int = 3) -> list[tup
 
     Round ``k`` of ``R`` trains ``ceil(n_trials / factor**k)`` trials for
     ``trial_epochs // factor**(R-1-k)`` epochs; ``R`` is as large as possible while the
-    first round trains at least one epoch and every round keeps fewer trials.
-
-    >>> halving_rungs(12, 9)
-    [(12, 1), (4, 3), (2, 9)]
+    first round trains at least one epoch and every round keeps fewer trials:
+    ``halving_rungs(12, 9) == [(12, 1), (4, 3), (2, 9)]``.
     """
     rounds = 1
     while factor**rounds <= trial_epochs and math.ceil(n_trials / factor ** (rounds - 1)) > 1:
@@ -113,11 +96,8 @@ def halving_rungs(n_trials: int, trial_epochs: int, factor: int = 3) -> list[tup
 
 
 def data_fingerprint(data: TrialData) -> str:
-    """What names the training and validation data a trial sees.
-
-    ``PreparedData`` is named by its ``key`` (the pool's content and the split's
-    settings); arrays held in memory by the SHA-256 of their content.
-    """
+    """What names the training and validation data a trial sees: a ``PreparedData``'s
+    ``key``, or the SHA-256 of arrays held in memory."""
     key = getattr(data, "key", None)
     if isinstance(key, str):
         return key
@@ -269,26 +249,21 @@ def run_search(
     n_jobs:
         Trials at once with loky (-1: all cores); a Dask cluster uses all its threads.
     backend, dask_address:
-        ``"loky"`` or ``"dask"``: the scheduler address ``tcp://host:port`` of an existing
-        cluster, or None for a local cluster of ``n_jobs`` single-threaded processes.
+        ``"loky"`` or ``"dask"``; the scheduler ``tcp://host:port``, or None for a local
+        cluster of ``n_jobs`` single-threaded processes.
     halving, halving_factor:
         Successive halving with this reduction factor (see :func:`halving_rungs`).
     cache_dir:
         Finished trials are stored in ``<cache_dir>/trials`` and reused (None: no store).
-    on_trial:
-        ``on_trial(result, done, total)`` in this process as each trial finishes.
-    extras_handler:
-        Needed when the space has extra parameters (see :data:`tasks.tuning.trials.ExtrasHandler`).
-    base:
-        Settings every trial shares, under its sampled parameters
-        (:func:`tasks.tuning.anchor.trial_base`).
-    reference:
-        Trial 0's parameters (the recipe), promoted to every round; None: trial 0 is sampled.
+    on_trial, extras_handler:
+        See :data:`OnTrial` and :data:`tasks.tuning.trials.ExtrasHandler`.
+    base, reference:
+        Settings every trial shares under its sampled parameters; trial 0's parameters
+        (the recipe), promoted to every round (None: trial 0 is sampled).
     keep_checkpoints, keep_best:
-        Keep every trial checkpoint (in ``<cache_dir>/checkpoints``), or only the chosen
-        trial's last one (:attr:`SearchResult.checkpoint`); by default all are removed.
+        Keep every trial checkpoint, or only the chosen trial's last one; default: none.
     logger:
-        Where to say that a Dask scheduler has no worker yet (default: the module's logger).
+        Where to say that a Dask scheduler has no worker yet.
 
     Raises
     ------

@@ -1,20 +1,10 @@
 """The hyperparameter search space, declared as data and sampled reproducibly.
 
-A space maps parameter names to one of two specifications:
-
-- :class:`Range` ``low..high``, uniform or log-uniform (``log=True``), real or integer,
-  optionally exactly zero with probability ``zero`` (an L2 penalty "off or 1e-6..1e-3");
-- :class:`Choice` a finite set of values, drawn uniformly (a single value fixes the parameter).
-
-Each specification draws its value with a :class:`numpy.random.Generator`, parameters in
-name order, so drawing costs microseconds and needs no cache. Trial ``i``
-of a run with seed ``s`` draws from its own stream, ``SeedSequence(s, spawn_key=(i, 0))``,
-the ``i``-th child of ``SeedSequence(s).spawn``; its training uses ``spawn_key=(i, 1)``. A
-trial's parameters therefore depend only on ``(s, i)``, not on how many trials run.
-
-Known parameters (:data:`PARAMETERS`) are checked against their allowed ranges when the
-space is built. Any other name is an *extra* categorical parameter (for instance
-``augment``): its values are passed through to the trial untouched.
+A space maps parameter names to a :class:`Range` or a :class:`Choice`. Trial ``i`` of a
+run seeded ``s`` draws from its own stream (:func:`trial_seeds`), so its parameters depend
+only on ``(s, i)``, not on how many trials run. Known parameters (:data:`PARAMETERS`) are
+checked against their declared ranges; any other name is an *extra* categorical
+parameter passed to the trial untouched.
 """
 
 from __future__ import annotations
@@ -46,19 +36,9 @@ Value = bool | int | float | str
 
 @dataclass(frozen=True)
 class Range:
-    """Values between ``low`` and ``high`` (both included).
-
-    Parameters
-    ----------
-    low, high:
-        Bounds, ``low < high``; both positive when ``log``.
-    log:
-        Log-uniform (uniform in ``log(value)``) instead of uniform.
-    integer:
-        Draw integers (for integer parameters).
-    zero:
-        Probability in ``[0, 1)`` of drawing exactly ``0`` instead.
-    """
+    """Values between ``low`` and ``high`` (both included, ``low < high``, both positive when
+    ``log``), uniform or log-uniform, real or ``integer``, exactly 0 with probability ``zero``
+    in ``[0, 1)`` (an L2 penalty "off or 1e-6..1e-3")."""
 
     low: float
     high: float
@@ -67,8 +47,7 @@ class Range:
     zero: float = 0.0
 
     def draw(self, rng: np.random.Generator) -> float | int:
-        """One value: exactly 0 with probability ``zero``, else uniform (in ``log`` when
-        ``log``) between the bounds; integers are drawn from ``[low, high]``."""
+        """One value of the range, drawn with ``rng``."""
         if self.zero > 0 and rng.random() < self.zero:
             return 0 if self.integer else 0.0
         low, high = (self.low, self.high + 1) if self.integer else (self.low, self.high)
@@ -88,7 +67,7 @@ class Range:
 
 @dataclass(frozen=True)
 class Choice:
-    """One of ``values``, each drawn with the same probability."""
+    """One of ``values``, drawn uniformly (a single value fixes the parameter)."""
 
     values: tuple[Value, ...]
 
@@ -124,8 +103,7 @@ PARAMETERS: dict[str, Rule] = {
     **{name: RULES[name] for name in SEARCHABLE},
     "hidden": dataclasses.replace(MODEL_RULES["hidden"], kind=int),
 }
-"""Known parameters, with the ranges their declarations allow; ``hidden`` is the number
-of units of the single hidden layer."""
+"""Known parameters, with their declared ranges; ``hidden``: units of the hidden layer."""
 
 
 def _check(name: str, param: Rule, value: Value) -> Value:
@@ -156,7 +134,8 @@ DEFAULT_SPACE: dict[str, Spec] = {
 
 
 def trial_seeds(seed: int, index: int) -> tuple[np.random.SeedSequence, np.random.SeedSequence]:
-    """The independent streams of trial ``index``: (sampling, training)."""
+    """The independent streams of trial ``index``: (sampling, training), the
+    ``spawn_key=(index, 0)`` and ``(index, 1)`` children of ``SeedSequence(seed)``."""
     return (
         np.random.SeedSequence(seed, spawn_key=(index, 0)),
         np.random.SeedSequence(seed, spawn_key=(index, 1)),
@@ -213,16 +192,14 @@ def _validate(name: str, spec: Spec) -> None:
     if isinstance(spec, Choice):
         if not spec.values:
             raise SearchSpaceError(f"search parameter {name!r}: no values to choose from")
-        if param is None:
-            for value in spec.values:
-                if not isinstance(value, bool | int | float | str):
-                    raise SearchSpaceError(
-                        f"search parameter {name!r}: value {value!r} must be a string, "
-                        "number or true/false"
-                    )
-            return
         for value in spec.values:
-            _check(name, param, value)
+            if param is not None:
+                _check(name, param, value)
+            elif not isinstance(value, bool | int | float | str):
+                raise SearchSpaceError(
+                    f"search parameter {name!r}: value {value!r} must be a string, "
+                    "number or true/false"
+                )
         return
     if not isinstance(spec, Range):
         raise SearchSpaceError(f"search parameter {name!r}: {spec!r} is not a Range or Choice")

@@ -1,17 +1,9 @@
 """One trial of the random search, and the store that lets a killed search resume.
 
-A trial builds a ``784-hidden-k`` network and trains it for ``epochs`` on the training split
-with the sampled settings, scoring it on the validation split after every epoch. It never
-raises: a network whose loss becomes non-finite is recorded as ``diverged``, any other
-exception as ``failed`` with its message, so one bad configuration never stops a search.
-
-The training arrays reach a worker without copies: a :class:`PreparedData`-like object is
-sent (paths only) and memory-maps its ``.npy`` files in the worker; :class:`TrialArrays`
-carries the arrays themselves for workers that cannot see those files (a Dask cluster).
-
-:class:`TrialStore` keeps one small JSON file per finished trial, written atomically, named
-by the content key (:mod:`tasks.cache`) of what determines the result: the data, the
-parameters, seed and epochs, and the code versions of :func:`versions`.
+A trial never raises: a non-finite loss is recorded as ``diverged``, any other exception
+as ``failed``, so one bad configuration never stops a search. A ``PreparedData`` reaches a
+worker as paths and is memory-mapped there; :class:`TrialArrays` carries the arrays to
+workers that cannot see those files.
 """
 
 from __future__ import annotations
@@ -27,7 +19,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from nn.errors import NonFiniteError
 from nn.train import TrainConfig, TrainState
@@ -79,11 +70,8 @@ It runs in the worker, so it must be a picklable (module-level) callable."""
 
 @dataclass(frozen=True)
 class TrialArrays:
-    """The training and validation splits held in memory (float32 (n, d), int64 (n,)).
-
-    Used where workers cannot memory-map the prepared ``.npy`` files (remote Dask workers):
-    the arrays are scattered to the cluster once and shared by all trials there.
-    """
+    """The training and validation splits held in memory (float32 (n, d), int64 (n,)),
+    for workers that cannot memory-map the prepared files (remote Dask workers)."""
 
     name: str
     n_classes: int
@@ -111,11 +99,9 @@ class TrialArrays:
 class TrialSpec:
     """Trial ``index`` (0-based) of the run seeded ``seed``: its parameters and epochs.
 
-    ``rung`` is the successive-halving round (0 without halving). ``base`` holds the
-    settings every trial shares (the recipe's schedule, momentum, augmentation...), under
-    ``params``. The learning-rate schedule spans ``horizon`` epochs (None: ``epochs``);
-    the trial trains up to epoch ``epochs``, continuing from its checkpoint after
-    ``start`` epochs when there is one.
+    ``rung`` is the successive-halving round; ``base`` the settings every trial shares,
+    under ``params``. The schedule spans ``horizon`` epochs (None: ``epochs``); the trial
+    trains up to epoch ``epochs``, from its checkpoint after ``start`` epochs if any.
     """
 
     index: int
@@ -137,12 +123,10 @@ class TrialSpec:
 class TrialResult:
     """What a trial produced (``trial`` is the 0-based trial index).
 
-    ``val_accuracy``/``val_loss`` hold one value per epoch trained (fewer than ``epochs``
-    when it diverged); ``best_val_accuracy`` is their maximum (None if no epoch finished);
-    ``seconds`` is the trial's wall time; ``error`` the message of a diverged/failed trial;
-    ``cached`` tells that the result was read from the store instead of trained;
-    ``horizon`` is the schedule's length in epochs and ``resumed`` the epoch the trial
-    continued from (0: trained from the start in this round).
+    ``val_accuracy``/``val_loss`` hold one value per epoch trained; ``best_val_accuracy``
+    is their maximum (None if no epoch finished or not ``ok``); ``seconds`` the wall time;
+    ``error`` the message of a diverged/failed trial; ``cached`` whether it came from the
+    store; ``horizon`` the schedule's epochs; ``resumed`` the epoch it continued from.
     """
 
     trial: int
@@ -191,8 +175,7 @@ def config_from_params(
     """Split sampled parameters into (training settings, hidden units, extra parameters).
 
     The values are completed and repaired by :func:`tasks.settings.resolve`, as for the
-    final model: ``nesterov`` off without momentum, the warm-up at most a quarter of
-    ``epochs``, so every point of the space is trainable.
+    final model, so every point of the space is trainable.
 
     Raises
     ------
@@ -216,51 +199,41 @@ def run_trial(
 ) -> TrialResult:
     """Train and score one configuration; never raises for a bad configuration.
 
-    Parameters
-    ----------
-    spec:
-        The trial (parameters, seed, index, epochs).
-    data:
-        ``PreparedData`` (memory-mapped here) or :class:`TrialArrays`.
-    blas_threads:
-        BLAS threads for this trial (None: leave as is).
-    extras_handler:
-        Turns the extra parameters into keyword arguments of ``nn.train.train``.
-    checkpoints:
-        Where the trial resumes from (its checkpoint after ``spec.start`` epochs, if
-        there) and saves its checkpoint when it finishes; None: neither.
+    ``data`` is a ``PreparedData`` (memory-mapped here) or :class:`TrialArrays`;
+    ``blas_threads`` None leaves BLAS as is; ``checkpoints`` is where the trial resumes
+    from (after ``spec.start`` epochs, if there) and saves when it finishes (None: neither).
     """
     records: list[dict[str, Any]] = []
     start = time.perf_counter()
     status, error, resumed = "ok", None, 0
     try:
-        with _blas_limit(blas_threads):
-            values = {**spec.base, **spec.params}
-            config, hidden, extras = config_from_params(values, epochs=spec.schedule_epochs)
-            splits = data.load(mmap=True)
-            options = dict(extras_handler(extras, data)) if extras_handler and extras else {}
-            rng = np.random.default_rng(trial_seeds(spec.seed, spec.index)[1])
-            model, state = None, TrainState()
-            loaded = None
-            if checkpoints is not None and spec.start:
-                loaded = checkpoints.load(spec, spec.start, config)
-            if loaded is not None:
-                model, state, rng, records = loaded
-                resumed = state.epoch
-            model, _ = fit(
-                splits,
-                [hidden],
-                data.n_classes,
-                config,
-                rng=rng,
-                callback=lambda record: records.append(record.to_dict()),
-                model=model,
-                state=state,
-                stop_epoch=spec.epochs,
-                **options,
-            )
-            if checkpoints is not None:
-                checkpoints.save(spec, model, state, rng, records)
+        values = {**spec.base, **spec.params}
+        config, hidden, extras = config_from_params(values, epochs=spec.schedule_epochs)
+        splits = data.load(mmap=True)
+        options = dict(extras_handler(extras, data)) if extras_handler and extras else {}
+        rng = np.random.default_rng(trial_seeds(spec.seed, spec.index)[1])
+        model, state = None, TrainState()
+        loaded = None
+        if checkpoints is not None and spec.start:
+            loaded = checkpoints.load(spec, spec.start, config)
+        if loaded is not None:
+            model, state, rng, records = loaded
+            resumed = state.epoch
+        model, _ = fit(
+            splits,
+            [hidden],
+            data.n_classes,
+            config,
+            rng=rng,
+            callback=lambda record: records.append(record.to_dict()),
+            threads=blas_threads,
+            model=model,
+            state=state,
+            stop_epoch=spec.epochs,
+            **options,
+        )
+        if checkpoints is not None:
+            checkpoints.save(spec, model, state, rng, records)
     except NonFiniteError as exc:
         status, error = "diverged", str(exc)
     except Exception as exc:  # a failed trial is recorded, never fatal to the search
@@ -283,21 +256,9 @@ def run_trial(
     )
 
 
-def _blas_limit(threads: int | None) -> contextlib.AbstractContextManager[Any]:
-    """Limit BLAS to ``threads`` inside the block (no limit for None)."""
-    return threadpool_limits(threads, user_api="blas") if threads else contextlib.nullcontext()
-
-
 class TrialStore:
-    """Finished trials as ``<directory>/<key>.json``, one small file each.
-
-    Parameters
-    ----------
-    directory:
-        Where the files live (created on first write).
-    identity:
-        What every key includes besides the trial: data checksums, code version, ...
-    """
+    """Finished trials as ``<directory>/<key>.json``, one small file each, written
+    atomically; ``identity`` (data, code versions) is part of every key."""
 
     FORMAT_VERSION = 1
 
@@ -330,7 +291,7 @@ class TrialStore:
         return dataclasses.replace(result, rung=spec.rung, cached=True)
 
     def put(self, spec: TrialSpec, result: TrialResult) -> Path:
-        """Write ``result`` atomically (temporary file in the same folder, then rename).
+        """Write ``result`` atomically.
 
         Raises
         ------
