@@ -1,18 +1,10 @@
 """The pipeline's cache: content-addressed files, each owned by the step that makes them.
 
-Prefect caches nothing (every task runs with ``NO_CACHE``). A cached step names its
-result by :func:`content_key` of its inputs and the ``CODE_VERSION`` of the area whose
-code makes it, looks for that file under the cache folder, checks it, and reuses it or
-makes it again; a reuse ends the task in a Completed state named ``Cached``
-(:func:`reused`), as the UI shows for Prefect's own cache (a caller reads the value with
-``return_state=True`` and ``.result()``). Why not Prefect's cache: the results are files
-(hundreds of MB of arrays) that its result store would pickle, and a record pointing at
-them needs a second check that they still exist. ``docs/data.md`` lists each step's
-files and key. A ``CODE_VERSION`` is bumped by hand when its area's behaviour
-changes; an edit elsewhere (a docstring in ``flows/``) keeps every key.
-
-:func:`summarize` and :func:`prune` are ``mnist-flow cache``: what the cache holds, and
-removing the oldest entries. Plain code: Prefect is imported by :func:`reused` only.
+Prefect caches nothing (every task runs with ``NO_CACHE``): the results are large files its
+result store would pickle. A cached step names its result by :func:`content_key` of its
+inputs and its area's hand-bumped ``CODE_VERSION``, checks the file it finds and reuses it
+or makes it again; a reuse ends the task in a Completed state named ``Cached``
+(:func:`reused`). :func:`summarize` and :func:`prune` are ``mnist-flow cache``.
 """
 
 from __future__ import annotations
@@ -86,12 +78,8 @@ def _entry(kind: str, paths: list[Path]) -> Entry:
 
 
 def entries(root: Path) -> list[Entry]:
-    """Every entry of the cache at ``root``, most recently written or reused first.
-
-    A download folder, a prepared folder (with its splits), a trial, a model (``.npz``
-    and ``.json``) and a checkpoint (its files) are one entry each; any other folder
-    (left by an older version) is one entry of kind ``other``.
-    """
+    """Every entry of the cache at ``root``, most recently written or reused first; a
+    folder of an unknown kind (left by an older version) is one entry of kind ``other``."""
     found: list[Entry] = []
     tops = sorted(p for p in root.iterdir() if not p.name.startswith(".")) if root.is_dir() else []
     for top in tops:

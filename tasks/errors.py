@@ -1,9 +1,7 @@
-"""The project's errors: the base :data:`MnistFlowError` and the pipeline steps' own classes.
+"""The project's errors: the base :data:`MnistFlowError` and each area's own classes.
 
-Each area adds its own small block of classes (data, search, predict, registry, outputs, scoring).
-Messages name the file, parameter or value at fault and what is allowed. A message that
-tells the user which setting to change names it ``{data_dir:FOLDER}`` (:class:`Worded`):
-the command line shows ``--data-dir FOLDER``, a flow run ``data.data_dir=FOLDER``.
+Messages name the file, parameter or value at fault and what is allowed; one that tells the
+user which setting to change names it ``{data_dir:FOLDER}`` (:class:`Worded`).
 """
 
 from __future__ import annotations
@@ -15,9 +13,8 @@ from typing import Any
 from nn.errors import ConfigError, NNError
 
 MnistFlowError = NNError
-"""Base of every error the project raises on purpose; the command line turns it into one
-line. It is the network's own base (:class:`nn.errors.NNError`): ``nn`` imports nothing of
-the project, so the project's errors extend the network's, and one ``except`` catches both."""
+"""Base of every error the project raises on purpose (the command line shows it as one line):
+the network's own base, since ``nn`` imports nothing of the project."""
 
 Spell = Callable[[str, Any], str]
 """How a place names a setting and its value: ``("data_dir", "FOLDER") -> "--data-dir FOLDER"``."""
@@ -43,7 +40,8 @@ class _Spelled(string.Formatter):
 
 class Worded(MnistFlowError):
     """An error whose ``template`` names settings ``{name:VALUE}``; ``str()`` is
-    :func:`plain`, :meth:`worded` spells them as the place that shows it does."""
+    :func:`plain`, :meth:`worded` spells them as the place that shows it does (the command
+    line ``--data-dir FOLDER``, a flow run ``data.data_dir=FOLDER``)."""
 
     def __init__(self, template: str, *args: Any) -> None:
         self.template = template
@@ -76,16 +74,8 @@ class ChecksumError(DataError):
 
 
 class FetchError(Worded, DataError):
-    """No source could provide a dataset file; the message lists every attempt.
-
-    Parameters
-    ----------
-    message:
-        The readable summary (what was tried and why each attempt failed), a
-        :class:`Worded` template.
-    transient:
-        True when at least one failure was a network error worth retrying later
-    """
+    """No source could provide a dataset file; the message (a :class:`Worded` template) lists
+    every attempt. ``transient``: at least one failure was a network error worth retrying."""
 
     def __init__(self, message: str, *, transient: bool = False) -> None:
         super().__init__(message)

@@ -1,11 +1,8 @@
-"""Atomic writes of files and directories, shared by the pipeline's areas.
+"""Atomic writes of files and directories: a reader sees the previous content or the complete
+new one, and a failed write leaves no temporary behind.
 
-A file is written to a temporary file in the target's folder and moved into place
-with :func:`os.replace` (:func:`nn.io.write_bytes_atomic`, the one implementation,
-which the network's own model files use too); a directory is filled under a
-temporary name beside the target and renamed to it. A reader sees either the
-previous content or the complete new one, never a partial write, and a failed
-write leaves no temporary behind. Directories keep ``mkdtemp``'s ``0o700``.
+Files go through :func:`nn.io.write_bytes_atomic` (the one implementation); a directory is
+filled under a temporary name beside the target and renamed to it (keeping ``0o700``).
 """
 
 from __future__ import annotations
@@ -45,16 +42,8 @@ def write_json_atomic(
     sort_keys: bool = True,
     allow_nan: bool = False,
 ) -> None:
-    """Write ``data`` as JSON to ``path`` atomically.
-
-    Raises
-    ------
-    ValueError
-        If ``data`` holds a NaN or an infinity (not valid JSON) and ``allow_nan`` is
-        false; nothing is written.
-    OSError
-        If the file cannot be written; nothing is left behind.
-    """
+    """Write ``data`` as JSON to ``path`` atomically; a :class:`ValueError` for a NaN or an
+    infinity unless ``allow_nan``, an :class:`OSError` if it cannot (nothing is left)."""
     text = json.dumps(data, indent=indent, sort_keys=sort_keys, allow_nan=allow_nan) + "\n"
     write_text_atomic(path, text)
 
@@ -70,7 +59,6 @@ def write_directory_atomic(
     *,
     prefix: str | None = None,
     replace_existing: Callable[[Path], bool] | None = None,
-    merge: bool = False,
 ) -> Iterator[Path]:
     """Yield a new empty directory beside ``target``; rename it to ``target`` when the block ends.
 
@@ -86,10 +74,6 @@ def write_directory_atomic(
         first): ``None`` raises the rename's :class:`OSError`; otherwise
         ``replace_existing(target)`` is asked, and True removes ``target`` and puts the new
         directory in its place, False keeps ``target`` and discards the new directory.
-    merge:
-        When ``target`` already exists, move each file of the new directory into it with
-        :func:`os.replace` (each file appears whole; files of ``target`` that the new
-        directory does not hold are kept) instead of asking ``replace_existing``.
 
     Raises
     ------
@@ -103,10 +87,6 @@ def write_directory_atomic(
     tmp = Path(tempfile.mkdtemp(prefix=name, suffix=".tmp", dir=target.parent))
     try:
         yield tmp
-        if merge and target.is_dir():
-            for item in sorted(tmp.iterdir()):
-                os.replace(item, target / item.name)
-            return
         try:
             os.rename(tmp, target)
         except OSError:

@@ -1,9 +1,5 @@
-"""Register a run's model in the registry and promote it if it beats the champion (task).
-
-The decision, with both accuracies, is published as the markdown artifact
-``mnist-promotion`` (one key, a new version per run) so the outcome of a scheduled
-retraining can be read in the UI without opening the whole report.
-"""
+"""Register a run's model and promote it if it beats the champion (task); the decision is
+published as the markdown artifact ``mnist-promotion`` (a new version per run)."""
 
 from __future__ import annotations
 
@@ -45,28 +41,12 @@ def register_model(
     scores: SameSetScores | None = None,
     hold: bool = False,
 ) -> PromotionDecision:
-    """Register the model, promote it when ``test_accuracy`` gains ``margin``, publish the decision.
-
-    The decision's markdown goes to the artifact ``mnist-promotion``.
-
-    Parameters
-    ----------
-    model_path:
-        The run's ``model.npz`` (its ``.json`` metadata beside it).
-    metrics:
-        Test metrics holding ``test_accuracy`` in [0, 1].
-    dataset:
-        Dataset whose test set produced the metrics (one champion per dataset).
-    registry_dir:
-        Registry root; ``None`` means ``$MNIST_FLOW_REGISTRY`` or the user data folder.
-    margin:
-        Accuracy gain over the champion needed for promotion, in [0, 1).
-    scores:
-        Challenger and champion on one evaluation set (with added data), compared instead
-        of their test accuracies.
-    hold:
-        Register only, and return what the rule proposes (unpublished) for a person to
-        approve (:func:`settle_approval`).
+    """Register the model (``model.npz``, metadata beside it), promote it when its
+    ``metrics["test_accuracy"]`` on ``dataset`` gains ``margin`` over the champion, publish
+    the decision. ``registry_dir`` None: the default registry. ``scores``: challenger and
+    champion on one evaluation set (with added data), compared instead. ``hold``: register
+    only and return what the rule proposes, unpublished, for a person to approve
+    (:func:`settle_approval`).
     """
     registry = Registry(registry_dir)
     if hold:

@@ -1,9 +1,5 @@
-"""The report step: write ``report.md`` and its plots, publish them as ``mnist-report``.
-
-The report itself is plain code (:mod:`tasks.outputs.report`); this task logs and
-publishes the markdown artifact in which every plot is embedded, so a person sees
-everything in the Prefect UI.
-"""
+"""The report step: write ``report.md`` and its plots (:mod:`tasks.outputs.report`), publish
+them as the artifact ``mnist-report`` with every plot embedded."""
 
 from __future__ import annotations
 
@@ -28,8 +24,7 @@ def write_report(
     """Write the report into ``run_dir``, publish it; return the path of ``report.md``.
 
     ``extras`` are those of :func:`tasks.outputs.report.write_report_files`; with a
-    ``cache_dir`` the plots are kept in ``<cache_dir>/plots`` and an identical re-run
-    copies them (keyed on their data and the plots' code version) instead of drawing them.
+    ``cache_dir`` the plots are cached in ``<cache_dir>/plots``.
     """
     logger = run_logger(__name__)
     if cache_dir is not None:

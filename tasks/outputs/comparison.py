@@ -1,10 +1,5 @@
-"""The report's "tuned against the recipe" section: what the search kept, and why.
-
-It reads ``metrics["search"]``: ``choice`` (:func:`tasks.tuning.choice.choose`, with the
-test accuracies of the two trials' checkpoints and ``recipe_excluded`` when an explicit
-space left the recipe out) and ``final_start`` (whether the final model continued the
-chosen trial or retrained, :func:`tasks.tuning.choice.final_start`).
-"""
+"""The report's "tuned against the recipe" section: what the search kept, and why, from
+``metrics["search"]``'s ``choice`` (:func:`tasks.tuning.choice.choose`) and ``final_start``."""
 
 from __future__ import annotations
 

@@ -27,19 +27,14 @@ def _palette_png(fig: Figure, dpi: float, colours: int) -> bytes:
 
 
 def compact_png(fig: Figure, max_chars: int | None = None) -> bytes | None:
-    """A small palette PNG of ``fig`` whose base64 text fits in ``max_chars``, else ``None``.
-
-    ``max_chars`` defaults to :data:`MAX_EMBED_CHARS`.
-
-    Tries :data:`EMBED_DPI` with 64 colours; if too large, the resolution the size
-    suggests (bytes grow with dpi squared), then 16 colours, then :data:`MIN_EMBED_DPI`.
-    """
+    """A small palette PNG of ``fig`` whose base64 text fits in ``max_chars`` (default
+    :data:`MAX_EMBED_CHARS`), else ``None``: :data:`EMBED_DPI` with 64 colours, else the dpi
+    the size suggests (bytes grow with dpi squared), then 16 colours, then the minimum dpi."""
 
     def b64_len(data: bytes) -> int:
         return 4 * math.ceil(len(data) / 3)
 
-    if max_chars is None:
-        max_chars = MAX_EMBED_CHARS
+    max_chars = MAX_EMBED_CHARS if max_chars is None else max_chars
     data = _palette_png(fig, EMBED_DPI, 64)
     if b64_len(data) <= max_chars:
         return data

@@ -1,12 +1,9 @@
 """The report's figures as PNG images: which plots a run has, drawn or found in a cache.
 
-:func:`build_plots` says which plots of :mod:`tasks.outputs.plots` a run's data allow,
-each with the data it shows; :func:`render` turns one into its two PNGs (the file
-beside ``report.md`` and the small one embedded in the UI's markdown). Drawing is
-most of a report's time, so given a cache folder :func:`render` keeps both images
-there, named by a hash of the data the plot shows and :data:`CODE_VERSION`, and an
-identical re-run copies them instead of drawing them again (drawing the seven plots
-takes seconds, copying them milliseconds: ``bench/report_speed.py``).
+:func:`build_plots` says which plots a run's data allow, each with the data it shows;
+:func:`render` turns one into its two PNGs (the file beside ``report.md`` and the small one
+for the UI). Drawing is most of a report's time, so given a cache folder :func:`render` keeps
+both images there, keyed by a hash of the plot's data and :data:`CODE_VERSION`.
 """
 
 from __future__ import annotations
@@ -62,12 +59,9 @@ def build_plots(
     errors: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
     trials: Sequence[Mapping] | None,
 ) -> dict[str, PlotSpec]:
-    """The report's plots that ``metrics``, ``history``, ``errors`` and ``trials`` allow.
-
-    Returns name -> :class:`PlotSpec`: the data the plot shows (all it depends on, so
-    a cache can key its image on it) and a function drawing it (so each figure exists
-    only while written).
-    """
+    """The report's plots that ``metrics``, ``history``, ``errors`` and ``trials`` allow:
+    name -> :class:`PlotSpec` (all the data the plot depends on, a cache key, and a function
+    drawing it, so each figure exists only while written)."""
     specs: dict[str, PlotSpec] = {}
     if trials:  # what a plot key needs: not whether the trial came from the store
         drawn = [{k: v for k, v in t.items() if k not in _NOT_DRAWN} for t in trials]

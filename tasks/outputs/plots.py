@@ -1,10 +1,8 @@
 """Figures of a run: learning curves, confusion matrix, misclassified images, search results.
 
-Every function returns a :class:`matplotlib.figure.Figure` drawn on an Agg canvas and
-writes nothing; the report task saves them. Figures are built with the object API,
-not ``pyplot``, so they never enter pyplot's global registry: no window, no
-backend switch for the caller, and the memory is freed as soon as the figure is
-dropped (closing them with ``plt.close`` is harmless but not needed).
+Every function returns a :class:`matplotlib.figure.Figure` on an Agg canvas and writes
+nothing. The object API, not ``pyplot``, keeps figures out of pyplot's global registry: no
+window, no backend switch, and the memory is freed when the figure is dropped.
 """
 
 from __future__ import annotations
@@ -49,19 +47,10 @@ def _values(records: Sequence[dict], key: str) -> np.ndarray:
 
 
 def plot_curves(history: Sequence[dict]) -> Figure:
-    """Loss and accuracy per epoch, train and validation.
+    """Loss (left) and accuracy in % (right) per epoch, train and validation.
 
-    Parameters
-    ----------
-    history:
-        One dict per epoch (``EpochRecord.to_dict()``): ``epoch``, ``train_loss``,
-        ``train_accuracy`` and optionally ``val_loss``, ``val_accuracy`` (``None``
-        when there was no validation split: those lines are left out).
-
-    Returns
-    -------
-    Figure
-        Two axes: loss (left), accuracy in % (right).
+    ``history``: one ``EpochRecord.to_dict()`` per epoch; ``val_loss`` and ``val_accuracy``
+    are ``None`` without a validation split (those lines are left out).
     """
     if len(history) == 0:
         raise PlotError("history is empty: no epoch to plot")
@@ -89,21 +78,9 @@ def plot_curves(history: Sequence[dict]) -> Figure:
 
 
 def plot_confusion(cm: np.ndarray | Sequence[Sequence[int]], class_names: Sequence[str]) -> Figure:
-    """Confusion matrix with true classes in rows and counts written in the cells.
-
-    Parameters
-    ----------
-    cm:
-        ``(k, k)`` non-negative counts, ``cm[true, predicted]``.
-    class_names:
-        ``k`` names, in label order.
-
-    Returns
-    -------
-    Figure
-        One axes; colours show the fraction of each true class (row-normalised),
-        so rare classes stay readable.
-    """
+    """Confusion matrix ``cm[true, predicted]`` (``(k, k)`` non-negative counts, ``k``
+    ``class_names`` in label order), counts written in the cells; colours show the fraction
+    of each true class (row-normalised), so rare classes stay readable."""
     cm = np.asarray(cm)
     k = len(class_names)
     if cm.ndim != 2 or cm.shape != (k, k):
@@ -131,15 +108,8 @@ def plot_confusion(cm: np.ndarray | Sequence[Sequence[int]], class_names: Sequen
         for i in range(k):
             for j in range(k):
                 colour = "white" if fractions[i, j] > 0.5 else "black"
-                ax.text(
-                    j,
-                    i,
-                    str(int(cm[i, j])),
-                    ha="center",
-                    va="center",
-                    color=colour,
-                    fontsize=fontsize,
-                )
+                text = str(int(cm[i, j]))
+                ax.text(j, i, text, ha="center", va="center", color=colour, fontsize=fontsize)
     return fig
 
 
@@ -150,24 +120,11 @@ def plot_misclassified(
     class_names: Sequence[str],
     max_images: int = 36,
 ) -> Figure:
-    """A grid of the misclassified images, each titled with its true and predicted class.
+    """A near-square grid of at most ``max_images`` misclassified images, each titled with
+    its true and predicted class (a note when nothing was misclassified).
 
-    Parameters
-    ----------
-    images:
-        ``(n, h, w)`` floats in ``[0, 1]`` (or ``(n, d)`` with ``d`` a square number).
-    y_true, y_pred:
-        ``(n,)`` integer labels; only images with ``y_true != y_pred`` are drawn, in order.
-    class_names:
-        Names of the classes, in label order.
-    max_images:
-        At most this many images (>= 1), in a near-square grid.
-
-    Returns
-    -------
-    Figure
-        One axes per drawn image (titled ``"true X\\npred Y"``), or a single axes with
-        a note when nothing was misclassified.
+    ``images``: ``(n, h, w)`` floats in ``[0, 1]`` (or ``(n, d)`` with ``d`` square);
+    ``y_true``, ``y_pred``: ``(n,)`` integer labels into ``class_names``.
     """
     if max_images < 1:
         raise PlotError(f"max_images must be >= 1, got {max_images}")
@@ -225,11 +182,8 @@ def _trial_accuracy(trial: dict) -> float | None:
 
 
 def latest_per_trial(trials: Sequence[dict]) -> list[dict]:
-    """One entry per trial index: its last successive-halving round (highest ``rung``).
-
-    With halving the search lists a trial once per round it ran, each round training
-    longer; the last round holds its most complete curve. Order of first appearance.
-    """
+    """One entry per trial index, in order of first appearance: its last successive-halving
+    round (highest ``rung``), which holds its most complete curve."""
     latest: dict[int, dict] = {}
     for position, trial in enumerate(trials):
         key = int(trial.get("trial", -1 - position))
@@ -239,20 +193,11 @@ def latest_per_trial(trials: Sequence[dict]) -> list[dict]:
 
 
 def plot_search(trials: Sequence[dict]) -> Figure:
-    """Best validation accuracy of each trial against its learning rate.
+    """Best validation accuracy (%) of each trial against its learning rate (log scale).
 
-    Parameters
-    ----------
-    trials:
-        ``TrialResult.to_dict()`` dicts: ``params`` (with ``lr`` > 0 and ``batch_size``),
-        ``status`` and ``best_val_accuracy``.
-
-    Returns
-    -------
-    Figure
-        One axes, log-scaled learning rate on x, accuracy (%) on y, one colour per batch
-        size; trials without an accuracy (diverged, failed) are red crosses on the
-        bottom edge. A trial run in several halving rounds shows its last round.
+    ``trials``: ``TrialResult.to_dict()`` dicts (``params`` with ``lr`` > 0 and
+    ``batch_size``, ``status``, ``best_val_accuracy``); one colour per batch size, trials
+    without an accuracy as red crosses on the bottom edge, each trial's last round.
     """
     if len(trials) == 0:
         raise PlotError("trials is empty: no search result to plot")
@@ -269,38 +214,18 @@ def plot_search(trials: Sequence[dict]) -> Figure:
     colours = [f"C{j % 10}" for j in range(len(batches))]
     for batch, colour in zip(batches, colours, strict=True):
         idx = [i for i in ok if int(trials[i]["params"].get("batch_size", 0)) == batch]
-        ax.scatter(
-            lrs[idx],
-            [100 * accuracies[i] for i in idx],
-            color=colour,
-            s=30,
-            label=f"batch {batch}",
-            edgecolors="black",
-            linewidths=0.4,
-        )
+        accuracy = [100 * accuracies[i] for i in idx]
+        ax.scatter(lrs[idx], accuracy, color=colour, s=30, label=f"batch {batch}",
+                   edgecolors="black", linewidths=0.4)  # fmt: skip
     if ok:
         best = max(ok, key=lambda i: accuracies[i])
-        ax.scatter(
-            [lrs[best]],
-            [100 * accuracies[best]],
-            s=160,
-            facecolors="none",
-            edgecolors="black",
-            linewidths=1.2,
-            label="best",
-        )
+        ax.scatter([lrs[best]], [100 * accuracies[best]], s=160, facecolors="none",
+                   edgecolors="black", linewidths=1.2, label="best")  # fmt: skip
     failed = [i for i, a in enumerate(accuracies) if a is None]
     if failed:
         # x in data units, y in axes units: the crosses sit on the bottom edge.
-        ax.scatter(
-            lrs[failed],
-            np.zeros(len(failed)),
-            transform=ax.get_xaxis_transform(),
-            label="diverged/failed",
-            clip_on=False,
-            zorder=3,
-            **_FAILED_STYLE,
-        )
+        ax.scatter(lrs[failed], np.zeros(len(failed)), transform=ax.get_xaxis_transform(),
+                   label="diverged/failed", clip_on=False, zorder=3, **_FAILED_STYLE)  # fmt: skip
     low, high = np.log10(lrs.min()), np.log10(lrs.max())
     pad = max(0.1, 0.05 * (high - low))
     ax.set_xlim(10 ** (low - pad), 10 ** (high + pad))
@@ -313,20 +238,11 @@ def plot_search(trials: Sequence[dict]) -> Figure:
 
 
 def plot_trial_curves(trials: Sequence[dict]) -> Figure:
-    """Validation accuracy and loss per epoch of every trial, the best one highlighted.
+    """Validation accuracy (%) and loss per epoch of every trial (its last round), the best
+    one highlighted, the others coloured by log learning rate, dashed if unfinished.
 
-    Parameters
-    ----------
-    trials:
-        ``TrialResult.to_dict()`` dicts with ``val_accuracy`` and ``val_loss`` lists
-        (possibly empty or cut short for diverged and failed trials).
-
-    Returns
-    -------
-    Figure
-        Two axes: validation accuracy (%) and validation loss against epoch, one line
-        (a dot per epoch) per trial coloured by log learning rate, dashed if unfinished.
-        A trial run in several halving rounds shows its last (longest) round.
+    ``trials``: ``TrialResult.to_dict()`` dicts with ``val_accuracy`` and ``val_loss``
+    lists (possibly empty or cut short for diverged and failed trials).
     """
     if len(trials) == 0:
         raise PlotError("trials is empty: no search result to plot")
@@ -355,16 +271,9 @@ def plot_trial_curves(trials: Sequence[dict]) -> Figure:
             label = (
                 f"best: trial {trial.get('trial', i)}" if i == best and key == "val_loss" else None
             )
-            ax.plot(  # markers: a one-epoch trial is a single point, no line
-                np.arange(1, values.size + 1),
-                values * scale,
-                style + "o",
-                markersize=5 if values.size == 1 else 3,
-                color=colour,
-                linewidth=width,
-                alpha=alpha,
-                label=label,
-            )
+            size = 5 if values.size == 1 else 3  # a one-epoch trial is a single point
+            ax.plot(np.arange(1, values.size + 1), values * scale, style + "o", markersize=size,
+                    color=colour, linewidth=width, alpha=alpha, label=label)  # fmt: skip
     mappable = ax_loss.scatter([], [], c=[], cmap=cmap, norm=norm)
     fig.colorbar(mappable, ax=[ax_acc, ax_loss], label="learning rate")
     for ax, label in ((ax_acc, "validation accuracy (%)"), (ax_loss, "validation loss")):

@@ -1,15 +1,9 @@
 """The run report: ``report.md`` with its PNG plots on disk, and its markdown for the UI.
 
 :func:`render_report` turns metrics, search trials and image references into markdown;
-:func:`write_report_files` draws the plots, writes them and ``report.md`` into the run
-directory (atomically) and returns the same report with every plot embedded as a small
-``data:image/png;base64`` image, which :func:`tasks.report.write_report` publishes.
-
-Figures come from :mod:`tasks.outputs.plots`, built with matplotlib's object API on an Agg
-canvas: they never enter pyplot's figure registry, so there is nothing to ``plt.close``
-and no memory growth across runs (the tests check the registry stays empty). Drawing
-them is most of the report's time: given a ``plot_cache`` folder, an identical re-run
-copies them from there (:mod:`tasks.outputs.figures`).
+:func:`write_report_files` draws the plots (:mod:`tasks.outputs.figures`), writes them and
+``report.md`` into the run directory atomically, and returns the same report with every plot
+embedded as a small ``data:image/png;base64`` image for the UI.
 """
 
 from __future__ import annotations
@@ -69,11 +63,9 @@ def _same(a: object, b: object) -> bool:
 def params_table(best: Mapping | None, final: Mapping | None) -> list[str]:
     """Markdown lines of the parameter table: the best trial's and the final model's values.
 
-    With both, one row per parameter of either, in the best trial's order then the
-    final model's; the final-model cell says "same" where the values agree and "—" marks
-    a parameter one side does not have (rows unset on both sides are left out). With one
-    of them, a two-column table. Settings the optimizer or schedule does not use are left
-    out (:func:`~tasks.outputs.tables.applicable`).
+    One row per parameter of either (unset on both: left out); the final-model cell says
+    "same" where they agree, "—" marks a parameter one side lacks. With one of them, a
+    two-column table. Settings their optimizer or schedule does not use are left out.
     """
     best, final = applicable(best or {}), applicable(final or {})
     if not best or not final:
@@ -191,19 +183,17 @@ def render_report(
     Parameters
     ----------
     metrics:
-        :func:`tasks.scoring.metrics.evaluation_metrics` output, possibly with extra entries:
-        scalars (model path, seed, ...) and dicts with a ``name`` (the dataset) are listed
-        under "Run details"; ``params["train"]``, the final model's hyperparameters, share
+        :func:`tasks.scoring.metrics.evaluation_metrics` output plus the run's entries:
+        other scalars and named dicts go under "Run details"; ``params["train"]`` shares
         the parameter table with ``best_params``; ``history``, ``best_epoch`` and
-        ``stopped_early`` give the one-line summary of the final training.
+        ``stopped_early`` give the summary of the final training.
     run_dir:
         The run directory, shown so a person can find the files.
     images:
-        Plot name (a key of :data:`PLOTS`) -> image reference: a file name relative
-        to ``report.md`` or a ``data:image/png;base64,...`` URI; ``None`` for a plot that
-        exists only as a file in ``run_dir`` (a note names it). Missing plots are left out.
+        Plot name (a key of :data:`PLOTS`) -> a file name relative to ``report.md`` or a
+        ``data:`` URI; ``None``: only a file in ``run_dir`` (a note names it).
     trials:
-        ``TrialResult.to_dict()`` dicts of the search, or ``None`` without a search.
+        ``TrialResult.to_dict()`` dicts of the search, or ``None``.
     best_params:
         The chosen parameters; by default those of :func:`best_trial`.
     decision_markdown:
@@ -254,15 +244,10 @@ def render_report(
     lines += ["", "## Test set", *plot("confusion"), *plot("misclassified")]
     if metrics.get("per_class"):
         rows = [
-            [
-                _cell(c["class"]),
-                _num(c["precision"], ".4f"),
-                _num(c["recall"], ".4f"),
-                _num(c["f1"], ".4f"),
-                _cell(c["support"]),
-            ]
+            [_cell(c["class"]), *(_num(c[k], ".4f") for k in ("precision", "recall", "f1")),
+             _cell(c["support"])]
             for c in metrics["per_class"]
-        ]
+        ]  # fmt: skip
         lines += ["", "### Per-class metrics", ""]
         lines += _table(["class", "precision", "recall", "F1", "support"], rows)
 
@@ -285,19 +270,9 @@ def render_report(
 
 @dataclass(frozen=True)
 class WrittenReport:
-    """What :func:`write_report_files` wrote.
-
-    Attributes
-    ----------
-    path:
-        ``report.md``.
-    ui_markdown:
-        The same report with the plots embedded, and the list of files.
-    plots:
-        The PNG files written, in report order.
-    not_embedded:
-        Names of the plots too large to embed in ``ui_markdown``.
-    """
+    """What :func:`write_report_files` wrote: ``report.md``, the same report for the UI
+    (``ui_markdown``, plots embedded, files listed), the PNG ``plots`` in report order, and
+    the plots ``not_embedded`` (too large)."""
 
     path: Path
     ui_markdown: str

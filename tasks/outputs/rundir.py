@@ -1,10 +1,8 @@
 """The run directory of a flow: its location, the copied model, ``metrics.json``, timings.
 
-Plain helpers used by the three flows. The directory is checked before any work
-(:func:`check_out_dir`) and assembled in a staging folder that becomes it only once
-every output is written (:func:`staged_run_dir`): a failed run leaves no partial one.
-A staging folder is named after the process that writes it; one whose process is gone
-(killed) is removed by the next run writing beside it.
+The directory is checked before any work (:func:`check_out_dir`) and assembled in a staging
+folder that becomes it only once every output is written (:func:`staged_run_dir`), so a
+failed run leaves no partial one.
 """
 
 from __future__ import annotations
@@ -36,13 +34,9 @@ def run_dir_path(out_dir: str | None, run_name: str | None = None) -> Path:
 def check_out_dir(out_dir: str | None) -> Path:
     """Check, before any work, that the run directory can be written; return where it will be.
 
-    ``out_dir`` must be a writable directory, or a path whose closest existing parent is
-    one (nothing is created here). Without ``out_dir`` that is the working directory.
-
-    Raises
-    ------
-    OutputError
-        Naming the path and why it cannot be written.
+    ``out_dir`` (default: the working directory) must be a writable directory or have one
+    as its closest existing parent; nothing is created. Raises :class:`OutputError` naming
+    the path and why.
     """
     target = run_dir_path(out_dir).absolute() if out_dir else Path.cwd() / "runs"
     existing = target
@@ -92,10 +86,9 @@ def remove_stale_staging(folder: Path) -> list[Path]:
 def publish(staging: Path, target: Path) -> None:
     """Make the folder ``staging`` the run directory ``target``.
 
-    A new ``target`` is one rename. An existing one (``--out`` given again) loses its
-    records (:data:`RECORDS`) first and gets this run's files with the records last, so a
-    kill in between leaves a folder that states nothing rather than the earlier run's
-    outcome beside this run's model; files this run does not write are kept.
+    A new ``target`` is one rename. An existing one loses its :data:`RECORDS` first and gets
+    them last, so a kill in between leaves a folder that states nothing rather than the
+    earlier run's outcome beside this run's model; other files are kept.
     """
     if not target.exists():
         os.rename(staging, target)
@@ -111,13 +104,9 @@ def staged_run_dir(target: Path) -> Iterator[Path]:
     """Yield an empty folder beside ``target`` to write a run's outputs into; publish it at the end.
 
     When the block ends normally the folder becomes ``target`` (:func:`publish`); when it
-    raises, the folder is removed and ``target`` is untouched: a failed run leaves no
-    partial run directory. Staging folders of dead processes beside ``target`` are removed.
-
-    Raises
-    ------
-    OutputError
-        If the folder cannot be created or moved into place, naming the path.
+    raises, the folder is removed and ``target`` is untouched. Staging folders of dead
+    processes beside ``target`` are removed. Raises :class:`OutputError` naming the path
+    if the folder cannot be created or moved into place.
     """
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -135,13 +124,8 @@ def staged_run_dir(target: Path) -> Iterator[Path]:
 
 
 def copy_model(model_path: str | Path, run_dir: Path) -> Path:
-    """Copy a saved model (``.npz`` and its ``.json``) to ``run_dir/model.npz``; return it.
-
-    Raises
-    ------
-    OutputError
-        If a file is missing or cannot be copied.
-    """
+    """Copy a saved model (``.npz`` and its ``.json``) to ``run_dir/model.npz``; return it
+    (an :class:`OutputError` if a file is missing or cannot be copied)."""
     src = Path(model_path)
     dst = run_dir / "model.npz"
     try:
@@ -153,13 +137,7 @@ def copy_model(model_path: str | Path, run_dir: Path) -> Path:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as indented JSON, atomically (temp file + ``os.replace``).
-
-    Raises
-    ------
-    OutputError
-        If the file cannot be written (nothing is left behind).
-    """
+    """Write ``data`` as indented JSON, atomically; an :class:`OutputError` if it cannot."""
     try:
         write_json_atomic(path, data, sort_keys=False)
     except OSError as exc:
@@ -167,11 +145,8 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def write_file(path: Path, data: bytes, shown: Path | None = None) -> None:
-    """Write ``data`` to ``path`` atomically; an OSError becomes an OutputError naming the file.
-
-    ``shown`` is the folder the message names (the run directory, when ``path`` is in
-    its staging folder).
-    """
+    """Write ``data`` to ``path`` atomically; an OSError becomes an OutputError naming the
+    file in ``shown`` (the run directory, when ``path`` is in its staging folder)."""
     try:
         write_bytes_atomic(path, data)
     except OSError as exc:

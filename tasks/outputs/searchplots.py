@@ -32,18 +32,9 @@ _LOG = {"lr", "weight_decay", "batch_size", "hidden"}
 def plot_history(trials: Sequence[dict]) -> Figure:
     """Validation accuracy of every trial run, in the order run, with the best so far.
 
-    Parameters
-    ----------
-    trials:
-        ``TrialResult.to_dict()`` dicts in the order the search ran them (round, then
-        trial): ``trial``, ``rung``, ``status``, ``best_val_accuracy``.
-
-    Returns
-    -------
-    Figure
-        Dots coloured by round (a later round of a trial continues it, so it usually sits
-        higher), the best-so-far line of each round, trial 0 (the recipe) ringed;
-        trials that diverged or failed are red crosses on the bottom edge.
+    ``trials``: ``TrialResult.to_dict()`` dicts in the order the search ran them. Dots
+    coloured by round, the best-so-far line of each round, trial 0 (the recipe) ringed,
+    trials that diverged or failed as red crosses on the bottom edge.
     """
     if len(trials) == 0:
         raise PlotError("trials is empty: no search result to plot")
@@ -104,21 +95,11 @@ def _axis_values(name: str, values: list[object]) -> tuple[np.ndarray, list[str]
 
 
 def plot_parallel(trials: Sequence[dict]) -> Figure:
-    """Parallel coordinates of the trials: one line per trial through its parameters.
+    """Parallel coordinates of the trials (``TrialResult.to_dict()``, each its last round).
 
-    Parameters
-    ----------
-    trials:
-        ``TrialResult.to_dict()`` dicts with ``params``; a trial run in several rounds
-        shows its last one.
-
-    Returns
-    -------
-    Figure
-        One vertical axis per parameter that varies between trials (log scale for learning
-        rate, weight decay, batch size and hidden units; each axis labelled with its
-        lowest and highest value), then the validation accuracy; lines coloured by
-        accuracy, the recipe (trial 0) dashed black, failed trials grey.
+    One axis per parameter that varies (log scale for :data:`_LOG`, labelled with its
+    lowest and highest value), then the validation accuracy; lines coloured by accuracy,
+    the recipe (trial 0) dashed black, failed trials grey.
     """
     if len(trials) == 0:
         raise PlotError("trials is empty: no search result to plot")

@@ -28,34 +28,13 @@ def run_metrics(
 ) -> dict[str, Any]:
     """The content of ``metrics.json`` (the step timings are added once the report is written).
 
-    Parameters
-    ----------
-    kind:
-        ``"train"`` or ``"pipeline"``.
-    test_metrics:
-        The evaluation's metrics (accuracy, loss, per-class scores, confusion matrix).
-    final:
-        The trained model (:class:`tasks.train.FinalModel`): history, best epoch.
-    params:
-        Every parameter of the run, by group (``data``, ``train``, ``options``, ``search``).
-    files, prepared:
-        The fetched dataset (name, checksums) and its preparation (preprocessing).
-    seed:
-        The run's seed.
-    decision:
-        The registry's decision (:class:`tasks.registry.promotion.PromotionDecision`), or
-        None for a model that is not registered.
-    not_registered:
-        Why the model is not registered: it diverged or is at chance level
-        (:mod:`tasks.registry.promotion`).
-    search:
-        The search's trials and best trial, for a pipeline.
-    lineage:
-        The data version (``"base"``: nothing added) and the added images
-        (:meth:`tasks.data.versions.Added.lineage`), recorded under ``dataset``.
-    eval_set:
-        The model's scores on the test set plus the held-out added images, when data
-        was added (:func:`tasks.scoring.testset.eval_set_scores`).
+    ``kind``: ``"train"`` or ``"pipeline"``; ``final``: the :class:`tasks.train.FinalModel`;
+    ``params``: every parameter of the run, by group; ``files``, ``prepared``: the fetched
+    and prepared dataset; ``decision``: the registry's
+    :class:`~tasks.registry.promotion.PromotionDecision`, or None with ``not_registered``
+    saying why; ``search``: the pipeline's search; ``lineage``: the data version and added
+    images (:meth:`tasks.data.versions.Added.lineage`); ``eval_set``: the scores on the test
+    set plus the held-out added images (:func:`tasks.scoring.testset.eval_set_scores`).
     """
     metrics: dict[str, Any] = {
         "kind": kind,

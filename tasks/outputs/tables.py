@@ -1,10 +1,5 @@
-"""Tables a person reads: markdown tables, and table rows made to fit a screen.
-
-:func:`tidy_columns` orders the columns of a table artifact (what was tuned first) and
-leaves out those that hold one value in every row, which it returns apart so a caption
-can name them; :func:`trial_table` renders the report's table of search trials that way,
-:func:`parameters_used_lines` the "parameters used" table of a run.
-"""
+"""Tables a person reads: markdown tables, and table rows made to fit a screen
+(:func:`tidy_columns` leaves out the columns holding one value in every row)."""
 
 from __future__ import annotations
 
@@ -94,10 +89,9 @@ def _schedule(p: Mapping[str, Any]) -> str:
 def trial_table(trials: Sequence[Mapping], shared: Mapping[str, Any] | None = None) -> list[str]:
     """Markdown lines of the trial table, best in bold, made to fit a browser window.
 
-    One row per trial and round (a 1-based ``round`` column with successive halving);
-    ``shared`` holds the settings every trial took from the recipe (momentum, Nesterov,
-    schedule...) under its own sampled ``params``. Columns with one value in every row
-    are named once, in a line above the table.
+    One row per trial and round; ``shared``: the settings every trial took from the
+    recipe under its own ``params``. Columns with one value in every row are named once,
+    in a line above the table.
     """
     best = best_trial(trials)
     halving = any(int(t.get("rung", 0)) > 0 for t in trials)
@@ -137,25 +131,10 @@ def tidy_columns(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Rows with the columns of ``first`` leading and the constant columns left out.
 
-    Works on whatever columns the rows have: ``first`` and ``keep`` name columns that
-    may be missing. A column is constant when every row has the same value in it (a
-    column some rows lack is not); with a single row nothing is constant.
-
-    Parameters
-    ----------
-    rows:
-        Table rows, column name -> value.
-    first:
-        Columns to put first, in this order (e.g. ``trial`` then the tuned parameters).
-    keep:
-        Columns shown even when constant (the tuned parameters, the score).
-
-    Returns
-    -------
-    (rows, constants)
-        The rows with the columns reordered (``first``, then the others in the order they
-        appear) and the constant columns left out; ``constants`` maps each column left out
-        to its one value.
+    ``rows`` map column names to values; ``first`` (columns to put first, in order) and
+    ``keep`` (shown even when constant) may name missing columns. A column is constant
+    when every row has the same value in it (one some rows lack is not; with a single row
+    nothing is). Returns the reordered rows and ``constants``: column -> its one value.
     """
     columns: list[str] = []
     for row in rows:
@@ -175,9 +154,8 @@ def tidy_columns(
 def parameters_used_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """Markdown lines of the "parameters used" table (``parameter``, ``value``, ``source``)."""
 
-    def cell(value: object) -> str:
-        text = "—" if value is None or value == "" else " ".join(str(value).split())
-        return text.replace("|", "\\|")
+    def text(value: object) -> str:
+        return cell("—" if value is None or value == "" else value)
 
-    body = [[f"`{cell(r['parameter'])}`", cell(r["value"]), cell(r["source"])] for r in rows]
+    body = [[f"`{text(r['parameter'])}`", text(r["value"]), text(r["source"])] for r in rows]
     return markdown_table(["parameter", "value", "source"], body)

@@ -21,13 +21,8 @@ ENV_VAR = "MNIST_FLOW_REGISTRY"
 
 
 def default_registry_root() -> Path:
-    """Return the default registry directory.
-
-    ``$MNIST_FLOW_REGISTRY`` if set and non-empty, else ``registry`` in the user data folder,
-    ``platformdirs.user_data_path("mnist-flow")``: ``$XDG_DATA_HOME/mnist-flow`` or
-    ``~/.local/share/mnist-flow`` on Linux, ``~/Library/Application Support/mnist-flow`` on
-    macOS, ``%LOCALAPPDATA%\\mnist-flow`` on Windows.
-    """
+    """``$MNIST_FLOW_REGISTRY`` if set and non-empty, else ``registry`` in the user data
+    folder (``platformdirs.user_data_path("mnist-flow")``)."""
     if os.environ.get(ENV_VAR):
         return Path(os.environ[ENV_VAR]).expanduser()
     return user_data_path("mnist-flow", appauthor=False) / "registry"
@@ -71,10 +66,8 @@ VERSION_FILE = "version.json"
 
 
 def read_entry(directory: Path) -> ModelVersion:
-    """The version record in ``directory``, checked (a :class:`RegistryError` if corrupted).
-
-    Its model files are not read: :meth:`tasks.registry.store.Registry.broken` checks them.
-    """
+    """The version record in ``directory``, checked (a :class:`RegistryError` if corrupted);
+    its model files are not read (:meth:`tasks.registry.store.Registry.broken` checks them)."""
     path = directory / VERSION_FILE
     data = read_json(path, "version record")
     try:

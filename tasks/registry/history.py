@@ -1,20 +1,16 @@
 """Every change of champion, kept in an append-only history; promote and roll back by hand.
 
-``root/history.jsonl`` holds one JSON object a line, oldest first, never rewritten but by
-appending (under the registry's lock, through :func:`tasks.files.write_bytes_atomic`, so a
-reader sees the old or the new file, never half a line)::
+``root/history.jsonl`` holds one JSON object a line, oldest first, only ever appended to
+(under the registry's lock, atomically)::
 
     {"time", "dataset", "version", "previous", "action", "reason"}
 
 ``action`` is ``"auto"`` (a retraining run beat the champion), ``"approved"`` (a person
-approved it in the Prefect UI), ``"promote"`` (``mnist-flow models promote``) or
-``"rollback"`` (``mnist-flow models rollback``). A rollback returns to the champion that
-the current one replaced, skipping those already rolled back: the history is replayed
-as a stack (each promotion pushes, each rollback pops).
-
-A damaged file still serves: a line that is not a record (torn by a kill, edited by hand)
-is skipped with a warning, a new record never continues a torn last line, and a rollback
-trusts the champion pointer over the history it replays. Plain code: no Prefect.
+approved the promotion; the reason says "approved by NAME"), ``"promote"`` (``mnist-flow
+models promote``) or ``"rollback"`` (``mnist-flow models rollback``). A rollback replays
+the history as a stack (each promotion pushes, each rollback pops) and returns to the
+champion the current one replaced. A damaged line (torn by a kill, edited by hand) is
+skipped with a warning, and a rollback trusts the champion pointer over the history.
 """
 
 from __future__ import annotations
@@ -41,11 +37,8 @@ def history_path(root: Path) -> Path:
 
 
 def read_history(root: Path, dataset: str | None = None) -> list[dict[str, Any]]:
-    """The changes of champion (of ``dataset`` if given), oldest first.
-
-    A damaged line (not a JSON record of a change, e.g. torn by a kill or edited by hand)
-    is skipped; one warning names the file and the line numbers.
-    """
+    """The changes of champion (of ``dataset`` if given), oldest first; damaged lines are
+    skipped, with one warning naming the file and the line numbers."""
     path = history_path(root)
     if not path.is_file():
         return []
@@ -74,13 +67,8 @@ def read_history(root: Path, dataset: str | None = None) -> list[dict[str, Any]]
 def change_champion(
     registry: Any, version: ModelVersion, *, previous: str | None, action: str, reason: str
 ) -> dict[str, Any]:
-    """Point ``version``'s dataset at it and append the change (call with the lock held).
-
-    Raises
-    ------
-    RegistryError
-        The pointer or the history cannot be written; the champion is then unchanged.
-    """
+    """Point ``version``'s dataset at it and append the change (call with the lock held); a
+    :class:`RegistryError` if the pointer or the history cannot be written (nothing changes)."""
     if action not in ACTIONS:
         raise ValueError(f"action must be one of {ACTIONS}, not {action!r}")
     entry = {
@@ -140,11 +128,8 @@ def _sound(registry: Any, version: str, what: str) -> ModelVersion:
 def promote(registry: Any, version: str, reason: str = "", force: bool = False) -> dict[str, Any]:
     """Make ``version`` the champion of its dataset by hand; return the history entry.
 
-    Raises
-    ------
-    RegistryError
-        No registry, unknown or broken version, already the champion, or (unless
-        ``force``) a lower test accuracy than the champion's.
+    A :class:`RegistryError` for no registry, an unknown or broken version, the champion
+    already, or (unless ``force``) a lower test accuracy than the champion's.
     """
     with registry.locked(create=False):
         target = _sound(registry, version, "promote")
@@ -182,12 +167,9 @@ def promote_approved(
 
 
 def champion_stack(entries: list[dict[str, Any]], current: str | None) -> list[str]:
-    """The champions a rollback goes back through, oldest first, ending with ``current``.
-
-    Replays ``entries`` (each promotion pushes, each rollback pops), then trusts the
-    champion pointer: the stack is cut after the last ``current``, or ``current`` is pushed
-    when the history lost its line (a damaged line skipped).
-    """
+    """The champions a rollback goes back through, oldest first, ending with ``current``:
+    ``entries`` replayed, then cut after the last ``current`` (the pointer), or ``current``
+    pushed when the history lost its line."""
     stack: list[str] = []
     for entry in entries:
         if entry["action"] == "rollback":
@@ -201,13 +183,8 @@ def champion_stack(entries: list[dict[str, Any]], current: str | None) -> list[s
 
 
 def rollback(registry: Any, dataset: str, reason: str = "") -> dict[str, Any]:
-    """Make the champion that the current one replaced the champion again.
-
-    Raises
-    ------
-    RegistryError
-        No registry, no earlier champion to go back to, or a broken one.
-    """
+    """Make the champion that the current one replaced the champion again; a
+    :class:`RegistryError` for no registry, no earlier champion, or a broken one."""
     with registry.locked(create=False):
         current = _current(registry, dataset)
         stack = champion_stack(read_history(registry.root, dataset), current)

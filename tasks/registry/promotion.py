@@ -1,12 +1,10 @@
 """Registry records and the promotion rule: versions, decisions and the models table (pure).
 
-A challenger is promoted when ``challenger - champion >= margin`` and ``challenger > champion``:
-a tie never replaces the champion, and a tolerance of 1e-9 absorbs floating-point rounding of
-the difference (0.91 - 0.90 is 0.0100000000000000089). The first model of a dataset becomes
-its champion. Accuracies are on the test set (with added data, the test set plus the
-held-out added images), so the test set decides promotions, at the cost of a champion's
-test accuracy overstating its accuracy on new images a little (selection bias). See
-:mod:`tasks.registry.store` for the storage.
+A challenger is promoted when ``challenger - champion >= margin`` (within 1e-9, for the
+rounding of the difference) and ``challenger > champion``: a tie never replaces the champion.
+The first model of a dataset becomes its champion. Accuracies are on the test set (with
+added data, plus the held-out added images), so a champion's test accuracy overstates its
+accuracy on new images a little (selection bias).
 """
 
 from __future__ import annotations
@@ -66,23 +64,9 @@ def version_name(version: ModelVersion | str | int) -> str:
 
 @dataclass(frozen=True)
 class ModelVersion:
-    """One registered model.
-
-    Attributes
-    ----------
-    version:
-        ``"v0001"``, ``"v0002"``, ... in registration order.
-    created_at:
-        Registration time, ISO 8601 in UTC.
-    dataset:
-        Name of the dataset whose test set gave ``test_accuracy``.
-    test_accuracy:
-        Accuracy on that fixed test set, in [0, 1].
-    path:
-        The registered ``model.npz`` (its metadata is ``path.with_suffix(".json")``).
-    is_champion:
-        Whether this version is the champion of its dataset.
-    """
+    """One registered model: ``version`` (``"v0001"``, ... in registration order),
+    ``created_at`` (ISO 8601, UTC), ``dataset`` whose test set gave ``test_accuracy`` (in
+    [0, 1]), ``path`` of its ``model.npz``, and whether it ``is_champion`` of its dataset."""
 
     version: str
     created_at: str
@@ -104,11 +88,9 @@ class ModelVersion:
 
 @dataclass(frozen=True)
 class PromotionDecision:
-    """What a retraining run did with its model, with both accuracies.
+    """What a retraining run did with its model, with both accuracies on ``evaluated_on``.
 
-    ``champion_version``/``champion_accuracy`` describe the champion *before* the decision
-    (``None`` when the dataset had none). Both accuracies are on ``evaluated_on``: the
-    test set, or the test set plus the held-out added images (:class:`SameSetScores`).
+    ``champion_*`` describe the champion *before* the decision (``None``: there was none).
     ``review`` is a person's answer when the promotion waited for approval:
     ``{"approved": bool, "by": name, "reason": text}``.
     """
@@ -195,12 +177,9 @@ def decide(
     *,
     duplicate: bool = False,
 ) -> PromotionDecision:
-    """Apply the promotion rule; pure.
-
-    With ``scores`` (and ``champion`` the one they scored) both are compared on that
-    evaluation set instead of their own test accuracies. ``duplicate``: the
-    challenger's weights were registered before (as ``challenger``); the reason says so.
-    """
+    """Apply the promotion rule; pure. With ``scores`` (of this ``champion``) both are
+    compared on that evaluation set; ``duplicate``: the challenger's weights were
+    registered before, and the reason says so."""
     decision = _decide(challenger, champion, margin, scores)
     if not duplicate:
         return decision
@@ -250,8 +229,6 @@ def _decide(
 
 CHANCE_MARGIN = 0.05
 """A test accuracy under chance (1 / classes) plus this is chance level."""
-
-
 EXPLODED = 10.0
 """A final training loss above this many times ``ln(classes)`` means training diverged."""
 
@@ -259,13 +236,10 @@ EXPLODED = 10.0
 def divergence(history: Sequence[dict[str, Any]], n_classes: int) -> str | None:
     """Why a finite model counts as diverged, or None.
 
-    Diverged: the last epoch's training loss is above :data:`EXPLODED` times
-    ``ln(n_classes)``, the loss of guessing every class with equal probability. An
-    initialised network starts near ``ln(n_classes)``; an undertrained or noisy one (one
-    epoch on a few hundred images with a large learning rate) can end a few times above
-    it, which is weak, not diverged (:func:`chance_level` keeps it from promotion);
-    ``--lr 10`` ends hundreds of times above. ``history`` holds
-    ``nn.train.EpochRecord.to_dict()`` records.
+    Diverged: the last epoch's training loss (``history``: ``EpochRecord.to_dict()``
+    records) is above :data:`EXPLODED` times ``ln(n_classes)``, the loss of a uniform
+    guess. An undertrained model ends a few times above it, which is weak, not diverged
+    (:func:`chance_level` keeps it from promotion); an exploded one hundreds of times.
     """
     uniform = math.log(n_classes)
     losses = [record["train_loss"] for record in history if "train_loss" in record]

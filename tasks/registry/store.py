@@ -3,9 +3,8 @@
 Layout of a registry directory ``root``::
 
     root/.lock                        exclusive lock (filelock) taken by every write
-    root/models/v0001/model.npz       weights, copied from nn.io.save_model's output and
-                                      checked with nn.io.load_model before the rename
-    root/models/v0001/model.json      its metadata, copied beside it
+    root/models/v0001/model.npz       weights, checked with nn.io.load_model before the rename
+    root/models/v0001/model.json      its metadata
     root/models/v0001/metrics.json    the metrics given at registration
     root/models/v0001/version.json    {"version", "created_at", "dataset", "test_accuracy",
                                        "source", "weights_digest"}
@@ -13,24 +12,12 @@ Layout of a registry directory ``root``::
     root/history.jsonl                every change of champion (tasks.registry.history)
 
 Accuracies are only comparable on the same test set, so there is one champion per dataset
-(``champion-mnist.json``, ``champion-fashion-mnist.json``, ...): a challenger is compared
-with the champion of its own dataset only, and the first model of a dataset becomes its
-champion. A challenger is promoted when ``challenger - champion >= margin`` and
-``challenger > champion`` (a tie never replaces the champion; see :mod:`tasks.registry.promotion`).
-When no dataset is named, "the champion" is the most recently promoted one over all
-datasets (that is what ``mnist-flow evaluate`` and ``mnist-flow predict`` use by default).
-
-Atomicity: a version is assembled in a hidden temporary directory under ``root/models`` and
-renamed into place, and pointers are written to a temporary file and ``os.replace``-d, so
-readers never see a half-written version or pointer and need no lock. Every write holds
-``root/.lock`` (a :class:`filelock.FileLock`: ``flock`` on Linux and macOS, ``msvcrt`` locking
-on Windows, released by the kernel if its holder dies), and
-:meth:`Registry.register_and_promote` registers and promotes under one lock, so two
-concurrent retraining runs get distinct version numbers and cannot both become champion.
-
-One version per model: a model whose weights (:func:`nn.io.weights_digest`) are already
-registered for its dataset is not copied again; the decision names the existing version
-(an identical re-run, e.g. served from the cache, adds nothing).
+(the rule: :mod:`tasks.registry.promotion`); with no dataset named, "the champion" is the
+most recently promoted one over all datasets. Versions and pointers appear by rename, so
+readers need no lock; every write holds ``root/.lock``, and
+:meth:`Registry.register_and_promote` does both under one lock, so two concurrent runs get
+distinct versions and cannot both become champion. Weights already registered for their
+dataset (same :func:`nn.io.weights_digest`) are not copied again.
 """
 
 from __future__ import annotations
@@ -88,16 +75,11 @@ _TMP_PREFIX = ".tmp-"
 
 
 class Registry:
-    """A directory of trained models with one champion per dataset (see the module docstring).
+    """A directory of trained models with one champion per dataset.
 
-    Parameters
-    ----------
-    root:
-        The registry directory (created on first write); ``None`` means
-        :func:`default_registry_root`.
-    lock_timeout:
-        Seconds a write waits for another process holding the lock before raising
-        :class:`RegistryError`.
+    ``root``: the registry directory (created on first write; ``None``:
+    :func:`default_registry_root`). ``lock_timeout``: seconds a write waits for the lock
+    before raising :class:`RegistryError`.
     """
 
     def __init__(self, root: Path | str | None = None, *, lock_timeout: float = 60.0) -> None:
@@ -112,16 +94,14 @@ class Registry:
     # -- writing ---------------------------------------------------------------------------
 
     def register(self, model_path: Path | str, metrics: dict, *, dataset: str) -> ModelVersion:
-        """Copy a saved model (``.npz`` and ``.json`` beside it) into the next version
-        directory, atomically, under the lock; ``metrics`` (JSON) hold the ``"test_accuracy"``
-        on the test set of ``dataset``.
+        """Copy a saved model (``.npz`` and ``.json``) into the next version directory,
+        atomically, under the lock; ``metrics`` hold the ``"test_accuracy"`` on ``dataset``.
 
         Raises
         ------
         RegistryError
-            Missing model files, a copy that ``nn.io.load_model`` rejects (truncated,
-            corrupted, inconsistent), metadata naming another dataset, bad metrics, lock
-            timeout, or a failed copy; nothing is then left in the registry.
+            Missing or unloadable model files, metadata naming another dataset, bad
+            metrics, lock timeout, or a failed copy; the registry is then unchanged.
         """
         candidate = check_candidate(model_path, metrics, dataset)
         with self.locked():
@@ -136,17 +116,9 @@ class Registry:
         margin: float = 0.0,
         scores: SameSetScores | None = None,
     ) -> tuple[ModelVersion, PromotionDecision]:
-        """Register a model and promote it if it is better, both under one lock.
-
-        Two concurrent retraining runs therefore get distinct versions and at most one of
-        them can take over from a given champion. If promotion fails after registration,
-        the model stays registered and the champion is unchanged.
-
-        Returns
-        -------
-        (ModelVersion, PromotionDecision)
-            The registered version (``is_champion`` reflects the decision) and the decision.
-        """
+        """Register a model and promote it if it is better, both under one lock; return the
+        version (``is_champion`` reflects the decision) and the decision. If promotion
+        fails, the model stays registered and the champion is unchanged."""
         margin = check_margin(margin)
         candidate = check_candidate(model_path, metrics, dataset)
         with self.locked():
@@ -155,18 +127,6 @@ class Registry:
         if decision.promoted:
             registered = replace(registered, is_champion=True)
         return registered, decision
-
-    def preview(
-        self, model_path: Path | str, metrics: dict, *, dataset: str, margin: float = 0.0
-    ) -> PromotionDecision:
-        """What :meth:`register_and_promote` would decide now (without same-set scores)."""
-        margin = check_margin(margin)
-        candidate = check_candidate(model_path, metrics, dataset)
-        if (existing := self._same_weights(candidate)) is not None:
-            return self.apply_rule(existing, margin, duplicate=True)
-        name = self._next_name()
-        path = self.models_dir / name / MODEL_FILE
-        return self.apply_rule(ModelVersion(name, now(), dataset, candidate.accuracy, path), margin)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -206,11 +166,8 @@ class Registry:
         return replace(entry, is_champion=True)
 
     def broken(self, version: ModelVersion) -> str | None:
-        """Why the files of ``version`` fail their checks, or None when they pass.
-
-        ``model.npz`` must load (its SHA-256 matches its metadata's) and hold the weights
-        whose digest was recorded at registration.
-        """
+        """Why the files of ``version`` fail their checks (``model.npz`` loads and holds the
+        weights recorded at registration), or None when they pass."""
         try:
             model = load_model(version.path)[0]
         except ModelFileError as exc:
@@ -232,11 +189,8 @@ class Registry:
         scores: SameSetScores | None = None,
         duplicate: bool = False,
     ) -> PromotionDecision:
-        """The promotion rule for ``challenger`` against its dataset's champion, as now.
-
-        A broken champion (:meth:`broken`) counts as absent: the challenger replaces it,
-        and the reason says why.
-        """
+        """The promotion rule for ``challenger`` against its dataset's champion, as now; a
+        broken champion (:meth:`broken`) counts as absent, and the reason says so."""
         champion = self.champion(challenger.dataset)
         same = champion is None or champion.version == challenger.version
         why = None if same else self.broken(champion)
@@ -259,15 +213,8 @@ class Registry:
     def model_path(
         self, version: ModelVersion | str | int | None = None, *, dataset: str | None = None
     ) -> Path:
-        """Return the ``model.npz`` of ``version``, or of the champion when ``version`` is None.
-
-        The champion is that of ``dataset`` if given, else the most recently promoted one.
-
-        Raises
-        ------
-        RegistryError
-            Unknown version, or no champion yet.
-        """
+        """Return the ``model.npz`` of ``version``, or of the champion (of ``dataset`` if
+        given) when ``version`` is None; a :class:`RegistryError` if there is none."""
         if version is not None:
             return self.get(version).path
         champion = self.champion(dataset)
@@ -348,9 +295,7 @@ class Registry:
             "source": str(model_path.resolve()),
             "weights_digest": digest,
         }
-        try:
-            # No replace_existing: the number is new under the lock, and a registered version
-            # is never overwritten, so a directory already there is an error.
+        try:  # a registered version is never overwritten: no replace_existing
             with write_directory_atomic(final, prefix=_TMP_PREFIX) as tmp:
                 copy_file(model_path, tmp / MODEL_FILE)
                 copy_file(meta_path, tmp / METADATA_FILE)

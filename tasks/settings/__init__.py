@@ -1,9 +1,5 @@
-"""The training recipes and the one function that merges a recipe, a trial and the user's options.
-
-The settings themselves (type, range or choices, default, help) are declared once: the
-training ones' rules in :mod:`nn.config`, everything else with the flows' parameter models
-(:mod:`flows.params`), from which the command line is built. No Prefect here.
-"""
+"""The training recipes and the one function that merges a recipe, a trial and the user's
+options (:mod:`tasks.settings.recipes`); the settings' models are :mod:`tasks.settings.params`."""
 
 from tasks.settings.recipes import *  # noqa: F403
 from tasks.settings.recipes import __all__  # noqa: F401

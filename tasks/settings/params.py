@@ -1,16 +1,10 @@
 """Every setting's type, bounds, default and help, declared once, as pydantic models.
 
-The flows take these models as parameters (:mod:`flows.params`), so the Prefect UI renders them as
-forms and a bad value fails before any work starts, naming the field; the command-line
-options are generated from the same fields (:mod:`flows.cli`), and the search task
-takes its defaults from :class:`SearchParams`. The training settings take
-their bounds from :data:`nn.config.RULES` and :data:`tasks.settings.MODEL_RULES`, which
-the network and the search space check too. Every random choice of a run derives from the
-single ``seed`` parameter of the flow that owns it.
-
-A field left empty (``None``) says what it stands for in its ``unset`` text. The forms
-show such a field as the plain type it holds (an empty box, not a choice of "None"), and
-a yes/no or a choice as a select whose first value, ``"recipe"``, means the recipe's.
+The flows take these models as parameters, so the Prefect UI renders them as forms and a bad
+value fails before any work starts, naming the field; the command-line options are generated
+from the same fields. The training settings take their bounds from :data:`nn.config.RULES`
+and :data:`MODEL_RULES`. A field left empty (``None``) says what it stands for in its
+``unset`` text; a yes/no or a choice shows it as the first value, ``"recipe"``.
 """
 
 from __future__ import annotations

@@ -1,19 +1,13 @@
 """The training recipes, and the one function that merges a recipe, a trial and the user's options.
 
-Two recipes, measured with ``bench/accuracy.py`` and ``bench/recipe_cli.py`` (784-300-10,
-He initialisation); their values are the tables below, nowhere else:
+Two recipes (their values are the tables below, nowhere else; ``bench/accuracy.py`` measures
+them): ``tuned``, the default (Nesterov momentum, warm-up then cosine decay, weight decay,
+standardised pixels, augmentation; :data:`_BY_FAMILY` adjusts it per dataset family), and
+``plain``, the original project's minibatch SGD.
 
-- ``tuned`` (the default of ``mnist-flow train`` and of the pipeline's final model):
-  Nesterov momentum, a linear warm-up then cosine decay, weight decay, standardised pixels
-  and augmentation of every training minibatch; each dataset family changes a few values
-  (:data:`_BY_FAMILY`: the clothes train longer, with lighter decay and gentle affine maps).
-- ``plain``: minibatch SGD without momentum, constant learning rate, no weight decay, no
-  augmentation, pixels in [0, 1]: the original project's training.
-
-:func:`resolve` is where the values of a training run meet: later layers win, and a
-value the user did not give is repaired to fit the others (Nesterov momentum only
-with momentum and SGD; the warm-up at most a quarter of the epochs), so a default is
-never the reason for an error. A value the user gave is checked as it is.
+:func:`resolve` is where the values of a training run meet: later layers win, and a value
+the user did not give is repaired to fit the others, so a default is never the reason for
+an error; a value the user gave is checked as it is.
 """
 
 from __future__ import annotations
@@ -144,25 +138,11 @@ def recipe_for(dataset: str, recipe: str = "tuned") -> dict[str, Any]:
 def resolve(values: Mapping[str, Any], explicit: Collection[str] = ()) -> dict[str, Any]:
     """Complete, repair and check the hyperparameters of one training run.
 
-    Parameters
-    ----------
-    values:
-        Hyperparameters (others are ignored); missing ones take :data:`DEFAULTS`.
-    explicit:
-        The names the user gave: never repaired, so an impossible combination fails
-        naming them.
-
-    Returns
-    -------
-    dict
-        Every key of :data:`HYPER`. Where the user did not say otherwise, Nesterov
-        momentum is off without momentum or with Adam, and the warm-up is at most a
-        quarter of the epochs.
-
-    Raises
-    ------
-    SettingError
-        A value out of range, or settings that contradict each other, naming the setting.
+    ``values``: hyperparameters (others ignored; missing ones take :data:`DEFAULTS`);
+    ``explicit``: the names the user gave, never repaired. Returns every key of
+    :data:`HYPER`, with Nesterov momentum off without momentum or with Adam and the
+    warm-up at most a quarter of the epochs unless given. Raises :class:`SettingError`
+    naming a value out of range or settings that contradict each other.
     """
     merged = {**DEFAULTS, **{key: value for key, value in values.items() if key in HYPER}}
     if isinstance(merged["hidden"], int):
@@ -225,12 +205,9 @@ def final_params(
     """The pipeline's final model from the best trial, the recipe and the run's options.
 
     ``final_recipe="tuned"``: the best trial's :data:`TUNED_FROM_SEARCH` on top of the
-    dataset's tuned recipe (its schedule, warm-up, Nesterov momentum and augmentation).
-    ``"search"``: the best trial's hyperparameters as they are, without augmentation
-    unless the search chose one. Either way ``epochs`` and ``patience`` are the run's;
-    the augmentation is ``augment`` if given (not None nor :data:`UNSET`), else the
-    search's (when it tuned ``augment``), else the recipe's; ``augment_strength`` is the
-    search's or 1.
+    dataset's tuned recipe; ``"search"``: the best trial as it is (no augmentation unless
+    searched). ``epochs`` and ``patience`` are the run's; the augmentation is ``augment``
+    if given, else the search's, else the recipe's.
     """
     if final_recipe == "tuned":
         recipe = recipe_for(dataset)
@@ -257,13 +234,8 @@ def final_params(
 
 
 def scaled_warmup(recipe: Mapping[str, Any], epochs: int) -> int:
-    """The recipe's warm-up for a run of ``epochs``: the same share of the epochs.
-
-    ``w`` warm-up epochs of the recipe's ``E`` become ``round(w * epochs / E)``, at least
-    one when ``w > 0`` (:func:`resolve` then keeps it under a quarter of the epochs). The
-    search's trials and the final model scale it alike, so a final model of a trial's
-    length has that trial's schedule.
-    """
+    """The recipe's warm-up for a run of ``epochs``: the same share of the epochs, at least
+    one when the recipe has one (trials and the final model scale it alike)."""
     warmup = int(recipe.get("warmup_epochs", 0))
     return max(1, round(warmup * epochs / int(recipe["epochs"]))) if warmup else 0
 
@@ -275,11 +247,8 @@ def _show(value: Any) -> str:
 
 
 def recipe_help(key: str) -> str:
-    """What an unset training option takes: the tuned value per dataset, then the plain one.
-
-    For example ``"100 for mnist/idx, 80 for fashion-mnist; plain recipe: 30"``; a
-    setting no recipe fixes gives its :data:`DEFAULTS` value.
-    """
+    """What an unset training option takes, e.g. ``"100 for mnist/idx, 80 for fashion-mnist;
+    plain recipe: 30"``; a setting no recipe fixes gives its :data:`DEFAULTS` value."""
     if key not in RECIPE_KEYS:
         return _show(DEFAULTS[key])
     by_value: dict[str, list[str]] = {}

@@ -185,25 +185,14 @@ def test_the_same_weights_are_registered_once(reg, model, tmp_path):
     again = tmp_path / "again" / "model.npz"
     again.parent.mkdir()
     save_model(again, load_model(model)[0], {"dataset": {"name": "mnist", "checksums": {}}})
-    preview = reg.preview(again, {"test_accuracy": 0.9}, dataset="mnist")
     second, decision = add(reg, again, 0.9)
     assert second.version == first.version == "v0001" and [v.version for v in reg.list()] == [
         "v0001"
     ]
     assert decision.already_registered and not decision.promoted
     assert "same weights as v0001" in decision.reason
-    assert preview == decision
     other, decision = add(reg, fake_model(tmp_path / "other"), 0.95)
     assert other.version == "v0002" and decision.promoted and not decision.already_registered
-
-
-def test_preview_changes_nothing_and_predicts_the_decision(reg, tmp_path):
-    add(reg, fake_model(tmp_path / "a"), 0.9)
-    challenger = fake_model(tmp_path / "b")
-    preview = reg.preview(challenger, {"test_accuracy": 0.95}, dataset="mnist")
-    assert [v.version for v in reg.list()] == ["v0001"] and reg.champion().version == "v0001"
-    _, decision = add(reg, challenger, 0.95)
-    assert preview == decision and decision.promoted and decision.challenger_version == "v0002"
 
 
 def test_empty_registry(tmp_path):
