@@ -75,7 +75,9 @@ def run_summary(
     ``line`` replaces the decision's line (a model that was not registered).
     """
     if line is None:
-        line = f"{decision.challenger_version} {decision.verdict} ({decision.reason})"
+        verdict, reason = decision.verdict, decision.reason
+        said = reason if reason.startswith(verdict) else f"{verdict} ({reason})"
+        line = f"{decision.challenger_version} {said}"
     return {
         "run_dir": str(run_dir),
         "model_path": str(model_path),

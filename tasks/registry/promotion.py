@@ -210,7 +210,7 @@ def _decide(
         evaluated_on=evaluated_on,
     )
     if champion is None:
-        reason = f"first model for dataset '{challenger.dataset}', so it becomes the champion"
+        reason = f"first model for dataset '{challenger.dataset}': no champion to beat"
         return PromotionDecision(promoted=True, reason=reason, **common)
     if champion.version == challenger.version:
         return PromotionDecision(
