@@ -13,7 +13,7 @@ re-runs (which should reuse every cached step), each as a child process under
 
 ``rerun`` is the re-run against the running server (target: at most 6 s);
 ``rerun-tmp`` the same command with no ``PREFECT_API_URL``, the zero-setup path, where
-the command starts and stops a temporary server of its own (``flows/lifetime.py``); both
+the command starts and stops a temporary server of its own (``flows/local/server.py``); both
 interleaved ``--rounds`` times. ``steps`` is the sum of the step times the flow records in
 ``metrics.json`` (fetch, preprocess, search, train, evaluate, register, report);
 ``overhead`` is the process wall time minus that sum: interpreter start and imports, the
@@ -280,7 +280,7 @@ SERVERS = {
     "Prefect's temporary server": ("zero-setup", EMPTY_FLOW + "run()"),
     "mnist-flow's temporary server": (
         "zero-setup",
-        EMPTY_FLOW + "from flows.lifetime import temporary_server\n"
+        EMPTY_FLOW + "from flows.local.server import temporary_server\n"
         "with temporary_server() as ready:\n    ready()\n    run()",
     ),
 }

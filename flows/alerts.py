@@ -1,18 +1,10 @@
 """The alert of the project: a webhook is called when a retraining run fails or crashes.
 
-:func:`install_alerts` declares it on the Prefect server (``PREFECT_API_URL``): a
-``Webhook`` block named :data:`BLOCK_NAME` holding the URL (its requests carry
-``Content-Type: application/json``), and the automation :data:`AUTOMATION_NAME`, which
-reacts to ``prefect.flow-run.Failed`` and ``prefect.flow-run.Crashed`` events of flow runs
-tagged ``retrain`` (the runs of the ``mnist-retrain`` deployment, scheduled or triggered
-by new data) and POSTs :data:`PAYLOAD`. Installing again replaces both, so the URL can
-change. ``mnist-flow alerts --webhook URL`` (or ``make alerts WEBHOOK=URL``) calls it.
-
-The body (documented in the README) is JSON a Slack-style incoming webhook shows as is
-(``text``) and a generic receiver reads field by field. The server renders it with
-Prefect's templates: name, state and message from the event, the link from the flow run
-(null when the server knows no UI address; ``make server`` gives it one); ``tojson``
-keeps quotes and newlines of a message valid JSON.
+:func:`install_alerts` declares, on the Prefect server of ``PREFECT_API_URL``, a
+``Webhook`` block holding the URL and an automation reacting to failed or crashed flow
+runs tagged ``retrain``; installing again replaces both. The body (:data:`PAYLOAD`,
+documented in the README) is JSON a Slack-style webhook shows as is (``text``) and a
+generic receiver reads field by field; ``tojson`` keeps a message valid JSON.
 """
 
 from __future__ import annotations
@@ -47,7 +39,6 @@ PAYLOAD = """\
   "occurred": {{ event.occurred.isoformat() | tojson }}
 }"""
 """The webhook's body: a Prefect template rendered by the server for the failing event."""
-JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 def alert_automation(block_id: UUID) -> Automation:
@@ -70,7 +61,7 @@ def webhook_block(webhook_url: str) -> Webhook:
     """The block that POSTs JSON to ``webhook_url`` (an ``http(s)://`` URL)."""
     if not webhook_url.startswith(("http://", "https://")):
         raise ConfigError(f"--webhook {webhook_url}: give an http:// or https:// URL")
-    return Webhook(method="POST", url=webhook_url, headers=JSON_HEADERS)
+    return Webhook(method="POST", url=webhook_url, headers={"Content-Type": "application/json"})
 
 
 def install_alerts(webhook_url: str) -> Automation:

@@ -1,14 +1,10 @@
 """A person approves or rejects a promotion (``approve=True``) before anything is recorded.
 
-The model is registered without promotion; when the promotion rule would make it the
-champion, the flow run waits for an :class:`Approval` whose form shows both scores. A run
-of a deployment is suspended (``suspend_flow_run``): its process exits, and on resume the
-flow runs again from the start, its cached steps reused, and reads the answer. Prefect
-suspends only runs of a deployment, so a local run (``mnist-flow train --approve``) pauses
-instead (``pause_flow_run``), its process waiting. The answer (approve, reviewer's name,
-reason) settles the decision every record of the run then states; through the API:
-``resume_flow_run(id, run_input={"approve": true, "reviewer": "...", "reason": "..."})``.
-A run not answered within :data:`APPROVAL_TIMEOUT` seconds fails.
+The model is registered held; when the promotion rule would make it the champion, the
+run waits for an :class:`Approval`. A deployment's run is suspended (its process exits;
+on resume the flow runs again, cached steps reused, and reads the answer under the same
+key); Prefect suspends only deployment runs, so a local run pauses instead. A run not
+answered within :data:`APPROVAL_TIMEOUT` seconds fails.
 """
 
 from __future__ import annotations

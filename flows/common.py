@@ -1,10 +1,9 @@
 """Steps shared by the flows: the data, the final model, and the run directory's outputs.
 
-``prepare_data`` runs fetch -> preprocess; ``train_and_report`` runs the cached
-final training, evaluation on the test set, registration (and approval), then the
-report and ``metrics.json`` from the settled decision. The pipeline calls both around
-its search; ``mnist_train`` calls them back to back. The steps keep what a re-run reuses
-in ``<cache_dir>`` (:mod:`tasks.cache`); Prefect caches nothing.
+``prepare_data`` runs fetch -> preprocess; ``train_and_report`` runs the final training,
+evaluation, registration (and approval), then writes the report and ``metrics.json``
+from the settled decision. What a re-run reuses is kept in ``<cache_dir>``
+(:mod:`tasks.cache`); Prefect caches nothing.
 """
 
 from __future__ import annotations
@@ -33,11 +32,8 @@ from tasks.train import train_final
 
 
 def tag_flow_run(*names: str) -> None:
-    """Add ``names`` to the tags of the current flow run (the UI filters runs by tag).
-
-    ``prefect.tags`` around the tasks tags the task runs; the flow run itself is
-    already created when its body runs, so its tags are updated through the API.
-    """
+    """Add ``names`` to the current flow run's tags, through the API: the run exists
+    before its body runs, so ``prefect.tags`` only reaches its task runs."""
     from prefect.client.orchestration import get_client
     from prefect.context import get_run_context
 
@@ -81,11 +77,8 @@ def prepare_data(
 ) -> DataSteps:
     """Fetch, check the added batches of ``data.data_version`` and preprocess the dataset.
 
-    Raises
-    ------
-    DataGateError
-        The data check found the new batches broken (the ``mnist-data-check`` artifact
-        and the message say why): the run stops before any training.
+    Raises :class:`DataGateError` when the data check finds the new batches broken (the
+    ``mnist-data-check`` artifact says why), before any training.
     """
     cache_dir = cache_root(data)
     added = DataStore(data.data_store).added(data.dataset, data.data_version)
@@ -133,12 +126,8 @@ def report_and_save(
     dataset: str,
     **extras: Any,
 ) -> None:
-    """Write the report (with ``evaluation``'s misclassified sample), then ``metrics.json``.
-
-    ``extras`` go to :func:`tasks.report.write_report` (trials, history, display_dir, ...);
-    the class names come from ``metrics``. The timings are added to ``metrics`` last, so
-    they include the report.
-    """
+    """Write the report (``extras`` go to :func:`tasks.report.write_report`), then
+    ``metrics.json`` with the timings, the report's included."""
     with timings.step("report"):
         write_report.with_options(task_run_name=f"report-{dataset}")(
             str(run_dir),
@@ -176,25 +165,14 @@ def train_and_report(
     """Final training, evaluation, registration (and approval), then the run directory.
 
     Decide, then narrate: the registry and a person's answer settle the outcome first;
-    the run directory (model, report, ``metrics.json``) is then written from that one
-    decision in a staging folder and moved into place, so no record can run ahead of
-    the registry. A kill before the move leaves no run directory (the registry may hold
-    the version, which is true); a registry that cannot be written (disk full) fails the
-    run before any run directory exists. A diverged model
-    (:func:`~tasks.registry.promotion.divergence`) gets its report and is not registered:
-    the run fails with :class:`~tasks.errors.DivergedError`; a model at chance level
-    (:func:`~tasks.registry.promotion.chance_level`) is not registered either, and the
-    run succeeds.
+    the run directory is then written from that decision in a staging folder and moved
+    into place, so no record can run ahead of the registry. A diverged model gets its
+    report, is not registered and fails the run (:class:`~tasks.errors.DivergedError`);
+    a model at chance level is not registered and the run succeeds. ``start_from`` is a
+    search trial's checkpoint the final training continues.
 
-    ``parameters_used`` (:func:`flows.runs.parameters_used`) goes into ``metrics.json``,
-    the report and the ``mnist-parameters`` artifact; ``start_from`` is a search trial's
-    checkpoint the final training continues.
-
-    Returns
-    -------
-    dict
-        ``run_dir``, ``model_path``, ``test_accuracy``, ``test_loss`` and ``decision``
-        (one line).
+    Returns ``run_dir``, ``model_path``, ``test_accuracy``, ``test_loss`` and
+    ``decision`` (one line).
     """
     logger = get_run_logger()
     files, prepared, cache_dir, added, check = steps

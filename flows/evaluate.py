@@ -1,9 +1,7 @@
-"""``mnist_evaluate``: evaluate a saved model on the test set of a dataset.
+"""``mnist_evaluate``: evaluate a saved model (default: the dataset's champion) on its test set.
 
-fetch -> evaluation (the model's own preprocessing, from its metadata, is applied
-to the raw test images) -> ``metrics.json`` and the report in a run directory.
-The model defaults to the registry's champion for the dataset. Nothing is
-registered: the model was registered when it was trained.
+fetch -> evaluation (with the model's own preprocessing) -> ``metrics.json`` and the
+report in a run directory. Nothing is registered.
 """
 
 from __future__ import annotations

@@ -1,35 +1,13 @@
 """``mnist_pipeline``: fetch -> preprocess -> random search -> final model -> test -> report.
 
 The search is anchored on the dataset's training recipe (:mod:`tasks.tuning.anchor`):
-its space is centred on the recipe's learning rate, weight decay, batch size and
-augmentation strength; every trial trains like the final model (the recipe's
-Nesterov momentum, augmentation and cosine schedule with warm-up, compressed to
-``trial_epochs``); and the recipe itself is trial 0. With successive halving (the
-default) promoted trials continue from their checkpoints. A trial replaces the recipe
-only when it beats it on validation by more than the noise of that accuracy
-(:mod:`tasks.tuning.choice`), so the search cannot make the model worse than
-``mnist-flow train`` by chasing noise.
-
-The final model: with ``final_recipe="tuned"`` (the default) the chosen trial's learning
-rate, batch size, momentum, weight decay and augmentation strength on top of the
-dataset's recipe (:func:`tasks.settings.final_params`), for ``final_epochs`` (default:
-the recipe's). With ``final_data="all"`` (the default) it trains on every training
-image, exactly as ``mnist-flow train`` does: when the recipe is kept, the final model is
-``mnist-flow train``'s model, bit for bit. ``final_data="split"`` trains on the search's
-training split and scores the validation split after every epoch (needed by
-``patience``); there, if the final settings are the chosen trial's own (same epochs,
-``final_recipe`` giving the same values), the final model continues the trial's
-checkpoint instead of retraining. The report says which happened.
-``augment`` fixes the augmentation of trials and final model (``"none"`` turns it off).
-
-The test set is touched by the evaluation of the final model, and, for the report
-only, by the recipe's and the best trial's checkpoints; the search makes no choice on
-it. The registry's promotion does (README, "The model registry": what that costs).
-
-Caching: fetch, preprocess, finished trials and the final model are cached on
-their inputs (file checksums, parameters, seed, code version) under the cache
-directory, so an identical re-run reuses everything and changing only
-``final_epochs`` retrains only the final model.
+trial 0 is the recipe, every trial trains like the final model with the schedule
+compressed to ``trial_epochs``, and a trial replaces the recipe only when it beats it on
+validation by more than the noise (:mod:`tasks.tuning.choice`), so the search cannot make
+the model worse than ``mnist-flow train``. The final model
+(:func:`tasks.settings.final_params`) trains on every training image
+(``final_data="all"``), or on the search's split (``"split"``), where it may continue the
+chosen trial's checkpoint. The search makes no choice on the test set.
 """
 
 from __future__ import annotations
@@ -61,10 +39,7 @@ def mnist_pipeline(
     options: PipelineOptions = PipelineOptions(),  # noqa: B008
 ) -> dict[str, Any]:
     """Tune, train, evaluate and report; return the run summary (run_dir, accuracy, ...).
-
-    Each parameter a deployment run leaves out takes the deployment's value, then its
-    default (flows/runs.py); the report and the mnist-parameters artifact list them all.
-    """
+    A parameter a deployment run leaves out takes the deployment's value (flows/runs.py)."""
     with flow_errors(GROUPS):
         params = effective_parameters(record=True, data=data, search=search, options=options)
         return _pipeline(**params)

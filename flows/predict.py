@@ -1,13 +1,9 @@
-"""The ``mnist_predict`` flow: classify every image of a folder with a saved model.
+"""``mnist_predict``: classify every image of a folder with a saved model.
 
-Writes ``file,label,probability,error`` to a CSV (``<folder>/predictions.csv`` by
-default) and publishes the table artifact ``mnist-predictions``. Unreadable or blank
-files are reported in the CSV and the log and never abort the batch. The command line
-(``mnist-flow predict``) calls :func:`run_predict` directly, without a flow run.
-
-Run locally::
-
-    python -m flows.predict MODEL.npz FOLDER [CSV]
+Writes a CSV (``<folder>/predictions.csv`` by default); unreadable or blank files are
+reported there and never abort the batch. ``mnist-flow predict`` needs no flow run
+(:func:`tasks.images.classify.run_predict`). Locally: ``python -m flows.predict MODEL.npz
+FOLDER [CSV]``.
 """
 
 from __future__ import annotations
@@ -18,30 +14,15 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from tasks.images.classify import CSV_NAME, run_predict
+from tasks.images.classify import CSV_NAME
 from tasks.predict import predict_folder
-
-__all__ = ["mnist_predict", "run_predict"]
 
 
 @flow(name="mnist-predict", log_prints=False)
 def mnist_predict(model_path: str, folder: str, csv_path: str | None = None) -> dict[str, Any]:
-    """Score the images of ``folder`` with the model at ``model_path``.
-
-    Parameters
-    ----------
-    model_path:
-        The model ``.npz`` (metadata ``.json`` beside it).
-    folder:
-        Folder of image files (PNG, JPEG, ...), not searched recursively.
-    csv_path:
-        Where to write the CSV; ``<folder>/predictions.csv`` when None.
-
-    Returns
-    -------
-    dict
-        ``csv_path``, ``n_images``, ``n_failed`` and ``predictions`` (one dict per image).
-    """
+    """Score the image files of ``folder`` (not recursive) with the model ``.npz`` at
+    ``model_path``, writing ``csv_path`` (default ``<folder>/predictions.csv``); return
+    ``csv_path``, ``n_images``, ``n_failed`` and ``predictions`` (one dict per image)."""
     csv_file = csv_path or str(Path(folder) / CSV_NAME)
     predictions = predict_folder(model_path, folder, csv_file)
     failed = sum(p["error"] is not None for p in predictions)

@@ -1,26 +1,12 @@
 """What a flow run is: the parameters it used, its name, and errors worded for its caller.
 
-Deployment parameters. Prefect merges a deployment's parameters with those given to
-one of its runs *by top-level key*: the server copies the deployment's parameters and
-updates them with the run's (``prefect/server/api/deployments.py``, the flow-run
-creation endpoints), so ``prefect deployment run ... --params '{"options": {"seed": 1}}'``
-replaces the deployment's whole ``options`` and every value left out falls back to the
-declared default (the deployment's ``margin: 0.001`` became 0.0). The flows call
-:func:`effective_parameters` first: each field a run did not give takes the deployment's
-value, then the declared default. :func:`parameters_used` lists every value with where it
-came from (the report's "Parameters used" table and the ``mnist-parameters`` artifact).
-
-Run names tell runs apart: kind, dataset, training images, backend of the search,
-trigger (``cli``, ``schedule``, ``event``, ``manual`` for a deployment run asked for by a
-person or a script, ``local`` for a flow called from Python), seed, then the end of the run's
-id, or for a deployment's run the name Prefect gave it at creation (``complex-bullfrog``,
-printed by ``prefect deployment run``; a deployment cannot name its runs itself), which the
-UI's search then finds: ``pipeline-mnist-train-all-manual-seed0-complex-bullfrog``.
-
-Errors: an error that names a setting carries its name (:class:`nn.config.SettingError`,
-:class:`tasks.errors.Worded`); the command line spells it as an option (``--data-dir
-FOLDER``, :func:`flows.cli.spell`), a flow as a parameter (``data.data_dir=FOLDER``), on one
-line, since the Prefect UI shows a run's message as one line.
+Prefect merges a deployment's parameters with a run's by top-level key, so a run giving
+``{"options": {"seed": 1}}`` would lose the deployment's other options:
+:func:`effective_parameters` fills each field a run left out from the deployment, and
+:func:`parameters_used` says where every value came from. :func:`run_name` tells runs
+apart (kind, dataset, images, backend, trigger, seed, end of id or Prefect's name).
+:func:`flow_errors` spells a setting an error names as a parameter
+(``data.data_dir=FOLDER``), on one line, as the UI shows a run's message.
 """
 
 from __future__ import annotations
@@ -30,13 +16,6 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from pydantic import BaseModel
-
-__all__ = [
-    "effective_parameters",
-    "flow_errors",
-    "parameters_used",
-    "run_name",
-]
 
 _DEPLOYMENT_PARAMETERS: dict[str, dict[str, Any]] = {}
 
@@ -66,10 +45,8 @@ def deployment_parameters() -> dict[str, Any]:
 def effective_parameters(*, record: bool = False, **groups: BaseModel) -> dict[str, BaseModel]:
     """Each parameter group with the deployment's values for the fields the run left out.
 
-    Outside a deployment run the groups come back as they are. The result is validated
-    again, so a merged group that does not hold together fails like a bad parameter.
-    With ``record``, a deployment run whose parameters were completed stores the values
-    it uses as its parameters, so the UI's Parameters tab shows them.
+    The merged groups are validated again (a bad merge fails like a bad parameter). With
+    ``record``, a completed run stores the values it uses, for the UI's Parameters tab.
     """
     defaults = deployment_parameters()
     merged: dict[str, BaseModel] = {}

@@ -1,16 +1,9 @@
 """``mnist_train``: the pipeline without the search, hyperparameters given directly.
 
-fetch -> preprocess -> train (cached on data, parameters, seed and code) ->
-evaluation on the test set -> registry -> report. The model trains on the
-training split; the validation split is evaluated after every epoch and, when
-``train.patience`` is set, drives early stopping (best weights restored). With
-``augment="none"``, ``schedule="constant"`` and ``weight_decay=0`` this is plain
-minibatch SGD (with the given momentum) seeded by ``options.seed``.
-
-Every hyperparameter left empty in ``train`` (the Prefect UI's form, or an option
-not given to ``mnist-flow train``) takes the value of ``train.recipe`` for the
-dataset (:func:`tasks.settings.train_params`), so the form and the command line
-train the same model by default.
+fetch -> preprocess -> train -> evaluate -> register -> report. Every hyperparameter
+left empty in ``train`` (the UI's form, an option not given) takes the value of
+``train.recipe`` for the dataset (:func:`tasks.settings.train_params`), so the form and
+the command line train the same model by default.
 """
 
 from __future__ import annotations
@@ -35,10 +28,7 @@ def mnist_train(
     options: RunOptions = RunOptions(),  # noqa: B008
 ) -> dict[str, Any]:
     """Train one model, evaluate and report; return the run summary (run_dir, accuracy, ...).
-
-    Each parameter a deployment run leaves out takes the deployment's value, then its
-    default (flows/runs.py); the report and the mnist-parameters artifact list them all.
-    """
+    A parameter a deployment run leaves out takes the deployment's value (flows/runs.py)."""
     with flow_errors(GROUPS):
         params = effective_parameters(record=True, data=data, train=train, options=options)
         return _train(**params)

@@ -130,7 +130,7 @@ def test_help_imports_neither_prefect_nor_matplotlib():
 @pytest.mark.parametrize("command", SUBCOMMANDS[:5])
 @pytest.mark.slow
 def test_every_subcommand_has_help_with_defaults(command, tmp_path):
-    from flows.cli import ADDED_DATA, TRAIN_DATA_DEFAULTS, flag
+    from flows.cli.parser import ADDED_DATA, TRAIN_DATA_DEFAULTS, flag
     from flows.params import DataParams, PipelineOptions, RunOptions, SearchParams, TrainOptions
     from tasks.settings import recipe_help
 
@@ -201,7 +201,7 @@ def test_parser_reads_every_option_of_run():
 
 @pytest.mark.parametrize("command", ["run", "train"])
 def test_threads_is_an_option_of_the_trainings_with_one_as_default(command):
-    from flows.commands import _values
+    from flows.cli.commands import _values
     from flows.params import RunOptions
 
     parser = build_parser()

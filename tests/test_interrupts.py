@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from flows.lifetime import POLL_SECONDS
+from flows.local.watchdog import POLL_SECONDS
 
 pytestmark = pytest.mark.slow
 

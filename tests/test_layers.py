@@ -3,6 +3,10 @@
 - ``nn/`` imports numpy and the standard library only;
 - ``tasks/<area>/`` (the plain code) imports neither Prefect nor ``flows``;
 - ``tasks/*.py`` (the Prefect tasks) do not import ``flows``;
+- ``flows/*.py`` (the flows) import none of what runs beside them: the command line
+  (``flows.cli``), its local processes (``flows.local``), the served page (``flows.serve``);
+  those import the flows, never the other way round, and only the command line
+  starts the others;
 - no module imports, directly or through others, a module that imports it back,
   counting imports inside functions too (a lazy import hides a cycle, it does not
   remove it).
@@ -69,6 +73,25 @@ def test_area_code_imports_neither_prefect_nor_flows(name):
 @pytest.mark.parametrize("name", [m for m in MODULES if m.count(".") == 1 and _top(m) == "tasks"])
 def test_tasks_do_not_import_flows(name):
     assert "flows" not in {_top(m) for m in imports_of(name)}, name
+
+
+BESIDE = ("flows.cli", "flows.local", "flows.serve")
+
+
+def _beside(module: str) -> str | None:
+    return next((part for part in BESIDE if module == part or module.startswith(part + ".")), None)
+
+
+@pytest.mark.parametrize("name", [m for m in MODULES if _top(m) == "flows" and not _beside(m)])
+def test_flows_do_not_import_what_runs_beside_them(name):
+    assert not {m for m in imports_of(name) if _beside(m)}, name
+
+
+@pytest.mark.parametrize("name", [m for m in MODULES if _beside(m) in BESIDE[1:]])
+def test_only_the_command_line_reaches_across_the_parts(name):
+    """``flows.local`` and ``flows.serve`` import neither the command line nor each other."""
+    own = _beside(name)
+    assert not {m for m in imports_of(name) if _beside(m) not in (None, own)}, name
 
 
 def test_every_area_is_a_package_of_plain_code():

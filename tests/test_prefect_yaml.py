@@ -101,7 +101,7 @@ def test_entrypoints_exist_and_parameters_validate(deployments, name):
 def test_ad_hoc_training_trains_what_the_command_line_trains(deployments):
     """mnist-train's parameters resolve to what `mnist-flow train --dataset mnist` trains."""
     from flows.cli import build_parser
-    from flows.commands import data_params, train_options
+    from flows.cli.commands import data_params, train_options
     from tasks.settings import train_params
 
     parameters = deployments["mnist-train"]["parameters"]

@@ -36,7 +36,7 @@ def one_error_line(capsys, flow: bool = False) -> str:
 
 
 def test_the_console_shows_no_traceback_for_a_full_disk():
-    from flows.commands import _NoUserTracebacks
+    from flows.cli.commands import _NoUserTracebacks
 
     formatter = _NoUserTracebacks(logging.Formatter("%(message)s"))
     for exc in (FULL, OSError("Not enough free space to write 8 bytes"), OSError("other")):
@@ -142,7 +142,7 @@ def test_out_disk_full_names_the_run_folder_not_its_staging(train, tmp_path, mon
 def test_a_full_disk_without_a_file_names_every_folder_written(tmp_path):
     from argparse import Namespace
 
-    from flows.diskfull import disk_full_line
+    from flows.cli.diskfull import disk_full_line
 
     args = Namespace(cache_dir=str(tmp_path / "c"), out_dir=None, registry_dir=str(tmp_path))
     assert disk_full_line(FULL, args) == (

@@ -14,7 +14,7 @@ import time
 import psutil
 import pytest
 
-from flows import lifetime
+from flows.local import server, watchdog
 
 PARENT = """
 import subprocess, sys, time
@@ -32,7 +32,7 @@ def test_a_killed_command_has_its_runs_crashed_before_its_children_end(monkeypat
     runs = io.BytesIO(b"not json\n" + json.dumps(told).encode() + b"\n")
     crashed = []
     monkeypatch.setattr(
-        lifetime, "crash_runs", lambda runs, pid: crashed.append((runs, pid, child.is_running()))
+        watchdog, "crash_runs", lambda runs, pid: crashed.append((runs, pid, child.is_running()))
     )
     polled = threading.Event()  # set once the watchdog has listed the children and waits
 
@@ -44,15 +44,15 @@ def test_a_killed_command_has_its_runs_crashed_before_its_children_end(monkeypat
             polled.set()
             time.sleep(seconds)
 
-    monkeypatch.setattr(lifetime, "time", Clock)
-    watchdog = threading.Thread(target=lifetime.watch, args=(parent.pid, runs, 0.05))
-    watchdog.start()
+    monkeypatch.setattr(watchdog, "time", Clock)
+    watcher = threading.Thread(target=watchdog.watch, args=(parent.pid, runs, 0.05))
+    watcher.start()
     try:
         assert polled.wait(timeout=30)
         parent.kill()
         parent.wait()
-        watchdog.join(timeout=30)
-        assert not watchdog.is_alive()
+        watcher.join(timeout=30)
+        assert not watcher.is_alive()
         assert crashed == [([told], parent.pid, True)]  # the server was still there
         assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
     finally:
@@ -64,8 +64,8 @@ def test_a_command_that_ends_normally_crashes_nothing(monkeypatch):
     done = subprocess.Popen([sys.executable, "-c", "pass"])
     done.wait()
     called = []
-    monkeypatch.setattr(lifetime, "crash_runs", lambda *args: called.append(args))
-    lifetime.watch(done.pid, io.BytesIO(b""), poll=0.05)  # already gone: nothing to do
+    monkeypatch.setattr(watchdog, "crash_runs", lambda *args: called.append(args))
+    watchdog.watch(done.pid, io.BytesIO(b""), poll=0.05)  # already gone: nothing to do
     assert called == []
 
 
@@ -78,7 +78,7 @@ def test_the_installed_prefect_takes_the_temporary_servers_options():
         check=True,
         env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
     ).stdout
-    options = [arg for arg in lifetime.SERVER_COMMAND if arg.startswith("--")]
+    options = [arg for arg in server.SERVER_COMMAND if arg.startswith("--")]
     assert options and all(
         re.search(rf"(?<![\w-]){option}(?![\w-])", help_text) for option in options
     )
@@ -86,12 +86,12 @@ def test_the_installed_prefect_takes_the_temporary_servers_options():
 
 def test_a_server_that_cannot_start_is_one_line_naming_its_output(monkeypatch, tmp_path):
     failing = (sys.executable, "-c", "import sys; print('Port in use'); sys.exit(1)")
-    monkeypatch.setattr(lifetime, "SERVER_COMMAND", failing)
+    monkeypatch.setattr(server, "SERVER_COMMAND", failing)
     with open(tmp_path / "log", "w+b") as log:
-        server = lifetime._Server(dict(os.environ), log)
-        server.start()
-        with pytest.raises(lifetime.ServerError) as error:
-            server.wait(timeout=60)
-    assert server.attempts == lifetime._Server.ATTEMPTS  # a new free port each time
+        started = server._Server(dict(os.environ), log)
+        started.start()
+        with pytest.raises(server.ServerError) as error:
+            started.wait(timeout=60)
+    assert started.attempts == server._Server.ATTEMPTS  # a new free port each time
     assert "did not start (exit 1: Port in use); start one (`make server`)" in str(error.value)
     assert "\n" not in str(error.value)

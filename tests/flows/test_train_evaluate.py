@@ -10,7 +10,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from flows.cli import build_parser
-from flows.commands import train_options
+from flows.cli.commands import train_options
 from flows.params import DataParams, RunOptions, TrainParams
 from nn.errors import ModelFileError
 from nn.io import load_model

@@ -1,11 +1,7 @@
 """A full disk, told in one line: the file, and the option that puts it on another disk.
 
-A write that fails for want of space raises an ``OSError`` (``ENOSPC``, ``EDQUOT``, or
-numpy's ``Not enough free space to write N bytes``, which carries no error number),
-often wrapped in a project error that names the file. The command line finds it in the
-chain of causes and names the option of the folder written to (``--cache-dir``,
-``--out``, ``--registry``, ``--data-store``, ``--csv``); a run's hidden staging folder
-is named as the run folder it stands for.
+The ``OSError`` is found in the chain of causes (often wrapped in a project error that
+names the file); a run's hidden staging folder is named as the run folder it stands for.
 """
 
 from __future__ import annotations
@@ -19,10 +15,8 @@ DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def full_disk_error(exc: BaseException | None) -> OSError | None:
-    """The error of a full disk that ``exc`` is or comes from, if any.
-
-    numpy's ``Not enough free space to write N bytes`` carries no error number.
-    """
+    """The error of a full disk that ``exc`` is or comes from, if any (numpy's ``Not enough
+    free space to write N bytes`` carries no error number)."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))

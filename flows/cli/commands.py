@@ -1,9 +1,8 @@
 """What each ``mnist-flow`` subcommand does once its options are parsed.
 
-Builds the flows' parameter models from the options (pydantic validates them, so
-a bad value fails before a flow run starts, and before a temporary Prefect server is
-started: :func:`run_flow`), calls the flow and prints a short summary. Imported
-lazily by :func:`flows.cli.main`, after the environment is set.
+The flows' parameter models are built from the options first, so pydantic refuses a bad
+value before a temporary Prefect server starts (:func:`run_flow`). Imported lazily by
+:func:`flows.cli.main`, after the environment is set.
 """
 
 from __future__ import annotations
@@ -14,17 +13,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from flows.cache import command as cache_command
+from flows.cli import cache, serve
 from flows.params import DataParams, PipelineOptions, RunOptions, SearchParams, TrainOptions
 from tasks.outputs.rundir import check_out_dir
 
 
 def space_overrides(items: list[str], path: str | None) -> dict[str, Any]:
-    """Search-space overrides from ``--space-file`` then ``--space NAME=SPEC`` items.
-
-    The raw specs are kept (plain JSON for the flow's parameters) after checking that
-    :mod:`tasks.tuning.overrides` accepts them.
-    """
+    """Search-space overrides from ``--space-file`` then ``--space NAME=SPEC`` items, raw
+    (plain JSON for the flow's parameters) once :mod:`tasks.tuning.overrides` accepts them."""
     import yaml
 
     from tasks.tuning.extras import check_extra_names
@@ -58,50 +54,46 @@ def data_params(args: argparse.Namespace) -> DataParams:
     return DataParams(**values)  # run: mnist_pipeline standardises unless told otherwise
 
 
-def _check_approve(options: Any) -> None:
-    """``--approve`` waits for a person in the Prefect UI: the commands' own server has none."""
+def _check(data: DataParams, out_dir: str | None, approve: bool = False) -> None:
+    """Refuse, before any flow run, ``--approve`` without a Prefect UI to answer in (the
+    commands' own server has none), a missing data folder or version, an unusable --out."""
     from prefect.settings import PREFECT_API_URL
 
     from nn.config import SettingError
+    from tasks.data.versions import DataStore
 
-    if options.approve and not PREFECT_API_URL.value():
+    if approve and not PREFECT_API_URL.value():
         raise SettingError(
             "approve",
             True,
             "waits for a person in the Prefect UI: start a server (`make server`) and set "
             "PREFECT_API_URL=http://127.0.0.1:4200/api",
         )
-
-
-def _check_data_dir(data: DataParams) -> None:
-    from nn.config import SettingError
-
     if data.data_dir is not None and not Path(data.data_dir).is_dir():
         raise SettingError("data_dir", data.data_dir, "is not a directory")
-    from tasks.data.versions import DataStore
+    DataStore(data.data_store).select(data.dataset, data.data_version)
+    check_out_dir(out_dir)
 
-    DataStore(data.data_store).select(data.dataset, data.data_version)  # before any flow run
 
+def run_flow(module: str, name: str, **parameters: Any) -> int:
+    """Call the flow ``name`` of ``module`` on the command's Prefect server, its run watched;
+    print its summary.
 
-def run_flow(module: str, name: str, **parameters: Any) -> Any:
-    """Call the flow ``name`` of ``module`` on the command's Prefect server, its run watched.
-
-    A temporary server (:func:`flows.lifetime.temporary_server`) starts while the flow's
-    module is imported; the watchdog marks the run Crashed if the command is killed.
+    A temporary server (:mod:`flows.local.server`) starts while the flow's module is
+    imported; the watchdog marks the run Crashed if the command is killed.
     """
-    from flows.lifetime import temporary_server, watched
+    from flows.local.server import temporary_server
+    from flows.local.watchdog import watched
 
     with temporary_server() as ready:
         flow = getattr(importlib.import_module(module), name)
         ready()
-        return watched(flow)(**parameters)
-
-
-def _summary(result: dict[str, Any]) -> None:
+        result = watched(flow)(**parameters)
     print(f"run directory: {result['run_dir']}")
     print(f"test accuracy: {result['test_accuracy']:.4f}  test loss: {result['test_loss']:.4f}")
     if result.get("decision"):
         print(f"registry: {result['decision']}")
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -112,14 +104,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     data = data_params(args)
     search = SearchParams(**{**_values(args, SearchParams), "space": space})
     options = PipelineOptions(**_values(args, PipelineOptions))
-    _check_approve(options)
-    _check_data_dir(data)
     if data.val_size == 0:
         raise SettingError("val_size", 0, "leaves no validation split to score the trials on")
-    check_out_dir(options.out_dir)
-    result = run_flow("flows.pipeline", "mnist_pipeline", data=data, search=search, options=options)
-    _summary(result)
-    return 0
+    _check(data, options.out_dir, options.approve)
+    return run_flow("flows.pipeline", "mnist_pipeline", data=data, search=search, options=options)
 
 
 def train_options(args: argparse.Namespace) -> TrainOptions:
@@ -138,24 +126,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     if train.patience is not None and data.val_size == 0:
         raise SettingError("patience", train.patience, "needs a validation split (val size 0)")
     options = RunOptions(**_values(args, RunOptions))
-    _check_approve(options)
-    _check_data_dir(data)
-    check_out_dir(options.out_dir)
-    _summary(run_flow("flows.train", "mnist_train", data=data, train=train, options=options))
-    return 0
+    _check(data, options.out_dir, options.approve)
+    return run_flow("flows.train", "mnist_train", data=data, train=train, options=options)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """``mnist-flow evaluate``: a saved model on a dataset's test set."""
     data = data_params(args)
-    _check_data_dir(data)
-    check_out_dir(args.out_dir)
-    result = run_flow(
+    _check(data, args.out_dir)
+    return run_flow(
         "flows.evaluate", "mnist_evaluate",
         model_path=args.model, data=data, out_dir=args.out_dir, registry_dir=args.registry_dir,
     )  # fmt: skip
-    _summary(result)
-    return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -194,7 +176,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """``mnist-flow predict``: classify image files with a saved model."""
-    from flows.predict import run_predict
+    from tasks.images.classify import run_predict
     from tasks.registry.store import Registry
 
     model = args.model or str(Registry(args.registry_dir).model_path())
@@ -259,17 +241,10 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    """``mnist-flow serve``: the champion as a web page and an HTTP API."""
-    from flows.serve.command import run
-
-    return run(args)
-
-
 COMMANDS = {
-    "serve": cmd_serve,
+    "serve": serve.run,
     "alerts": cmd_alerts,
-    "cache": cache_command,
+    "cache": cache.command,
     "data": cmd_data,
     "run": cmd_run,
     "train": cmd_train,
@@ -280,13 +255,9 @@ COMMANDS = {
 
 
 class _NoUserTracebacks(logging.Formatter):
-    """Wraps a console formatter: records of project errors are shown without traceback.
-
-    A user error (any :class:`nn.errors.MnistFlowError`, or a full disk), Ctrl-C or
-    ``SIGTERM`` is reported on one line by the command line; Prefect's failure logs keep
-    their message, and the traceback still reaches the Prefect API (and UI), whose handler
-    runs before the console's.
-    """
+    """Wraps a console formatter: a user error (project error, full disk), Ctrl-C or
+    ``SIGTERM`` is logged without traceback, as the command line reports it on one line;
+    the traceback still reaches the Prefect API, whose handler runs first."""
 
     def __init__(self, inner: logging.Formatter) -> None:
         super().__init__()
@@ -295,7 +266,7 @@ class _NoUserTracebacks(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         from prefect.exceptions import TerminationSignal
 
-        from flows.diskfull import full_disk_error
+        from flows.cli.diskfull import full_disk_error
         from tasks.errors import MnistFlowError
 
         exc = record.exc_info[1] if record.exc_info else None
@@ -334,11 +305,19 @@ FLOW_COMMANDS = ("run", "train", "evaluate")
 
 
 def dispatch(args: argparse.Namespace) -> int:
-    """Run the subcommand named by ``args.command``; return the exit status."""
+    """Run the subcommand named by ``args.command``; return the exit status. A flow command
+    runs guarded by the watchdog (:func:`flows.local.watchdog.guarded`)."""
     if args.command not in FLOW_COMMANDS:
         return COMMANDS[args.command](args)
     from prefect import tags
+    from prefect.exceptions import TerminationSignal
 
-    hide_user_tracebacks()
-    with tags(*RUN_TAGS):
-        return COMMANDS[args.command](args)
+    from flows.cli import error
+    from flows.local.watchdog import guarded
+
+    try:
+        with guarded(), tags(*RUN_TAGS):
+            hide_user_tracebacks()
+            return COMMANDS[args.command](args)
+    except TerminationSignal as exc:
+        return error("terminated (SIGTERM)", 128 + int(exc.signal))

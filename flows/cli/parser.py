@@ -1,28 +1,29 @@
-"""The ``mnist-flow`` command line.
+"""The parser of ``mnist-flow``: its subcommands and their options.
 
-Subcommands: ``run`` (the whole pipeline), ``train`` (one training run with given
-hyperparameters), ``evaluate`` (a saved model on a test set), ``models`` (the
-registry), ``predict`` (classify image files), ``data`` (add labelled images),
-``cache`` (what the cache holds; prune it), ``alerts`` (a webhook called when a
-retraining fails) and ``serve`` (the champion as a web page and an HTTP API).
 Option defaults come from the flows' parameter models (:mod:`flows.params`), so the
-command line and the Prefect UI agree. User errors print ``mnist-flow: error: <message>`` on stderr
-and exit with 2 (usage or configuration) or 1 (runtime: data, network, files);
-Ctrl-C with 130 and ``SIGTERM`` with 143, the flow run crashed (:mod:`flows.lifetime`).
+command line and the Prefect UI agree.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import typing
 from typing import Any, NoReturn
 
+from flows.cli import cache, serve
+from flows.params import (
+    DataParams,
+    PipelineOptions,
+    RunOptions,
+    SearchParams,
+    TrainOptions,
+    base_type,
+    unset_text,
+)
+from tasks.settings import recipe_help
+
 PROG = "mnist-flow"
-EXIT_RUNTIME = 1
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command ended by Ctrl-C
 
 
 class _Parser(argparse.ArgumentParser):
@@ -76,15 +77,11 @@ def spell(name: str, value: Any) -> str:
     return f"{flag(name)} {value}"
 
 
-def _add(
-    group: Any, model: Any, name: str, *, default: Any = ..., shown: str | None = None
-) -> None:
+def _add(group: Any, model: Any, name: str, *, shown: str | None = None) -> None:
     """Add the option of the field ``name`` of ``model``; its help ends with its default
     (``shown``, else the field's, else what leaving it unset means)."""
-    from flows.params import base_type, unset_text
-
     field = model.model_fields[name]
-    default = field.get_default(call_default_factory=True) if default is ... else default
+    default = field.get_default(call_default_factory=True)
     shown = shown or (None if default is not None else unset_text(field))
     help_text = field.description + (f" (default: {shown})" if shown else "")
     options: dict[str, Any] = {"dest": name, "default": default, "help": help_text}
@@ -119,23 +116,13 @@ ADDED_DATA = ("data_store", "data_version")  # the added batches: for training o
 
 def _add_data_options(parser: argparse.ArgumentParser, command: str) -> None:
     """The data options, then the run's seed and outputs (``run``, ``train``: all of them)."""
-    from flows.params import DataParams, RunOptions
-
     names = [n for n in DataParams.model_fields if command != "evaluate" or n not in ADDED_DATA]
     shown = {n: {"shown": text} for n, text in TRAIN_DATA_DEFAULTS.items() if command == "train"}
     _add_group(parser, "data", DataParams, names, **shown)
     _add_group(parser, "run", RunOptions, ["seed", "out_dir"] if command == "evaluate" else None)
 
 
-def _add_registry_option(parser: argparse.ArgumentParser) -> None:
-    from flows.params import RunOptions
-
-    _add(parser, RunOptions, "registry_dir")
-
-
 def _add_run(sub: argparse._SubParsersAction) -> None:
-    from flows.params import PipelineOptions, RunOptions, SearchParams
-
     p = sub.add_parser(
         "run",
         help="fetch, tune, train, evaluate and report (the whole pipeline)",
@@ -163,9 +150,6 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from flows.params import TrainOptions
-    from tasks.settings import recipe_help
-
     p = sub.add_parser(
         "train",
         help="train one model with the given hyperparameters, evaluate and report",
@@ -194,7 +178,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", help="model .npz (default: the registry's champion)")
     _add_data_options(p, "evaluate")
-    _add_registry_option(p)
+    _add(p, RunOptions, "registry_dir")
 
 
 def _add_models(sub: argparse._SubParsersAction) -> None:
@@ -217,12 +201,10 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
     p.add_argument("version", nargs="?", help="the version to promote (v0003 or 3)")
     p.add_argument("--reason", default="", help="why, recorded in the history")
     p.add_argument("--force", action="store_true", help="promote a worse model than the champion")
-    _add_registry_option(p)
+    _add(p, RunOptions, "registry_dir")
 
 
 def _add_data(sub: argparse._SubParsersAction) -> None:
-    from flows.params import DataParams
-
     p = sub.add_parser(
         "data",
         help="add labelled images to a dataset, list the data versions",
@@ -276,7 +258,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=int, default=1, help="show the K most likely classes")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--csv", help="also write the predictions to this CSV file")
-    _add_registry_option(p)
+    _add(p, RunOptions, "registry_dir")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
 
 
@@ -288,97 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    from flows.cache import add_parser as _add_cache
-
     for add in (_add_run, _add_train, _add_evaluate, _add_models, _add_predict, _add_data):
         add(sub)
-    _add_cache(sub, _Formatter)
+    cache.add_parser(sub, _Formatter)
     _add_alerts(sub)
-    from flows.serve.command import add_parser as _add_serve
-
-    _add_serve(sub, _Formatter)
+    serve.add_parser(sub, _Formatter)
     return parser
-
-
-def _error(message: str, code: int, limit: int = 400) -> int:
-    """Print ``message`` as one line (long ones cut: the run's log has the details)."""
-    line = " ".join(str(message).split())
-    if len(line) > limit:
-        line = line[: limit - 30].rstrip() + " ... (details in the log above)"
-    print(f"{PROG}: error: {line}", file=sys.stderr)
-    return code
-
-
-def worded(exc: BaseException) -> str:
-    """The message of ``exc`` with the settings it names spelled as options (:func:`spell`)."""
-    return exc.worded(spell) if hasattr(exc, "worded") else str(exc)
-
-
-def _validation_message(exc: Any) -> str:
-    """One line from a pydantic ValidationError, fields named as their options."""
-    parts = []
-    for err in exc.errors():
-        cause = (err.get("ctx") or {}).get("error")
-        loc = [str(item) for item in err.get("loc", ()) if not isinstance(item, int)]
-        message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-        if isinstance(cause, Exception) or not loc:
-            parts.append(worded(cause) if isinstance(cause, Exception) else message)
-        else:
-            parts.append(f"{flag(loc[-1])}: {message} (got {err.get('input')!r})")
-    return "; ".join(parts)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the command line; return the process exit status."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # The temporary local server migrates a new database on first use: slow on a busy laptop.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, or a usage error already printed on one line
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    if args.command is None:
-        parser.print_help()
-        return 0
-
-    from pydantic import ValidationError
-
-    from flows.diskfull import disk_full_line
-    from nn.errors import ConfigError
-    from tasks.errors import MnistFlowError, SearchSpaceError
-
-    try:
-        return _run_command(args)
-    except ValidationError as exc:
-        return _error(_validation_message(exc), EXIT_USAGE)
-    except SearchSpaceError as exc:
-        return _error(f"--space: {exc}", EXIT_USAGE)
-    except ConfigError as exc:
-        return _error(worded(exc), EXIT_USAGE)
-    except MnistFlowError as exc:
-        return _error(disk_full_line(exc, args) or worded(exc), EXIT_RUNTIME)
-    except OSError as exc:  # disk full, permissions, ... outside the project's own checks
-        where = f"{exc.filename}: " if exc.filename else ""
-        return _error(disk_full_line(exc, args) or f"{where}{exc.strerror or exc}", EXIT_RUNTIME)
-    except KeyboardInterrupt:
-        return _error("interrupted (Ctrl-C)", EXIT_INTERRUPTED)
-
-
-def _run_command(args: argparse.Namespace) -> int:
-    """Dispatch ``args``; a flow command runs guarded (:func:`flows.lifetime.guarded`)."""
-    from flows.commands import FLOW_COMMANDS, dispatch
-
-    if args.command not in FLOW_COMMANDS:
-        return dispatch(args)
-    from flows.lifetime import guarded, termination_signal
-
-    try:
-        with guarded():
-            return dispatch(args)
-    except termination_signal() as exc:
-        return _error("terminated (SIGTERM)", 128 + int(exc.signal))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
