@@ -22,7 +22,7 @@ EXIT_RUNTIME = 1
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command ended by Ctrl-C
 
 
-def error(message: str, code: int, limit: int = 400) -> int:
+def error(message: str, code: int, limit: int = 800) -> int:
     """Print ``message`` as one line (long ones cut: the run's log has the details)."""
     line = " ".join(str(message).split())
     if len(line) > limit:

@@ -57,7 +57,9 @@ def disk_full_line(exc: BaseException, args: argparse.Namespace) -> str | None:
     text = str(exc) if exc is not full else f"{full.strerror or full}"
     if full.filename and str(full.filename) not in text:
         text = f"{full.filename}: {text}"
-    text = re.sub(r"(^|/)\.([^/\s]+)\.[a-z0-9_]{8}\.tmp(?=[/:;,)\s]|$)", r"\1\2", text)
+    text = re.sub(
+        r"(^|/)\.([^/\s]+?)(?:\.staging-\d+)?\.[a-z0-9_]{8}\.tmp(?=[/:;,)\s]|$)", r"\1\2", text
+    )
     # the folder named last is the one written to ("cannot copy model SRC to DST")
     folders = _written_folders(args)
     named = [(max(text.rfind(s) for s in spellings), len(spellings[1]), option)

@@ -202,7 +202,7 @@ def create_app(
         }
 
     @app.post("/api/predict", summary="Classify one image (multipart field `image`)")
-    async def predict(image: Annotated[UploadFile, File()]) -> dict[str, Any]:
+    def predict(image: Annotated[UploadFile, File()]) -> dict[str, Any]:
         model = served()  # the model this request answers with, whatever is swapped meanwhile
         digit = prepared(image)
         proba = score_images(model.predictor, digit[None])[0]

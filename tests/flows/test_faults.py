@@ -74,7 +74,8 @@ def test_a_failed_output_leaves_no_run_folder_and_says_what_was_registered(
     assert f"{tmp_path / 'run' / 'confusion_matrix.png'}: No space left on device" in errors[0]
     assert not (tmp_path / "run").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".run")] == []  # no staging
-    assert errors[0].endswith("; the model was registered before: v0001 promoted to champion")
+    assert "; the model was registered before: v0001 promoted to champion; " in errors[0]
+    assert errors[0].endswith("choose another folder (--out)")
     registry = Registry(tmp_path / "registry")
     assert [(v.version, v.is_champion) for v in registry.list()] == [("v0001", True)]
 

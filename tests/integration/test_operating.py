@@ -235,7 +235,7 @@ def test_cluster_mistakes_fail_in_one_line_before_any_work(
 
     http = dask_cluster.address.replace("tcp://", "http://")
     proc = mnist_flow(prefect_server, ["--backend", "dask", "--dask-address", http], tmp_path)
-    assert_one_line(proc, 2, f"--dask-address {http!r}", "tcp://HOST:8786")
+    assert_one_line(proc, 2, f"--dask-address {http}", "tcp://HOST:8786")
 
     no_distributed = "import sys; sys.modules['distributed'] = None"
     proc = mnist_flow(prefect_server, ["--backend", "dask"], tmp_path, code=no_distributed)

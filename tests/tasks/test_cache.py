@@ -57,7 +57,7 @@ def test_a_docstring_edit_outside_an_area_keeps_every_key(tmp_path: Path) -> Non
     for package in ("nn", "tasks", "flows"):
         shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__py*"))
     before = _keys(tmp_path)
-    cli = tmp_path / "flows" / "cli.py"
+    cli = tmp_path / "flows" / "common.py"
     cli.write_text('"""An edited docstring."""\n' + cli.read_text(encoding="utf-8"))
     (tmp_path / "tasks" / "train.py").write_text(
         (tmp_path / "tasks" / "train.py").read_text(encoding="utf-8") + "\n# a comment\n"
