@@ -165,5 +165,7 @@ def watch(parent_pid: int, runs: IO[bytes] | None = None, poll: float = POLL_SEC
 
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # SIGTERM: the command ended normally. os._exit, not sys.exit: an interpreter shutdown
+    # waits a second for the reader thread's lock on stdin before giving up.
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     watch(int(sys.argv[1]), sys.stdin.buffer)

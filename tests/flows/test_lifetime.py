@@ -69,6 +69,20 @@ def test_a_command_that_ends_normally_crashes_nothing(monkeypatch):
     assert called == []
 
 
+def test_the_watchdog_of_a_command_that_ends_exits_at_once_and_cleanly():
+    """Stopped while its reader thread waits on the pipe, the watchdog exits with 0: an
+    interpreter shutdown would wait for that thread's lock on stdin, then abort."""
+    with watchdog.guarded():
+        started = watchdog._watchdog
+        assert started is not None
+        process = psutil.Process(started.pid)
+        deadline = time.monotonic() + 60
+        while process.num_threads() < 2 and time.monotonic() < deadline:  # the reader runs
+            time.sleep(0.05)
+        assert process.num_threads() >= 2
+    assert started.returncode == 0
+
+
 def test_the_installed_prefect_takes_the_temporary_servers_options():
     """A Prefect upgrade that renames an option of ``prefect server start`` fails here."""
     help_text = subprocess.run(
