@@ -135,6 +135,12 @@ class PreparedData:
             y_test=np.asarray(pool["test_labels"]),
         )
 
+    def load_test(self) -> tuple[np.ndarray, np.ndarray]:
+        """The test split alone, as :meth:`load` gives it: ``(X_test, y_test)``."""
+        folder = Path(self.directory)
+        images, labels = (np.load(folder / f"{n}.npy", mmap_mode="r") for n in POOL_FILES[2:])
+        return prepare_images(images, self.preprocessing), np.asarray(labels)
+
     def to_json(self) -> dict[str, Any]:
         """Return the split's JSON description (without its folder)."""
         data = asdict(self)

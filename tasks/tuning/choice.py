@@ -64,21 +64,23 @@ def score_on_test(
     """Add ``test_accuracy`` to ``choice``'s ``top`` and ``reference`` (for the report only).
 
     ``last`` maps trial index -> its ``TrialSpec`` of the last round; a checkpoint that is
-    missing, or data without a test split, leaves the entry without a test accuracy.
+    missing (trials reused from the store have none), or data without a test split
+    (``load_test``), leaves the entry without a test accuracy. The test split is read
+    only once a checkpoint is found.
     """
-    splits = data.load(mmap=True)
-    X_test, y_test = getattr(splits, "X_test", None), getattr(splits, "y_test", None)
+    test: tuple[Any, Any] | None = None
     updates: dict[str, Any] = {}
     for name in ("top", "reference"):
         entry = choice.get(name)
-        if entry is None or X_test is None or entry["trial"] not in last:
+        if entry is None or entry["trial"] not in last or not hasattr(data, "load_test"):
             continue
         spec = last[entry["trial"]]
         try:
             model, _ = load_model(checkpoints.path(spec, spec.epochs))
         except ModelFileError:
             continue
-        _, accuracy = model.evaluate(X_test, y_test)
+        test = test or data.load_test()
+        _, accuracy = model.evaluate(*test)
         updates[name] = {**entry, "test_accuracy": float(accuracy)}
     return updates
 

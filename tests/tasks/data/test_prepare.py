@@ -80,6 +80,9 @@ def test_no_validation_split_and_stratified_subset(digits: DatasetFiles, tmp_pat
     splits = prepared.load(mmap=False)
     assert splits.X_val is None and splits.y_val is None and prepared.n_val == 0
     assert splits.X_train.shape == (1000, 784) and splits.X_test.shape == (2000, 784)
+    X_test, y_test = prepared.load_test()  # the test split alone, the same arrays
+    np.testing.assert_array_equal(X_test, splits.X_test)
+    np.testing.assert_array_equal(y_test, splits.y_test)
     share = np.bincount(read_idx(digits.train_labels), minlength=10) / 8000
     assert np.all(np.abs(np.bincount(splits.y_train, minlength=10) - 1000 * share) <= 1)
 

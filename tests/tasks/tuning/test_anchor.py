@@ -10,7 +10,7 @@ import pytest
 
 from tasks.settings import final_params, recipe_for, scaled_warmup, train_params
 from tasks.tuning.anchor import recipe_point, recipe_space, trial_base
-from tasks.tuning.choice import choose, final_start
+from tasks.tuning.choice import choose, final_start, score_on_test
 from tasks.tuning.overrides import build_space
 from tasks.tuning.space import Choice, Range
 
@@ -102,6 +102,19 @@ def test_a_trial_replaces_the_recipe_only_beyond_one_standard_error():
     assert kept is recipe and choice["reason"] == "the recipe is the best trial"
     kept, choice = choose([close], close, False, 10_000)  # an explicit space without it
     assert kept is close and choice["reference"] is None and "not a trial" in choice["reason"]
+
+
+def test_trials_reused_from_the_store_have_no_checkpoint_and_read_no_test_data(tmp_path):
+    """A cached re-run: no checkpoint to score, so the test split is not even read."""
+
+    class Unread:
+        def load_test(self):
+            raise AssertionError("the test split was read for nothing")
+
+    checkpoints = SimpleNamespace(path=lambda spec, epoch: tmp_path / f"t{spec.index}-e{epoch}")
+    last = {3: SimpleNamespace(index=3, epochs=2)}
+    choice = {"top": {"trial": 3, "val_accuracy": 0.9}, "reference": None}
+    assert score_on_test(checkpoints, last, choice, Unread()) == {}
 
 
 def test_the_final_model_continues_a_trial_only_with_its_settings_and_images():
