@@ -29,7 +29,7 @@ from tasks.data.datasets import (
 )
 from tasks.data.download import DownloadFailed, Logger, download
 from tasks.data.idx import IDXFile, check_pair, infer_n_classes
-from tasks.data.verify import verify_file
+from tasks.data.verify import record_verified, verified_before, verify_file
 from tasks.errors import DataDirError, DataError, FetchError, IDXFormatError, SettingsHint
 
 
@@ -111,6 +111,11 @@ def fetch_files(
     cache = None
     if spec.name != "idx" or mirror:
         cache = ensure_dir(dataset_cache_dir(spec, resolve_cache_dir(cache_dir), mirror))
+        unchanged = verified_before(cache, spec)
+        if unchanged is not None:
+            for path in unchanged.paths.values():
+                log.info("%s: verified before, unchanged since, from cache (%s)", path.name, path)
+            return unchanged
 
     get = partial(download, logger=log, timeout=timeout, retries=retries, sleep=sleep)
     found: dict[str, IDXFile] = {}
@@ -148,7 +153,10 @@ def fetch_files(
             failures[fs.filename] = tried
     if failures:
         raise FetchError(_failure_message(spec, failures), transient=transient)
-    return _assemble(spec, found, sources)
+    files = _assemble(spec, found, sources)
+    if cache is not None and all(path.parent == cache for path in files.paths.values()):
+        record_verified(cache, files, spec)
+    return files
 
 
 def _from_folder(spec: DatasetSpec, folder: Path, log: Logger) -> DatasetFiles:

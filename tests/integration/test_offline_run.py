@@ -28,6 +28,7 @@ import pytest
 from flows.cli import main
 from tasks.data.datasets import DATASETS
 from tasks.data.idx import read_idx
+from tasks.data.verify import RECORD
 from tests.tasks.idx_helpers import ROLE_FILES, serve, write_idx
 
 pytestmark = pytest.mark.slow
@@ -96,7 +97,7 @@ def test_first_run_downloads_the_four_files_once(offline):
 def test_downloads_are_cached_and_match_the_registry(offline):
     spec = DATASETS["mnist"]
     cached = sorted(p.name for p in (offline["cache"] / "mnist").iterdir())
-    assert cached == sorted(f.filename for f in spec.files)  # no temporary file left behind
+    assert cached == sorted([*(f.filename for f in spec.files), RECORD])  # no temporary file
     for fs in spec.files:
         sha256, size = content_sha256(offline["cache"] / "mnist" / fs.filename)
         assert (sha256, size) == (fs.sha256, fs.size), fs.filename

@@ -11,9 +11,11 @@ from uuid import UUID
 import pytest
 
 from nn.errors import ConfigError
+from tasks.data import sources
 from tasks.data.datasets import ROLES, get_dataset
 from tasks.data.download import DownloadFailed, download
 from tasks.data.sources import fetch_files
+from tasks.data.verify import RECORD
 from tasks.errors import CacheError, DataError, FetchError, IDXFormatError
 from tests.tasks.idx_helpers import ROLE_FILES, idx_folder_from_mnist_test, serve
 
@@ -48,7 +50,7 @@ def test_loopback_mirrors_corrupt_then_truncated_then_good(
         assert files.path(role) == cache / "fashion-mnist" / ROLE_FILES[role]
         assert files.sources[role] == server.url("good") + ROLE_FILES[role]
     assert sorted(p.name for p in (cache / "fashion-mnist").iterdir()) == sorted(
-        ROLE_FILES.values()
+        [*ROLE_FILES.values(), RECORD]
     )
     assert _leftovers(cache) == []
     log = caplog.text
@@ -77,6 +79,29 @@ def test_file_mirror_and_corrupt_cache_entry(fashion_dir: Path, tmp_path: Path) 
     assert again.checksums == FASHION_SHA
     assert again.sources["test_labels"].startswith("file://")
     assert again.sources["train_images"] == "cache"
+
+
+def test_a_verified_cache_is_not_read_again_until_a_file_changes(
+    fashion_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record of a verified cache spares the next fetch the reading; a file written
+    since, even at once and to the same size, is verified again and replaced."""
+    cache = tmp_path / "cache"
+    files = _fetch("fashion-mnist", cache, mirror=fashion_dir.as_uri())
+    read: list[str] = []
+    verify = sources.verify_file
+    monkeypatch.setattr(sources, "verify_file", lambda p, fs: read.append(fs.role) or verify(p, fs))
+    again = _fetch("fashion-mnist", cache, mirror=fashion_dir.as_uri())
+    assert again == files and read == [] and set(again.sources.values()) == {"cache"}
+    damaged = files.path("test_labels")
+    content = bytearray(damaged.read_bytes())
+    content[-5] ^= 0xFF  # in the gzip trailer: the same size, another content
+    damaged.write_bytes(bytes(content))
+    third = _fetch("fashion-mnist", cache, mirror=fashion_dir.as_uri())
+    assert third.checksums == FASHION_SHA and third.sources["test_labels"].startswith("file://")
+    assert sorted(read) == sorted([*ROLES, "test_labels"])  # all four, then the download
+    read.clear()
+    assert _fetch("fashion-mnist", cache, mirror=fashion_dir.as_uri()) == third and read == []
 
 
 def test_data_dir_fashion_is_used_in_place(fashion_dir: Path, tmp_path: Path) -> None:
