@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from nn.io import load_model
+from nn.losses import cross_entropy, softmax
 from tasks.data.datasets import DatasetFiles
 from tasks.data.idx import check_pair, read_idx
 from tasks.data.scaling import prepare_images
@@ -95,9 +96,9 @@ def score_model(
         log.warning(
             "model %s was trained on %r, evaluated on %r", model_path, trained_on, data.name
         )
-    X = prepare_images(images, meta["preprocessing"])
-    proba = model.predict_proba(X)
-    loss, _ = model.evaluate(X, labels)  # exact cross-entropy from the logits
+    logits = model.logits(prepare_images(images, meta["preprocessing"]))  # one forward pass
+    proba = softmax(logits)
+    loss = float(np.mean(cross_entropy(logits, labels), dtype=np.float64))  # exact, from logits
     names = class_names(data.name, data.n_classes)
     metrics = evaluation_metrics(labels, proba, names, test_loss=loss)
     sample = select_misclassified(images.astype(np.float32) / 255, labels, proba, max_errors)
