@@ -1,7 +1,8 @@
 """Prefect task: fetch and verify the four IDX files of a dataset.
 
 The downloads are the cache (:mod:`tasks.cache`): files already in the cache folder are
-verified again and used, and the task then ends ``Cached``.
+used, verified again unless the folder records them verified and unchanged since
+(:mod:`tasks.data.verify`), and the task then ends ``Cached``.
 """
 
 from __future__ import annotations
