@@ -255,7 +255,8 @@ def run_twice(argv: list[str], rounds: int = 1) -> tuple[float, float, float]:
             best = min(r[0] for r in rows["rerun"])
             verdict = "met" if best <= RERUN_TARGET else "NOT met"
             print(f"cached re-run against a running server: {best:.1f} s "
-                  f"(target <= {RERUN_TARGET:g} s: {verdict})")  # fmt: skip
+                  f"(target <= {RERUN_TARGET:g} s: {verdict}; load average "
+                  f"{os.getloadavg()[0]:.1f})")  # fmt: skip
             server_cost(env, served)
         history = first_metrics["history"]
         trials = first_metrics["search"]["trials"]
