@@ -72,5 +72,5 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(f"serving on http://{args.host}:{args.port}/ (API: /docs); Ctrl-C stops", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
