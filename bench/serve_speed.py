@@ -1,13 +1,18 @@
 """``mnist-flow serve`` under load: latency of one client, throughput of eight, memory.
 
-Starts ``mnist-flow serve --model M`` (``--model``, else a 784-300-10 network trained for
-one epoch on the mnist10k training split) on a free loopback port, then posts 280x280
-dark-on-white PNGs of held-out MNIST digits (as the page's canvas sends them) to
+Starts ``mnist-flow serve --model M --workers W`` (``--model``, else a 784-300-10 network
+trained for one epoch on the mnist10k training split) on a free loopback port, then posts
+280x280 dark-on-white PNGs of held-out MNIST digits (as the page's canvas sends them) to
 ``/api/predict``:
 
 - one client, ``--n`` requests in a row: p50 / p99 / max latency in ms;
 - ``--clients`` clients at once for ``--seconds``: predictions per second and errors;
 - the server's resident memory after a warm-up and after ``--memory-requests`` requests.
+
+The server's CPU and memory are those of all its processes (with ``--workers`` over 1, the
+supervisor and its workers). ``--workers`` defaults to 2, one a core of the two-core machine
+the target (200 predictions per second from eight clients) is set on; ``--workers 1`` is
+the single-process server.
 
 A client is one keep-alive HTTP/1.1 connection of the standard library's ``http.client``
 posting each image as a multipart form (field ``image``, as the page does) and reading
@@ -18,6 +23,7 @@ would use.
 Example::
 
     python bench/serve_speed.py --n 500 --clients 8 --seconds 10 --memory-requests 10000
+    python bench/serve_speed.py --workers 1   # one process
 """
 
 from __future__ import annotations
@@ -78,9 +84,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start(model: Path, port: int) -> subprocess.Popen:
+def start(model: Path, port: int, workers: int) -> subprocess.Popen:
     command = [str(Path(sys.executable).parent / "mnist-flow"), "serve", "--model", str(model)]
-    process = subprocess.Popen([*command, "--port", str(port)], stderr=subprocess.DEVNULL)
+    command += ["--port", str(port), "--workers", str(workers)]
+    process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
@@ -94,6 +101,23 @@ def start(model: Path, port: int) -> subprocess.Popen:
             connection.close()
     process.kill()
     raise SystemExit("the server did not start")
+
+
+def processes(server: subprocess.Popen) -> list[psutil.Process]:
+    """The server's process and, with several workers, its worker processes."""
+    parent = psutil.Process(server.pid)
+    return [parent, *parent.children(recursive=True)]
+
+
+def server_cpu(server: subprocess.Popen) -> float:
+    """User + system CPU seconds of the server's processes."""
+    return sum(sum(p.cpu_times()[:2]) for p in processes(server))
+
+
+def server_rss(server: subprocess.Popen) -> float:
+    """Resident memory of the server's processes, MB (pages shared between them counted in
+    each: an upper bound)."""
+    return sum(p.memory_info().rss for p in processes(server)) / 2**20
 
 
 class Client:
@@ -172,40 +196,45 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--memory-requests", type=int, default=10_000)
+    parser.add_argument(
+        "--workers", type=int, default=2, help="server processes (serve --workers; default 2)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or train_model(Path(tmp) / "model.npz")
         images = canvas_pngs(200)
         port = free_port()
-        server = start(model, port)
+        server = start(model, port, args.workers)
         try:
-            rss = psutil.Process(server.pid)
-            latency(port, images, 50)  # warm-up
+            print(f"mnist-flow serve --workers {args.workers}")
+            throughput(port, images, args.clients, 2.0)  # warm-up, of every worker
+            latency(port, images, 50)
             times = np.array(latency(port, images, args.n))
             p50, p99 = np.percentile(times, [50, 99])
             print(
                 f"one client, {args.n} requests: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
                 f"max {times.max():.1f} ms"
             )
-            cpu = sum(rss.cpu_times()[:2])
+            cpu = server_cpu(server)
             done, errors = throughput(port, images, args.clients, args.seconds)
-            cpu = sum(rss.cpu_times()[:2]) - cpu
+            cpu = server_cpu(server) - cpu
             print(
                 f"{args.clients} clients (keep-alive http.client connections, one thread "
                 f"each), {args.seconds:g} s: {done / args.seconds:.0f} predictions/s, "
                 f"{errors} errors; the server used {1000 * cpu / max(done, 1):.1f} ms of CPU "
-                f"a prediction ({100 * cpu / args.seconds:.0f} % of a core)"
+                f"a prediction ({100 * cpu / args.seconds:.0f} % of a core, all processes)"
             )
-            before = rss.memory_info().rss / 2**20
+            before = server_rss(server)
             sent = 0
             client = Client(port)
             while sent < args.memory_requests:
                 assert client.predict(images[sent % len(images)]) >= 0
                 sent += 1
             client.close()
-            after = rss.memory_info().rss / 2**20
+            after = server_rss(server)
             print(
-                f"resident memory: {before:.0f} MB before, {after:.0f} MB after "
+                f"resident memory of the server's processes: {before:.0f} MB before, "
+                f"{after:.0f} MB after "
                 f"{args.memory_requests} more requests"
             )
         finally:
