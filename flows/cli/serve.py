@@ -120,8 +120,10 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.workers == 1:
         app = factory()
-    elif args.model:
-        FixedSource(args.model)  # a bad model file fails here, before any worker starts
+    else:
+        if args.model:
+            FixedSource(args.model)  # a bad model file fails here, before any worker starts
+        sock = listening_socket(args.host, args.port)
     if args.host not in LOOPBACK:
         print(
             f"serving on {args.host}:{args.port}: anyone who can reach this machine can "
@@ -135,11 +137,10 @@ def run(args: argparse.Namespace) -> int:
     )
     options = {"log_level": "warning", "access_log": False}
     if args.workers == 1:
-        uvicorn.run(app, host=args.host, port=args.port, **options)
+        uvicorn.run(app, host=args.host, port=args.port, workers=1, **options)
         return 0
     from uvicorn.supervisors import Multiprocess
 
-    sock = listening_socket(args.host, args.port)
     config = uvicorn.Config(factory, factory=True, workers=args.workers, **options)
     try:
         Multiprocess(config, sockets=[sock]).run()
