@@ -3,21 +3,23 @@
 Every refusal is a JSON ``{"error": "..."}`` with its status (400 bad input, 413 a body over
 :data:`MAX_BODY_BYTES`, 503 no model to answer with) and the server goes on answering.
 Images are prepared by the code ``mnist-flow predict`` uses
-(:func:`tasks.images.prepare.preprocess_file`: ink detection, cropping, centring), so a
+(:func:`tasks.images.prepare.preprocess_bytes`: ink detection, cropping, centring), so a
 digit drawn on the page and a scanned one are treated alike.
 """
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Annotated, Any
 
 import numpy as np
+from anyio import to_thread
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -27,12 +29,27 @@ from tasks.data.datasets import get_dataset
 from tasks.data.versions import DataStore, DataVersion
 from tasks.errors import DataError, MnistFlowError
 from tasks.images.classify import score_images
-from tasks.images.prepare import MnistStyle, preprocess_file
+from tasks.images.prepare import MnistStyle, preprocess_bytes
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
 """Largest request body accepted (413 above): a drawn digit is a few kB."""
 
 Emit = Callable[[DataVersion, str], Any]
+
+
+class ModelInfo(BaseModel):
+    version: str
+    dataset: str
+    test_accuracy: float | None
+
+
+class Prediction(BaseModel):
+    """The answer of ``POST /api/predict`` (its schema on the OpenAPI page)."""
+
+    label: int
+    class_name: str
+    probabilities: list[float]  # one per class
+    model: ModelInfo
 
 
 class ServeError(Exception):
@@ -92,6 +109,23 @@ async def _nothing() -> Message:
     return {"type": "http.disconnect"}
 
 
+WORKER_THREADS = 2
+"""Threads that run the sync endpoints at once (anyio's default: 40)."""
+
+
+@asynccontextmanager
+async def _few_threads(_: FastAPI) -> AsyncIterator[None]:
+    """Run the sync endpoints on :data:`WORKER_THREADS` threads.
+
+    Under the GIL one core does the work however many threads there are; with a thread per
+    request in flight they hand the GIL to one another at every numpy and Pillow call and
+    the server spends its time switching. Two keep an answer coming while a request waits
+    on a slow model (a swap while it is scored), and the event loop queues the others.
+    """
+    to_thread.current_default_thread_limiter().total_tokens = WORKER_THREADS
+    yield
+
+
 def emit_if_served(version: DataVersion, store: str) -> str | None:
     """Emit ``mnist-flow.data.added`` to the server of ``PREFECT_API_URL``; None without one.
 
@@ -129,6 +163,7 @@ def create_app(
     style = MnistStyle()
 
     app = FastAPI(
+        lifespan=_few_threads,
         title="mnist-flow",
         summary="Predict with the champion; record corrections that become a data batch.",
         version="1",
@@ -157,18 +192,14 @@ def create_app(
             raise ServeError(503, str(exc)) from None
 
     def prepared(image: UploadFile) -> np.ndarray:
-        """The upload as an MNIST-style 28x28 digit, read by ``predict``'s own code."""
+        """The upload as an MNIST-style 28x28 digit, prepared by ``predict``'s own code."""
         data = image.file.read()
         if not data:
             raise ServeError(400, "image: empty upload")
-        with tempfile.NamedTemporaryFile(prefix="mnist-flow-upload-", suffix=".img") as file:
-            file.write(data)
-            file.flush()
-            try:
-                return preprocess_file(file.name, style)
-            except MnistFlowError as exc:
-                message = str(exc).removeprefix(f"{file.name}: ")
-                raise ServeError(400, f"image: {message}") from None
+        try:
+            return preprocess_bytes(data, style, name="image")
+        except MnistFlowError as exc:
+            raise ServeError(400, str(exc)) from None
 
     def label_of(text: str, names: tuple[str, ...]) -> int:
         value = text.strip()
@@ -201,18 +232,26 @@ def create_app(
             "corrections_waiting": corrections.count(),
         }
 
-    @app.post("/api/predict", summary="Classify one image (multipart field `image`)")
-    def predict(image: Annotated[UploadFile, File()]) -> dict[str, Any]:
+    @app.post(
+        "/api/predict",
+        summary="Classify one image (multipart field `image`)",
+        response_model=Prediction,
+    )
+    def predict(image: Annotated[UploadFile, File()]) -> JSONResponse:
         model = served()  # the model this request answers with, whatever is swapped meanwhile
         digit = prepared(image)
         proba = score_images(model.predictor, digit[None])[0]
         label = int(np.argmax(proba))
-        return {
-            "label": label,
-            "class_name": model.class_names[label],
-            "probabilities": [round(float(p), 6) for p in proba],
-            "model": model.describe(),
-        }
+        # A response built here skips FastAPI's validation of the return value, and its
+        # second trip through the threadpool for a sync endpoint.
+        return JSONResponse(
+            {
+                "label": label,
+                "class_name": model.class_names[label],
+                "probabilities": [round(p, 6) for p in proba.tolist()],
+                "model": model.describe(),
+            }
+        )
 
     @app.post(
         "/api/corrections",

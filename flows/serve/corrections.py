@@ -8,15 +8,20 @@ subfolders, the layout ``mnist-flow data add`` reads. :meth:`Corrections.submit`
 pending folder aside with one rename, so corrections recorded meanwhile start a new one,
 and adds it through :func:`tasks.data.versions.add_batch` (same checks, same version
 store); the caller emits the same ``mnist-flow.data.added`` event as ``data add``.
+Recording and submitting lock the store's ``.pending`` folder, so that the worker processes
+of one server (``serve --workers``), or two servers on one store, never move the folder
+aside while another writes into it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 import shutil
-import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,7 +53,18 @@ class Corrections:
         self.spec = spec
         self.names = spec.names_of_classes(n_classes)
         self.folder = store.root / PENDING / spec.name
-        self._lock = threading.Lock()  # submit against record, within this server
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the lock of the store's pending folders: ``flock`` on the ``.pending`` folder,
+        opened each time, so that threads as well as processes wait for one another."""
+        self.folder.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.folder.parent, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def record(self, data: bytes, label: int) -> int:
         """Store an image (already checked) as a correction of class ``label``; the count waiting.
@@ -57,7 +73,7 @@ class Corrections:
         """
         target = self.folder / str(label)
         name = f"{uuid.uuid4().hex}.png"
-        with self._lock:
+        with self._locked():
             target.mkdir(parents=True, exist_ok=True)
             tmp = target / f".{name}.tmp"
             try:
@@ -103,7 +119,7 @@ class Corrections:
         DataError
             Nothing is waiting, or the batch is refused (the corrections stay pending).
         """
-        with self._lock:
+        with self._locked():
             if not self._files():
                 raise DataError("no corrections waiting: record some first")
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -121,7 +137,7 @@ class Corrections:
 
     def _restore(self, batch: Path) -> None:
         """Put the files of a refused submission back among the pending ones."""
-        with self._lock:
+        with self._locked():
             for path in self._files(batch):
                 target = self.folder / path.parent.name
                 target.mkdir(parents=True, exist_ok=True)

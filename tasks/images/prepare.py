@@ -20,7 +20,7 @@ from PIL import Image
 
 from nn.errors import ConfigError
 from tasks.errors import ImageError, NoInkError
-from tasks.images.reading import image_extensions, load_grayscale
+from tasks.images.reading import decode_grayscale, image_extensions, load_grayscale
 
 __all__ = [
     "ImageError",
@@ -29,6 +29,7 @@ __all__ = [
     "image_extensions",
     "load_grayscale",
     "mnist_style",
+    "preprocess_bytes",
     "preprocess_file",
 ]
 
@@ -111,14 +112,23 @@ def _drop_specks(ink: np.ndarray, s: MnistStyle) -> np.ndarray:
     """
     from scipy import ndimage  # here: a command that prepares no image does not import it
 
-    labels, n = ndimage.label(ink > s.ink_threshold, structure=np.ones((3, 3), dtype=bool))
-    if n <= 1 or s.speck_fraction == 0.0:
+    if s.speck_fraction == 0.0:
+        return ink
+    mask = ink > s.ink_threshold
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return ink
+    window = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]  # blobs lie inside
+    eight = np.ones((3, 3), dtype=bool)
+    labels = np.zeros(ink.shape, dtype=np.int32)
+    labels[window], n = ndimage.label(mask[window], structure=eight)
+    if n <= 1:
         return ink
     mass = ndimage.sum_labels(ink, labels, index=np.arange(1, n + 1))
     small = np.flatnonzero(mass < s.speck_fraction * mass.sum()) + 1
     if small.size == 0:
         return ink
-    erase = ndimage.binary_dilation(np.isin(labels, small), structure=np.ones((3, 3), dtype=bool))
+    erase = ndimage.binary_dilation(np.isin(labels, small), structure=eight)
     return np.where(erase & ~np.isin(labels, np.setdiff1d(np.arange(1, n + 1), small)), 0.0, ink)
 
 
@@ -201,3 +211,14 @@ def preprocess_file(path: str | os.PathLike[str], settings: MnistStyle | None = 
     Raises ImageError (missing file, not an image, no pixels) or NoInkError (blank).
     """
     return mnist_style(load_grayscale(path), settings, source=str(path))
+
+
+def preprocess_bytes(
+    data: bytes, settings: MnistStyle | None = None, *, name: str = "image"
+) -> np.ndarray:
+    """:func:`preprocess_file` of an image held in memory (an upload); ``name`` starts the
+    error messages.
+
+    Raises ImageError (empty, not an image, no pixels) or NoInkError (blank).
+    """
+    return mnist_style(decode_grayscale(data, name), settings, source=name)

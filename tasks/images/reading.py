@@ -8,6 +8,7 @@ its longest side right after decoding, before anything is converted to float. No
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import re
@@ -46,32 +47,30 @@ _ORIENTATIONS = {
 ``ImageOps.exif_transpose``, applied here to the reduced image)."""
 
 
-def _too_large(file: Path, width: int, height: int) -> ImageError:
+def _too_large(name: str, width: int, height: int) -> ImageError:
     return ImageError(
-        f"{file}: image of {width}x{height} = {width * height / 1e6:.1f} Mpx is larger than "
+        f"{name}: image of {width}x{height} = {width * height / 1e6:.1f} Mpx is larger than "
         f"the {MAX_PIXELS / 1e6:.0f} Mpx limit; scale it down first"
     )
 
 
-def _open(file: Path) -> Image.Image:
-    """Open ``file`` lazily (header only); Pillow's decompression-bomb checks become ours."""
+def _open(source: Path | io.BytesIO, name: str) -> Image.Image:
+    """Open ``source`` lazily (header only); Pillow's decompression-bomb checks become ours."""
     try:
-        if file.stat().st_size == 0:
-            raise ImageError(f"{file}: empty file (0 bytes), not an image")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below
-            return Image.open(file)
+            return Image.open(source)
     except Image.DecompressionBombError as exc:  # over twice Pillow's limit: size in message
         sizes = re.findall(r"\((\d+) pixels\)", str(exc))
         pixels = int(sizes[0]) if sizes else 0
         raise ImageError(
-            f"{file}: image of {pixels / 1e6:.1f} Mpx is larger than the "
+            f"{name}: image of {pixels / 1e6:.1f} Mpx is larger than the "
             f"{MAX_PIXELS / 1e6:.0f} Mpx limit; scale it down first"
         ) from None
     except UnidentifiedImageError as exc:
-        raise ImageError(f"{file}: not an image Pillow can read ({type(exc).__name__})") from exc
+        raise ImageError(f"{name}: not an image Pillow can read ({type(exc).__name__})") from exc
     except OSError as exc:
-        raise ImageError(f"{file}: cannot open: {exc.strerror or exc}") from exc
+        raise ImageError(f"{name}: cannot open: {exc.strerror or exc}") from exc
 
 
 def _reduce(img: Image.Image, side: int) -> Image.Image:
@@ -88,26 +87,48 @@ def _reduce(img: Image.Image, side: int) -> Image.Image:
 
 
 def load_grayscale(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an image file in any format Pillow reads (the first frame of animations, EXIF
-    orientation applied, 16-bit range kept) as grayscale: float64 ``(height, width)`` in
-    [0, 1], at most :data:`WORK_SIDE` on its longest side. Transparent pixels go onto
-    white when the visible ones are mostly dark, else onto black, keeping the contrast.
+    """Read an image file as :func:`decode_grayscale` reads its bytes, naming it in errors.
 
-    Raises ImageError when the file is missing, a directory, over :data:`MAX_PIXELS`,
-    undecodable or without pixels.
+    Raises ImageError when the file is missing, a directory, empty, over
+    :data:`MAX_PIXELS`, undecodable or without pixels.
     """
     file = Path(path)
     if not file.exists():
         raise ImageError(f"{file}: no such image file")
     if not file.is_file():
         raise ImageError(f"{file}: not a regular file")
-    handle = _open(file)
+    try:
+        empty = file.stat().st_size == 0
+    except OSError as exc:
+        raise ImageError(f"{file}: cannot open: {exc.strerror or exc}") from exc
+    if empty:
+        raise ImageError(f"{file}: empty file (0 bytes), not an image")
+    return _decode(file, str(file))
+
+
+def decode_grayscale(data: bytes, name: str = "image") -> np.ndarray:
+    """Decode an image held in memory (any format Pillow reads: the first frame of
+    animations, EXIF orientation applied, 16-bit range kept) as grayscale: float64
+    ``(height, width)`` in [0, 1], at most :data:`WORK_SIDE` on its longest side.
+    Transparent pixels go onto white when the visible ones are mostly dark, else onto
+    black, keeping the contrast. ``name`` starts the error messages.
+
+    Raises ImageError when ``data`` is empty, over :data:`MAX_PIXELS`, undecodable or
+    without pixels.
+    """
+    if not data:
+        raise ImageError(f"{name}: empty file (0 bytes), not an image")
+    return _decode(io.BytesIO(data), name)
+
+
+def _decode(source: Path | io.BytesIO, name: str) -> np.ndarray:
+    handle = _open(source, name)
     try:
         with handle as img:
             if img.format == "JPEG":
                 img.draft(None, (WORK_SIDE, WORK_SIDE))  # decode at 1/2, 1/4 or 1/8 scale
             if img.size[0] * img.size[1] > MAX_PIXELS:
-                raise _too_large(file, *img.size)
+                raise _too_large(name, *img.size)
             img.load()
             orientation = img.getexif().get(0x0112)  # before reduce(), which drops it
             small = _reduce(img, WORK_SIDE)
@@ -117,9 +138,9 @@ def load_grayscale(path: str | os.PathLike[str]) -> np.ndarray:
     except ImageError:
         raise
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
-        raise ImageError(f"{file}: corrupt or truncated {handle.format} image ({exc})") from exc
+        raise ImageError(f"{name}: corrupt or truncated {handle.format} image ({exc})") from exc
     if gray.size == 0:
-        raise ImageError(f"{file}: image has no pixels ({gray.shape[1]}x{gray.shape[0]})")
+        raise ImageError(f"{name}: image has no pixels ({gray.shape[1]}x{gray.shape[0]})")
     return gray
 
 
@@ -132,7 +153,11 @@ def _to_gray(img: Image.Image) -> np.ndarray:
         top = float(arr.max(initial=0.0))
         scale = 1.0 if (img.mode == "F" and top <= 1.0) else (255.0 if top <= 255 else 65535.0)
         return np.clip(arr / scale, 0.0, 1.0)
-    la = np.asarray(img.convert("RGBA").convert("LA"), dtype=np.float64) / 255.0
+    if img.mode == "L":  # no alpha: the luminance is the picture (a scan, a drawing)
+        return np.asarray(img, dtype=np.float64) / 255.0
+    if img.mode not in ("LA", "RGBA"):  # P, RGB, CMYK, ...: RGBA keeps a palette's alpha
+        img = img.convert("RGBA")
+    la = np.asarray(img.convert("LA"), dtype=np.float64) / 255.0
     gray, alpha = la[..., 0], la[..., 1]
     if alpha.size and alpha.min() < 1.0:
         visible = alpha.sum()

@@ -82,8 +82,13 @@ def test_the_page_is_self_contained(client):
     assert "<canvas" in text and "/api/predict" in text and "/api/corrections/submit" in text
     assert "http://" not in text and "https://" not in text  # no CDN, font or script from outside
     assert client.get("/docs").status_code == 200
-    paths = client.get("/openapi.json").json()["paths"]
+    schema = client.get("/openapi.json").json()
+    paths = schema["paths"]
     assert {"/api/predict", "/api/corrections", "/api/corrections/submit", "/healthz"} <= set(paths)
+    answer = paths["/api/predict"]["post"]["responses"]["200"]["content"]["application/json"]
+    assert answer["schema"]["$ref"].endswith("/Prediction")  # the answer's fields documented
+    fields = schema["components"]["schemas"]["Prediction"]["properties"]
+    assert set(fields) == {"label", "class_name", "probabilities", "model"}
 
 
 def _blank() -> bytes:

@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 
 from tasks.errors import ImageError
 from tasks.images.prepare import preprocess_file
-from tasks.images.reading import MAX_PIXELS, WORK_SIDE, load_grayscale
+from tasks.images.reading import MAX_PIXELS, WORK_SIDE, decode_grayscale, load_grayscale
 
 PEAK_LIMIT_MB = 500
 
@@ -107,3 +107,28 @@ def test_big_images_are_reduced_before_anything_turns_to_float(tmp_path):
     gray = load_grayscale(path)
     assert max(gray.shape) <= WORK_SIDE and gray.shape == (500, 1000)
     assert np.isclose(gray.max(), 1.0) or np.isclose(gray.min(), 0.0)
+
+
+@pytest.mark.parametrize(
+    ("mode", "paper", "ink", "suffix"),
+    [
+        ("L", 255, 0, ".png"),
+        ("RGBA", (0, 0, 0, 0), (0, 0, 0, 255), ".png"),
+        ("RGB", (250, 245, 230), (20, 30, 90), ".jpg"),
+        ("P", (255, 255, 255), (0, 0, 0), ".gif"),
+    ],
+)
+def test_bytes_in_memory_read_as_the_same_file_does(tmp_path, mode, paper, ink, suffix):
+    path = one(tmp_path / f"one{suffix}", mode, (120, 90), paper, ink)
+    from_file = load_grayscale(path)
+    assert from_file.std() > 0.1  # a stroke on paper, not a blank
+    np.testing.assert_array_equal(decode_grayscale(path.read_bytes()), from_file)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [(b"", "upload: empty file"), (b"not an image", "upload: not an image Pillow can read")],
+)
+def test_bytes_that_are_no_image_are_refused_under_their_name(data, message):
+    with pytest.raises(ImageError, match=f"^{message}"):
+        decode_grayscale(data, name="upload")
