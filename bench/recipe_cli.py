@@ -19,12 +19,18 @@ Datasets, read from ``../shared/data`` beside the checkout (or ``$MNIST_FLOW_SHA
 image is trained on (the history then has no validation curves). Extra arguments
 after ``--`` go to ``mnist-flow train``.
 
+``--against-plain`` also runs ``mnist-flow train --recipe plain`` for every seed,
+interleaved with the runs above (the order alternates from seed to seed, so that a
+change in the machine's load falls on both alike), and prints the ratio of their
+wall times: what the recipe costs against the classic training, in one run.
+
 Examples::
 
     python bench/recipe_cli.py --seeds 0 1 2         # mnist, 3 seeds, mean ± std
     python bench/recipe_cli.py --dataset mnist10k    # the small benchmark, seed 0
     python bench/recipe_cli.py --dataset fashion-mnist --seed 1
     python bench/recipe_cli.py -- --epochs 20        # override one recipe setting
+    python bench/recipe_cli.py --seeds 0 1 2 --against-plain
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import gzip
 import json
 import os
 import shlex
+import statistics
 import struct
 import subprocess
 import sys
@@ -129,34 +136,68 @@ def run_train(
     }
 
 
+def report(result: dict[str, object], seed: int) -> None:
+    """Print one run: the command, its accuracy and wall time, its last epoch."""
+    print(f"$ {result['command']}")
+    print(
+        f"{result['dataset']} seed {seed}: test accuracy {100 * result['test_accuracy']:.2f} %"
+        f" after {result['epochs']} epochs, {result['seconds']:.1f} s wall"
+        f" ({result['epoch_seconds']:.2f} s per epoch)",
+        flush=True,
+    )
+    last = result["last_epoch"]
+    print(
+        f"  last epoch: train loss {last['train_loss']:.4f}, train accuracy"
+        f" {100 * last['train_accuracy']:.2f} % (on the minibatches as trained)"
+    )
+    print(f"  train params: {json.dumps(result['train_params'], sort_keys=True)}")
+
+
+def summary(name: str, values: list[float]) -> str:
+    """``mean ± std`` of accuracies in %, or the single value."""
+    array = 100 * np.asarray(values)
+    if len(array) == 1:
+        return f"{name}: {array[0]:.2f} %"
+    return f"{name}: {array.mean():.2f} ± {array.std(ddof=1):.2f} % over {len(array)} seeds"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Parse the options, run once per seed and print one line per run."""
+    """Parse the options, run once per seed (and plain, interleaved) and print the runs."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", choices=DATASETS, default="mnist")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed")
     parser.add_argument("--val-size", type=int, default=0, help="validation images held out")
+    parser.add_argument(
+        "--against-plain", action="store_true", help="also run --recipe plain and compare"
+    )
     parser.add_argument("extra", nargs="*", help="after --: more options of mnist-flow train")
     args = parser.parse_args(argv)
-    accuracies = []
-    for seed in args.seeds:
-        result = run_train(args.dataset, seed, args.val_size, args.extra)
-        accuracies.append(result["test_accuracy"])
-        print(f"$ {result['command']}")
-        print(
-            f"{result['dataset']} seed {seed}: test accuracy {100 * result['test_accuracy']:.2f} %"
-            f" after {result['epochs']} epochs, {result['seconds']:.0f} s wall"
-            f" ({result['epoch_seconds']:.2f} s per epoch)",
-            flush=True,
+    runs: dict[str, list[dict[str, object]]] = {"recipe": [], "plain": []}
+    for number, seed in enumerate(args.seeds):
+        order = ["recipe", "plain"] if args.against_plain else ["recipe"]
+        for name in order[::-1] if number % 2 else order:
+            extra = [*args.extra, "--recipe", "plain"] if name == "plain" else args.extra
+            result = run_train(args.dataset, seed, args.val_size, extra)
+            runs[name].append(result)
+            report(result, seed)
+    print(summary("test accuracy", [float(r["test_accuracy"]) for r in runs["recipe"]]))
+    if args.against_plain:
+        print(summary("plain recipe", [float(r["test_accuracy"]) for r in runs["plain"]]))
+        ratios = [
+            float(r["seconds"]) / float(p["seconds"])
+            for r, p in zip(runs["recipe"], runs["plain"], strict=True)
+        ]
+        walls = [f"{float(r['seconds']):.1f}/{float(p['seconds']):.1f} s" for r, p in
+                 zip(runs["recipe"], runs["plain"], strict=True)]  # fmt: skip
+        epoch_ratio = statistics.median(
+            float(r["epoch_seconds"]) / float(p["epoch_seconds"])
+            for r, p in zip(runs["recipe"], runs["plain"], strict=True)
         )
-        last = result["last_epoch"]
         print(
-            f"  last epoch: train loss {last['train_loss']:.4f}, train accuracy"
-            f" {100 * last['train_accuracy']:.2f} % (on the minibatches as trained)"
+            f"wall time against --recipe plain: {', '.join(f'{x:.2f}x' for x in ratios)}"
+            f" (median {statistics.median(ratios):.2f}x; {', '.join(walls)});"
+            f" mean epoch {epoch_ratio:.2f}x a plain one"
         )
-        print(f"  train params: {json.dumps(result['train_params'], sort_keys=True)}")
-    if len(accuracies) > 1:
-        values = 100 * np.asarray(accuracies)
-        print(f"mean {values.mean():.2f} ± {values.std(ddof=1):.2f} % over {len(values)} seeds")
     return 0
 
 

@@ -10,7 +10,8 @@ becomes a map of source coordinates and all images are resampled at once
 
 where ``A = R(theta) / s`` (rotation, zoom, the ``x`` column negated for a flip), ``t``
 the translation of the content ``(down, right)`` in pixels and ``d`` an elastic field:
-uniform noise in ``[-1, 1]`` smoothed by a Gaussian of ``sigma`` pixels, times ``alpha``.
+uniform noise in ``[-1, 1]`` smoothed by a Gaussian of ``sigma`` pixels, times ``alpha``
+(cut from a bank of such fields, :class:`tasks.fitting.warp.FieldBank`).
 Pixels from outside the image take ``fill``, by default each image's minimum (its
 background, standardised or not); bilinear interpolation keeps the output within the
 input's value range.
@@ -25,7 +26,7 @@ import numpy as np
 
 from nn.errors import ConfigError
 from tasks.data.datasets import get_dataset
-from tasks.fitting.warp import Workspace, elastic_field, erase_rectangles, warp
+from tasks.fitting.warp import FieldBank, Workspace, erase_rectangles, warp
 
 KINDS = ("none", "shift", "affine", "elastic")
 """Augmentation kinds, each one adding to the previous: ``shift`` translates,
@@ -201,6 +202,7 @@ class Augmenter:
     def __init__(self, config: AugmentConfig) -> None:
         self.config = config
         self._workspace = Workspace()
+        self._bank: FieldBank | None = None
 
     def __getstate__(self) -> dict[str, object]:
         return {"config": self.config}
@@ -221,9 +223,9 @@ class Augmenter:
         matrices, shifts = random_affine(cfg, n, rng)
         displacement = None
         if cfg.kind == "elastic" and cfg.elastic_alpha > 0:
-            displacement = elastic_field(
-                n, cfg.image_shape, cfg.elastic_alpha, cfg.elastic_sigma, rng, self._workspace
-            )
+            if self._bank is None:
+                self._bank = FieldBank(cfg.image_shape, cfg.elastic_alpha, cfg.elastic_sigma)
+            displacement = self._bank.draw(n, rng)
         order = 0 if cfg.kind == "shift" else 1
         out = warp(images, matrices, shifts, displacement, cfg.fill, self._workspace, order)
         if cfg.erase > 0:

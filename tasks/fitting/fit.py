@@ -21,7 +21,7 @@ from nn.train import EpochRecord, History, TrainConfig, TrainState, train
 
 __all__ = ["BLAS_THREADS", "CODE_VERSION", "fit"]
 
-CODE_VERSION = 1
+CODE_VERSION = 2
 """Bump when a change in ``nn/`` or ``tasks/fitting/`` changes what training gives:
 every stored trial and final model is then trained anew (:mod:`tasks.cache`)."""
 

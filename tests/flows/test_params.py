@@ -123,11 +123,11 @@ def test_the_train_form_leaves_every_hyperparameter_to_the_recipe():
     """mnist_train's form: empty fields take the recipe; help says which value that is."""
     form = TrainOptions()
     assert form.recipe == "tuned" and all(getattr(form, name) is None for name in HYPER)
-    epochs = TrainOptions.model_json_schema()["properties"]["epochs"]["description"]
+    decay = TrainOptions.model_json_schema()["properties"]["weight_decay"]["description"]
     from tasks.settings import recipe_for
 
-    digits, fashion = recipe_for("mnist")["epochs"], recipe_for("fashion-mnist")["epochs"]
-    assert f"{digits} for mnist/idx, {fashion} for fashion-mnist" in epochs
+    digits, fashion = (recipe_for(name)["weight_decay"] for name in ("mnist", "fashion-mnist"))
+    assert f"{digits} for mnist/idx, {fashion} for fashion-mnist" in decay
     with pytest.raises(ValidationError, match="epochs"):
         TrainOptions(epochs=0)
 

@@ -12,7 +12,7 @@ from scipy.ndimage import gaussian_filter
 
 from nn.errors import ConfigError
 from tasks.fitting.augment import KINDS, AugmentConfig, Augmenter, default_augment, make_augmenter
-from tasks.fitting.warp import elastic_field, noise_stride, warp
+from tasks.fitting.warp import FieldBank, elastic_field, noise_stride, warp
 
 
 def _read_images(path: Path, count: int) -> np.ndarray:
@@ -150,6 +150,40 @@ def test_sparse_noise_keeps_the_amplitude_of_dense_noise() -> None:
     sparse = elastic_field(200, (28, 28), 1.0, 4.0, rng)
     assert noise_stride(4.0) == 2
     np.testing.assert_allclose(sparse.std(), dense.std(), rtol=0.1)
+
+
+def test_bank_fields_are_windows_of_its_fields_possibly_negated() -> None:
+    bank = FieldBank((28, 28), 8.0, 3.0, size=4, margin=3)
+    fields = elastic_field(4, (34, 34), 8.0, 3.0, np.random.default_rng(0))
+    drawn = bank.draw(40, np.random.default_rng(5))
+    assert drawn.shape == (40, 2, 28, 28) and drawn.dtype == np.float32
+    windows = [
+        sign * fields[k, :, top : top + 28, left : left + 28]
+        for k in range(4)
+        for top in range(7)
+        for left in range(7)
+        for sign in (1.0, -1.0)
+    ]
+    for field in drawn:
+        assert any(np.array_equal(field, window) for window in windows)
+    assert len({field.tobytes() for field in drawn}) > 30  # a different field for most images
+
+
+def test_bank_depends_on_its_settings_not_on_the_training_seed() -> None:
+    first, second = FieldBank((28, 28), 8.0, 3.0), FieldBank((28, 28), 8.0, 3.0)
+    np.testing.assert_array_equal(
+        first.draw(16, np.random.default_rng(1)), second.draw(16, np.random.default_rng(1))
+    )
+    other = FieldBank((28, 28), 8.0, 3.0, seed=1).draw(16, np.random.default_rng(1))
+    assert not np.array_equal(other, first.draw(16, np.random.default_rng(1)))
+
+
+def test_bank_fields_have_the_amplitude_of_fresh_fields_inside_the_image() -> None:
+    drawn = FieldBank((28, 28), 8.0, 3.0).draw(4000, np.random.default_rng(2))
+    fresh = elastic_field(4000, (28, 28), 8.0, 3.0, np.random.default_rng(3))
+    inside = (slice(None), slice(None), slice(8, 20), slice(8, 20))  # away from the reflections
+    np.testing.assert_allclose(drawn[inside].std(), fresh[inside].std(), rtol=0.05)
+    assert abs(float(drawn.mean())) < 0.02
 
 
 def test_no_hflip_for_digits_but_for_clothes(clothes: np.ndarray) -> None:

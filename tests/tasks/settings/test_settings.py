@@ -82,7 +82,7 @@ def test_the_plain_recipe_is_plain_sgd_and_the_same_everywhere():
 def test_fashion_changes_the_digits_recipe_only_where_its_table_says():
     digits, fashion = recipe_for("mnist"), recipe_for("fashion-mnist")
     changed = {key for key in digits if digits[key] != fashion[key]}
-    assert changed == {"epochs", "weight_decay", "warmup_epochs", "augment"}
+    assert changed == {"weight_decay", "warmup_epochs", "augment"}
     assert recipe_for("idx") == digits
 
 
@@ -96,10 +96,12 @@ def test_recipe_for_returns_a_fresh_copy_and_rejects_unknown_names():
 
 
 def test_recipe_help_names_each_datasets_default():
-    epochs = recipe_help("epochs")
+    decay = recipe_help("weight_decay")
     for dataset in DATASETS:
-        assert f"{recipe_for(dataset)['epochs']} for " in epochs
-    assert epochs.endswith(f"; plain recipe: {recipe_for('mnist', 'plain')['epochs']}")
+        assert f"{recipe_for(dataset)['weight_decay']} for " in decay
+    assert decay.endswith(f"; plain recipe: {recipe_for('mnist', 'plain')['weight_decay']}")
+    plain_epochs = recipe_for("mnist", "plain")["epochs"]
+    assert recipe_help("epochs") == f"{recipe_for('mnist')['epochs']}; plain recipe: {plain_epochs}"
     assert recipe_help("batch_size") == "128"
     assert recipe_help("decay") == str(TrainConfig().decay)  # no recipe sets it
 
