@@ -27,7 +27,9 @@ run: $(STAMP)
 	$(BIN)/mnist-flow run $(ARGS)
 
 # Two pytest-xdist workers, one per core; a module's tests stay on one worker, so its
-# fixtures are made once (session fixtures: once per worker). PYTEST_WORKERS= runs serially.
+# fixtures are made once (session fixtures: once per worker); tests/conftest.py names the
+# few other work units (UNITS) and hands the longest out first (LONGEST_FIRST), so the two
+# workers end together. PYTEST_WORKERS= runs serially.
 PYTEST_WORKERS ?= -n 2 --dist loadfile
 
 # Every test, as CI runs them; the 15 slowest are listed, so the next slowdown shows.
