@@ -74,46 +74,21 @@ def prefect_harness() -> Iterator[None]:
         yield
 
 
-#: Work units of ``make test`` other than a test module, by the start of their tests' ids.
-#: A unit's tests run on one worker, in order, so its module fixtures are made once.
-UNITS = {
-    # made once: the session server's deployments, pool and worker (tests/integration)
-    "tests/integration/test_deployment.py": "prefect-deployments",
-    "tests/integration/test_operating.py": "prefect-deployments",
-    # about a minute each: together they would keep one worker busy for three
-    "tests/test_cli_defaults.py::test_any_train_options": "cli-defaults-train-options",
-    "tests/test_cli_defaults.py::test_any_run_options": "cli-defaults-run-options",
-    "tests/test_cli_defaults.py::test_every_subcommand_with_only_the_required_options[idx1000": (
-        "cli-defaults-idx1000"
-    ),
-    "tests/test_cli_defaults.py::test_every_subcommand_with_only_the_required_options[mnist10k": (
-        "cli-defaults-mnist10k"
-    ),
-    "tests/test_cli_defaults.py::test_every_subcommand_with_only_the_required_options[fashion": (
-        "cli-defaults-fashion-mnist"
-    ),
-    "tests/test_interrupts.py::test_kill_9_leaves_the_run_crashed_on_a_configured_server": (
-        "interrupts-configured-server"
-    ),
-    "tests/test_interrupts.py::test_sigterm_ends_the_run_like_ctrl_c": (
-        "interrupts-configured-server"
-    ),
-}
-
 #: The longest work units, longest first (seconds on the quiet two-core machine, from
-#: ``make test``'s durations); the other units follow in collection order. Handed out
-#: first, the long units end with the short ones instead of after them.
+#: ``make test``'s durations). pytest-xdist hands the units out in collection order
+#: (``--no-loadscope-reorder``): started first, the long ones end with the short ones
+#: instead of after them. A unit is a module unless its tests name an ``xdist_group``.
 LONGEST_FIRST = (
-    "prefect-deployments",  # ~150 s
+    "prefect-deployments",  # tests/integration: test_deployment + test_operating, ~150 s
     "tests/test_interrupts.py",  # ~60 s, Ctrl-C and kill -9 of the zero-setup path
-    "cli-defaults-fashion-mnist",
+    "cli-defaults-fashion-mnist",  # ~35 s each, tests/test_cli_defaults.py
     "cli-defaults-train-options",
     "tests/integration/test_data_trigger.py",
     "cli-defaults-run-options",
     "tests/integration/test_offline_run.py",
     "tests/integration/test_approval_ui.py",
     "tests/test_cli.py",
-    "interrupts-configured-server",
+    "interrupts-configured-server",  # tests/test_interrupts.py
     "tests/flows/test_pipeline.py",
     "cli-defaults-mnist10k",
     "cli-defaults-idx1000",
@@ -131,40 +106,22 @@ LONGEST_FIRST = (
 )
 
 
-def work_unit(nodeid: str) -> str:
-    """The work unit of the test ``nodeid``: a name of :data:`UNITS`, else its module."""
-    for prefix, unit in UNITS.items():
-        if nodeid.startswith(prefix):
-            return unit
-    return nodeid.split("::")[0]
-
-
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that start Prefect's test server are slow (``make test-fast`` leaves them out).
 
-    The units of :data:`LONGEST_FIRST` come first, in that order (a stable sort: the order
-    within a unit, and of the other units, stays).
+    Every test gets a work unit for ``--dist loadgroup``: its module's, unless it names an
+    ``xdist_group``; the units of :data:`LONGEST_FIRST` come first, in that order.
     """
     for item in items:
         if "prefect_harness" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
     rank = {unit: i for i, unit in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(work_unit(item.nodeid), len(rank)))
 
+    def unit(item: pytest.Item) -> int:
+        marker = item.get_closest_marker("xdist_group")
+        return rank.get(marker.args[0] if marker.args else marker.kwargs["name"], len(rank))
 
-def pytest_xdist_make_scheduler(config: pytest.Config, log):
-    """``--dist loadfile`` hands out :func:`work_unit`s, in collection order (`make test`).
-
-    (pytest-xdist's own ``loadgroup`` no longer groups under pytest 9: it renames
-    ``item._nodeid``, which pytest 9 does not read.)
-    """
-    if config.getvalue("dist") != "loadfile":
-        return None
-    from xdist.scheduler import LoadScopeScheduling
-
-    class WorkUnits(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            return work_unit(nodeid)
-
-    config.option.loadscopereorder = False  # collection order: the longest units first
-    return WorkUnits(config, log)
+    items.sort(key=unit)  # stable: the order within a unit, and of the other units, stays

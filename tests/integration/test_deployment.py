@@ -34,7 +34,8 @@ from .conftest import (
     wait_for_final_state,
 )
 
-pytestmark = pytest.mark.slow
+# one work unit with the other module on the session's deployments: they are made once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("prefect-deployments")]
 
 FLOW = "mnist-pipeline"
 DEPLOYMENT = "mnist-retrain"

@@ -46,7 +46,8 @@ from .conftest import (
 )
 from .test_deployment import assert_completed, read_run, run_deployment
 
-pytestmark = pytest.mark.slow
+# one work unit with the other module on the session's deployments: they are made once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("prefect-deployments")]
 
 DASK = Path(sys.executable).parent / "dask"
 MNIST_FLOW = Path(sys.executable).parent / "mnist-flow"
