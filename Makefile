@@ -27,10 +27,8 @@ run: $(STAMP)
 	$(BIN)/mnist-flow run $(ARGS)
 
 # Two pytest-xdist workers, one per core; a module's tests stay on one worker, so its
-# fixtures are made once (session fixtures: once per worker), unless its tests name another
-# xdist_group. The longest units are handed out first (tests/conftest.py: LONGEST_FIRST),
-# so the two workers end together. PYTEST_WORKERS= runs serially.
-PYTEST_WORKERS ?= -n 2 --dist loadgroup --no-loadscope-reorder
+# fixtures are made once (session fixtures: once per worker). PYTEST_WORKERS= runs serially.
+PYTEST_WORKERS ?= -n 2 --dist loadfile
 
 # Every test, as CI runs them; the 15 slowest are listed, so the next slowdown shows.
 test: $(STAMP)

@@ -74,54 +74,8 @@ def prefect_harness() -> Iterator[None]:
         yield
 
 
-#: The longest work units, longest first (seconds on the quiet two-core machine, from
-#: ``make test``'s durations). pytest-xdist hands the units out in collection order
-#: (``--no-loadscope-reorder``): started first, the long ones end with the short ones
-#: instead of after them. A unit is a module unless its tests name an ``xdist_group``.
-LONGEST_FIRST = (
-    "prefect-deployments",  # tests/integration: test_deployment + test_operating, ~150 s
-    "tests/test_interrupts.py",  # ~60 s, Ctrl-C and kill -9 of the zero-setup path
-    "cli-defaults-fashion-mnist",  # ~35 s each, tests/test_cli_defaults.py
-    "cli-defaults-train-options",
-    "tests/integration/test_data_trigger.py",
-    "cli-defaults-run-options",
-    "tests/integration/test_offline_run.py",
-    "tests/integration/test_approval_ui.py",
-    "tests/test_cli.py",
-    "interrupts-configured-server",  # tests/test_interrupts.py
-    "tests/flows/test_pipeline.py",
-    "cli-defaults-mnist10k",
-    "cli-defaults-idx1000",
-    "tests/flows/serve/test_page.py",
-    "tests/flows/test_train_evaluate.py",
-    "tests/flows/test_faults.py",
-    "tests/flows/test_approval.py",
-    "tests/flows/test_added_data.py",
-    "tests/flows/test_disk_full.py",
-    "tests/tasks/test_fetch.py",
-    "tests/tasks/test_cache.py",
-    "tests/tasks/test_predict.py",
-    "tests/tasks/outputs/test_report.py",
-    "tests/tasks/tuning/test_trials.py",
-)
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that start Prefect's test server are slow (``make test-fast`` leaves them out).
-
-    Every test gets a work unit for ``--dist loadgroup``: its module's, unless it names an
-    ``xdist_group``; the units of :data:`LONGEST_FIRST` come first, in that order.
-    """
+    """Tests that start Prefect's test server are slow (``make test-fast`` leaves them out)."""
     for item in items:
         if "prefect_harness" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
-    rank = {unit: i for i, unit in enumerate(LONGEST_FIRST)}
-
-    def unit(item: pytest.Item) -> int:
-        marker = item.get_closest_marker("xdist_group")
-        return rank.get(marker.args[0] if marker.args else marker.kwargs["name"], len(rank))
-
-    items.sort(key=unit)  # stable: the order within a unit, and of the other units, stays

@@ -53,14 +53,9 @@ def _accuracy(out: str) -> float:
     return float(line.split()[2])
 
 
-def _own_unit(name: str, floor: float):
-    """A dataset's test as a work unit of its own: the three would take a worker ~1.5 min."""
-    return pytest.param(name, floor, marks=pytest.mark.xdist_group(f"cli-defaults-{name}"))
-
-
 @pytest.mark.parametrize(
     ("name", "floor"),
-    [_own_unit("idx1000", 0.5), _own_unit("mnist10k", 0.85), _own_unit("fashion-mnist", 0.7)],
+    [("idx1000", 0.5), ("mnist10k", 0.85), ("fashion-mnist", 0.7)],
 )
 def test_every_subcommand_with_only_the_required_options(
     name, floor, folders, fashion_dir, home, capsys
@@ -164,7 +159,6 @@ _SETTINGS = settings(
 )
 
 
-@pytest.mark.xdist_group("cli-defaults-train-options")  # a work unit of its own: ~1 min
 @_SETTINGS
 @given(options=st.fixed_dictionaries({}, optional=_TRAIN_OPTIONS))
 def test_any_train_options_run_or_name_one_that_was_given(options, folders, home, capsys):
@@ -172,7 +166,6 @@ def test_any_train_options_run_or_name_one_that_was_given(options, folders, home
     _runs_or_names_a_given_option(["train", *data], options, home, capsys)
 
 
-@pytest.mark.xdist_group("cli-defaults-run-options")  # a work unit of its own: ~1 min
 @_SETTINGS
 @given(options=st.fixed_dictionaries({}, optional=_RUN_OPTIONS))
 def test_any_run_options_run_or_name_one_that_was_given(options, folders, home, capsys):

@@ -162,7 +162,6 @@ def test_kill_9_leaves_no_server_no_workers_and_a_crashed_run(tmp_path, mnist_di
     assert [state for name, state in states if name.startswith("pipeline-mnist")] == ["CRASHED"]
 
 
-@pytest.mark.xdist_group("interrupts-configured-server")  # a unit apart: ~1 min
 def test_kill_9_leaves_the_run_crashed_on_a_configured_server(tmp_path, mnist_dir, prefect_harness):
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL
@@ -187,7 +186,6 @@ def test_kill_9_leaves_the_run_crashed_on_a_configured_server(tmp_path, mnist_di
     assert message in runs[0].state.message
 
 
-@pytest.mark.xdist_group("interrupts-configured-server")  # a unit apart: ~1 min
 def test_sigterm_ends_the_run_like_ctrl_c(tmp_path, mnist_dir, prefect_harness):
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL

@@ -34,8 +34,7 @@ from .conftest import (
     wait_for_final_state,
 )
 
-# one work unit with the other module on the session's deployments: they are made once
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("prefect-deployments")]
+pytestmark = pytest.mark.slow
 
 FLOW = "mnist-pipeline"
 DEPLOYMENT = "mnist-retrain"

@@ -46,8 +46,7 @@ from .conftest import (
 )
 from .test_deployment import assert_completed, read_run, run_deployment
 
-# one work unit with the other module on the session's deployments: they are made once
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("prefect-deployments")]
+pytestmark = pytest.mark.slow
 
 DASK = Path(sys.executable).parent / "dask"
 MNIST_FLOW = Path(sys.executable).parent / "mnist-flow"

@@ -54,10 +54,9 @@ def _keys(root: Path) -> list[str]:
 
 
 def test_a_docstring_edit_outside_an_area_keeps_every_key(tmp_path: Path) -> None:
-    """An edited copy of the source gives the keys this checkout gives (computed in-process)."""
     for package in ("nn", "tasks", "flows"):
         shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__py*"))
-    before = _current_keys()
+    before = _keys(tmp_path)
     cli = tmp_path / "flows" / "common.py"
     cli.write_text('"""An edited docstring."""\n' + cli.read_text(encoding="utf-8"))
     (tmp_path / "tasks" / "train.py").write_text(
