@@ -110,6 +110,24 @@ def test_console_script_help_runs_as_a_process():
         assert name in proc.stdout
 
 
+def test_the_program_collects_garbage_again_once_its_imports_are_done(tmp_path):
+    """As the program, the command runs with the garbage collector on, the objects its
+    imports made frozen; a caller's process keeps its collector untouched."""
+    code = (
+        "import gc, sys\n"
+        "from flows.cli import main\n"
+        "assert main(['cache', '--cache-dir', sys.argv[1]]) == 0 and gc.get_freeze_count() == 0\n"
+        "code = main()\n"
+        "print(code, gc.isenabled(), gc.get_freeze_count() > 0)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "cache", "--cache-dir", str(tmp_path)],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "0 True True"
+
+
 @pytest.mark.slow
 def test_help_imports_neither_prefect_nor_matplotlib():
     """Building the parser (every ``--help``) stays quick: the flows are imported on dispatch."""

@@ -12,6 +12,8 @@ with 143, the flow run crashed (:mod:`flows.local.watchdog`).
 
 from __future__ import annotations
 
+import atexit
+import gc
 import os
 import sys
 from typing import Any
@@ -50,8 +52,24 @@ def _validation_message(exc: Any) -> str:
     return "; ".join(parts)
 
 
+def imports_done() -> None:
+    """Turn the garbage collector back on if :func:`main` turned it off, the objects made so
+    far frozen (``gc.freeze``: never walked again, as they live as long as the process)."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; return the process exit status."""
+    """Run the command line; return the process exit status.
+
+    Called as the program (``argv`` None), the garbage collector waits until the command's
+    imports are done (:func:`imports_done`): the objects they create live as long as the
+    process, and collections while importing Prefect walk them again and again.
+    """
+    if argv is None:
+        gc.disable()
+        atexit.register(gc.freeze)  # nor walk every object once more as the process ends
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # The temporary local server migrates a new database on first use: slow on a busy laptop.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from flows.cli import cache, serve
+from flows.cli import cache, imports_done, serve
 from flows.params import DataParams, PipelineOptions, RunOptions, SearchParams, TrainOptions
 from tasks.outputs.rundir import check_out_dir
 
@@ -87,6 +87,7 @@ def run_flow(module: str, name: str, **parameters: Any) -> int:
 
     with temporary_server() as ready:
         flow = getattr(importlib.import_module(module), name)
+        imports_done()
         ready()
         result = watched(flow)(**parameters)
     print(f"run directory: {result['run_dir']}")
@@ -308,6 +309,7 @@ def dispatch(args: argparse.Namespace) -> int:
     """Run the subcommand named by ``args.command``; return the exit status. A flow command
     runs guarded by the watchdog (:func:`flows.local.watchdog.guarded`)."""
     if args.command not in FLOW_COMMANDS:
+        imports_done()
         return COMMANDS[args.command](args)
     from prefect import tags
     from prefect.exceptions import TerminationSignal
