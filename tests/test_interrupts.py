@@ -49,7 +49,21 @@ def start(args: list[str], tmp_path: Path, api_url: str | None = None) -> subpro
             env=env,
             cwd=tmp_path,
             start_new_session=True,
+            preexec_fn=_default_ctrl_c,
         )
+
+
+def _default_ctrl_c() -> None:
+    """Ctrl-C as a terminal's shell gives it: a process inherits an ignored SIGINT, and the
+    test process may have been left ignoring it by code that ran in it before."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def ignores_ctrl_c(pid: int) -> bool:
+    """Whether the process ``pid`` ignores SIGINT (its ``SigIgn`` mask in ``/proc``)."""
+    status = Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
+    mask = next(line.split()[1] for line in status.splitlines() if line.startswith("SigIgn:"))
+    return bool(int(mask, 16) & (1 << (signal.SIGINT - 1)))
 
 
 def wait_for(proc: subprocess.Popen, tmp_path: Path, ready) -> None:
@@ -118,6 +132,7 @@ def test_ctrl_c_stops_within_seconds_with_one_line_and_a_crashed_run(tmp_path, m
     wait_for(proc, tmp_path, training_started(tmp_path))
     children = psutil.Process(proc.pid).children(recursive=True)
     assert any(is_server(c) for c in children)  # the temporary server
+    assert not ignores_ctrl_c(proc.pid)
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     try:
         code = proc.wait(timeout=60)
