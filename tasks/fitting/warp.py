@@ -108,8 +108,9 @@ class FieldBank:
     seeded with ``seed``: the bank depends on its settings only, so a training run
     resumed from a checkpoint sees the same bank. :meth:`draw` gives each image the
     window of a random field at a random offset, negated or not (smoothed uniform noise
-    is as likely as its negative): 512 fields give 296,000 windows, at less than half
-    the cost of smoothing new noise for every image (``bench/augment_speed.py``).
+    is as likely as its negative): 512 fields give 296,000 windows, each a copy where a
+    new field costs noise, two products and their buffers (``bench/augment_speed.py`` times
+    the whole augmentation).
     """
 
     def __init__(
