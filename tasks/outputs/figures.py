@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # matplotlib is imported when a plot is drawn (tasks.outputs.
 
 __all__ = ["CODE_VERSION", "FILE_DPI", "SEARCH_PLOTS", "PlotSpec", "build_plots", "render"]
 
-CODE_VERSION = 1
+CODE_VERSION = 2
 """Bump when a change in :mod:`tasks.outputs.plots` or :mod:`tasks.outputs.searchplots`
 changes how a plot looks: every cached image is then drawn anew."""
 
@@ -110,8 +110,9 @@ def render(spec: PlotSpec, cache: Path | None, name: str) -> tuple[bytes, bytes 
             small = small_png.read_bytes()
             return file_png.read_bytes(), small or None
     fig = spec.draw()  # object-API figure, outside pyplot's registry: freed when dropped
-    data, small = figure_to_png(fig, FILE_DPI), compact_png(fig)
+    data = figure_to_png(fig, FILE_DPI)
     del fig
+    small = compact_png(data, FILE_DPI)
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(small_png, small or b"")  # empty: too large to embed

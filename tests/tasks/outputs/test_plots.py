@@ -12,6 +12,8 @@ from matplotlib.figure import Figure
 
 from tasks.data.idx import read_idx
 from tasks.outputs.plots import (
+    MONTAGE_GAP_COLUMNS,
+    MONTAGE_TITLE_ROWS,
     PlotError,
     figure_to_png,
     latest_per_trial,
@@ -148,19 +150,35 @@ def test_confusion_any_number_of_classes() -> None:
         plot_confusion(np.ones((3, 3)), ["a", "b"])
 
 
+def montage_cells(fig) -> tuple[tuple[int, int], list[tuple[str, np.ndarray]]]:
+    """The grid (rows, columns) of a misclassified figure and its cells (title, image)."""
+    (ax,) = fig.axes
+    (image,) = ax.images
+    montage = np.ma.filled(image.get_array(), np.nan)
+    cell_h, cell_w = 28 + MONTAGE_TITLE_ROWS, 28 + MONTAGE_GAP_COLUMNS
+    grid = (montage.shape[0] // cell_h, montage.shape[1] // cell_w)
+    assert montage.shape == (grid[0] * cell_h, grid[1] * cell_w)
+    cells = []
+    for k, text in enumerate(ax.texts):
+        top, left = (k // grid[1]) * cell_h + MONTAGE_TITLE_ROWS, (k % grid[1]) * cell_w
+        assert text.get_position() == (left + 14, top - 1)  # centred above its image
+        cells.append((text.get_text(), montage[top : top + 28, left : left + 28]))
+    return grid, cells
+
+
 def test_misclassified_grid_on_real_images(fashion_test) -> None:
     images, labels = fashion_test
     y_pred = labels.copy()
     y_pred[::4] = (labels[::4] + 1) % 10  # 50 wrong predictions
     fig = plot_misclassified(images, labels, y_pred, FASHION_MNIST_CLASSES, max_images=20)
-    shown = [ax for ax in fig.axes if ax.images]
-    assert len(shown) == 20  # capped at max_images
-    assert len(fig.axes) == 20  # 5 x 4 grid, no empty cells
-    first = shown[0].get_title()
+    grid, cells = montage_cells(fig)
+    assert len(cells) == 20  # capped at max_images
+    assert grid == (4, 5)  # 5 x 4 grid, no empty cells
+    first = cells[0][0]
     assert (
         first == f"true {FASHION_MNIST_CLASSES[labels[0]]}\npred {FASHION_MNIST_CLASSES[y_pred[0]]}"
     )
-    np.testing.assert_allclose(shown[1].images[0].get_array(), images[4])
+    np.testing.assert_allclose(cells[1][1], images[4])
     assert_png(fig)
 
 
@@ -169,8 +187,12 @@ def test_misclassified_flat_images_and_partial_grid(fashion_test) -> None:
     y_pred = labels.copy()
     y_pred[:7] = (labels[:7] + 3) % 10
     fig = plot_misclassified(images.reshape(200, 784), labels, y_pred, FASHION_MNIST_CLASSES)
-    assert sum(1 for ax in fig.axes if ax.images) == 7  # 3 x 3 grid, two empty cells
-    assert len(fig.axes) == 9
+    grid, cells = montage_cells(fig)
+    assert len(cells) == 7 and grid == (3, 3)  # 3 x 3 grid, two empty cells
+    for k, (_, image) in enumerate(cells):
+        np.testing.assert_allclose(image, images[k])
+    montage = np.ma.filled(fig.axes[0].images[0].get_array(), np.nan)
+    assert np.isnan(montage[2 * (28 + MONTAGE_TITLE_ROWS) :, 28 + MONTAGE_GAP_COLUMNS :]).all()
 
 
 def test_misclassified_none_wrong(fashion_test) -> None:

@@ -15,7 +15,7 @@ from prefect import flow
 from tasks.data.idx import read_idx
 from tasks.outputs import embed
 from tasks.outputs.embed import MAX_EMBED_CHARS, compact_png
-from tasks.outputs.plots import plot_confusion
+from tasks.outputs.plots import figure_to_png, plot_confusion
 from tasks.outputs.report import PLOTS, best_trial, render_report
 from tasks.report import REPORT_ARTIFACT_KEY, write_report
 from tasks.scoring.metrics import class_names, evaluation_metrics, select_misclassified
@@ -268,12 +268,22 @@ def test_write_report_files_and_artifact(prefect_harness, evaluated, tmp_path: P
         assert base64.b64decode(b64)[:8] == PNG_SIGNATURE
 
 
+def _png_size(png: bytes) -> tuple[int, int]:
+    return struct.unpack(">II", png[16:24])
+
+
 def test_compact_png_fits_the_budget(evaluated) -> None:
     fig = plot_confusion(evaluated["metrics"]["confusion_matrix"], evaluated["names"])
-    small = compact_png(fig, max_chars=30_000)
+    png = figure_to_png(fig, 100)
+    width, height = _png_size(png)
+    small = compact_png(png, 100)  # the default budget: the embedding resolution fits
     assert small is not None and small[:8] == PNG_SIGNATURE
-    assert len(base64.b64encode(small)) <= 30_000
-    assert compact_png(fig, max_chars=500) is None
+    assert len(base64.b64encode(small)) <= MAX_EMBED_CHARS
+    assert _png_size(small) == (round(width * 0.72), round(height * 0.72))
+    smaller = compact_png(png, 100, max_chars=len(base64.b64encode(small)) // 2)
+    assert smaller is not None and len(smaller) <= len(small) // 2
+    assert _png_size(smaller)[0] < _png_size(small)[0]  # a lower resolution made it fit
+    assert compact_png(png, 100, max_chars=500) is None
 
 
 def test_write_report_minimal_keeps_key(
