@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,17 +67,131 @@ def one_blas_thread() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def prefect_db_folder(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Where the migrated database of the tests' Prefect homes is made, once for all workers
+    (:mod:`tests.prefect_db`)."""
+    from tests import prefect_db
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    prefect_db.set_folder(shared / "prefect-db")
+
+
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
-    """Run Prefect flows and tasks against a temporary local database."""
-    from prefect.testing.utilities import prefect_test_harness
+    """Run Prefect flows and tasks against a temporary local database.
 
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+    The harness puts its database in a new temporary folder; here that folder already holds
+    a migrated copy (:mod:`tests.prefect_db`), which halves the server's start.
+    """
+    from prefect.testing import utilities
+
+    from tests import prefect_db
+
+    def migrated_folder() -> str:
+        folder = tempfile.mkdtemp()
+        shutil.copyfile(prefect_db.template(), Path(folder) / "prefect-test.db")
+        return folder
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(utilities, "mkdtemp", migrated_folder)
+        with utilities.prefect_test_harness(server_startup_timeout=120):
+            patch.undo()
+            yield
+
+
+#: Work units of ``make test`` other than a test module, by the start of their tests' ids.
+#: A unit's tests run on one worker, in order, so its module fixtures are made once.
+UNITS = {
+    # made once: the session server's deployments, pool and worker (tests/integration)
+    "tests/integration/test_deployment.py": "prefect-deployments",
+    "tests/integration/test_operating.py": "prefect-deployments",
+    # about a minute each: together they would keep one worker busy for three
+    "tests/test_cli_defaults.py::test_any_train_options": "cli-defaults-train-options",
+    "tests/test_cli_defaults.py::test_any_run_options": "cli-defaults-run-options",
+    "tests/test_cli_defaults.py::test_every_subcommand_with_only_the_required_options[idx1000": (
+        "cli-defaults-idx1000"
+    ),
+    "tests/test_cli_defaults.py::test_every_subcommand_with_only_the_required_options[mnist10k": (
+        "cli-defaults-mnist10k"
+    ),
+    "tests/test_cli_defaults.py::test_every_subcommand_with_only_the_required_options[fashion": (
+        "cli-defaults-fashion-mnist"
+    ),
+    "tests/test_interrupts.py::test_kill_9_leaves_the_run_crashed_on_a_configured_server": (
+        "interrupts-configured-server"
+    ),
+    "tests/test_interrupts.py::test_sigterm_ends_the_run_like_ctrl_c": (
+        "interrupts-configured-server"
+    ),
+}
+
+#: The longest work units, longest first (seconds on the quiet two-core machine, from
+#: ``make test``'s durations); the other units follow in collection order. Handed out
+#: first, the long units end with the short ones instead of after them.
+LONGEST_FIRST = (
+    "prefect-deployments",  # ~150 s
+    "tests/test_interrupts.py",  # ~60 s, Ctrl-C and kill -9 of the zero-setup path
+    "cli-defaults-fashion-mnist",
+    "cli-defaults-train-options",
+    "tests/integration/test_data_trigger.py",
+    "cli-defaults-run-options",
+    "tests/integration/test_offline_run.py",
+    "tests/integration/test_approval_ui.py",
+    "tests/test_cli.py",
+    "interrupts-configured-server",
+    "tests/flows/test_pipeline.py",
+    "cli-defaults-mnist10k",
+    "cli-defaults-idx1000",
+    "tests/flows/serve/test_page.py",
+    "tests/flows/test_train_evaluate.py",
+    "tests/flows/test_faults.py",
+    "tests/flows/test_approval.py",
+    "tests/flows/test_added_data.py",
+    "tests/flows/test_disk_full.py",
+    "tests/tasks/test_fetch.py",
+    "tests/tasks/test_cache.py",
+    "tests/tasks/test_predict.py",
+    "tests/tasks/outputs/test_report.py",
+    "tests/tasks/tuning/test_trials.py",
+)
+
+
+def work_unit(nodeid: str) -> str:
+    """The work unit of the test ``nodeid``: a name of :data:`UNITS`, else its module."""
+    for prefix, unit in UNITS.items():
+        if nodeid.startswith(prefix):
+            return unit
+    return nodeid.split("::")[0]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that start Prefect's test server are slow (``make test-fast`` leaves them out)."""
+    """Tests that start Prefect's test server are slow (``make test-fast`` leaves them out).
+
+    The units of :data:`LONGEST_FIRST` come first, in that order (a stable sort: the order
+    within a unit, and of the other units, stays).
+    """
     for item in items:
         if "prefect_harness" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+    rank = {unit: i for i, unit in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(work_unit(item.nodeid), len(rank)))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """``--dist loadfile`` hands out :func:`work_unit`s, in collection order (`make test`).
+
+    (pytest-xdist's own ``loadgroup`` no longer groups under pytest 9: it renames
+    ``item._nodeid``, which pytest 9 does not read.)
+    """
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WorkUnits(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    config.option.loadscopereorder = False  # collection order: the longest units first
+    return WorkUnits(config, log)

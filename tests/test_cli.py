@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from flows.cli import build_parser, main
+from tests.prefect_db import prefect_home
 
 SUBCOMMANDS = ["run", "train", "evaluate", "models", "predict", "data", "alerts", "cache"]
 
@@ -48,7 +49,7 @@ def run_cli(
     """
     env = {
         **os.environ,
-        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_HOME": str(prefect_home(tmp_path / "prefect-home")),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "MNIST_FLOW_CACHE": str(tmp_path / "cache"),
         "MNIST_FLOW_REGISTRY": str(tmp_path / "registry"),

@@ -22,17 +22,21 @@ import psutil
 import pytest
 
 from flows.local.watchdog import POLL_SECONDS
+from tests.prefect_db import prefect_home
 
 pytestmark = pytest.mark.slow
 
 STARTUP_SECONDS = 300  # a temporary server migrating its database on a busy machine
 
 
-def start(args: list[str], tmp_path: Path, api_url: str | None = None) -> subprocess.Popen:
-    """Start ``mnist-flow ARGS`` in a new process group (like a terminal's job), own homes."""
+def start(
+    args: list[str], tmp_path: Path, api_url: str | None = None, seeded: bool = True
+) -> subprocess.Popen:
+    """Start ``mnist-flow ARGS`` in a new process group (like a terminal's job), own homes
+    (a Prefect home with a migrated database unless not ``seeded``: see tests/prefect_db.py)."""
     env = {
         **os.environ,
-        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_HOME": str(prefect_home(tmp_path / "prefect-home", seeded)),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "MNIST_FLOW_CACHE": str(tmp_path / "cache"),
         "MNIST_FLOW_REGISTRY": str(tmp_path / "registry"),
@@ -153,7 +157,7 @@ def test_ctrl_c_stops_within_seconds_with_one_line_and_a_crashed_run(tmp_path, m
 def test_kill_9_leaves_no_server_no_workers_and_a_crashed_run(tmp_path, mnist_dir):
     args = ["run", "--data-dir", str(mnist_dir), "--train-size", "2000", "--val-size", "500",
             "--trials", "4", "--trial-epochs", "100", "--n-jobs", "2"]  # fmt: skip
-    proc = start(args, tmp_path)
+    proc = start(args, tmp_path, seeded=False)  # as on a new machine: the server migrates first
 
     def workers() -> list[psutil.Process]:
         try:

@@ -31,6 +31,8 @@ from typing import Any
 
 import pytest
 
+from tests.prefect_db import prefect_home
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: The venv's ``prefect`` executable, beside the interpreter running the tests.
 PREFECT = Path(sys.executable).parent / "prefect"
@@ -219,8 +221,7 @@ def running_server(root: Path, extra_env: dict[str, str] | None = None) -> Itera
 
     ``root/home`` is ``PREFECT_HOME``; ``root/server.log`` the server's output.
     """
-    home = root / "home"
-    home.mkdir(parents=True, exist_ok=True)
+    home = prefect_home(root / "home")
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     env = _environment(home, api_url, extra_env or {})

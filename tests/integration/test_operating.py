@@ -35,6 +35,8 @@ from typing import Any
 
 import pytest
 
+from tests.prefect_db import prefect_home
+
 from .conftest import (
     REPO_ROOT,
     PrefectServer,
@@ -269,7 +271,10 @@ def test_make_server_on_another_port_serves_a_ui_calling_that_port(tmp_path: Pat
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MNIST_FLOW_"))}
     # a profile's address of another server must not leak into the UI's settings
-    env.update(PREFECT_HOME=str(tmp_path / "home"), PREFECT_API_URL="http://127.0.0.1:4200/api")
+    env.update(
+        PREFECT_HOME=str(prefect_home(tmp_path / "home")),
+        PREFECT_API_URL="http://127.0.0.1:4200/api",
+    )
     log = tmp_path / "server.log"
     server = start_logged(make("server", f"PREFECT_PORT={port}"), REPO_ROOT, env, log)
     api = f"http://127.0.0.1:{port}/api"
