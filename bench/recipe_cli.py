@@ -23,6 +23,8 @@ after ``--`` go to ``mnist-flow train``.
 interleaved with the runs above (the order alternates from seed to seed, so that a
 change in the machine's load falls on both alike), and prints the ratio of their
 wall times: what the recipe costs against the classic training, in one run.
+``--against-unaugmented`` does the same with the recipe itself and ``--augment none``: what
+the augmentation alone costs, epoch for epoch.
 
 Examples::
 
@@ -31,6 +33,7 @@ Examples::
     python bench/recipe_cli.py --dataset fashion-mnist --seed 1
     python bench/recipe_cli.py -- --epochs 20        # override one recipe setting
     python bench/recipe_cli.py --seeds 0 1 2 --against-plain
+    python bench/recipe_cli.py --seeds 0 1 2 --against-unaugmented -- --epochs 5
 """
 
 from __future__ import annotations
@@ -170,19 +173,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--against-plain", action="store_true", help="also run --recipe plain and compare"
     )
+    parser.add_argument(
+        "--against-unaugmented",
+        action="store_true",
+        help="also run the recipe with --augment none and compare",
+    )
     parser.add_argument("extra", nargs="*", help="after --: more options of mnist-flow train")
     args = parser.parse_args(argv)
+    if args.against_plain and args.against_unaugmented:
+        parser.error("--against-plain and --against-unaugmented: choose one")
+    against = ["--recipe", "plain"] if args.against_plain else ["--augment", "none"]
+    label = "plain" if args.against_plain else "unaugmented"
+    compare = args.against_plain or args.against_unaugmented
     runs: dict[str, list[dict[str, object]]] = {"recipe": [], "plain": []}
     for number, seed in enumerate(args.seeds):
-        order = ["recipe", "plain"] if args.against_plain else ["recipe"]
+        order = ["recipe", "plain"] if compare else ["recipe"]
         for name in order[::-1] if number % 2 else order:
-            extra = [*args.extra, "--recipe", "plain"] if name == "plain" else args.extra
+            extra = [*args.extra, *against] if name == "plain" else args.extra
             result = run_train(args.dataset, seed, args.val_size, extra)
             runs[name].append(result)
             report(result, seed)
     print(summary("test accuracy", [float(r["test_accuracy"]) for r in runs["recipe"]]))
-    if args.against_plain:
-        print(summary("plain recipe", [float(r["test_accuracy"]) for r in runs["plain"]]))
+    if compare:
+        print(summary(f"{label} recipe", [float(r["test_accuracy"]) for r in runs["plain"]]))
         ratios = [
             float(r["seconds"]) / float(p["seconds"])
             for r, p in zip(runs["recipe"], runs["plain"], strict=True)
@@ -194,9 +207,9 @@ def main(argv: list[str] | None = None) -> int:
             for r, p in zip(runs["recipe"], runs["plain"], strict=True)
         )
         print(
-            f"wall time against --recipe plain: {', '.join(f'{x:.2f}x' for x in ratios)}"
+            f"wall time against {shlex.join(against)}: {', '.join(f'{x:.2f}x' for x in ratios)}"
             f" (median {statistics.median(ratios):.2f}x; {', '.join(walls)});"
-            f" mean epoch {epoch_ratio:.2f}x a plain one"
+            f" mean epoch {epoch_ratio:.2f}x that of the {label} one"
         )
     return 0
 
