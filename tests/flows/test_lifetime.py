@@ -83,6 +83,7 @@ def test_the_watchdog_of_a_command_that_ends_exits_at_once_and_cleanly():
     assert started.returncode == 0
 
 
+@pytest.mark.slow
 def test_the_installed_prefect_takes_the_temporary_servers_options():
     """A Prefect upgrade that renames an option of ``prefect server start`` fails here."""
     help_text = subprocess.run(

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
 from nn.io import save_model
@@ -24,6 +23,8 @@ def mnist10k(mnist_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     """
     images = read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")
     labels = read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz").astype(np.int64)
+    from sklearn.model_selection import train_test_split  # here: collection stays light
+
     X_train, X_test, y_train, y_test = train_test_split(
         images, labels, test_size=2000, stratify=labels, random_state=0
     )

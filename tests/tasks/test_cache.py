@@ -53,6 +53,7 @@ def _keys(root: Path) -> list[str]:
     return json.loads(out.stdout)
 
 
+@pytest.mark.slow
 def test_a_docstring_edit_outside_an_area_keeps_every_key(tmp_path: Path) -> None:
     for package in ("nn", "tasks", "flows"):
         shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__py*"))

@@ -113,6 +113,7 @@ def until(check, what: str, seconds: float = 30) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_two_workers_answer_swap_count_corrections_and_stop_on_sigterm(trained, tmp_path):
     registry = Registry(tmp_path / "registry")
     register(registry, trained.first, 0.95)
@@ -156,6 +157,7 @@ def test_two_workers_answer_swap_count_corrections_and_stop_on_sigterm(trained, 
     assert_stopped(process, children)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_every_worker(trained, tmp_path):
     process, port = start(tmp_path, "--model", str(trained.first))
     children = workers_of(process)
@@ -210,6 +212,7 @@ def _nodelay_in_a_spawned_worker(sock: socket.socket) -> int:
         sock.close()
 
 
+@pytest.mark.slow
 def test_connections_accepted_by_a_worker_send_without_delay():
     """Without ``TCP_NODELAY`` an answer's body waits for the client's delayed ACK."""
     assert _nodelay_in_a_spawned_worker(listening_socket("127.0.0.1", 0)) != 0
