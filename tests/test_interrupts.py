@@ -58,8 +58,9 @@ def start(
 
 
 def _default_ctrl_c() -> None:
-    """Ctrl-C as a terminal's shell gives it: a process inherits an ignored SIGINT, and the
-    test process may have been left ignoring it by code that ran in it before."""
+    """Ctrl-C as a terminal's shell gives it. A process inherits an ignored SIGINT, and the
+    tests may run ignoring it: a shell without job control starts its background commands
+    so (POSIX), as when ``make test &`` runs from a script."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
