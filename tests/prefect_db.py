@@ -1,9 +1,10 @@
 """A migrated Prefect database for the Prefect homes the tests' commands and servers start in.
 
 A Prefect server on a new database first runs every migration: about half of its start's CPU
-time. The tests' homes instead get a copy of one database migrated once a session, as a
-user's home is from the second command on. Tests of the very first run on a new machine ask
-for an empty home (``seeded=False``) and say so.
+time (7 s against 14 s for the test harness's server). The tests' homes, and the harness's
+database (``tests/conftest.py``), instead get a copy of one database migrated once a session,
+as a user's home is from the second command on. Tests of the very first run on a new
+machine ask for an empty home (``seeded=False``) and say so.
 """
 
 from __future__ import annotations
