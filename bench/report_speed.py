@@ -1,10 +1,11 @@
 """The report step with and without the plot cache: is keeping the plots worth it?
 
-Writes a report of eight trials, an 18-epoch history, a confusion matrix and 16
-misclassified MNIST test images (a nearest-centroid classifier on 1,000 of them) with
-:func:`tasks.outputs.report.write_report_files`: *drawn* with no plot cache, *cached*
-from a plot cache that an identical earlier report filled. Prints the best and median
-seconds of ``--repeat`` reports of each kind.
+Writes a report of eight trials, an 18-epoch history, a confusion matrix and the 36
+misclassified MNIST test images a run shows (a nearest-centroid classifier on 1,000 of
+them) with :func:`tasks.outputs.report.write_report_files`: *drawn* with no plot cache,
+*cached* from a plot cache that an identical earlier report filled. Prints the best and
+median seconds of ``--repeat`` reports of each kind, then of each plot drawn alone (the
+figure, its PNG file and its embedded image: :func:`tasks.outputs.figures.render`).
 
 Usage: ``python bench/report_speed.py [--repeat 5]``
 """
@@ -25,6 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tasks.data.idx import read_idx  # noqa: E402
+from tasks.outputs.figures import build_plots, render  # noqa: E402
 from tasks.outputs.report import write_report_files  # noqa: E402
 from tasks.scoring.metrics import class_names, evaluation_metrics, select_misclassified  # noqa: E402
 
@@ -43,7 +45,7 @@ def report_inputs() -> tuple[dict, dict]:
     proba /= proba.sum(axis=1, keepdims=True)
     names = class_names("mnist", 10)
     metrics = evaluation_metrics(labels[1000:], proba, names)
-    errors = select_misclassified(images[1000:], labels[1000:], proba, limit=16)
+    errors = select_misclassified(images[1000:], labels[1000:], proba)  # as many as a run
     trials = [
         {
             "trial": i, "seed": i, "status": "ok", "error": None, "epochs": 18, "rung": 0,
@@ -77,6 +79,19 @@ def timed(repeat: int, cache: Path | None, metrics: dict, kwargs: dict) -> list[
     return seconds
 
 
+def per_plot(repeat: int, metrics: dict, kwargs: dict) -> dict[str, list[float]]:
+    """Seconds of ``repeat`` renders of each of the report's plots, without a cache."""
+    errors = (kwargs["images_for_errors"], kwargs["y_true"], kwargs["y_pred"])
+    specs = build_plots(metrics, kwargs["class_names"], kwargs["history"], errors, kwargs["trials"])
+    seconds: dict[str, list[float]] = {}
+    for name, spec in specs.items():
+        for _ in range(repeat):
+            start = time.perf_counter()
+            render(spec, None, name)
+            seconds.setdefault(name, []).append(time.perf_counter() - start)
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
@@ -89,6 +104,9 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.1f}; seconds per report, best / median:")
     for name, seconds in (("drawn", drawn), ("cached", cached)):
         print(f"  {name:<7} {min(seconds):7.3f} / {statistics.median(seconds):7.3f}")
+    print("each plot drawn, best / median:")
+    for name, seconds in per_plot(args.repeat, metrics, kwargs).items():
+        print(f"  {name:<14} {min(seconds):7.3f} / {statistics.median(seconds):7.3f}")
 
 
 if __name__ == "__main__":
