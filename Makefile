@@ -31,7 +31,7 @@ run: $(STAMP)
 # 408 s with three). A module's tests stay on one worker, so its fixtures are made once
 # (session fixtures: once per worker); tests/conftest.py names the few other work units
 # (UNITS) and hands the longest out first (LONGEST_FIRST), so the workers end together.
-# The fast tests wait on nothing: two workers, one per core. PYTEST_WORKERS= (or
+# The fast tests are nearly all CPU work: two workers, one per core. PYTEST_WORKERS= (or
 # FAST_WORKERS=) runs serially.
 PYTEST_WORKERS ?= -n 3 --dist loadfile
 FAST_WORKERS ?= -n 2 --dist loadfile
