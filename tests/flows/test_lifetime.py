@@ -110,3 +110,19 @@ def test_a_server_that_cannot_start_is_one_line_naming_its_output(monkeypatch, t
     assert started.attempts == server._Server.ATTEMPTS  # a new free port each time
     assert "did not start (exit 1: Port in use); start one (`make server`)" in str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_flow_runs_on_the_temporary_server_send_no_heartbeats():
+    """A Prefect upgrade that renames the heartbeat setting fails here (the import)."""
+    from prefect.settings import (
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        get_current_settings,
+        temporary_settings,
+    )
+
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 180}):  # the default
+        with server.using_api("http://127.0.0.1:9/api"):
+            settings = get_current_settings()
+            assert settings.api.url == "http://127.0.0.1:9/api"
+            assert settings.flows.heartbeat_frequency is None
+        assert get_current_settings().flows.heartbeat_frequency == 180
