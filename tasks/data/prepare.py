@@ -123,9 +123,9 @@ def split_indices(labels: np.ndarray, params: PrepareParams) -> tuple[np.ndarray
         )
     val_idx = index[:0]
     train_idx = index
-    from sklearn.model_selection import train_test_split  # here: a cached run splits nothing
-
     if val_size:
+        from sklearn.model_selection import train_test_split  # here: only a split needs it
+
         try:
             train_idx, val_idx = train_test_split(
                 index,
