@@ -28,9 +28,10 @@ run: $(STAMP)
 
 # Three pytest-xdist workers on two cores: many tests wait for commands, servers and flow
 # runs of other processes, and a third worker fills those waits (`make test`: 427 s with two,
-# 408 s with three; later, back to back, 371 s with three and 412 s with four). A module's tests stay on one worker, so its fixtures are made once
-# (session fixtures: once per worker); tests/conftest.py names the few other work units
-# (UNITS) and hands the longest out first (LONGEST_FIRST), so the workers end together.
+# 408 s with three; later, back to back, 371 s with three and 412 s with four). A module's
+# tests stay on one worker, so its fixtures are made once (session fixtures: once per
+# worker); tests/conftest.py names the few other work units (UNITS) and hands the longest
+# out first (LONGEST_FIRST), so the workers end together.
 # The fast tests are nearly all CPU work: two workers, one per core. PYTEST_WORKERS= (or
 # FAST_WORKERS=) runs serially.
 PYTEST_WORKERS ?= -n 3 --dist loadfile

@@ -85,13 +85,13 @@ def prefect_harness() -> Iterator[None]:
     The harness puts its database in a new temporary folder; here that folder already holds
     a migrated copy (:mod:`tests.prefect_db`), which halves the server's start. Flows run
     with the settings of a command's temporary server (no heartbeats: see
-    :data:`flows.local.server.LOCAL_RUN_SETTINGS`): each flow run would otherwise wait up to
+    :func:`flows.local.server.local_run_settings`): each flow run would otherwise wait up to
     a second for Prefect's heartbeat thread at its end, and no test reads a heartbeat.
     """
     import prefect.settings
     from prefect.testing import utilities
 
-    from flows.local.server import LOCAL_RUN_SETTINGS
+    from flows.local.server import local_run_settings
     from tests import prefect_db
 
     def migrated_folder() -> str:
@@ -103,8 +103,7 @@ def prefect_harness() -> Iterator[None]:
         patch.setattr(utilities, "mkdtemp", migrated_folder)
         with utilities.prefect_test_harness(server_startup_timeout=120):
             patch.undo()
-            local = {getattr(prefect.settings, k): v for k, v in LOCAL_RUN_SETTINGS.items()}
-            with prefect.settings.temporary_settings(updates=local):
+            with prefect.settings.temporary_settings(updates=local_run_settings()):
                 yield
 
 

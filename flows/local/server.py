@@ -129,25 +129,26 @@ def temporary_server() -> Iterator[Callable[[], None]]:
         yield ready
 
 
-#: Settings of a flow run on the command's temporary server. No flow-run heartbeats: the
-#: server ends with the command, so no one is left to miss one (the watchdog marks a killed
-#: command's run Crashed), and Prefect's heartbeat thread sleeps in whole seconds, which
-#: every flow run waited for at its end (0.5 to 1 s).
-LOCAL_RUN_SETTINGS = {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": None}
+def local_run_settings() -> dict:
+    """Prefect settings of a flow run on the command's temporary server: no flow-run
+    heartbeats. The server ends with the command, so no one is left to miss one (the
+    watchdog marks a killed command's run Crashed), and Prefect's heartbeat thread sleeps in
+    whole seconds, which every flow run waited for at its end (0.5 to 1 s)."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+
+    return {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
 
 
 @contextlib.contextmanager
 def using_api(url: str) -> Iterator[None]:
-    """Point the block's Prefect client at ``url``, with :data:`LOCAL_RUN_SETTINGS`; at its
+    """Point the block's Prefect client at ``url``, with :func:`local_run_settings`; at its
     end, send the queued logs and events while the server still listens (as Prefect's test
     harness does)."""
-    import prefect.settings
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    local = {getattr(prefect.settings, name): value for name, value in LOCAL_RUN_SETTINGS.items()}
-    with temporary_settings(updates={PREFECT_API_URL: url, **local}):
+    with temporary_settings(updates={PREFECT_API_URL: url, **local_run_settings()}):
         try:
             yield
         finally:
