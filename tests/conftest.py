@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -88,6 +89,7 @@ def prefect_harness() -> Iterator[None]:
     :func:`flows.local.server.local_run_settings`): each flow run would otherwise wait up to
     a second for Prefect's heartbeat thread at its end, and no test reads a heartbeat.
     """
+    import httpx
     import prefect.settings
     from prefect.testing import utilities
 
@@ -99,12 +101,26 @@ def prefect_harness() -> Iterator[None]:
         shutil.copyfile(prefect_db.template(), Path(folder) / "prefect-test.db")
         return folder
 
-    with pytest.MonkeyPatch.context() as patch:
+    with pytest.MonkeyPatch.context() as patch, contextlib.ExitStack() as stack:
         patch.setattr(utilities, "mkdtemp", migrated_folder)
-        with utilities.prefect_test_harness(server_startup_timeout=120):
-            patch.undo()
-            with prefect.settings.temporary_settings(updates=local_run_settings()):
-                yield
+        for attempt in range(1, HARNESS_ATTEMPTS + 1):
+            try:
+                stack.enter_context(utilities.prefect_test_harness(server_startup_timeout=120))
+                break
+            except httpx.HTTPError:
+                # The harness picks a free port, then starts its server; another process may
+                # take the port in between (a Dask worker of another test). Prefect retries
+                # when its server reports the port in use, but not when its health check
+                # reaches the other listener first.
+                if attempt == HARNESS_ATTEMPTS:
+                    raise
+        patch.undo()
+        with prefect.settings.temporary_settings(updates=local_run_settings()):
+            yield
+
+
+HARNESS_ATTEMPTS = 3
+"""Starts of the harness's server before a port race fails the session's Prefect tests."""
 
 
 #: Work units of ``make test`` other than a test module, by the start of their tests' ids.
