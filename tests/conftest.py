@@ -79,6 +79,10 @@ def prefect_db_folder(tmp_path_factory: pytest.TempPathFactory) -> None:
     prefect_db.set_folder(shared / "prefect-db")
 
 
+HARNESS_ATTEMPTS = 3
+"""Starts of the harness's server before a port race fails the session's Prefect tests."""
+
+
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
     """Run Prefect flows and tasks against a temporary local database.
@@ -108,19 +112,15 @@ def prefect_harness() -> Iterator[None]:
                 stack.enter_context(utilities.prefect_test_harness(server_startup_timeout=120))
                 break
             except httpx.HTTPError:
-                # The harness picks a free port, then starts its server; another process may
-                # take the port in between (a Dask worker of another test). Prefect retries
-                # when its server reports the port in use, but not when its health check
-                # reaches the other listener first.
+                # The harness picks a free port, then starts its server; another test's
+                # process may take the port in between. Prefect retries when its server
+                # reports the port in use, but not when its health check reaches the other
+                # listener first.
                 if attempt == HARNESS_ATTEMPTS:
                     raise
         patch.undo()
         with prefect.settings.temporary_settings(updates=local_run_settings()):
             yield
-
-
-HARNESS_ATTEMPTS = 3
-"""Starts of the harness's server before a port race fails the session's Prefect tests."""
 
 
 #: Work units of ``make test`` other than a test module, by the start of their tests' ids.
