@@ -37,7 +37,17 @@ def _figure(width: float, height: float, layout: str | None = "constrained") -> 
 
 
 def figure_to_png(fig: Figure, dpi: float = 100) -> bytes:
-    """Render ``fig`` to PNG bytes at ``dpi`` dots per inch."""
+    """Render ``fig`` to PNG bytes at ``dpi`` dots per inch.
+
+    A figure with a layout engine is laid out once, here, and then drawn where the layout
+    put its axes: ``savefig`` alone lays it out twice (a draw that measures, then the draw
+    that renders), for the same pixels and about a fifth more time.
+    """
+    engine = fig.get_layout_engine()
+    if engine is not None:
+        fig.set_dpi(dpi)  # the layout measures text in pixels at the figure's dpi
+        engine.execute(fig)
+        fig.set_layout_engine(None)  # the axes keep their positions; savefig draws once
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()

@@ -306,3 +306,22 @@ def test_one_epoch_trials_are_drawn(trials) -> None:
         line.set_visible(False)
     changed = np.abs(drawn - pixels()).sum(axis=-1) > 0
     assert changed.sum() > 10 * len(acc.lines)  # every trial leaves a visible dot
+
+
+@pytest.mark.parametrize("dpi", [50, 100])
+def test_figure_to_png_draws_the_pixels_of_savefig(trials, dpi) -> None:
+    """The layout is computed once instead of once per draw: the pixels must not change."""
+    import io
+
+    from PIL import Image
+
+    def pixels(png: bytes) -> np.ndarray:
+        with Image.open(io.BytesIO(png)) as image:
+            return np.asarray(image.convert("RGB"))
+
+    for draw in (lambda: plot_trial_curves(trials), lambda: plot_curves(history(4))):
+        ours, theirs = draw(), draw()
+        assert ours.get_layout_engine() is not None  # a figure the change applies to
+        saved = io.BytesIO()
+        theirs.savefig(saved, format="png", dpi=dpi)
+        assert np.array_equal(pixels(figure_to_png(ours, dpi)), pixels(saved.getvalue()))
