@@ -126,7 +126,8 @@ def prefect_harness() -> Iterator[None]:
 #: Work units of ``make test`` other than a test module, by the start of their tests' ids.
 #: A unit's tests run on one worker, in order, so its module fixtures are made once.
 UNITS = {
-    # made once: the session server's deployments, pool and worker (tests/integration)
+    # made once: the integration server, its deployments, pool and worker (tests/integration)
+    "tests/integration/test_approval_ui.py": "prefect-deployments",
     "tests/integration/test_deployment.py": "prefect-deployments",
     "tests/integration/test_operating.py": "prefect-deployments",
     # about a minute each: together they would keep one worker busy for three
@@ -149,33 +150,33 @@ UNITS = {
     ),
 }
 
-#: The longest work units, longest first (seconds on the quiet two-core machine, from
-#: ``make test``'s durations); the other units follow in collection order. Handed out
-#: first, the long units end with the short ones instead of after them.
+#: The longest work units, longest first (seconds of their tests in one ``make test`` on the
+#: quiet two-core machine, from ``--durations``); the other units follow in collection
+#: order. Handed out first, the long units end with the short ones instead of after them.
 LONGEST_FIRST = (
-    "prefect-deployments",  # ~150 s
-    "tests/test_interrupts.py",  # ~60 s, Ctrl-C and kill -9 of the zero-setup path
+    "prefect-deployments",  # ~230 s
+    "tests/integration/test_data_trigger.py",  # ~100 s
+    "tests/flows/test_faults.py",  # ~90 s
+    "tests/test_interrupts.py",  # ~80 s, Ctrl-C and kill -9 of the zero-setup path
     "cli-defaults-fashion-mnist",
     "cli-defaults-train-options",
-    "tests/integration/test_data_trigger.py",
     "cli-defaults-run-options",
     "tests/integration/test_offline_run.py",
-    "tests/integration/test_approval_ui.py",
     "tests/test_cli.py",
     "interrupts-configured-server",
+    "tests/flows/test_approval.py",
     "tests/flows/test_pipeline.py",
+    "tests/flows/test_added_data.py",
+    "tests/tasks/outputs/test_report.py",
     "cli-defaults-mnist10k",
+    "tests/flows/serve/test_workers.py",
+    "tests/tasks/test_fetch.py",
+    "tests/flows/test_train_evaluate.py",
     "cli-defaults-idx1000",
     "tests/flows/serve/test_page.py",
-    "tests/flows/test_train_evaluate.py",
-    "tests/flows/test_faults.py",
-    "tests/flows/test_approval.py",
-    "tests/flows/test_added_data.py",
-    "tests/flows/test_disk_full.py",
-    "tests/tasks/test_fetch.py",
     "tests/tasks/test_cache.py",
+    "tests/flows/test_disk_full.py",
     "tests/tasks/test_predict.py",
-    "tests/tasks/outputs/test_report.py",
     "tests/tasks/tuning/test_trials.py",
 )
 

@@ -1,14 +1,16 @@
 """A real ``prefect server start`` on a free loopback port, and the ``prefect`` CLI against it.
 
-One server serves the session's integration tests (a test module that needs a server of its
-own starts one with :func:`running_server` and says why). The server runs with a temporary
+One server serves the integration tests (a test module that needs a server of its own starts
+one with :func:`running_server` and says why). The server runs with a temporary
 ``PREFECT_HOME`` (its own SQLite database and profiles), so the tests never touch a
 developer's Prefect setup; each module gets its own registry and cache, so the models of one
 module never meet another's. The work pool, the deployments of ``prefect.yaml`` and one
 process worker are set up once, on first use. Every command runs in its own process group
-and is killed with its children when it overruns, and the server is always stopped when the
-session ends, pass or fail. A failing test gets the tail of the server log attached to its
-report.
+and is killed with its children when it overruns. The server and the worker are stopped,
+pass or fail, when the integration tests of the process are over, not at the end of the
+session: with a worker asking for runs every second, an idle server costs about 5 CPU
+seconds a minute, which the other tests' processes need. A failing test gets the tail of
+the server log attached to its report.
 """
 
 from __future__ import annotations
@@ -182,7 +184,6 @@ def _environment(home: Path, api_url: str, extra: dict[str, str]) -> dict[str, s
             "PREFECT_HOME": str(home),
             "PREFECT_API_URL": api_url,
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_UI_ENABLED": "false",  # the tests read the API only; faster start
             "PREFECT_CLI_COLORS": "false",
             "NO_COLOR": "1",
             "COLUMNS": "200",  # keeps the CLI's tables and ids on one line
@@ -250,9 +251,9 @@ def module_folders(server: PrefectServer, root: Path) -> PrefectServer:
     return dataclasses.replace(server, env={**server.env, **extra})
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
-    """The real Prefect server of the session's integration tests."""
+    """The real Prefect server of the integration tests, with its UI (``test_approval_ui``)."""
     root = tmp_path_factory.mktemp("prefect-server")
     with running_server(root) as server:
         yield module_folders(server, root)
@@ -270,7 +271,7 @@ POOL = "mnist-pool"
 """The process work pool of ``prefect.yaml``'s deployments."""
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def deployment_set(shared_server: PrefectServer) -> PrefectServer:
     """The shared server with the work pool and every deployment of ``prefect.yaml``."""
     shared_server.prefect("work-pool", "create", POOL, "--type", "process")
@@ -292,9 +293,9 @@ class Worker:
 WORKER_QUERY_SECONDS = "1"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def worker(deployment_set: PrefectServer) -> Iterator[Worker]:
-    """One process worker of :data:`POOL` for the session, as ``make worker`` starts it."""
+    """One process worker of :data:`POOL`, as ``make worker`` starts it."""
     root = deployment_set.home.parent
     env = {**deployment_set.env, "PREFECT_WORKER_QUERY_SECONDS": WORKER_QUERY_SECONDS}
     command = [PREFECT, "worker", "start", "--pool", POOL, "--type", "process"]

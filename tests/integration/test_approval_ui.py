@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import PREFECT, running_server
+from tests.integration.conftest import PREFECT
 
 pytestmark = pytest.mark.slow
 
@@ -64,54 +64,53 @@ def _reject_in_the_ui(url: str, flow_run_id: str, screenshot: Path) -> None:
             browser.close()
 
 
-def test_a_promotion_rejected_in_the_prefect_ui_is_rejected_in_every_record(tmp_path, fashion_dir):
+def test_a_promotion_rejected_in_the_prefect_ui_is_rejected_in_every_record(
+    tmp_path, fashion_dir, shared_server
+):
     if shutil.which("chromium") is None:
         raise RuntimeError("this test needs Chromium (Debian: apt-get install chromium)")
-    # its own server: the shared one runs without the UI, which this test needs
-    with running_server(tmp_path / "server", {"PREFECT_UI_ENABLED": "true"}) as server:
-        ui = server.api_url.removesuffix("/api")
-        env = server.env
-        out, registry, log = tmp_path / "out", tmp_path / "registry", tmp_path / "train.log"
-        command = [
-            str(BIN / "mnist-flow"), "train", "--dataset", "fashion-mnist",
-            "--data-dir", str(fashion_dir), "--train-size", "2000", "--epochs", "1",
-            "--approve", "--out", str(out), "--registry", str(registry),
-            "--cache-dir", str(tmp_path / "cache"),
-        ]  # fmt: skip
-        with log.open("wb") as sink:
-            process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
-            try:
-                flow_run_id = _paused_run(server, process, log)
-                assert not out.exists()  # nothing is written before the answer
-                _reject_in_the_ui(ui, flow_run_id, tmp_path / "form.png")
-                assert process.wait(timeout=300) == 0, log.read_text()
-            finally:
-                if process.poll() is None:
-                    process.kill()
-        said = f"rejected by {REVIEWER}: {REASON}"
-        output = log.read_text()
-        assert f"registry: v0001 rejected by {REVIEWER} (" in output and said in output
-        registry_record = json.loads((out / "metrics.json").read_text())["registry"]
-        assert registry_record["promoted"] is False
-        assert registry_record["review"] == {"approved": False, "by": REVIEWER, "reason": REASON}
-        report = (out / "report.md").read_text()
-        assert f"**Outcome: v0001 registered; its promotion was {said}.**" in report
-        assert "promoted to champion" not in report
-        with server.client() as client:
-            from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    server = shared_server  # with its UI: the run is answered in its Resume form
+    ui = server.api_url.removesuffix("/api")
+    env = server.env
+    out, registry, log = tmp_path / "out", tmp_path / "registry", tmp_path / "train.log"
+    command = [
+        str(BIN / "mnist-flow"), "train", "--dataset", "fashion-mnist",
+        "--data-dir", str(fashion_dir), "--train-size", "2000", "--epochs", "1",
+        "--approve", "--out", str(out), "--registry", str(registry),
+        "--cache-dir", str(tmp_path / "cache"),
+    ]  # fmt: skip
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
+        try:
+            flow_run_id = _paused_run(server, process, log)
+            assert not out.exists()  # nothing is written before the answer
+            _reject_in_the_ui(ui, flow_run_id, tmp_path / "form.png")
+            assert process.wait(timeout=300) == 0, log.read_text()
+        finally:
+            if process.poll() is None:
+                process.kill()
+    said = f"rejected by {REVIEWER}: {REASON}"
+    output = log.read_text()
+    assert f"registry: v0001 rejected by {REVIEWER} (" in output and said in output
+    registry_record = json.loads((out / "metrics.json").read_text())["registry"]
+    assert registry_record["promoted"] is False
+    assert registry_record["review"] == {"approved": False, "by": REVIEWER, "reason": REASON}
+    report = (out / "report.md").read_text()
+    assert f"**Outcome: v0001 registered; its promotion was {said}.**" in report
+    assert "promoted to champion" not in report
+    with server.client() as client:
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-            artifacts = client.read_artifacts(
-                artifact_filter=ArtifactFilter(
-                    flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])
-                )
-            )
-        by_key = {a.key: a for a in artifacts}
-        for key in ("mnist-report", "mnist-promotion"):
-            assert said in (str(by_key[key].data) + str(by_key[key].description)).lower(), key
-        models = subprocess.run(
-            [str(BIN / "mnist-flow"), "models", "--registry", str(registry)],
-            capture_output=True, text=True, env=env, check=True,
-        ).stdout  # fmt: skip
-        assert "v0001" in models and "*" not in models  # registered, never champion
-        history = registry / "history.jsonl"
-        assert not history.exists() or "v0001" not in history.read_text()
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    by_key = {a.key: a for a in artifacts}
+    for key in ("mnist-report", "mnist-promotion"):
+        assert said in (str(by_key[key].data) + str(by_key[key].description)).lower(), key
+    models = subprocess.run(
+        [str(BIN / "mnist-flow"), "models", "--registry", str(registry)],
+        capture_output=True, text=True, env=env, check=True,
+    ).stdout  # fmt: skip
+    assert "v0001" in models and "*" not in models  # registered, never champion
+    history = registry / "history.jsonl"
+    assert not history.exists() or "v0001" not in history.read_text()
