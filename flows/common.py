@@ -254,9 +254,13 @@ def train_and_report(
         raise OutputError(f"{exc}; the model was registered before: {done}") from exc
     model_path = run_dir / "model.npz"
     if diverged is not None:
+        trained = f"lr {params['lr']:g}, batch size {params['batch_size']}"
+        trained += f", {prepared.n_train} images"
+        if data.train_size:  # a tiny training set is a cause of its own
+            trained += f" (--train-size {data.train_size})"
         raise DivergedError(
-            f"the model diverged: {diverged}; not registered (report in {run_dir}); "
-            "a lower --lr or a larger --batch-size usually helps"
+            f"the model diverged: {diverged}; not registered (report in {run_dir}); it trained "
+            f"with {trained}: a lower --lr or a larger --batch-size usually helps"
         )
     if decision is None:
         logger.warning("not registered: the %s", unfit)

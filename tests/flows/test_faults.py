@@ -113,6 +113,7 @@ def test_a_diverged_model_is_reported_and_not_registered(cli, tmp_path) -> None:
     code, errors = cli("--lr", "10", "--recipe", "plain")
     assert code == 1 and len(errors) == 1, errors
     assert "diverged" in errors[0] and "not registered" in errors[0]
+    assert "it trained with lr 10, batch size " in errors[0] and "(--train-size 1000)" in errors[0]
     assert str(tmp_path / "run") in errors[0]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["registry"] is None and "more than 10 times ln(10)" in metrics["not_registered"]
