@@ -5,7 +5,9 @@ misclassified MNIST test images a run shows (a nearest-centroid classifier on 1,
 them) with :func:`tasks.outputs.report.write_report_files`: *drawn* with no plot cache,
 *cached* from a plot cache that an identical earlier report filled. Prints the best and
 median seconds of ``--repeat`` reports of each kind, then of each plot drawn alone (the
-figure, its PNG file and its embedded image: :func:`tasks.outputs.figures.render`).
+figure, its PNG file and its embedded image: :func:`tasks.outputs.figures.render`), then
+the seven plots drawn and saved by matplotlib's ``savefig`` (laid out twice) and by
+:func:`tasks.outputs.plots.figure_to_png` (laid out once), in turn.
 
 Usage: ``python bench/report_speed.py [--repeat 5]``
 """
@@ -92,6 +94,32 @@ def per_plot(repeat: int, metrics: dict, kwargs: dict) -> dict[str, list[float]]
     return seconds
 
 
+def layout_passes(repeat: int, metrics: dict, kwargs: dict) -> dict[str, list[float]]:
+    """Seconds to draw and save the seven plots with ``savefig`` and with ``figure_to_png``,
+    alternating, ``repeat`` rounds."""
+    import io
+
+    from tasks.outputs.figures import FILE_DPI
+    from tasks.outputs.plots import figure_to_png
+
+    def with_savefig(fig) -> bytes:
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=FILE_DPI)
+        return buffer.getvalue()
+
+    errors = (kwargs["images_for_errors"], kwargs["y_true"], kwargs["y_pred"])
+    specs = build_plots(metrics, kwargs["class_names"], kwargs["history"], errors, kwargs["trials"])
+    ways = {"savefig": with_savefig, "figure_to_png": lambda fig: figure_to_png(fig, FILE_DPI)}
+    seconds: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(repeat):
+        for name, save in ways.items():
+            start = time.perf_counter()
+            for spec in specs.values():
+                save(spec.draw())
+            seconds[name].append(time.perf_counter() - start)
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
@@ -106,6 +134,9 @@ def main() -> None:
         print(f"  {name:<7} {min(seconds):7.3f} / {statistics.median(seconds):7.3f}")
     print("each plot drawn, best / median:")
     for name, seconds in per_plot(args.repeat, metrics, kwargs).items():
+        print(f"  {name:<14} {min(seconds):7.3f} / {statistics.median(seconds):7.3f}")
+    print("the seven plots drawn and saved, best / median:")
+    for name, seconds in layout_passes(args.repeat, metrics, kwargs).items():
         print(f"  {name:<14} {min(seconds):7.3f} / {statistics.median(seconds):7.3f}")
 
 
