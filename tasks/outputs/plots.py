@@ -41,7 +41,7 @@ def figure_to_png(fig: Figure, dpi: float = 100) -> bytes:
 
     A figure with a layout engine is laid out once, here, and then drawn where the layout
     put its axes: ``savefig`` alone lays it out twice (a draw that measures, then the draw
-    that renders), for the same pixels and about a fifth more time.
+    that renders), for the same pixels (``python bench/report_speed.py`` times both).
     """
     engine = fig.get_layout_engine()
     if engine is not None:
