@@ -38,7 +38,8 @@ class Listener(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def listener() -> Iterator[str]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Listener)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # shutdown() waits for the loop's next poll: 0.5 s by default, once per test
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
     Listener.received.clear()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/hook"

@@ -174,7 +174,8 @@ def test_a_failed_retraining_calls_the_webhook(
     prefect_server: PrefectServer, deployed: Path, tmp_path: Path
 ) -> None:
     receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    # shutdown() waits for the loop's next poll: 0.5 s by default
+    threading.Thread(target=receiver.serve_forever, args=(0.02,), daemon=True).start()
     try:
         url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
         installed = mnist_flow(prefect_server, "alerts", "--webhook", url)

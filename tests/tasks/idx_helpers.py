@@ -126,7 +126,8 @@ class MirrorServer(ThreadingHTTPServer):
 def serve(root: Path) -> Iterator[MirrorServer]:
     """Serve ``root`` on 127.0.0.1 (free port) in a thread for the duration of the block."""
     server = MirrorServer(root)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits for the loop's next poll: 0.5 s by default, once per test
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     try:
         yield server
