@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,12 +69,55 @@ def one_blas_thread() -> Iterator[None]:
         yield
 
 
+EARLY_PREFECT_DB = "MNIST_FLOW_TESTS_PREFECT_DB"
+"""The folder where :func:`pytest_configure` began making the migrated database."""
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """On a run of the whole suite (``make test``), start making the migrated Prefect
+    database (:mod:`tests.prefect_db`) at once, in the background.
+
+    Its migration takes about 14 CPU-seconds, and the first test of every worker needs it:
+    made here, it overlaps with the workers' start and collection instead of holding all
+    three up. A run of some files, or of the fast tests, makes it when a test asks.
+    """
+    if hasattr(config, "workerinput") or os.environ.get(EARLY_PREFECT_DB):
+        return  # an xdist worker: its controller began it
+    whole = config.args_source == pytest.Config.ArgsSource.TESTPATHS
+    if not whole or "not slow" in (config.option.markexpr or ""):
+        return
+    from tests import prefect_db
+
+    folder = Path(tempfile.mkdtemp(prefix="mnist-flow-tests-prefect-db-"))
+    os.environ[EARLY_PREFECT_DB] = str(folder)  # read by the workers, started after this
+    prefect_db.set_folder(folder)
+
+    def make() -> None:
+        with contextlib.suppress(Exception):  # not lost: the first test asking makes it again
+            prefect_db.template()
+
+    thread = threading.Thread(target=make)
+    thread.start()
+
+    def clean_up() -> None:
+        thread.join()
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop(EARLY_PREFECT_DB, None)
+
+    config.add_cleanup(clean_up)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def prefect_db_folder(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Where the migrated database of the tests' Prefect homes is made, once for all workers
-    (:mod:`tests.prefect_db`)."""
+    (:mod:`tests.prefect_db`): where :func:`pytest_configure` began it, else beside the
+    workers' temporary folders."""
     from tests import prefect_db
 
+    if os.environ.get(EARLY_PREFECT_DB):
+        prefect_db.set_folder(Path(os.environ[EARLY_PREFECT_DB]))
+        return
     base = tmp_path_factory.getbasetemp()
     shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     prefect_db.set_folder(shared / "prefect-db")
