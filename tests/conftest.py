@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import gc
 import os
 import shutil
 import tempfile
@@ -13,6 +15,11 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+# As in flows.cli.main: the garbage collector waits until the test modules are imported
+# (pytest_collection_finish). The objects those imports create (Prefect, matplotlib, FastAPI)
+# live as long as the process, and collections while importing walk them again and again.
+gc.disable()
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("MNIST_FLOW_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -75,13 +82,17 @@ EARLY_PREFECT_DB = "MNIST_FLOW_TESTS_PREFECT_DB"
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    """On a run of the whole suite (``make test``), start making the migrated Prefect
-    database (:mod:`tests.prefect_db`) at once, in the background.
+    """Freeze the heap at the process's end, and on a run of the whole suite (``make
+    test``), start making the migrated Prefect database (:mod:`tests.prefect_db`) at once,
+    in the background.
 
     Its migration takes about 14 CPU-seconds, and the first test of every worker needs it:
     made here, it overlaps with the workers' start and collection instead of holding all
     three up. A run of some files, or of the fast tests, makes it when a test asks.
     """
+    atexit.register(gc.freeze)  # nor walk every object once more as the process ends
+    if not hasattr(config, "workerinput") and config.getoption("numprocesses", None):
+        gc.enable()  # the controller of xdist workers: it imports no test module
     if hasattr(config, "workerinput") or os.environ.get(EARLY_PREFECT_DB):
         return  # an xdist worker: its controller began it
     whole = config.args_source == pytest.Config.ArgsSource.TESTPATHS
@@ -106,6 +117,13 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.pop(EARLY_PREFECT_DB, None)
 
     config.add_cleanup(clean_up)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The test modules are imported: what they created lives on, and the collector, now
+    back, leaves it alone (:func:`gc.freeze`)."""
+    gc.freeze()
+    gc.enable()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -196,7 +214,8 @@ UNITS = {
 
 #: The longest work units, longest first (seconds of their tests in one ``make test`` on the
 #: quiet two-core machine, from ``--durations``); the other units follow in collection
-#: order. Handed out first, the long units end with the short ones instead of after them.
+#: order. Handed out first, the long units end with the short ones instead of after them
+#: (in ``make test-fast`` too, where the fast modules among them come first).
 LONGEST_FIRST = (
     "prefect-deployments",  # ~230 s
     "tests/integration/test_data_trigger.py",  # ~100 s
@@ -217,8 +236,11 @@ LONGEST_FIRST = (
     "tests/tasks/test_fetch.py",
     "tests/flows/test_train_evaluate.py",
     "cli-defaults-idx1000",
+    "tests/tasks/data/test_prepare.py",
+    "tests/tasks/outputs/test_plots.py",
     "tests/flows/serve/test_page.py",
     "tests/tasks/test_cache.py",
+    "tests/flows/serve/test_api.py",
     "tests/flows/test_disk_full.py",
     "tests/tasks/test_predict.py",
     "tests/tasks/tuning/test_trials.py",

@@ -145,7 +145,8 @@ def test_no_champion_is_a_503_with_the_reason(trained, tmp_path):
     from tasks.registry.store import Registry
 
     registry = Registry(tmp_path / "empty-registry")
-    app = create_app(ChampionSource(registry, "mnist"), dataset="mnist", store=DataStore(tmp_path))
+    source = ChampionSource(registry, "mnist", interval=0.05)  # as `served`: no 1 s wait
+    app = create_app(source, dataset="mnist", store=DataStore(tmp_path))
     with TestClient(app) as client:
         response = predict(client, png(dark_on_white(trained.X_test[0])))
         assert response.status_code == 503
