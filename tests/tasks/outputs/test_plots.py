@@ -308,9 +308,10 @@ def test_one_epoch_trials_are_drawn(trials) -> None:
     assert changed.sum() > 10 * len(acc.lines)  # every trial leaves a visible dot
 
 
-@pytest.mark.parametrize("dpi", [50, 100])
-def test_figure_to_png_draws_the_pixels_of_savefig(trials, dpi) -> None:
-    """The layout is computed once instead of once per draw: the pixels must not change."""
+@pytest.mark.parametrize(("plot", "dpi"), [("trial_curves", 50), ("curves", 100)])
+def test_figure_to_png_draws_the_pixels_of_savefig(trials, plot, dpi) -> None:
+    """The layout is computed once instead of once per draw: the pixels must not change
+    (two figures, two resolutions: each figure at one of them)."""
     import io
 
     from PIL import Image
@@ -319,9 +320,12 @@ def test_figure_to_png_draws_the_pixels_of_savefig(trials, dpi) -> None:
         with Image.open(io.BytesIO(png)) as image:
             return np.asarray(image.convert("RGB"))
 
-    for draw in (lambda: plot_trial_curves(trials), lambda: plot_curves(history(4))):
-        ours, theirs = draw(), draw()
-        assert ours.get_layout_engine() is not None  # a figure the change applies to
-        saved = io.BytesIO()
-        theirs.savefig(saved, format="png", dpi=dpi)
-        assert np.array_equal(pixels(figure_to_png(ours, dpi)), pixels(saved.getvalue()))
+    draw = {
+        "trial_curves": lambda: plot_trial_curves(trials),
+        "curves": lambda: plot_curves(history(4)),
+    }[plot]
+    ours, theirs = draw(), draw()
+    assert ours.get_layout_engine() is not None  # a figure the change applies to
+    saved = io.BytesIO()
+    theirs.savefig(saved, format="png", dpi=dpi)
+    assert np.array_equal(pixels(figure_to_png(ours, dpi)), pixels(saved.getvalue()))
