@@ -147,7 +147,7 @@ def probe_scheduler(address: str, timeout: float = PROBE_SECONDS) -> None:
     except TimeoutError:
         raise SearchError(
             f"no Dask scheduler at {address}: the port accepted the connection but sent no "
-            f"Dask handshake within {timeout:.0f} s (is it the dashboard's web port? the "
+            f"Dask handshake within {timeout:g} s (is it the dashboard's web port? the "
             f"scheduler listens on {DEFAULT_PORT} by default)"
         ) from None
     except OSError as exc:
