@@ -87,14 +87,14 @@ def pytest_configure(config: pytest.Config) -> None:
     in the background.
 
     Its migration takes about 14 CPU-seconds, and the first test of every worker needs it:
-    made here, it overlaps with the workers' start and collection instead of holding all
-    three up. A run of some files, or of the fast tests, makes it when a test asks.
+    made here, it overlaps with the workers' start and collection instead of holding them
+    all up. A run of some files, or of the fast tests, makes it when a test asks.
     """
     atexit.register(gc.freeze)  # nor walk every object once more as the process ends
     if not hasattr(config, "workerinput") and config.getoption("numprocesses", None):
         gc.enable()  # the controller of xdist workers: it imports no test module
     if hasattr(config, "workerinput") or os.environ.get(EARLY_PREFECT_DB):
-        return  # an xdist worker: its controller began it
+        return  # an xdist worker (its controller decides), or a run inside one that began it
     whole = config.args_source == pytest.Config.ArgsSource.TESTPATHS
     if not whole or "not slow" in (config.option.markexpr or ""):
         return

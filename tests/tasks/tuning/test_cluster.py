@@ -90,7 +90,7 @@ def test_probe_accepts_a_server_that_speaks_first():
 def test_probe_gives_up_on_a_silent_port_in_one_line():
     """A web server (the dashboard's port) waits for a request: no hang, one clear line."""
     with listener(None) as port:
-        with pytest.raises(SearchError, match="no Dask handshake within 0.2 s") as info:
+        with pytest.raises(SearchError, match=r"no Dask handshake within 0\.2 s") as info:
             probe_scheduler(f"tcp://127.0.0.1:{port}", timeout=0.2)
     assert f"tcp://127.0.0.1:{port}" in str(info.value) and "dashboard" in str(info.value)
 
