@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy.ndimage import gaussian_filter
 
 from nn.errors import ConfigError
 from tasks.fitting.augment import KINDS, AugmentConfig, Augmenter, default_augment, make_augmenter
@@ -133,6 +132,8 @@ def test_elastic_output_stays_in_input_range(digits: np.ndarray) -> None:
 
 @pytest.mark.parametrize("sigma", [1.5, 4.0])
 def test_elastic_field_is_smoothed_uniform_noise(sigma: float) -> None:
+    from scipy.ndimage import gaussian_filter  # here: scipy only where a test uses it
+
     n, alpha = 5, 34.0
     field = elastic_field(n, (28, 28), alpha, sigma, np.random.default_rng(2))
     stride = noise_stride(sigma)
@@ -145,6 +146,8 @@ def test_elastic_field_is_smoothed_uniform_noise(sigma: float) -> None:
 
 
 def test_sparse_noise_keeps_the_amplitude_of_dense_noise() -> None:
+    from scipy.ndimage import gaussian_filter
+
     rng = np.random.default_rng(3)
     dense = gaussian_filter(rng.uniform(-1, 1, (400, 28, 28)), sigma=(0, 4, 4), mode="reflect")
     sparse = elastic_field(200, (28, 28), 1.0, 4.0, rng)

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from scipy import ndimage
 
 from nn.errors import ConfigError
 from tasks.data.idx import read_idx
@@ -51,6 +50,8 @@ def test_rendered_digits_come_back_close_to_the_originals(digits, tmp_path):
 
 
 def test_output_is_framed_like_mnist(digits, tmp_path):
+    from scipy import ndimage  # here: scipy only where a test uses it
+
     rng = np.random.default_rng(2)
     for i, digit in enumerate(digits[:30]):
         out = preprocess_file(save(render(digit, rng), tmp_path / f"{i}.png")).astype(float)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-from matplotlib.figure import Figure
 
 from tasks.data.idx import read_idx
 from tasks.outputs.plots import (
@@ -24,6 +23,9 @@ from tasks.outputs.plots import (
     plot_trial_curves,
 )
 from tasks.scoring.metrics import FASHION_MNIST_CLASSES
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DIGITS = [str(i) for i in range(10)]
@@ -256,6 +258,8 @@ def test_trial_curves(trials) -> None:
 
 
 def test_plots_stay_out_of_pyplot(trials) -> None:
+    import matplotlib.pyplot as plt  # here: matplotlib only where a test draws
+
     before = plt.get_fignums()
     for _ in range(3):
         plot_search(trials)

@@ -7,7 +7,6 @@ import re
 import struct
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from prefect import flow
@@ -217,6 +216,8 @@ def read_report_artifacts() -> list:
 
 
 def test_write_report_files_and_artifact(prefect_harness, evaluated, tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt  # here: matplotlib only where a test draws
+
     errors = evaluated["errors"]
     before = len(read_report_artifacts())
     figures_before = plt.get_fignums()
