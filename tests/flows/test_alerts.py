@@ -8,7 +8,6 @@ import asyncio
 import datetime
 import http.server
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from typing import ClassVar
@@ -17,6 +16,7 @@ import pytest
 
 from flows.alerts import alert_automation, webhook_block
 from nn.errors import ConfigError
+from tests.loopback import running
 
 UI = "http://127.0.0.1:4377"
 MESSAGE = 'Flow run encountered an exception: DataError: data.data_dir=/no "such"\n<folder>'
@@ -38,13 +38,9 @@ class Listener(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def listener() -> Iterator[str]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Listener)
-    # shutdown() waits for the loop's next poll: 0.5 s by default, once per test
-    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
     Listener.received.clear()
-    try:
+    with running(server):
         yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    finally:
-        server.shutdown()
 
 
 def render(payload: str, state: str, message: str) -> tuple[str, uuid.UUID]:

@@ -20,7 +20,6 @@ import json
 import queue
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +31,7 @@ from flows.alerts import AUTOMATION_NAME
 from tasks.data.idx import read_idx
 from tasks.registry.store import Registry
 from tests.flows.test_data_cli import write_idx
+from tests.loopback import running
 
 from .conftest import REPO_ROOT, PrefectServer, module_folders, running_server
 
@@ -174,9 +174,7 @@ def test_a_failed_retraining_calls_the_webhook(
     prefect_server: PrefectServer, deployed: Path, tmp_path: Path
 ) -> None:
     receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    # shutdown() waits for the loop's next poll: 0.5 s by default
-    threading.Thread(target=receiver.serve_forever, args=(0.02,), daemon=True).start()
-    try:
+    with running(receiver):
         url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
         installed = mnist_flow(prefect_server, "alerts", "--webhook", url)
         assert installed.returncode == 0, installed.stderr
@@ -195,8 +193,6 @@ def test_a_failed_retraining_calls_the_webhook(
             raise AssertionError(
                 f"no webhook call; the worker said:\n{worker.describe()}"
             ) from None
-    finally:
-        receiver.shutdown()
     message = json.loads(body)
     assert path == "/hook" and content_type == "application/json"
     assert message["event"] == "prefect.flow-run.Failed" and message["state"] == "Failed"

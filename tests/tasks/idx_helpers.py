@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import shutil
 import struct
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.data.idx import read_idx
+from tests.loopback import running
 
 ROLE_FILES = {
     "train_images": "train-images-idx3-ubyte.gz",
@@ -126,12 +126,5 @@ class MirrorServer(ThreadingHTTPServer):
 def serve(root: Path) -> Iterator[MirrorServer]:
     """Serve ``root`` on 127.0.0.1 (free port) in a thread for the duration of the block."""
     server = MirrorServer(root)
-    # shutdown() waits for the loop's next poll: 0.5 s by default, once per test
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
+    with running(server):
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
