@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from pathlib import Path
 from uuid import UUID
 
@@ -347,9 +348,17 @@ def test_fetch_task_does_not_retry_an_unreachable_host(prefect_harness, tmp_path
     assert failed and task_run_id is not None
     assert error.startswith("FetchError(") and "Connection refused" in error
     from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
 
+    deadline = time.monotonic() + 30  # the server records task runs from their events, later
     with get_client(sync_client=True) as client:
-        task_run = client.read_task_run(task_run_id)
+        while True:
+            try:
+                task_run = client.read_task_run(task_run_id)
+                break
+            except ObjectNotFound:
+                assert time.monotonic() < deadline, "the task run was never recorded"
+                time.sleep(0.2)
     assert task_run.run_count == 1  # a transient failure would run again after 5 s
 
 
