@@ -53,7 +53,7 @@ from threadpoolctl import threadpool_limits
 from nn.model import MLP
 from nn.train import History, TrainConfig, train
 from tasks.data.idx import read_idx
-from tasks.fitting.augment import KINDS, AugmentConfig, default_augment, make_augmenter
+from tasks.fitting.augment import KINDS, AugmentConfig, default_augment, eased, make_augmenter
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATASETS = ("fashion-mnist", "mnist10k")
@@ -160,9 +160,9 @@ def run_once(
     rng = np.random.default_rng(seed)
     Xtr, Xte = scale(X_train, X_test, recipe.standardize)
     model = MLP.create((784, 300, 10), activation="relu", init=recipe.init, rng=rng)
-    history = train(
-        model, Xtr, y_train, recipe.train, rng=rng, augment=make_augmenter(recipe.augment)
-    )
+    augment = make_augmenter(recipe.augment)
+    by_epoch = None if augment is None else eased(augment, recipe.train.epochs)
+    history = train(model, Xtr, y_train, recipe.train, rng=rng, augment_by_epoch=by_epoch)
     _, accuracy = model.evaluate(Xte, y_test)
     return accuracy, time.perf_counter() - start, history
 

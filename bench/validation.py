@@ -17,6 +17,7 @@ Examples::
     python bench/validation.py --seeds 0 1 2                       # the MNIST recipe
     python bench/validation.py --seeds 0 1 2 --set epochs=100 weight_decay=2e-4
     python bench/validation.py --dataset fashion-mnist --set epochs=60
+    python bench/validation.py --seeds 0 1 2 --ease-factor 1   # no easing at the end
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from accuracy import shared_data_dir  # noqa: E402
 from nn.train import TrainConfig  # noqa: E402
 from tasks.data.idx import read_idx  # noqa: E402
 from tasks.data.prepare import PrepareParams, split_indices  # noqa: E402
+from tasks.fitting import augment as augment_module  # noqa: E402
 from tasks.fitting.augment import default_augment, make_augmenter  # noqa: E402
 from tasks.fitting.fit import BLAS_THREADS, fit  # noqa: E402
 from tasks.settings.recipes import HYPER, recipe_for, resolve  # noqa: E402
@@ -93,7 +95,21 @@ def main(argv: list[str] | None = None) -> int:
         help="recipe settings to change, e.g. epochs=60 weight_decay=2e-4",
     )
     parser.add_argument("--every", type=int, default=10, help="epochs between curve points")
+    parser.add_argument(
+        "--ease-share",
+        type=float,
+        default=augment_module.EASE_SHARE,
+        help="share of the last epochs trained with gentler augmentation (default %(default).3g)",
+    )
+    parser.add_argument(
+        "--ease-factor",
+        type=float,
+        default=augment_module.EASE_FACTOR,
+        help="their augmentation's magnitudes, as a share of the run's; 1: no easing "
+        "(default %(default)g)",
+    )
     args = parser.parse_args(argv)
+    augment_module.EASE_SHARE, augment_module.EASE_FACTOR = args.ease_share, args.ease_factor
     recipe = recipe_for(args.dataset, args.recipe)
     changes = parse_settings(args.set)
     unknown = set(changes) - set(HYPER)
@@ -115,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         scores.append(curve[-1])
         print(json.dumps({
             "dataset": args.dataset, "recipe": args.recipe, "changes": changes, "seed": seed,
+            "ease": [args.ease_share, args.ease_factor],
             "val_accuracy": round(curve[-1], 2),
             "curve": [round(v, 2) for v in curve[args.every - 1 :: args.every]],
             "seconds": round(wall, 1),

@@ -144,6 +144,7 @@ def train(
     y_val: np.ndarray | None = None,
     callback: Callable[[EpochRecord], None] | None = None,
     augment: Augment | None = None,
+    augment_by_epoch: Callable[[int], Augment | None] | None = None,
     prefetch: bool = False,
     state: TrainState | None = None,
     stop_epoch: int | None = None,
@@ -168,6 +169,9 @@ def train(
         Called with each epoch's :class:`EpochRecord` after the epoch.
     augment:
         ``augment(batch, rng) -> batch`` transforms each (b, d) minibatch.
+    augment_by_epoch:
+        Instead of ``augment``: called with each 1-based epoch as it starts, returns the
+        epoch's ``augment`` (or None); for augmentations that change over the run.
     prefetch:
         Prepare the next minibatches in a background thread (:class:`nn.batches.Batches`);
         the same weights as without.
@@ -204,6 +208,8 @@ def train(
     if config.patience is not None and not has_val:
         raise ConfigError(f"patience={config.patience} needs validation data (X_val, y_val)")
 
+    if augment is not None and augment_by_epoch is not None:
+        raise ConfigError("give augment or augment_by_epoch, not both")
     state = TrainState() if state is None else state
     stop = config.epochs if stop_epoch is None else stop_epoch
     if not state.epoch <= stop <= config.epochs:
@@ -233,6 +239,8 @@ def train(
             step_size=config.step_size,
             warmup_epochs=config.warmup_epochs,
         )
+        if augment_by_epoch is not None:
+            batches.augment = augment_by_epoch(epoch)
         with np.errstate(over="ignore", invalid="ignore"):
             train_loss, train_acc = _run_epoch(step, batches, pred, y, lr, epoch, rng)
         _check_finite(model, epoch)

@@ -19,7 +19,9 @@ input's value range.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -114,6 +116,18 @@ class AugmentConfig:
             "fill": None if self.fill is None else float(self.fill),
             "image_shape": list(self.image_shape),
         }
+
+    def scaled(self, factor: float) -> AugmentConfig:
+        """The same augmentation with every magnitude (shift, rotation, zoom, elastic
+        ``alpha``) times ``factor``, as :func:`default_augment`'s ``strength`` scales them."""
+        low, high = self.scale
+        return dataclasses.replace(
+            self,
+            max_shift=self.max_shift * factor,
+            max_rotation=self.max_rotation * factor,
+            scale=(1.0 - (1.0 - low) * factor, 1.0 + (high - 1.0) * factor),
+            elastic_alpha=self.elastic_alpha * factor,
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> AugmentConfig:
@@ -242,3 +256,25 @@ def make_augmenter(config: AugmentConfig) -> Augmenter | None:
     if config.kind == "none":
         return None
     return Augmenter(config)
+
+
+EASE_SHARE = 1 / 6
+"""Share of a run's epochs, at its end, trained with gentler augmentation (:func:`eased`)."""
+EASE_FACTOR = 0.7
+"""The magnitudes of the augmentation in those epochs, as a share of the run's."""
+
+
+def eased(augmenter: Augmenter, epochs: int) -> Callable[[int], Augmenter]:
+    """Each 1-based epoch's augmenter in a run of ``epochs``: ``augmenter``, then for the
+    last :data:`EASE_SHARE` of the epochs (rounded: 10 of 60, none of 1 or 2) the same
+    augmentation at :data:`EASE_FACTOR` of its magnitudes.
+
+    The network ends its training on images closer to the undistorted ones it will be
+    scored on, while the learning rate decays to zero (``nn.train.train``'s
+    ``augment_by_epoch``). On MNIST's validation split this gained 0.017 points over 16
+    seeds (12 higher, 3 lower), against the same runs' last epochs at full strength
+    (``docs/results.md``).
+    """
+    gentle_from = epochs - round(epochs * EASE_SHARE)
+    gentle = Augmenter(augmenter.config.scaled(EASE_FACTOR))
+    return lambda epoch: augmenter if epoch <= gentle_from else gentle

@@ -18,10 +18,11 @@ from threadpoolctl import threadpool_limits
 from nn.errors import ConfigError
 from nn.model import MLP
 from nn.train import EpochRecord, History, TrainConfig, TrainState, train
+from tasks.fitting.augment import Augmenter, eased
 
 __all__ = ["BLAS_THREADS", "CODE_VERSION", "fit"]
 
-CODE_VERSION = 2
+CODE_VERSION = 3
 """Bump when a change in ``nn/`` or ``tasks/fitting/`` changes what training gives:
 every stored trial and final model is then trained anew (:mod:`tasks.cache`)."""
 
@@ -67,7 +68,9 @@ def fit(
         Called with each epoch's record.
     augment:
         The minibatch augmenter, or None; prepared one step ahead in a background thread
-        when the process has more than one core (the same draws, so the same model).
+        when the process has more than one core (the same draws, so the same model). An
+        :class:`~tasks.fitting.augment.Augmenter` eases off over the last epochs of
+        ``config.epochs`` (:func:`~tasks.fitting.augment.eased`).
     threads:
         BLAS threads during the training (a count >= 1), or None to leave them as the
         caller set them (a search trial gets its share of the cores).
@@ -83,6 +86,7 @@ def fit(
         sizes = (int(splits.X_train.shape[1]), *(int(units) for units in hidden), int(n_classes))
         model = MLP.create(sizes, rng=rng)
     prefetch = augment is not None and available_cores() > 1
+    by_epoch = eased(augment, config.epochs) if isinstance(augment, Augmenter) else None
     limit = threadpool_limits(threads, user_api="blas") if threads else contextlib.nullcontext()
     with limit:
         history = train(
@@ -94,7 +98,8 @@ def fit(
             X_val=splits.X_val,
             y_val=splits.y_val,
             callback=callback,
-            augment=augment,
+            augment=None if by_epoch else augment,
+            augment_by_epoch=by_epoch,
             prefetch=prefetch,
             state=state,
             stop_epoch=stop_epoch,

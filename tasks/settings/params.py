@@ -141,7 +141,8 @@ _HELP = {
     "beta2": "Adam's second-moment decay",
     "epsilon": "Adam's denominator floor",
     "hidden": "hidden layer sizes, e.g. 500,100",
-    "augment": "random transformation of each training minibatch",
+    "augment": "random transformation of each training minibatch (gentler in the last "
+    "sixth of the epochs)",
     "augment_strength": "multiplies every augmentation magnitude",
 }
 

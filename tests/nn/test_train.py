@@ -11,7 +11,7 @@ from nn.backprop import loss_and_gradients
 from nn.errors import ConfigError, InputError, NonFiniteError
 from nn.model import MLP
 from nn.optim import count_subnormals
-from nn.train import EpochRecord, History, TrainConfig, train
+from nn.train import EpochRecord, History, TrainConfig, TrainState, train
 
 
 def _fit(X, y, seed: int, config: TrainConfig, **kwargs) -> tuple[MLP, History]:
@@ -159,3 +159,41 @@ def test_one_full_batch_step_with_weight_decay_matches_the_gradient(mnist_sample
     for got, want in zip(model.parameters(), expected, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
     assert not np.allclose(model.weights[0], before.weights[0])
+
+
+def test_augment_by_epoch_chooses_each_epochs_augmentation(mnist_test_set):
+    X, y = mnist_test_set
+    X, y = X[:200], y[:200]
+    cfg = TrainConfig(epochs=4, batch_size=50)
+    asked: list[int] = []
+    seen: list[str] = []
+
+    def marker(name: str):
+        def augment(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+            seen.append(name)
+            return batch
+
+        return augment
+
+    def by_epoch(epoch: int):
+        asked.append(epoch)
+        return None if epoch == 1 else marker("late" if epoch > 2 else "early")
+
+    _fit(X, y, 0, cfg, augment_by_epoch=by_epoch)
+    assert asked == [1, 2, 3, 4]
+    assert seen == ["early"] * 4 + ["late"] * 8  # 4 minibatches an epoch, none in epoch 1
+
+    # the same choices in one run or stopped and resumed: the hook gets absolute epochs
+    rng = np.random.default_rng(0)
+    model, state, asked[:] = MLP.create(rng=rng), TrainState(), []
+    train(model, X, y, cfg, rng=rng, augment_by_epoch=by_epoch, state=state, stop_epoch=2)
+    train(model, X, y, cfg, rng=rng, augment_by_epoch=by_epoch, state=state)
+    assert asked == [1, 2, 3, 4]
+
+
+def test_augment_and_augment_by_epoch_together_are_refused(mnist_sample):
+    X, y = mnist_sample
+    with pytest.raises(ConfigError, match="augment or augment_by_epoch"):
+        _fit(
+            X, y, 0, TrainConfig(epochs=1), augment=lambda b, r: b, augment_by_epoch=lambda e: None
+        )

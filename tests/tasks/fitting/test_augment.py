@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 
 from nn.errors import ConfigError
-from tasks.fitting.augment import KINDS, AugmentConfig, Augmenter, default_augment, make_augmenter
+from tasks.fitting.augment import (
+    EASE_FACTOR,
+    KINDS,
+    AugmentConfig,
+    Augmenter,
+    default_augment,
+    eased,
+    make_augmenter,
+)
 from tasks.fitting.warp import FieldBank, elastic_field, noise_stride, warp
 
 
@@ -293,3 +301,40 @@ def test_unknown_dataset_and_keys_are_errors() -> None:
         default_augment("cifar", "shift")
     with pytest.raises(ConfigError, match="strength"):
         AugmentConfig.from_dict({"kind": "shift", "strength": 2})
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion-mnist"])
+def test_scaled_settings_are_the_default_ones_at_that_strength(dataset):
+    full = default_augment(dataset, "elastic")
+    for factor in (0.0, 0.7, 1.0, 2.0):
+        scaled, reference = (
+            full.scaled(factor).to_dict(),
+            default_augment(dataset, "elastic", factor).to_dict(),
+        )
+        assert scaled.keys() == reference.keys()
+        for key, value in reference.items():
+            assert scaled[key] == pytest.approx(value), key
+
+
+@pytest.mark.parametrize(("epochs", "gentle"), [(60, 10), (12, 2), (6, 1), (2, 0), (1, 0)])
+def test_the_last_sixth_of_the_epochs_trains_on_gentler_images(epochs, gentle):
+    augmenter = make_augmenter(default_augment("mnist", "elastic"))
+    by_epoch = eased(augmenter, epochs)
+    chosen = [by_epoch(epoch) for epoch in range(1, epochs + 1)]
+    assert all(a is augmenter for a in chosen[: epochs - gentle])
+    late = chosen[epochs - gentle :]
+    assert len(late) == gentle and all(a is not augmenter for a in late)
+    assert all(a.config == augmenter.config.scaled(EASE_FACTOR) for a in late)
+    assert len({id(a) for a in late}) <= 1  # one gentle augmenter, its buffers reused
+
+
+def test_gentler_images_move_less(digits):
+    """The eased augmenter distorts the same digits less: its output is closer to them."""
+    full = make_augmenter(default_augment("mnist", "elastic"))
+    gentle = eased(full, 6)(6)
+    X = _standardize(digits)
+    change = {
+        name: float(np.abs(aug(X.copy(), np.random.default_rng(0)) - X).mean())
+        for name, aug in (("full", full), ("gentle", gentle))
+    }
+    assert 0 < change["gentle"] < 0.85 * change["full"]

@@ -97,3 +97,41 @@ def test_prefetched_augmented_fit_gives_the_sequential_weights(monkeypatch):
     assert prefetched == [False, True]
     for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_an_augmenter_eases_off_over_the_last_epochs_of_the_fit():
+    """fit trains the last sixth of ``config.epochs`` on gentler images, as
+    ``nn.train.train`` does with the same choice per epoch; so does a resumed fit."""
+    from nn.model import MLP
+    from nn.train import TrainState, train
+    from tasks.fitting.augment import Augmenter, eased
+
+    splits = _splits(256, seed=2)
+    config = TrainConfig(epochs=6, batch_size=64, lr=0.05, momentum=0.9)
+    augment = default_augment("mnist", "elastic")
+
+    def trained(**kwargs):
+        rng = np.random.default_rng(5)
+        model = MLP.create((784, 32, 10), rng=rng)
+        with threadpool_limits(1, user_api="blas"):
+            train(model, splits.X_train, splits.y_train, config, rng=rng, **kwargs)
+        return model
+
+    def fitted(stop_epoch=None):
+        rng = np.random.default_rng(5)
+        model, state = None, TrainState()
+        for stop in (stop_epoch, None) if stop_epoch else (None,):
+            model, _ = fit(
+                splits, [32], 10, config, rng=rng, augment=make_augmenter(augment),
+                threads=1, model=model, state=state, stop_epoch=stop,
+            )  # fmt: skip
+        return model
+
+    gentle = Augmenter(augment.scaled(0.7))
+    eased_run = trained(augment_by_epoch=lambda e: Augmenter(augment) if e <= 5 else gentle)
+    full_run = trained(augment=Augmenter(augment))
+    for model in (fitted(), fitted(stop_epoch=5), fitted(stop_epoch=3)):
+        for a, b in zip(model.parameters(), eased_run.parameters(), strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert fitted().weights[0].tobytes() != full_run.weights[0].tobytes()
+    assert eased(Augmenter(augment), 6)(6).config == gentle.config
