@@ -98,7 +98,7 @@ def fit(
             X_val=splits.X_val,
             y_val=splits.y_val,
             callback=callback,
-            augment=None if by_epoch else augment,
+            augment=augment if by_epoch is None else None,
             augment_by_epoch=by_epoch,
             prefetch=prefetch,
             state=state,

@@ -104,7 +104,7 @@ def test_an_augmenter_eases_off_over_the_last_epochs_of_the_fit():
     ``nn.train.train`` does with the same choice per epoch; so does a resumed fit."""
     from nn.model import MLP
     from nn.train import TrainState, train
-    from tasks.fitting.augment import Augmenter, eased
+    from tasks.fitting.augment import EASE_FACTOR, Augmenter, eased
 
     splits = _splits(256, seed=2)
     config = TrainConfig(epochs=6, batch_size=64, lr=0.05, momentum=0.9)
@@ -127,7 +127,7 @@ def test_an_augmenter_eases_off_over_the_last_epochs_of_the_fit():
             )  # fmt: skip
         return model
 
-    gentle = Augmenter(augment.scaled(0.7))
+    gentle = Augmenter(augment.scaled(EASE_FACTOR))
     eased_run = trained(augment_by_epoch=lambda e: Augmenter(augment) if e <= 5 else gentle)
     full_run = trained(augment=Augmenter(augment))
     for model in (fitted(), fitted(stop_epoch=5), fitted(stop_epoch=3)):
