@@ -22,9 +22,14 @@ after ``--`` go to ``mnist-flow train``.
 ``--against-plain`` also runs ``mnist-flow train --recipe plain`` for every seed,
 interleaved with the runs above (the order alternates from seed to seed, so that a
 change in the machine's load falls on both alike), and prints the ratio of their
-wall times: what the recipe costs against the classic training, in one run.
-``--against-unaugmented`` does the same with the recipe itself and ``--augment none``: what
-the augmentation alone costs, epoch for epoch.
+wall times: what the recipe costs against the classic training, in one run. The plain
+run is always the classic one: the options after ``--`` go to the recipe's runs only.
+``--against-unaugmented`` does the same with the recipe itself (with those options) and
+``--augment none``: what the augmentation alone costs, epoch for epoch.
+
+``--times-only`` prints the wall times and their ratio but no accuracy: the way to see
+what a candidate setting costs (``-- --epochs 80``) while its choice is still being made
+on validation data (``bench/validation.py``), without looking at the test set.
 
 Examples::
 
@@ -34,6 +39,7 @@ Examples::
     python bench/recipe_cli.py -- --epochs 20        # override one recipe setting
     python bench/recipe_cli.py --seeds 0 1 2 --against-plain
     python bench/recipe_cli.py --seeds 0 1 2 --against-unaugmented -- --epochs 5
+    python bench/recipe_cli.py --seeds 0 0 --against-plain --times-only -- --epochs 80
 """
 
 from __future__ import annotations
@@ -139,13 +145,14 @@ def run_train(
     }
 
 
-def report(result: dict[str, object], seed: int) -> None:
-    """Print one run: the command, its accuracy and wall time, its last epoch."""
+def report(result: dict[str, object], seed: int, times_only: bool = False) -> None:
+    """Print one run: the command, its accuracy (unless ``times_only``) and wall time, its
+    last epoch."""
     print(f"$ {result['command']}")
+    accuracy = "" if times_only else f"test accuracy {100 * result['test_accuracy']:.2f} % "
     print(
-        f"{result['dataset']} seed {seed}: test accuracy {100 * result['test_accuracy']:.2f} %"
-        f" after {result['epochs']} epochs, {result['seconds']:.1f} s wall"
-        f" ({result['epoch_seconds']:.2f} s per epoch)",
+        f"{result['dataset']} seed {seed}: {accuracy}after {result['epochs']} epochs,"
+        f" {result['seconds']:.1f} s wall ({result['epoch_seconds']:.2f} s per epoch)",
         flush=True,
     )
     last = result["last_epoch"]
@@ -178,7 +185,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also run the recipe with --augment none and compare",
     )
-    parser.add_argument("extra", nargs="*", help="after --: more options of mnist-flow train")
+    parser.add_argument(
+        "--times-only",
+        action="store_true",
+        help="print the wall times and their ratio, no test accuracy",
+    )
+    parser.add_argument(
+        "extra", nargs="*", help="after --: more options of mnist-flow train (the recipe's runs)"
+    )
     args = parser.parse_args(argv)
     if args.against_plain and args.against_unaugmented:
         parser.error("--against-plain and --against-unaugmented: choose one")
@@ -189,13 +203,17 @@ def main(argv: list[str] | None = None) -> int:
     for number, seed in enumerate(args.seeds):
         order = ["recipe", "plain"] if compare else ["recipe"]
         for name in order[::-1] if number % 2 else order:
-            extra = [*args.extra, *against] if name == "plain" else args.extra
+            extra = args.extra
+            if name == "plain":
+                extra = against if args.against_plain else [*args.extra, *against]
             result = run_train(args.dataset, seed, args.val_size, extra)
             runs[name].append(result)
-            report(result, seed)
-    print(summary("test accuracy", [float(r["test_accuracy"]) for r in runs["recipe"]]))
-    if compare:
+            report(result, seed, args.times_only)
+    if not args.times_only:
+        print(summary("test accuracy", [float(r["test_accuracy"]) for r in runs["recipe"]]))
+    if compare and not args.times_only:
         print(summary(f"{label} recipe", [float(r["test_accuracy"]) for r in runs["plain"]]))
+    if compare:
         ratios = [
             float(r["seconds"]) / float(p["seconds"])
             for r, p in zip(runs["recipe"], runs["plain"], strict=True)
