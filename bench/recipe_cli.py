@@ -211,8 +211,8 @@ def main(argv: list[str] | None = None) -> int:
             report(result, seed, args.times_only)
     if not args.times_only:
         print(summary("test accuracy", [float(r["test_accuracy"]) for r in runs["recipe"]]))
-    if compare and not args.times_only:
-        print(summary(f"{label} recipe", [float(r["test_accuracy"]) for r in runs["plain"]]))
+        if compare:
+            print(summary(f"{label} recipe", [float(r["test_accuracy"]) for r in runs["plain"]]))
     if compare:
         ratios = [
             float(r["seconds"]) / float(p["seconds"])
