@@ -1,17 +1,16 @@
 """Data augmentation of training images: shifts, small affine maps and elastic distortions.
 
 Every training image is shown slightly differently at every epoch (Simard, Steinkraus
-and Platt 2003), vectorised over the minibatch: one random transformation per image
-becomes a map of source coordinates and all images are resampled at once
-(:mod:`tasks.fitting.warp`). For an image ``(H, W)`` with centre ``c``, output pixel
-``p = (row, col)`` is read from::
+and Platt 2003), vectorised over the minibatch: each image takes a random warp from a
+bank of :data:`BANK_SIZE` drawn once (:func:`warp_bank`), and all images are resampled
+at once (:mod:`tasks.fitting.warp`). For an image ``(H, W)`` with centre ``c``, output
+pixel ``p = (row, col)`` is read from::
 
     source(p) = c + A (p - c) - t + d(p)
 
 where ``A = R(theta) / s`` (rotation, zoom, the ``x`` column negated for a flip), ``t``
 the translation of the content ``(down, right)`` in pixels and ``d`` an elastic field:
-uniform noise in ``[-1, 1]`` smoothed by a Gaussian of ``sigma`` pixels, times ``alpha``
-(cut from a bank of such fields, :class:`tasks.fitting.warp.FieldBank`).
+uniform noise in ``[-1, 1]`` smoothed by a Gaussian of ``sigma`` pixels, times ``alpha``.
 Pixels from outside the image take ``fill``, by default each image's minimum (its
 background, standardised or not); bilinear interpolation keeps the output within the
 input's value range.
@@ -28,7 +27,14 @@ import numpy as np
 
 from nn.errors import ConfigError
 from tasks.data.datasets import get_dataset
-from tasks.fitting.warp import FieldBank, Workspace, erase_rectangles, warp
+from tasks.fitting.warp import (
+    SamplePoints,
+    WarpBank,
+    Workspace,
+    elastic_field,
+    erase_rectangles,
+    sample_points,
+)
 
 KINDS = ("none", "shift", "affine", "elastic")
 """Augmentation kinds, each one adding to the previous: ``shift`` translates,
@@ -205,18 +211,47 @@ def random_affine(
     return matrices, shifts
 
 
+BANK_SIZE = 4096
+"""Warps in an augmenter's bank: 38.5 MB of :class:`~tasks.fitting.warp.SamplePoints` for
+28x28 images. On MNIST's validation split the bank scored what a new warp for every
+image did (``docs/results.md``); its cost is one gather per interpolation corner."""
+BANK_SEED = 0
+"""Seed of the bank's own generator: the bank depends on the settings only, so a
+training run resumed from a checkpoint meets the same warps."""
+
+
+def warp_bank(config: AugmentConfig, size: int = BANK_SIZE, seed: int = BANK_SEED) -> WarpBank:
+    """``size`` random warps of ``config`` (:func:`random_affine` maps, plus an elastic field
+    for ``"elastic"``), drawn from a generator of their own seeded with ``seed``."""
+    rng = np.random.default_rng(seed)
+    order = 0 if config.kind == "shift" else 1
+    parts = []
+    for start in range(0, size, 512):
+        n = min(512, size - start)
+        matrices, shifts = random_affine(config, n, rng)
+        displacement = None
+        if config.kind == "elastic" and config.elastic_alpha > 0:
+            displacement = elastic_field(
+                n, config.image_shape, config.elastic_alpha, config.elastic_sigma, rng
+            )
+        parts.append(sample_points(matrices, shifts, displacement, config.image_shape, order))
+    points = SamplePoints(*(np.concatenate(arrays) for arrays in zip(*parts, strict=True)))
+    return WarpBank(points, order)
+
+
 class Augmenter:
     """Picklable ``augmenter(X, rng) -> X2`` for the ``augment=`` hook of ``nn.train.train``.
 
     ``X`` is a minibatch ``(batch, H * W)`` float32, returned in the same shape and dtype;
-    all randomness comes from ``rng``. Buffers are reused between calls, so one instance
-    must not be called from two threads at once (a pickled copy is independent).
+    which warp of the bank (:func:`warp_bank`, built on the first call) each image takes,
+    and the random erasing, come from ``rng``. Buffers are reused between calls, so one
+    instance must not be called from two threads at once (a pickled copy is independent).
     """
 
     def __init__(self, config: AugmentConfig) -> None:
         self.config = config
         self._workspace = Workspace()
-        self._bank: FieldBank | None = None
+        self._bank: WarpBank | None = None
 
     def __getstate__(self) -> dict[str, object]:
         return {"config": self.config}
@@ -234,14 +269,9 @@ class Augmenter:
             )
         n = X.shape[0]
         images = np.asarray(X, dtype=np.float32).reshape(n, height, width)
-        matrices, shifts = random_affine(cfg, n, rng)
-        displacement = None
-        if cfg.kind == "elastic" and cfg.elastic_alpha > 0:
-            if self._bank is None:
-                self._bank = FieldBank(cfg.image_shape, cfg.elastic_alpha, cfg.elastic_sigma)
-            displacement = self._bank.draw(n, rng)
-        order = 0 if cfg.kind == "shift" else 1
-        out = warp(images, matrices, shifts, displacement, cfg.fill, self._workspace, order)
+        if self._bank is None:
+            self._bank = warp_bank(cfg)
+        out = self._bank.apply(images, rng, cfg.fill, self._workspace)
         if cfg.erase > 0:
             fill = images.reshape(n, -1).min(axis=1) if cfg.fill is None else cfg.fill
             erase_rectangles(out, cfg.erase, fill, rng)

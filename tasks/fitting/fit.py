@@ -22,7 +22,7 @@ from tasks.fitting.augment import Augmenter, eased
 
 __all__ = ["BLAS_THREADS", "CODE_VERSION", "fit"]
 
-CODE_VERSION = 3
+CODE_VERSION = 4
 """Bump when a change in ``nn/`` or ``tasks/fitting/`` changes what training gives:
 every stored trial and final model is then trained anew (:mod:`tasks.cache`)."""
 

@@ -2,19 +2,20 @@
 
 The vectorised geometry behind :mod:`tasks.fitting.augment` (whose docstring gives the
 notation): all images of a batch resampled at once, buffers reused between minibatches.
-Elastic fields come from a :class:`FieldBank`, smoothed once and cut per image.
+Training draws its distortions from a :class:`WarpBank`: the maps, the elastic fields
+and where each output pixel reads (:class:`SamplePoints`) are computed once, and a
+minibatch costs one gather per interpolation corner.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
 import numpy as np
 
 from nn.errors import ConfigError
-
-_MAX_WARP_BATCH = 4096
 
 
 def smoothing_matrix(size: int, sigma: float) -> np.ndarray:
@@ -26,27 +27,19 @@ def smoothing_matrix(size: int, sigma: float) -> np.ndarray:
 
 
 class Workspace:
-    """Reusable float32 buffers for :func:`elastic_field` and :func:`warp` (fresh
-    temporaries per minibatch cost more than the arithmetic). Not thread-safe."""
+    """Reusable buffers for :func:`elastic_field` and :func:`resample` (fresh temporaries
+    per minibatch cost more than the arithmetic). Not thread-safe."""
 
     def __init__(self) -> None:
         self._buffers: dict[str, np.ndarray] = {}
-        self._index = np.empty(0, dtype=np.intp)
 
-    def get(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        """A float32 buffer of ``shape`` (contents undefined), grown on demand."""
+    def get(self, name: str, shape: tuple[int, ...], dtype: type = np.float32) -> np.ndarray:
+        """A buffer of ``shape`` and ``dtype`` (contents undefined), grown on demand."""
         size = math.prod(shape)
         buffer = self._buffers.get(name)
-        if buffer is None or buffer.size < size:
-            buffer = self._buffers[name] = np.empty(size, dtype=np.float32)
+        if buffer is None or buffer.size < size or buffer.dtype != dtype:
+            buffer = self._buffers[name] = np.empty(size, dtype=dtype)
         return buffer[:size].reshape(shape)
-
-    def index(self, shape: tuple[int, ...]) -> np.ndarray:
-        """An integer buffer of ``shape`` for gather indices."""
-        size = math.prod(shape)
-        if self._index.size < size:
-            self._index = np.empty(size, dtype=np.intp)
-        return self._index[:size].reshape(shape)
 
 
 def elastic_field(
@@ -100,45 +93,100 @@ def noise_stride(sigma: float) -> int:
     return 2 if sigma >= 2.0 else 1
 
 
-class FieldBank:
-    """Elastic fields for a batch at the cost of a copy: smoothed once, then reused.
+class SamplePoints(NamedTuple):
+    """Where every output pixel of ``n`` images reads its value (:func:`sample_points`).
 
-    Holds ``size`` fields of :func:`elastic_field` (``alpha``, ``sigma``) drawn on images
-    ``2 * margin`` pixels wider and taller than ``shape``, from a generator of its own
-    seeded with ``seed``: the bank depends on its settings only, so a training run
-    resumed from a checkpoint sees the same bank. :meth:`draw` gives each image the
-    window of a random field at a random offset, negated or not (smoothed uniform noise
-    is as likely as its negative): 512 fields give 296,000 windows, each a copy where a
-    new field costs noise, two products and their buffers (``bench/augment_speed.py`` times
-    the whole augmentation).
+    ``offset`` (n, H * W) int32: the flat position of the pixel's top-left source neighbour
+    in its image padded by :func:`resample` (``(H + 3, W + 3)``: one row and column of
+    background before, two after); ``frac_r``, ``frac_c`` (n, H * W) float32: how far the
+    source point lies past that neighbour along rows and columns, in ``[0, 1)`` (zero for
+    the nearest pixel).
     """
 
-    def __init__(
-        self,
-        shape: tuple[int, int],
-        alpha: float,
-        sigma: float,
-        *,
-        size: int = 512,
-        margin: int = 8,
-        seed: int = 0,
-    ) -> None:
-        height, width = shape
-        self.shape = (int(height), int(width))
-        self.size, self.margin = int(size), int(margin)
-        big = (height + 2 * margin, width + 2 * margin)
-        fields = elastic_field(size, big, alpha, sigma, np.random.default_rng(seed)).copy()
-        fields.flags.writeable = False
-        # (size, 2, 2 * margin + 1, 2 * margin + 1, H, W): every window, without a copy
-        self._windows = np.lib.stride_tricks.sliding_window_view(fields, shape, axis=(2, 3))
+    offset: np.ndarray
+    frac_r: np.ndarray
+    frac_c: np.ndarray
 
-    def draw(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``(n, 2, H, W)`` float32 displacement fields (rows, then columns), a new array."""
-        field = rng.integers(0, self.size, n)
-        top, left = rng.integers(0, 2 * self.margin + 1, (2, n))
-        out = self._windows[field, :, top, left]
-        out *= np.where(rng.random(n) < 0.5, np.float32(-1), np.float32(1))[:, None, None, None]
-        return out
+
+def sample_points(
+    matrices: np.ndarray,
+    shifts: np.ndarray,
+    displacement: np.ndarray | None,
+    shape: tuple[int, int],
+    order: int = 1,
+) -> SamplePoints:
+    """The source points of ``source = c + A (p - c) - t + d(p)`` for images of ``shape``.
+
+    ``matrices`` (n, 2, 2), ``shifts`` (n, 2) and the optional ``displacement``
+    (n, 2, H, W) are :func:`warp`'s; ``order`` 1 keeps the fractions for bilinear
+    interpolation, 0 rounds to the nearest pixel. Points outside the image are clipped to
+    the padding's first row or column, which holds the background.
+    """
+    if order not in (0, 1):
+        raise ConfigError(f"order={order!r} must be 0 (nearest) or 1 (bilinear)")
+    n = matrices.shape[0]
+    height, width = shape
+    rows = (np.arange(height, dtype=np.float32) - (height - 1) / 2.0)[None, :, None]
+    cols = (np.arange(width, dtype=np.float32) - (width - 1) / 2.0)[None, None, :]
+    lows, fracs = [], []
+    for axis, size in ((0, height), (1, width)):
+        a = matrices[:, axis].astype(np.float32)
+        offset = np.float32((size - 1) / 2.0 + 1.0) - shifts[:, axis].astype(np.float32)
+        src = a[:, 0, None, None] * rows + a[:, 1, None, None] * cols + offset[:, None, None]
+        if displacement is not None:
+            src += displacement[:, axis]
+        np.clip(src, 0.0, size + 1.0, out=src)
+        low = np.rint(src) if order == 0 else np.floor(src)
+        lows.append(low)
+        fracs.append((src - low if order else np.zeros_like(src)).reshape(n, -1))
+    offset = (lows[0] * (width + 3) + lows[1]).astype(np.int32).reshape(n, -1)
+    return SamplePoints(offset, fracs[0], fracs[1])
+
+
+def resample(
+    images: np.ndarray,
+    points: SamplePoints,
+    fill: float | np.ndarray | None = None,
+    order: int = 1,
+    workspace: Workspace | None = None,
+) -> np.ndarray:
+    """Read every image ``(n, H, W)`` float32 at its :class:`SamplePoints`.
+
+    ``fill`` is the background: a number, ``(n,)`` values, or ``None`` for each image's
+    minimum; ``order`` 1 interpolates bilinearly, 0 takes the nearest pixel. Returns
+    ``(n, H, W)`` float32, a new array.
+    """
+    n, height, width = images.shape
+    ws = workspace if workspace is not None else Workspace()
+    if fill is None:
+        fill_values = images.reshape(n, -1).min(axis=1)
+    else:
+        fill_values = np.broadcast_to(np.asarray(fill, dtype=np.float32), (n,))
+    stride = width + 3
+    padded = ws.get("padded", (n, height + 3, stride))
+    padded[...] = fill_values[:, None, None]
+    padded[:, 1 : height + 1, 1 : width + 1] = images
+    index = ws.get("index", (n, height * width), np.int32)
+    starts = np.arange(n, dtype=np.int32) * np.int32((height + 3) * stride)
+    np.add(points.offset, starts[:, None], out=index)
+    flat = padded.reshape(-1)
+    if order == 0:
+        return np.take(flat, index, mode="clip").reshape(n, height, width)
+    v00, v01 = ws.get("v00", index.shape), ws.get("v01", index.shape)
+    v10, v11 = ws.get("v10", index.shape), ws.get("v11", index.shape)
+    np.take(flat, index, out=v00, mode="clip")
+    np.take(flat[1:], index, out=v01, mode="clip")
+    np.take(flat[stride:], index, out=v10, mode="clip")
+    np.take(flat[stride + 1 :], index, out=v11, mode="clip")
+    v01 -= v00  # top = v00 + frac_c * (v01 - v00)
+    v01 *= points.frac_c
+    v01 += v00
+    v11 -= v10  # bottom = v10 + frac_c * (v11 - v10)
+    v11 *= points.frac_c
+    v11 += v10
+    v11 -= v01  # out = top + frac_r * (bottom - top)
+    v11 *= points.frac_r
+    return np.add(v01, v11).reshape(n, height, width)
 
 
 def warp(
@@ -147,7 +195,6 @@ def warp(
     shifts: np.ndarray,
     displacement: np.ndarray | None = None,
     fill: float | np.ndarray | None = None,
-    workspace: Workspace | None = None,
     order: int = 1,
 ) -> np.ndarray:
     """Resample every image at its own source coordinates.
@@ -162,89 +209,53 @@ def warp(
         Optional ``(n, 2, H, W)`` elastic field added to the source coordinates.
     fill:
         Background value: a number, ``(n,)`` values, or ``None`` for each image's minimum.
-    workspace:
-        Buffers to reuse between calls (see :class:`Workspace`).
     order:
-        1 for bilinear interpolation, 0 for the nearest pixel (exact, and four times
-        cheaper, for whole-pixel shifts and flips).
+        1 for bilinear interpolation, 0 for the nearest pixel (exact for whole-pixel
+        shifts and flips).
 
     Returns
     -------
     ``(n, H, W)`` float32, a new array.
     """
-    n, height, width = images.shape
-    if order not in (0, 1):
-        raise ConfigError(f"order={order!r} must be 0 (nearest) or 1 (bilinear)")
-    if n > _MAX_WARP_BATCH:  # keeps the float32 gather indices exact
-        parts = [
-            warp(
-                images[i : i + _MAX_WARP_BATCH],
-                matrices[i : i + _MAX_WARP_BATCH],
-                shifts[i : i + _MAX_WARP_BATCH],
-                None if displacement is None else displacement[i : i + _MAX_WARP_BATCH],
-                fill if fill is None or np.ndim(fill) == 0 else fill[i : i + _MAX_WARP_BATCH],
-                workspace,
-                order,
+    points = sample_points(matrices, shifts, displacement, images.shape[1:], order)
+    return resample(images, points, fill, order)
+
+
+class WarpBank:
+    """Warps prepared once, dealt out at random: a batch's augmentation at the cost of a
+    resampling.
+
+    Holds the :class:`SamplePoints` of ``size`` warps (``(size, H * W)`` each, 12 bytes a
+    pixel); :meth:`apply` gives every image of a batch one of them, drawn with the
+    caller's generator, so an image meets a new distortion at every epoch while the
+    geometry (affine maps, elastic fields, the source points) is paid for once.
+    """
+
+    def __init__(self, points: SamplePoints, order: int = 1) -> None:
+        if order not in (0, 1):
+            raise ConfigError(f"order={order!r} must be 0 (nearest) or 1 (bilinear)")
+        self.points, self.order = points, order
+        self.size = int(points.offset.shape[0])
+
+    def apply(
+        self,
+        images: np.ndarray,
+        rng: np.random.Generator,
+        fill: float | np.ndarray | None = None,
+        workspace: Workspace | None = None,
+    ) -> np.ndarray:
+        """``(n, H, W)`` float32 images, each warped by a random warp of the bank (a new array)."""
+        ws = workspace if workspace is not None else Workspace()
+        pick = rng.integers(0, self.size, images.shape[0])
+        points = SamplePoints(
+            *(
+                np.take(
+                    array, pick, 0, ws.get(name, (pick.size, array.shape[1]), array.dtype), "clip"
+                )
+                for name, array in zip(SamplePoints._fields, self.points, strict=True)
             )
-            for i in range(0, n, _MAX_WARP_BATCH)
-        ]
-        return np.concatenate(parts)
-    ws = workspace if workspace is not None else Workspace()
-    if fill is None:
-        fill_values = images.reshape(n, -1).min(axis=1)
-    else:
-        fill_values = np.broadcast_to(np.asarray(fill, dtype=np.float32), (n,))
-    # Pad with one row/column of background before and two after: coordinates are
-    # clipped to [-1, H] so that every neighbour of a point outside the image is fill.
-    padded = ws.get("padded", (n, height + 3, width + 3))
-    padded[...] = fill_values[:, None, None]
-    padded[:, 1 : height + 1, 1 : width + 1] = images
-    rows = (np.arange(height, dtype=np.float32) - (height - 1) / 2.0)[None, :, None]
-    cols = (np.arange(width, dtype=np.float32) - (width - 1) / 2.0)[None, None, :]
-    coords = []
-    for axis, size in ((0, height), (1, width)):
-        centre = (size - 1) / 2.0
-        a = matrices[:, axis].astype(np.float32)
-        offset = np.float32(centre + 1.0) - shifts[:, axis].astype(np.float32)
-        src = ws.get("src_r" if axis == 0 else "src_c", (n, height, width))
-        np.add(
-            a[:, 0, None, None] * rows + offset[:, None, None], a[:, 1, None, None] * cols, out=src
         )
-        if displacement is not None:
-            src += displacement[:, axis]
-        np.clip(src, 0.0, size + 1.0, out=src)
-        low = ws.get("floor_r" if axis == 0 else "floor_c", (n, height, width))
-        if order == 0:
-            np.rint(src, out=low)
-        else:
-            np.floor(src, out=low)
-            src -= low  # now the fractional part
-        coords.append((low, src))
-    (row0, frac_r), (col0, frac_c) = coords
-    stride = width + 3
-    index = ws.index((n, height, width))
-    row0 *= stride
-    row0 += col0
-    row0 += (np.arange(n, dtype=np.float32) * ((height + 3) * stride))[:, None, None]
-    np.copyto(index, row0, casting="unsafe")
-    flat = padded.reshape(-1)
-    if order == 0:
-        return np.take(flat, index, mode="clip")
-    v00, v01 = ws.get("v00", index.shape), ws.get("v01", index.shape)
-    v10, v11 = ws.get("v10", index.shape), ws.get("v11", index.shape)
-    np.take(flat, index, out=v00, mode="clip")
-    np.take(flat[1:], index, out=v01, mode="clip")
-    np.take(flat[stride:], index, out=v10, mode="clip")
-    np.take(flat[stride + 1 :], index, out=v11, mode="clip")
-    v01 -= v00  # top = v00 + frac_c * (v01 - v00)
-    v01 *= frac_c
-    v01 += v00
-    v11 -= v10  # bottom = v10 + frac_c * (v11 - v10)
-    v11 *= frac_c
-    v11 += v10
-    v11 -= v01  # out = top + frac_r * (bottom - top)
-    v11 *= frac_r
-    return np.add(v01, v11)
+        return resample(images, points, fill, self.order, ws)
 
 
 def erase_rectangles(

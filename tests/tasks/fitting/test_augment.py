@@ -18,8 +18,10 @@ from tasks.fitting.augment import (
     default_augment,
     eased,
     make_augmenter,
+    random_affine,
+    warp_bank,
 )
-from tasks.fitting.warp import FieldBank, elastic_field, noise_stride, warp
+from tasks.fitting.warp import WarpBank, elastic_field, noise_stride, sample_points, warp
 
 
 def _read_images(path: Path, count: int) -> np.ndarray:
@@ -163,38 +165,37 @@ def test_sparse_noise_keeps_the_amplitude_of_dense_noise() -> None:
     np.testing.assert_allclose(sparse.std(), dense.std(), rtol=0.1)
 
 
-def test_bank_fields_are_windows_of_its_fields_possibly_negated() -> None:
-    bank = FieldBank((28, 28), 8.0, 3.0, size=4, margin=3)
-    fields = elastic_field(4, (34, 34), 8.0, 3.0, np.random.default_rng(0))
-    drawn = bank.draw(40, np.random.default_rng(5))
-    assert drawn.shape == (40, 2, 28, 28) and drawn.dtype == np.float32
-    windows = [
-        sign * fields[k, :, top : top + 28, left : left + 28]
-        for k in range(4)
-        for top in range(7)
-        for left in range(7)
-        for sign in (1.0, -1.0)
-    ]
-    for field in drawn:
-        assert any(np.array_equal(field, window) for window in windows)
-    assert len({field.tobytes() for field in drawn}) > 30  # a different field for most images
+@pytest.mark.parametrize("order", [0, 1])
+def test_bank_gives_each_image_the_warp_of_a_random_entry(digits: np.ndarray, order: int) -> None:
+    config = default_augment("mnist", "elastic")
+    rng = np.random.default_rng(0)
+    matrices, shifts = random_affine(config, 8, rng)
+    fields = elastic_field(8, (28, 28), 8.0, 3.0, rng).copy()
+    bank = WarpBank(sample_points(matrices, shifts, fields, (28, 28), order), order)
+    images = np.concatenate([digits] * 80)  # 5,120 images: offsets past a float32's exact range
+    out = bank.apply(images, np.random.default_rng(5))
+    pick = np.random.default_rng(5).integers(0, 8, len(images))
+    expected = warp(images, matrices[pick], shifts[pick], fields[pick], order=order)
+    np.testing.assert_array_equal(out, expected)
+    assert len(np.unique(pick)) == 8
 
 
-def test_bank_depends_on_its_settings_not_on_the_training_seed() -> None:
-    first, second = FieldBank((28, 28), 8.0, 3.0), FieldBank((28, 28), 8.0, 3.0)
-    np.testing.assert_array_equal(
-        first.draw(16, np.random.default_rng(1)), second.draw(16, np.random.default_rng(1))
-    )
-    other = FieldBank((28, 28), 8.0, 3.0, seed=1).draw(16, np.random.default_rng(1))
-    assert not np.array_equal(other, first.draw(16, np.random.default_rng(1)))
+def test_bank_depends_on_its_settings_not_on_the_training_seed(digits: np.ndarray) -> None:
+    config = default_augment("mnist", "elastic")
+    first, second = warp_bank(config, size=64), warp_bank(config, size=64)
+    for a, b in zip(first.points, second.points, strict=True):
+        np.testing.assert_array_equal(a, b)
+    other = warp_bank(config, size=64, seed=1)
+    assert not np.array_equal(other.points.frac_r, first.points.frac_r)
+    gentle = warp_bank(config.scaled(0.5), size=64)
+    assert not np.array_equal(gentle.points.frac_r, first.points.frac_r)
 
 
-def test_bank_fields_have_the_amplitude_of_fresh_fields_inside_the_image() -> None:
-    drawn = FieldBank((28, 28), 8.0, 3.0).draw(4000, np.random.default_rng(2))
-    fresh = elastic_field(4000, (28, 28), 8.0, 3.0, np.random.default_rng(3))
-    inside = (slice(None), slice(None), slice(8, 20), slice(8, 20))  # away from the reflections
-    np.testing.assert_allclose(drawn[inside].std(), fresh[inside].std(), rtol=0.05)
-    assert abs(float(drawn.mean())) < 0.02
+def test_an_image_meets_a_different_warp_at_each_draw(digits: np.ndarray) -> None:
+    augment = Augmenter(default_augment("mnist", "elastic"))
+    one = np.repeat(_standardize(digits[:1]), 256, axis=0)
+    out = augment(one, np.random.default_rng(3))
+    assert len({row.tobytes() for row in out}) > 240  # 256 draws from 4,096 warps
 
 
 def test_no_hflip_for_digits_but_for_clothes(clothes: np.ndarray) -> None:
@@ -225,18 +226,6 @@ def test_random_erasing_sets_one_rectangle_to_the_fill(clothes: np.ndarray) -> N
     half = Augmenter(AugmentConfig(kind="shift", max_shift=0.0, erase=0.5, fill=-5.0))
     touched = (half(X, np.random.default_rng(6)) == -5.0).any(axis=1)
     assert 16 < touched.sum() < 48
-
-
-def test_large_batches_are_processed_in_chunks() -> None:
-    rng = np.random.default_rng(5)
-    X = rng.random((5000, 784), dtype=np.float32)
-    out = Augmenter(AugmentConfig(kind="affine"))(X, np.random.default_rng(6))
-    matrices_rng = np.random.default_rng(6)
-    from tasks.fitting.augment import random_affine
-
-    matrices, shifts = random_affine(AugmentConfig(kind="affine"), 5000, matrices_rng)
-    tail = warp(X[4500:].reshape(-1, 28, 28), matrices[4500:], shifts[4500:])
-    np.testing.assert_allclose(out[4500:], tail.reshape(500, 784), atol=1e-6)
 
 
 def test_pickled_augmenter_gives_the_same_output(digits: np.ndarray) -> None:
