@@ -18,6 +18,7 @@ Examples::
     python bench/validation.py --seeds 0 1 2 --set epochs=100 weight_decay=2e-4
     python bench/validation.py --dataset fashion-mnist --set epochs=60
     python bench/validation.py --seeds 0 1 2 --ease-factor 1   # no easing at the end
+    python bench/validation.py --seeds 0 1 2 --train-size 8000 # a small training set
 """
 
 from __future__ import annotations
@@ -96,6 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--every", type=int, default=10, help="epochs between curve points")
     parser.add_argument(
+        "--train-size",
+        type=int,
+        default=None,
+        help="train on the first N of the 50,000 training images only (a small dataset); "
+        "the validation images stay the same 10,000",
+    )
+    parser.add_argument(
         "--ease-share",
         type=float,
         default=augment_module.EASE_SHARE,
@@ -119,6 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     config = TrainConfig.from_values(params)
     augment = default_augment(args.dataset, params["augment"], params["augment_strength"])
     splits = load_split(args.dataset, bool(recipe["standardize"]))
+    if args.train_size is not None:
+        if not 1 <= args.train_size <= len(splits.y_train):
+            raise SystemExit(
+                f"--train-size {args.train_size}: must be in [1, {len(splits.y_train)}]"
+            )
+        splits.X_train = splits.X_train[: args.train_size]
+        splits.y_train = splits.y_train[: args.train_size]
     scores = []
     for seed in args.seeds:
         start = time.perf_counter()
@@ -131,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         scores.append(curve[-1])
         print(json.dumps({
             "dataset": args.dataset, "recipe": args.recipe, "changes": changes, "seed": seed,
+            "train_size": len(splits.y_train),
             "ease": [args.ease_share, args.ease_factor],
             "val_accuracy": round(curve[-1], 2),
             "curve": [round(v, 2) for v in curve[args.every - 1 :: args.every]],
